@@ -1,0 +1,116 @@
+//! Convolution: recording, standard backward, excitation rule.
+
+use crate::error::Result;
+use crate::op::Op;
+use crate::rule::{Rule, RuleContext};
+use crate::tape::{Tape, Var};
+use sightline_tensor::conv::{
+    conv2d as conv_kernel, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight,
+};
+use sightline_tensor::{Conv2dParams, Element, Tensor};
+use std::sync::Arc;
+
+/// A recorded convolution.
+#[derive(Debug)]
+pub struct Conv2dOp<T> {
+    /// Stride, padding, dilation, groups.
+    pub params: Conv2dParams,
+    /// The kernel (shared with the layer, not copied).
+    pub weight: Arc<Tensor<T>>,
+    /// The input, kept when a rule or a weight gradient may need it.
+    pub input: Option<Arc<Tensor<T>>>,
+    /// Whether a bias was added (a third input).
+    pub has_bias: bool,
+}
+
+/// Records `conv2d(x, weight, bias)`.
+pub fn conv2d<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    weight: &Var<T>,
+    bias: Option<&Var<T>>,
+    params: Conv2dParams,
+) -> Result<Var<T>> {
+    let y = conv_kernel(x.value(), weight.value(), bias.map(|b| b.value()), params)
+        .map_err(tape.kernel_err("conv2d"))?;
+    let keep_input = tape.keeps_all() || tape.requires_grad(weight.id());
+    let op = Op::Conv2d(Conv2dOp {
+        params,
+        weight: weight.value_arc().clone(),
+        input: keep_input.then(|| x.value_arc().clone()),
+        has_bias: bias.is_some(),
+    });
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    Ok(tape.record(op, &inputs, y))
+}
+
+impl<T: Element> Conv2dOp<T> {
+    fn input_hw(ctx: &RuleContext<'_, T>) -> (usize, usize) {
+        let s = &ctx.node.input_shapes[0];
+        (s[2], s[3])
+    }
+
+    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        let mut out = vec![None, None];
+        if ctx.needs(0) {
+            out[0] = Some(
+                conv2d_backward_input(g, &self.weight, Self::input_hw(ctx), self.params)
+                    .map_err(|e| ctx.kernel(e))?,
+            );
+        }
+        if ctx.needs(1) {
+            let x = self.input.as_ref().ok_or_else(|| ctx.not_retained("standard", "input"))?;
+            out[1] = Some(
+                conv2d_backward_weight(x, g, self.weight.shape(), self.params).map_err(|e| ctx.kernel(e))?,
+            );
+        }
+        if self.has_bias {
+            out.push(if ctx.needs(2) {
+                Some(conv2d_backward_bias(g).map_err(|e| ctx.kernel(e))?)
+            } else {
+                None
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Excitation backprop through a convolution:
+/// `x * VJP_{W+}(g / (conv(x, W+) + 1e-20))`, `W+ = max(W, 0)`, no bias.
+///
+/// With `negate_weights`, `W+ = max(-W, 0)`: the contrastive pass of
+/// contrastive excitation backprop, applied to the classifier layer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExcitationConv {
+    /// Use the negated weights (contrastive pass).
+    pub negate_weights: bool,
+}
+
+impl<T: Element> Rule<T> for ExcitationConv {
+    fn name(&self) -> &str {
+        "excitation_conv"
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        let Op::Conv2d(op) = &ctx.node.op else {
+            return Err(ctx.mismatch(Rule::<T>::name(self)));
+        };
+        let mut out: Vec<Option<Tensor<T>>> = (0..ctx.node.inputs.len()).map(|_| None).collect();
+        if !ctx.needs(0) {
+            return Ok(out);
+        }
+        let x = op.input.as_ref().ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
+        let sign = if self.negate_weights { -T::one() } else { T::one() };
+        let w_plus = op.weight.map(|w| (w * sign).max(T::zero()));
+        let hw = Conv2dOp::input_hw(ctx);
+        out[0] = Some(crate::ops::excitation(
+            ctx,
+            x,
+            g,
+            |a| conv_kernel(a, &w_plus, None, op.params),
+            |s| conv2d_backward_input(s, &w_plus, hw, op.params),
+        )?);
+        Ok(out)
+    }
+}

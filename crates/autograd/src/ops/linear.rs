@@ -1,0 +1,100 @@
+//! Fully connected layer: recording, standard backward, excitation rule.
+
+use crate::error::Result;
+use crate::op::Op;
+use crate::rule::{Rule, RuleContext};
+use crate::tape::{Tape, Var};
+use sightline_tensor::linear::{
+    linear as linear_kernel, linear_backward_bias, linear_backward_input, linear_backward_weight,
+};
+use sightline_tensor::{Element, Tensor};
+use std::sync::Arc;
+
+/// A recorded linear layer.
+#[derive(Debug)]
+pub struct LinearOp<T> {
+    /// The weight, Out x In (shared with the layer).
+    pub weight: Arc<Tensor<T>>,
+    /// The input, kept when a rule or a weight gradient may need it.
+    pub input: Option<Arc<Tensor<T>>>,
+    /// Whether a bias was added (a third input).
+    pub has_bias: bool,
+}
+
+/// Records `x W^T + b`.
+pub fn linear<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    weight: &Var<T>,
+    bias: Option<&Var<T>>,
+) -> Result<Var<T>> {
+    let y = linear_kernel(x.value(), weight.value(), bias.map(|b| b.value()))
+        .map_err(tape.kernel_err("linear"))?;
+    let keep_input = tape.keeps_all() || tape.requires_grad(weight.id());
+    let op = Op::Linear(LinearOp {
+        weight: weight.value_arc().clone(),
+        input: keep_input.then(|| x.value_arc().clone()),
+        has_bias: bias.is_some(),
+    });
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    Ok(tape.record(op, &inputs, y))
+}
+
+impl<T: Element> LinearOp<T> {
+    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        let mut out = vec![None, None];
+        if ctx.needs(0) {
+            out[0] = Some(linear_backward_input(g, &self.weight).map_err(|e| ctx.kernel(e))?);
+        }
+        if ctx.needs(1) {
+            let x = self.input.as_ref().ok_or_else(|| ctx.not_retained("standard", "input"))?;
+            out[1] = Some(linear_backward_weight(g, x).map_err(|e| ctx.kernel(e))?);
+        }
+        if self.has_bias {
+            out.push(if ctx.needs(2) {
+                Some(linear_backward_bias(g).map_err(|e| ctx.kernel(e))?)
+            } else {
+                None
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Excitation backprop through a linear layer:
+/// `x * (g / (x W+^T + 1e-20)) W+`, `W+ = max(W, 0)`, no bias.
+///
+/// With `negate_weights`, `W+ = max(-W, 0)` (the contrastive pass).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExcitationLinear {
+    /// Use the negated weights (contrastive pass).
+    pub negate_weights: bool,
+}
+
+impl<T: Element> Rule<T> for ExcitationLinear {
+    fn name(&self) -> &str {
+        "excitation_linear"
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        let Op::Linear(op) = &ctx.node.op else {
+            return Err(ctx.mismatch(Rule::<T>::name(self)));
+        };
+        let mut out: Vec<Option<Tensor<T>>> = (0..ctx.node.inputs.len()).map(|_| None).collect();
+        if !ctx.needs(0) {
+            return Ok(out);
+        }
+        let x = op.input.as_ref().ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
+        let sign = if self.negate_weights { -T::one() } else { T::one() };
+        let w_plus = op.weight.map(|w| (w * sign).max(T::zero()));
+        out[0] = Some(crate::ops::excitation(
+            ctx,
+            x,
+            g,
+            |a| linear_kernel(a, &w_plus, None),
+            |s| linear_backward_input(s, &w_plus),
+        )?);
+        Ok(out)
+    }
+}

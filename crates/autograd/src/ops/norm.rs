@@ -1,0 +1,48 @@
+//! Batch norm in inference: recording, standard backward, excitation rule (identity).
+
+use crate::error::Result;
+use crate::op::Op;
+use crate::rule::{Rule, RuleContext};
+use crate::tape::{Tape, Var};
+use sightline_tensor::norm::{batch_norm as bn_kernel, batch_norm_backward_input, BatchNormAffine};
+use sightline_tensor::{Element, Tensor};
+use std::sync::Arc;
+
+/// A recorded batch norm: its per-channel affine form.
+#[derive(Debug)]
+pub struct BatchNormOp<T> {
+    /// Scale and shift per channel (shared with the layer).
+    pub affine: Arc<BatchNormAffine<T>>,
+}
+
+/// Records an inference batch norm.
+pub fn batch_norm<T: Element>(tape: &mut Tape<T>, x: &Var<T>, affine: &Arc<BatchNormAffine<T>>) -> Result<Var<T>> {
+    let y = bn_kernel(x.value(), affine).map_err(tape.kernel_err("batch_norm"))?;
+    Ok(tape.record(Op::BatchNorm(BatchNormOp { affine: affine.clone() }), &[x], y))
+}
+
+impl<T: Element> BatchNormOp<T> {
+    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        if !ctx.needs(0) {
+            return Ok(vec![None]);
+        }
+        Ok(vec![Some(batch_norm_backward_input(g, &self.affine).map_err(|e| ctx.kernel(e))?)])
+    }
+}
+
+/// Excitation backprop through batch norm: the gradient passes unchanged (TorchRay).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExcitationBatchNorm;
+
+impl<T: Element> Rule<T> for ExcitationBatchNorm {
+    fn name(&self) -> &str {
+        "excitation_batch_norm"
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        if !matches!(ctx.node.op, Op::BatchNorm(_)) {
+            return Err(ctx.mismatch(Rule::<T>::name(self)));
+        }
+        Ok(vec![ctx.needs(0).then(|| g.clone())])
+    }
+}

@@ -1,0 +1,153 @@
+//! Pooling: max (first maximum), average and adaptive average, with their
+//! standard backward and the excitation rules of the average pools.
+
+use crate::error::Result;
+use crate::op::Op;
+use crate::rule::{Rule, RuleContext};
+use crate::tape::{Tape, Var};
+use sightline_tensor::pool::{
+    adaptive_avg_pool2d as adaptive_kernel, adaptive_avg_pool2d_backward, avg_pool2d as avg_kernel,
+    avg_pool2d_backward, max_pool2d as max_kernel, max_pool2d_backward,
+};
+use sightline_tensor::{AvgPool2dParams, Element, MaxPool2dParams, Tensor};
+use std::sync::Arc;
+
+/// A recorded max pool: for each output, the index in its input plane of the first maximum.
+#[derive(Debug)]
+pub struct MaxPoolOp {
+    /// The pooling geometry.
+    pub params: MaxPool2dParams,
+    /// Flat index within the input plane of each output's first maximal element.
+    pub indices: Vec<u32>,
+}
+
+/// Records a max pool.
+pub fn max_pool2d<T: Element>(tape: &mut Tape<T>, x: &Var<T>, params: MaxPool2dParams) -> Result<Var<T>> {
+    let (y, indices) = max_kernel(x.value(), params).map_err(tape.kernel_err("max_pool2d"))?;
+    Ok(tape.record(Op::MaxPool2d(MaxPoolOp { params, indices }), &[x], y))
+}
+
+impl MaxPoolOp {
+    /// Standard: each output gradient goes to its first maximal input element.
+    pub(crate) fn standard<T: Element>(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        if !ctx.needs(0) {
+            return Ok(vec![None]);
+        }
+        let gx = max_pool2d_backward(g, &self.indices, &ctx.node.input_shapes[0]).map_err(|e| ctx.kernel(e))?;
+        Ok(vec![Some(gx)])
+    }
+}
+
+/// A recorded average pool.
+#[derive(Debug)]
+pub struct AvgPoolOp<T> {
+    /// The pooling geometry.
+    pub params: AvgPool2dParams,
+    /// The input, kept for the excitation rule.
+    pub input: Option<Arc<Tensor<T>>>,
+}
+
+/// Records an average pool.
+pub fn avg_pool2d<T: Element>(tape: &mut Tape<T>, x: &Var<T>, params: AvgPool2dParams) -> Result<Var<T>> {
+    let y = avg_kernel(x.value(), params).map_err(tape.kernel_err("avg_pool2d"))?;
+    let input = tape.keeps_all().then(|| x.value_arc().clone());
+    Ok(tape.record(Op::AvgPool2d(AvgPoolOp { params, input }), &[x], y))
+}
+
+impl<T: Element> AvgPoolOp<T> {
+    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        if !ctx.needs(0) {
+            return Ok(vec![None]);
+        }
+        let gx = avg_pool2d_backward(g, &ctx.node.input_shapes[0], self.params).map_err(|e| ctx.kernel(e))?;
+        Ok(vec![Some(gx)])
+    }
+}
+
+/// A recorded adaptive average pool.
+#[derive(Debug)]
+pub struct AdaptiveAvgPoolOp<T> {
+    /// Output height and width.
+    pub output_hw: (usize, usize),
+    /// The input, kept for the excitation rule.
+    pub input: Option<Arc<Tensor<T>>>,
+}
+
+/// Records an adaptive average pool to `output_hw`.
+pub fn adaptive_avg_pool2d<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    output_hw: (usize, usize),
+) -> Result<Var<T>> {
+    let y = adaptive_kernel(x.value(), output_hw).map_err(tape.kernel_err("adaptive_avg_pool2d"))?;
+    let input = tape.keeps_all().then(|| x.value_arc().clone());
+    Ok(tape.record(Op::AdaptiveAvgPool2d(AdaptiveAvgPoolOp { output_hw, input }), &[x], y))
+}
+
+impl<T: Element> AdaptiveAvgPoolOp<T> {
+    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        if !ctx.needs(0) {
+            return Ok(vec![None]);
+        }
+        let gx = adaptive_avg_pool2d_backward(g, &ctx.node.input_shapes[0]).map_err(|e| ctx.kernel(e))?;
+        Ok(vec![Some(gx)])
+    }
+}
+
+/// Excitation backprop through an average pool: `x * VJP(g / (avgpool(x) + 1e-20))`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExcitationAvgPool;
+
+impl<T: Element> Rule<T> for ExcitationAvgPool {
+    fn name(&self) -> &str {
+        "excitation_avg_pool"
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        let Op::AvgPool2d(op) = &ctx.node.op else {
+            return Err(ctx.mismatch(Rule::<T>::name(self)));
+        };
+        if !ctx.needs(0) {
+            return Ok(vec![None]);
+        }
+        let x = op.input.as_ref().ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
+        let shape = &ctx.node.input_shapes[0];
+        let gx = crate::ops::excitation(
+            ctx,
+            x,
+            g,
+            |a| avg_kernel(a, op.params),
+            |s| avg_pool2d_backward(s, shape, op.params),
+        )?;
+        Ok(vec![Some(gx)])
+    }
+}
+
+/// Excitation backprop through an adaptive average pool: `x * VJP(g / (pool(x) + 1e-20))`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExcitationAdaptiveAvgPool;
+
+impl<T: Element> Rule<T> for ExcitationAdaptiveAvgPool {
+    fn name(&self) -> &str {
+        "excitation_adaptive_avg_pool"
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        let Op::AdaptiveAvgPool2d(op) = &ctx.node.op else {
+            return Err(ctx.mismatch(Rule::<T>::name(self)));
+        };
+        if !ctx.needs(0) {
+            return Ok(vec![None]);
+        }
+        let x = op.input.as_ref().ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
+        let shape = &ctx.node.input_shapes[0];
+        let gx = crate::ops::excitation(
+            ctx,
+            x,
+            g,
+            |a| adaptive_kernel(a, op.output_hw),
+            |s| adaptive_avg_pool2d_backward(s, shape),
+        )?;
+        Ok(vec![Some(gx)])
+    }
+}

@@ -1,0 +1,189 @@
+//! Backward rules and the rule sets that choose them at backward time.
+
+use crate::error::{AutogradError, Result};
+use crate::op::OpKind;
+use crate::ops;
+use crate::tape::Node;
+use sightline_tensor::{Element, Tensor, TensorError};
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// What a rule sees of the op it runs on.
+#[derive(Debug)]
+pub struct RuleContext<'a, T> {
+    /// The recorded node: its op (with saved values), inputs and layer.
+    pub node: &'a Node<T>,
+    /// For each input, whether its gradient is wanted; a rule may skip the others (`None`).
+    pub needs: &'a [bool],
+}
+
+impl<T: Element> RuleContext<'_, T> {
+    /// Whether input `i`'s gradient is wanted.
+    pub fn needs(&self, i: usize) -> bool {
+        self.needs.get(i).copied().unwrap_or(false)
+    }
+
+    /// The error for a rule run on an op it does not handle.
+    pub fn mismatch(&self, rule: &str) -> AutogradError {
+        AutogradError::RuleMismatch {
+            rule: rule.to_string(),
+            op: self.node.op.name(),
+            layer: self.node.layer.to_string(),
+        }
+    }
+
+    /// The error for a value the tape did not retain.
+    pub fn not_retained(&self, rule: &str, what: &'static str) -> AutogradError {
+        AutogradError::NotRetained {
+            rule: rule.to_string(),
+            op: self.node.op.name(),
+            layer: self.node.layer.to_string(),
+            what,
+        }
+    }
+
+    /// Wraps a kernel error with this node's op and layer.
+    pub fn kernel(&self, source: TensorError) -> AutogradError {
+        AutogradError::Kernel {
+            op: self.node.op.name(),
+            layer: self.node.layer.to_string(),
+            source,
+        }
+    }
+}
+
+/// A backward rule: maps the gradient at an op's output to (pseudo-)gradients at its inputs.
+///
+/// Return one entry per input of the node, `None` where `ctx.needs(i)` is false
+/// (or where the input has no gradient). Each returned tensor must have the
+/// input's shape.
+pub trait Rule<T: Element>: Send + Sync + Debug {
+    /// The rule's name, for messages.
+    fn name(&self) -> &str;
+
+    /// Computes the input gradients from the output gradient `grad`.
+    fn backward(&self, ctx: &RuleContext<'_, T>, grad: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>>;
+}
+
+/// The exact gradient of every op.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Standard;
+
+impl<T: Element> Rule<T> for Standard {
+    fn name(&self) -> &str {
+        "standard"
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, grad: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        ctx.node.op.standard_backward(ctx, grad)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct LayerRule<T> {
+    layer: String,
+    kind: Option<OpKind>,
+    rule: Arc<dyn Rule<T>>,
+}
+
+/// Which rule runs for each op: by op kind, overridden for named layers.
+///
+/// Chosen at backward time, so one recorded forward pass serves every method.
+#[derive(Clone, Debug)]
+pub struct RuleSet<T> {
+    name: String,
+    by_kind: HashMap<OpKind, Arc<dyn Rule<T>>>,
+    by_layer: Vec<LayerRule<T>>,
+}
+
+impl<T: Element> RuleSet<T> {
+    /// Standard rules for every op.
+    pub fn standard() -> Self {
+        Self {
+            name: "standard".into(),
+            by_kind: HashMap::new(),
+            by_layer: Vec::new(),
+        }
+    }
+
+    /// Guided backprop, TorchRay's ReLU: zero where `x < 0`, then `max(., 0)`.
+    pub fn guided_backprop() -> Self {
+        Self::standard()
+            .named("guided_backprop")
+            .with(OpKind::Relu, Arc::new(ops::relu::GuidedRelu))
+    }
+
+    /// Guided backprop, Captum's ReLU: `max(g, 0)` where `x > 0`, else 0.
+    pub fn captum_guided_backprop() -> Self {
+        Self::standard()
+            .named("captum_guided_backprop")
+            .with(OpKind::Relu, Arc::new(ops::relu::CaptumGuidedRelu))
+    }
+
+    /// Deconvnet: the ReLU passes `max(g, 0)` whatever its input.
+    pub fn deconvnet() -> Self {
+        Self::standard()
+            .named("deconvnet")
+            .with(OpKind::Relu, Arc::new(ops::relu::DeconvnetRelu))
+    }
+
+    /// Excitation backprop (Zhang et al. 2016, TorchRay's variant): conv, linear,
+    /// average pools, batch norm and the residual sum change; ReLU and max pool keep
+    /// their standard rules.
+    pub fn excitation_backprop() -> Self {
+        Self::standard()
+            .named("excitation_backprop")
+            .with(OpKind::Conv2d, Arc::new(ops::conv::ExcitationConv::default()))
+            .with(OpKind::Linear, Arc::new(ops::linear::ExcitationLinear::default()))
+            .with(OpKind::AvgPool2d, Arc::new(ops::pool::ExcitationAvgPool))
+            .with(OpKind::AdaptiveAvgPool2d, Arc::new(ops::pool::ExcitationAdaptiveAvgPool))
+            .with(OpKind::BatchNorm, Arc::new(ops::norm::ExcitationBatchNorm))
+            .with(OpKind::Add, Arc::new(ops::arith::ExcitationSum))
+    }
+
+    /// Renames the set (for messages).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// The set's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Uses `rule` for every op of `kind`.
+    pub fn with(mut self, kind: OpKind, rule: Arc<dyn Rule<T>>) -> Self {
+        self.by_kind.insert(kind, rule);
+        self
+    }
+
+    /// Uses `rule` for the ops recorded by layer `layer` (its exact path), of
+    /// `kind` only, or of every kind when `kind` is `None`. Layer rules win over kind rules.
+    pub fn with_layer(mut self, layer: &str, kind: Option<OpKind>, rule: Arc<dyn Rule<T>>) -> Self {
+        self.by_layer.push(LayerRule {
+            layer: layer.to_string(),
+            kind,
+            rule,
+        });
+        self
+    }
+
+    /// The rule for a node: the last matching layer rule, else its kind's rule, else [`Standard`].
+    pub fn resolve<'a>(&'a self, node: &Node<T>) -> &'a dyn Rule<T> {
+        let kind = node.op.kind();
+        if let Some(r) = self
+            .by_layer
+            .iter()
+            .rev()
+            .find(|r| *r.layer == *node.layer && r.kind.is_none_or(|k| k == kind))
+        {
+            return r.rule.as_ref();
+        }
+        match self.by_kind.get(&kind) {
+            Some(r) => r.as_ref(),
+            None => &Standard,
+        }
+    }
+}

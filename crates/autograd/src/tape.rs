@@ -1,0 +1,305 @@
+//! The tape: variables, the nodes that produced them, and layer scopes.
+
+use crate::error::{AutogradError, Result};
+use crate::op::Op;
+use sightline_tensor::{Element, Tensor, TensorError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Identifier of a variable on a tape; ids grow in recording order.
+pub type VarId = usize;
+
+/// A value computed on a tape: its id and a shared handle to its tensor.
+///
+/// Cloning a `Var` is cheap. Dropping every handle to an intermediate value
+/// frees it unless an op saved it for its backward rules.
+#[derive(Clone, Debug)]
+pub struct Var<T> {
+    id: VarId,
+    value: Arc<Tensor<T>>,
+}
+
+impl<T: Element> Var<T> {
+    /// The variable's id on its tape.
+    pub fn id(&self) -> VarId {
+        self.id
+    }
+
+    /// The computed value.
+    pub fn value(&self) -> &Tensor<T> {
+        &self.value
+    }
+
+    /// A shared handle to the value.
+    pub fn value_arc(&self) -> &Arc<Tensor<T>> {
+        &self.value
+    }
+
+    /// The value's shape.
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+}
+
+/// What the forward pass keeps for backward rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retain {
+    /// Everything any built-in rule may need (inputs of conv, linear, pools and
+    /// sums, for excitation backprop): one forward serves every method.
+    All,
+    /// Only what the standard, guided and deconvnet rules need (weights,
+    /// ReLU sign bits, max-pool indices), plus the layer outputs named when
+    /// recording: the least memory for gradient-based methods.
+    Minimal,
+    /// Record nothing: a plain inference forward pass.
+    Nothing,
+}
+
+/// One recorded op: what it computed from which variables, under which layer.
+#[derive(Debug)]
+pub struct Node<T> {
+    /// The op and what it saved.
+    pub op: Op<T>,
+    /// Input variable ids, in the op's argument order.
+    pub inputs: Vec<VarId>,
+    /// Shapes of the inputs.
+    pub input_shapes: Vec<Vec<usize>>,
+    /// The output variable id.
+    pub output: VarId,
+    /// Torchvision-style path of the layer that recorded the op (`features.3`), empty at top level.
+    pub layer: Arc<str>,
+}
+
+#[derive(Debug, Clone)]
+struct VarInfo {
+    shape: Vec<usize>,
+    requires_grad: bool,
+}
+
+/// The output of a named layer, as registered by the model's forward pass.
+#[derive(Debug, Clone)]
+pub struct LayerOutput<T> {
+    /// The variable.
+    pub id: VarId,
+    /// Its value, when the tape retained it.
+    pub value: Option<Arc<Tensor<T>>>,
+}
+
+/// Records ops during a forward pass so that backward passes can walk them in reverse.
+#[derive(Debug)]
+pub struct Tape<T> {
+    nodes: Vec<Node<T>>,
+    vars: Vec<VarInfo>,
+    scope: Vec<String>,
+    layer_path: Arc<str>,
+    layers: HashMap<String, LayerOutput<T>>,
+    layer_order: Vec<String>,
+    keep: Vec<String>,
+    retain: Retain,
+    train: bool,
+    params: Vec<(String, VarId)>,
+}
+
+impl<T: Element> Tape<T> {
+    /// A new, empty tape.
+    pub fn new(retain: Retain) -> Self {
+        Self {
+            nodes: Vec::new(),
+            vars: Vec::new(),
+            scope: Vec::new(),
+            layer_path: Arc::from(""),
+            layers: HashMap::new(),
+            layer_order: Vec::new(),
+            keep: Vec::new(),
+            retain,
+            train: false,
+            params: Vec::new(),
+        }
+    }
+
+    /// Makes the parameters registered through [`Tape::param`] trainable leaves,
+    /// so their gradients can be asked for (training).
+    pub fn training(mut self) -> Self {
+        self.train = true;
+        self
+    }
+
+    /// Whether parameters are trainable on this tape.
+    pub fn trains_params(&self) -> bool {
+        self.train
+    }
+
+    /// A parameter of the current layer, named `name` (full name: `layer.name`,
+    /// e.g. `features.0.weight`): a trainable leaf on a training tape, a frozen
+    /// constant otherwise.
+    pub fn param(&mut self, name: &str, value: &Arc<Tensor<T>>) -> Var<T> {
+        if !self.train {
+            return self.constant(value.clone());
+        }
+        let full = if self.layer_path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.layer_path)
+        };
+        let v = self.parameter(value.clone());
+        self.params.push((full, v.id));
+        v
+    }
+
+    /// The trainable parameters registered on this tape, by full name.
+    pub fn params(&self) -> &[(String, VarId)] {
+        &self.params
+    }
+
+    /// A tape that also keeps the outputs of the named layers (for probes under [`Retain::Minimal`]).
+    pub fn with_kept_layers(retain: Retain, layers: &[&str]) -> Self {
+        let mut t = Self::new(retain);
+        t.keep = layers.iter().map(|s| s.to_string()).collect();
+        t
+    }
+
+    /// The retention policy.
+    pub fn retain(&self) -> Retain {
+        self.retain
+    }
+
+    /// Whether ops are recorded.
+    pub fn is_recording(&self) -> bool {
+        self.retain != Retain::Nothing
+    }
+
+    /// Whether ops must keep the inputs that excitation-style rules need.
+    pub fn keeps_all(&self) -> bool {
+        self.retain == Retain::All
+    }
+
+    /// The recorded nodes, in order.
+    pub fn nodes(&self) -> &[Node<T>] {
+        &self.nodes
+    }
+
+    /// Number of variables created so far.
+    pub fn num_vars(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// Shape of a variable.
+    pub fn var_shape(&self, id: VarId) -> Result<&[usize]> {
+        self.vars
+            .get(id)
+            .map(|v| v.shape.as_slice())
+            .ok_or(AutogradError::UnknownVar {
+                id,
+                len: self.vars.len(),
+            })
+    }
+
+    /// Whether a variable depends on a leaf that requires a gradient.
+    pub fn requires_grad(&self, id: VarId) -> bool {
+        self.vars.get(id).is_some_and(|v| v.requires_grad)
+    }
+
+    fn new_var(&mut self, value: Tensor<T>, requires_grad: bool) -> Var<T> {
+        let id = self.vars.len();
+        self.vars.push(VarInfo {
+            shape: value.shape().to_vec(),
+            requires_grad,
+        });
+        Var {
+            id,
+            value: Arc::new(value),
+        }
+    }
+
+    /// A leaf whose gradient may be asked for (the model input).
+    pub fn input(&mut self, value: Tensor<T>) -> Var<T> {
+        self.new_var(value, true)
+    }
+
+    /// A trainable parameter leaf (shared, not copied).
+    pub fn parameter(&mut self, value: Arc<Tensor<T>>) -> Var<T> {
+        self.leaf_arc(value, true)
+    }
+
+    /// A frozen leaf: no gradient is ever computed for it.
+    pub fn constant(&mut self, value: Arc<Tensor<T>>) -> Var<T> {
+        self.leaf_arc(value, false)
+    }
+
+    fn leaf_arc(&mut self, value: Arc<Tensor<T>>, requires_grad: bool) -> Var<T> {
+        let id = self.vars.len();
+        self.vars.push(VarInfo {
+            shape: value.shape().to_vec(),
+            requires_grad,
+        });
+        Var { id, value }
+    }
+
+    /// Records an op's output. `op` is `None` when nothing is recorded.
+    pub(crate) fn record(&mut self, op: Op<T>, inputs: &[&Var<T>], value: Tensor<T>) -> Var<T> {
+        let requires_grad = inputs.iter().any(|v| self.requires_grad(v.id));
+        let out = self.new_var(value, requires_grad);
+        if self.is_recording() {
+            self.nodes.push(Node {
+                op,
+                inputs: inputs.iter().map(|v| v.id).collect(),
+                input_shapes: inputs.iter().map(|v| v.shape().to_vec()).collect(),
+                output: out.id,
+                layer: self.layer_path.clone(),
+            });
+        }
+        out
+    }
+
+    /// Wraps a kernel error with the op and the current layer.
+    pub(crate) fn kernel_err(&self, op: &'static str) -> impl Fn(TensorError) -> AutogradError + '_ {
+        move |source| AutogradError::Kernel {
+            op,
+            layer: self.layer_path.to_string(),
+            source,
+        }
+    }
+
+    /// The current layer path.
+    pub fn layer_path(&self) -> &str {
+        &self.layer_path
+    }
+
+    /// Enters a child module named `name` (paths join with `.`).
+    pub fn push_scope(&mut self, name: &str) {
+        self.scope.push(name.to_string());
+        self.layer_path = Arc::from(self.scope.join("."));
+    }
+
+    /// Leaves the current child module.
+    pub fn pop_scope(&mut self) {
+        self.scope.pop();
+        self.layer_path = Arc::from(self.scope.join("."));
+    }
+
+    /// Registers `var` as the output of the current layer path.
+    pub fn mark_layer_output(&mut self, var: &Var<T>) {
+        let path = self.layer_path.to_string();
+        let keep = self.retain == Retain::All || self.keep.iter().any(|k| *k == path);
+        if !self.layers.contains_key(&path) {
+            self.layer_order.push(path.clone());
+        }
+        self.layers.insert(
+            path,
+            LayerOutput {
+                id: var.id,
+                value: keep.then(|| var.value.clone()),
+            },
+        );
+    }
+
+    /// The output of a named layer, if the forward pass went through it.
+    pub fn layer_output(&self, path: &str) -> Option<&LayerOutput<T>> {
+        self.layers.get(path)
+    }
+
+    /// Layer paths in the order their outputs were registered.
+    pub fn layer_names(&self) -> &[String] {
+        &self.layer_order
+    }
+}

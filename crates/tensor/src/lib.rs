@@ -1,0 +1,33 @@
+//! # sightline-tensor
+//!
+//! A minimal N-d tensor ([`Tensor`]) with an element type generic through
+//! `num-traits` (`f32` for work, `f64` for gradient checks), and the CPU
+//! kernels that saliency methods need: GEMM through `matrixmultiply`,
+//! convolution, pooling, batch norm, elementwise ops, reductions, softmax,
+//! resizing and Gaussian blur.
+//!
+//! Every kernel that runs in parallel (with `rayon`) splits its work so that
+//! each output element is computed by exactly one task in a fixed order: the
+//! results are bit-identical whatever the number of threads.
+#![warn(missing_docs)]
+
+pub mod blur;
+pub mod conv;
+pub mod element;
+pub mod elementwise;
+pub mod error;
+pub mod gemm;
+pub mod linear;
+pub mod norm;
+pub mod pool;
+pub mod reduce;
+pub mod resize;
+pub mod softmax;
+pub mod tensor;
+
+pub use conv::Conv2dParams;
+pub use element::{cst, cst_eps, Element};
+pub use error::{Result, TensorError};
+pub use pool::{AvgPool2dParams, MaxPool2dParams};
+pub use resize::ResizeMode;
+pub use tensor::Tensor;

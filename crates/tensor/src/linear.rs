@@ -1,0 +1,126 @@
+//! Fully connected layer: `y = x W^T + b`, and its backward.
+
+use crate::element::Element;
+use crate::error::{Result, TensorError};
+use crate::gemm::{gemm, MatRef};
+use crate::tensor::Tensor;
+
+/// Linear forward: `x` N x In, `weight` Out x In, optional `bias` of Out; returns N x Out.
+pub fn linear<T: Element>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+) -> Result<Tensor<T>> {
+    let [n, fin] = x.dims2("linear")?;
+    let [fout, win] = weight.dims2("linear")?;
+    if fin != win {
+        return Err(TensorError::ShapeMismatch {
+            op: "linear",
+            left: x.shape().to_vec(),
+            right: weight.shape().to_vec(),
+        });
+    }
+    let mut out = Tensor::zeros([n, fout]);
+    if let Some(b) = bias {
+        if b.shape() != [fout] {
+            return Err(TensorError::ShapeMismatch {
+                op: "linear bias",
+                left: vec![fout],
+                right: b.shape().to_vec(),
+            });
+        }
+        for row in out.data_mut().chunks_mut(fout) {
+            row.copy_from_slice(b.data());
+        }
+    }
+    let beta = if bias.is_some() { T::one() } else { T::zero() };
+    gemm(
+        T::one(),
+        MatRef::row_major(x.data(), n, fin),
+        MatRef::row_major(weight.data(), fout, fin).t(),
+        beta,
+        out.data_mut(),
+    )?;
+    Ok(out)
+}
+
+/// Gradient with respect to the input: `g W` (N x In).
+pub fn linear_backward_input<T: Element>(g: &Tensor<T>, weight: &Tensor<T>) -> Result<Tensor<T>> {
+    let [n, fout] = g.dims2("linear_backward_input")?;
+    let [wout, fin] = weight.dims2("linear_backward_input")?;
+    if fout != wout {
+        return Err(TensorError::ShapeMismatch {
+            op: "linear_backward_input",
+            left: g.shape().to_vec(),
+            right: weight.shape().to_vec(),
+        });
+    }
+    let mut out = Tensor::zeros([n, fin]);
+    gemm(
+        T::one(),
+        MatRef::row_major(g.data(), n, fout),
+        MatRef::row_major(weight.data(), fout, fin),
+        T::zero(),
+        out.data_mut(),
+    )?;
+    Ok(out)
+}
+
+/// Gradient with respect to the weight: `g^T x` (Out x In).
+pub fn linear_backward_weight<T: Element>(g: &Tensor<T>, x: &Tensor<T>) -> Result<Tensor<T>> {
+    let [n, fout] = g.dims2("linear_backward_weight")?;
+    let [nx, fin] = x.dims2("linear_backward_weight")?;
+    if n != nx {
+        return Err(TensorError::ShapeMismatch {
+            op: "linear_backward_weight",
+            left: g.shape().to_vec(),
+            right: x.shape().to_vec(),
+        });
+    }
+    let mut out = Tensor::zeros([fout, fin]);
+    gemm(
+        T::one(),
+        MatRef::row_major(g.data(), n, fout).t(),
+        MatRef::row_major(x.data(), n, fin),
+        T::zero(),
+        out.data_mut(),
+    )?;
+    Ok(out)
+}
+
+/// Gradient with respect to the bias: `g` summed over the batch.
+pub fn linear_backward_bias<T: Element>(g: &Tensor<T>) -> Result<Tensor<T>> {
+    let [_, fout] = g.dims2("linear_backward_bias")?;
+    let mut out = vec![T::zero(); fout];
+    for row in g.data().chunks(fout) {
+        out.iter_mut().zip(row).for_each(|(o, &v)| *o += v);
+    }
+    Tensor::from_vec([fout], out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_and_backward_values() {
+        let x = Tensor::<f64>::from_vec([2, 3], vec![1., 2., 3., 4., 5., 6.]).unwrap();
+        let w = Tensor::from_vec([2, 3], vec![1., 0., -1., 0.5, 0.5, 0.5]).unwrap();
+        let b = Tensor::from_vec([2], vec![10., 20.]).unwrap();
+        let y = linear(&x, &w, Some(&b)).unwrap();
+        assert_eq!(y.data(), &[8., 23., 8., 27.5]);
+        let g = Tensor::from_vec([2, 2], vec![1., 0., 0., 2.]).unwrap();
+        assert_eq!(linear_backward_input(&g, &w).unwrap().data(), &[1., 0., -1., 1., 1., 1.]);
+        assert_eq!(linear_backward_weight(&g, &x).unwrap().data(), &[1., 2., 3., 8., 10., 12.]);
+        assert_eq!(linear_backward_bias(&g).unwrap().data(), &[1., 2.]);
+    }
+
+    #[test]
+    fn mismatches_are_errors() {
+        let x = Tensor::<f32>::zeros([2, 3]);
+        let w = Tensor::<f32>::zeros([2, 4]);
+        assert!(linear(&x, &w, None).is_err());
+        let w = Tensor::<f32>::zeros([2, 3]);
+        assert!(linear(&x, &w, Some(&Tensor::zeros([3]))).is_err());
+    }
+}

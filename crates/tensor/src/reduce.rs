@@ -1,0 +1,147 @@
+//! Reductions over one axis: sum, mean, max (with the index of the first maximum).
+//!
+//! A tensor is viewed as `outer x axis x inner` around the reduced axis; the
+//! result keeps the axis with length 1, so it broadcasts back by [`expand_axis`].
+
+use crate::element::Element;
+use crate::error::{Result, TensorError};
+use crate::tensor::Tensor;
+
+fn split(shape: &[usize], axis: usize, op: &'static str) -> Result<(usize, usize, usize)> {
+    if axis >= shape.len() {
+        return Err(TensorError::Axis {
+            op,
+            axis,
+            shape: shape.to_vec(),
+        });
+    }
+    let outer = shape[..axis].iter().product();
+    let inner = shape[axis + 1..].iter().product();
+    Ok((outer, shape[axis], inner))
+}
+
+fn kept_shape(shape: &[usize], axis: usize) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    s[axis] = 1;
+    s
+}
+
+/// Sum over `axis`, keeping it with length 1.
+pub fn sum_axis<T: Element>(x: &Tensor<T>, axis: usize) -> Result<Tensor<T>> {
+    let (outer, len, inner) = split(x.shape(), axis, "sum_axis")?;
+    let mut out = vec![T::zero(); outer * inner];
+    for o in 0..outer {
+        for a in 0..len {
+            let src = &x.data()[(o * len + a) * inner..(o * len + a + 1) * inner];
+            out[o * inner..(o + 1) * inner]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, &v)| *d += v);
+        }
+    }
+    Tensor::from_vec(kept_shape(x.shape(), axis), out)
+}
+
+/// Mean over `axis`, keeping it with length 1.
+pub fn mean_axis<T: Element>(x: &Tensor<T>, axis: usize) -> Result<Tensor<T>> {
+    let len = *x.shape().get(axis).ok_or(TensorError::Axis {
+        op: "mean_axis",
+        axis,
+        shape: x.shape().to_vec(),
+    })?;
+    if len == 0 {
+        return Err(TensorError::ZeroSized {
+            op: "mean_axis",
+            shape: x.shape().to_vec(),
+        });
+    }
+    let s = sum_axis(x, axis)?;
+    let n = T::from_usize(len).unwrap_or_else(T::one);
+    Ok(s.map(|v| v / n))
+}
+
+/// Maximum over `axis` (keeping it with length 1) and, per result, the index
+/// along the axis of the first maximal element.
+pub fn max_axis<T: Element>(x: &Tensor<T>, axis: usize) -> Result<(Tensor<T>, Vec<usize>)> {
+    let (outer, len, inner) = split(x.shape(), axis, "max_axis")?;
+    if len == 0 {
+        return Err(TensorError::ZeroSized {
+            op: "max_axis",
+            shape: x.shape().to_vec(),
+        });
+    }
+    let mut out = vec![T::zero(); outer * inner];
+    let mut arg = vec![0usize; outer * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut best = x.data()[o * len * inner + i];
+            let mut best_a = 0;
+            for a in 1..len {
+                let v = x.data()[(o * len + a) * inner + i];
+                if v > best || (v.is_nan() && !best.is_nan()) {
+                    best = v;
+                    best_a = a;
+                }
+            }
+            out[o * inner + i] = best;
+            arg[o * inner + i] = best_a;
+        }
+    }
+    Ok((Tensor::from_vec(kept_shape(x.shape(), axis), out)?, arg))
+}
+
+/// Repeats a tensor whose `axis` has length 1 to length `len` (the adjoint of [`sum_axis`]).
+pub fn expand_axis<T: Element>(x: &Tensor<T>, axis: usize, len: usize) -> Result<Tensor<T>> {
+    let (outer, one, inner) = split(x.shape(), axis, "expand_axis")?;
+    if one != 1 {
+        return Err(TensorError::InvalidParameter {
+            op: "expand_axis",
+            message: format!("axis {axis} of {:?} must have length 1", x.shape()),
+        });
+    }
+    let mut out = Vec::with_capacity(outer * len * inner);
+    for o in 0..outer {
+        let src = &x.data()[o * inner..(o + 1) * inner];
+        for _ in 0..len {
+            out.extend_from_slice(src);
+        }
+    }
+    let mut shape = x.shape().to_vec();
+    shape[axis] = len;
+    Tensor::from_vec(shape, out)
+}
+
+/// Sum of all elements.
+pub fn sum_all<T: Element>(x: &Tensor<T>) -> T {
+    x.data().iter().copied().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> Tensor<f64> {
+        Tensor::from_vec([2, 3], vec![1., 5., 5., -1., -2., 0.]).unwrap()
+    }
+
+    #[test]
+    fn sums_and_means() {
+        assert_eq!(sum_axis(&t(), 0).unwrap().data(), &[0., 3., 5.]);
+        assert_eq!(sum_axis(&t(), 1).unwrap().shape(), &[2, 1]);
+        assert_eq!(mean_axis(&t(), 1).unwrap().data(), &[11. / 3., -1.]);
+        assert!(sum_axis(&t(), 2).is_err());
+    }
+
+    #[test]
+    fn max_takes_the_first_maximum() {
+        let (m, a) = max_axis(&t(), 1).unwrap();
+        assert_eq!(m.data(), &[5., 0.]);
+        assert_eq!(a, vec![1, 2]);
+    }
+
+    #[test]
+    fn expand_is_adjoint_of_sum() {
+        let s = Tensor::<f64>::from_vec([2, 1], vec![1., 2.]).unwrap();
+        assert_eq!(expand_axis(&s, 1, 3).unwrap().data(), &[1., 1., 1., 2., 2., 2.]);
+    }
+}

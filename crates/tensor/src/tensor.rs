@@ -1,0 +1,319 @@
+//! The N-d tensor: a shape and a row-major buffer.
+
+use crate::element::Element;
+use crate::error::{Result, TensorError};
+
+/// A dense, row-major, N-dimensional array.
+#[derive(Clone, PartialEq)]
+pub struct Tensor<T> {
+    shape: Vec<usize>,
+    data: Vec<T>,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.data.len().min(8);
+        f.debug_struct("Tensor")
+            .field("shape", &self.shape)
+            .field("data[..8]", &&self.data[..shown])
+            .finish()
+    }
+}
+
+/// Number of elements a shape holds.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl<T: Element> Tensor<T> {
+    /// Wraps a buffer; its length must be the product of `shape`.
+    pub fn from_vec(shape: impl Into<Vec<usize>>, data: Vec<T>) -> Result<Self> {
+        let shape = shape.into();
+        let expected = numel(&shape);
+        if expected != data.len() {
+            return Err(TensorError::LengthMismatch {
+                op: "Tensor::from_vec",
+                shape,
+                expected,
+                found: data.len(),
+            });
+        }
+        Ok(Self { shape, data })
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: impl Into<Vec<usize>>, value: T) -> Self {
+        let shape = shape.into();
+        let n = numel(&shape);
+        Self {
+            shape,
+            data: vec![value; n],
+        }
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: impl Into<Vec<usize>>) -> Self {
+        Self::full(shape, T::zero())
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: impl Into<Vec<usize>>) -> Self {
+        Self::full(shape, T::one())
+    }
+
+    /// A zero-dimensional tensor holding one value.
+    pub fn scalar(value: T) -> Self {
+        Self {
+            shape: vec![],
+            data: vec![value],
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The row-major buffer.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The row-major buffer, mutable.
+    pub fn data_mut(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    /// Takes the buffer out.
+    pub fn into_vec(self) -> Vec<T> {
+        self.data
+    }
+
+    /// The same elements under another shape with as many elements.
+    pub fn reshape(mut self, shape: impl Into<Vec<usize>>) -> Result<Self> {
+        let shape = shape.into();
+        if numel(&shape) != self.data.len() {
+            return Err(TensorError::ShapeMismatch {
+                op: "reshape",
+                left: self.shape,
+                right: shape,
+            });
+        }
+        self.shape = shape;
+        Ok(self)
+    }
+
+    /// The four dimensions of an N x C x H x W tensor.
+    pub fn dims4(&self, op: &'static str) -> Result<[usize; 4]> {
+        match self.shape[..] {
+            [n, c, h, w] => Ok([n, c, h, w]),
+            _ => Err(TensorError::Rank {
+                op,
+                expected: 4,
+                shape: self.shape.clone(),
+            }),
+        }
+    }
+
+    /// The two dimensions of a matrix.
+    pub fn dims2(&self, op: &'static str) -> Result<[usize; 2]> {
+        match self.shape[..] {
+            [r, c] => Ok([r, c]),
+            _ => Err(TensorError::Rank {
+                op,
+                expected: 2,
+                shape: self.shape.clone(),
+            }),
+        }
+    }
+
+    /// Applies `f` to every element.
+    pub fn map(&self, f: impl Fn(T) -> T + Sync + Send) -> Self {
+        Self {
+            shape: self.shape.clone(),
+            data: self.data.iter().map(|&v| f(v)).collect(),
+        }
+    }
+
+    /// Combines two tensors of the same shape element by element.
+    pub fn zip_map(
+        &self,
+        other: &Self,
+        op: &'static str,
+        f: impl Fn(T, T) -> T + Sync + Send,
+    ) -> Result<Self> {
+        self.expect_same_shape(other, op)?;
+        Ok(Self {
+            shape: self.shape.clone(),
+            data: self
+                .data
+                .iter()
+                .zip(&other.data)
+                .map(|(&a, &b)| f(a, b))
+                .collect(),
+        })
+    }
+
+    /// An error unless `other` has the same shape.
+    pub fn expect_same_shape(&self, other: &Self, op: &'static str) -> Result<()> {
+        if self.shape != other.shape {
+            return Err(TensorError::ShapeMismatch {
+                op,
+                left: self.shape.clone(),
+                right: other.shape.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Converts every element to another element type.
+    pub fn cast<U: Element>(&self) -> Tensor<U> {
+        Tensor {
+            shape: self.shape.clone(),
+            data: self
+                .data
+                .iter()
+                .map(|&v| U::from_f64_lossy(v.to_f64_lossless()))
+                .collect(),
+        }
+    }
+
+    /// The largest absolute value (0 for an empty tensor).
+    pub fn max_abs(&self) -> T {
+        self.data.iter().fold(T::zero(), |m, &v| m.max(v.abs()))
+    }
+
+    /// The largest absolute difference to another tensor of the same shape.
+    pub fn max_abs_diff(&self, other: &Self) -> Result<T> {
+        self.expect_same_shape(other, "max_abs_diff")?;
+        Ok(self
+            .data
+            .iter()
+            .zip(&other.data)
+            .fold(T::zero(), |m, (&a, &b)| m.max((a - b).abs())))
+    }
+
+    /// Whether any element is NaN or infinite.
+    pub fn has_non_finite(&self) -> bool {
+        self.data.iter().any(|v| !v.is_finite())
+    }
+
+    /// Item `i` along the first axis, as a tensor of the remaining dimensions.
+    pub fn select0(&self, i: usize) -> Result<Self> {
+        let (&first, rest) = self.shape.split_first().ok_or(TensorError::Rank {
+            op: "select0",
+            expected: 1,
+            shape: self.shape.clone(),
+        })?;
+        if i >= first {
+            return Err(TensorError::Axis {
+                op: "select0",
+                axis: i,
+                shape: self.shape.clone(),
+            });
+        }
+        let inner = numel(rest);
+        Ok(Self {
+            shape: rest.to_vec(),
+            data: self.data[i * inner..(i + 1) * inner].to_vec(),
+        })
+    }
+
+    /// Stacks tensors of one shape along a new first axis.
+    pub fn stack(items: &[Self]) -> Result<Self> {
+        let first = items.first().ok_or(TensorError::InvalidParameter {
+            op: "stack",
+            message: "no tensor to stack".into(),
+        })?;
+        let mut data = Vec::with_capacity(first.len() * items.len());
+        for t in items {
+            first.expect_same_shape(t, "stack")?;
+            data.extend_from_slice(&t.data);
+        }
+        let mut shape = vec![items.len()];
+        shape.extend_from_slice(&first.shape);
+        Ok(Self { shape, data })
+    }
+
+    /// Concatenates tensors along the first axis (the other dimensions must agree).
+    pub fn concat0(items: &[Self]) -> Result<Self> {
+        let first = items.first().ok_or(TensorError::InvalidParameter {
+            op: "concat0",
+            message: "no tensor to concatenate".into(),
+        })?;
+        let mut data = Vec::new();
+        let mut rows = 0;
+        for t in items {
+            if t.shape.is_empty() || t.shape[1..] != first.shape[1..] {
+                return Err(TensorError::ShapeMismatch {
+                    op: "concat0",
+                    left: first.shape.clone(),
+                    right: t.shape.clone(),
+                });
+            }
+            rows += t.shape[0];
+            data.extend_from_slice(&t.data);
+        }
+        let mut shape = first.shape.clone();
+        shape[0] = rows;
+        Ok(Self { shape, data })
+    }
+}
+
+/// An error if any dimension of `shape` is zero.
+pub fn check_nonzero(op: &'static str, shape: &[usize]) -> Result<()> {
+    if shape.contains(&0) {
+        return Err(TensorError::ZeroSized {
+            op,
+            shape: shape.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_vec_checks_length() {
+        assert!(Tensor::<f32>::from_vec([2, 3], vec![0.0; 5]).is_err());
+        let t = Tensor::<f32>::from_vec([2, 3], (0..6).map(|v| v as f32).collect()).unwrap();
+        assert_eq!(t.shape(), &[2, 3]);
+        assert_eq!(t.select0(1).unwrap().data(), &[3.0, 4.0, 5.0]);
+        assert!(t.select0(2).is_err());
+    }
+
+    #[test]
+    fn reshape_keeps_elements() {
+        let t = Tensor::<f64>::ones([2, 6]).reshape([3, 4]).unwrap();
+        assert_eq!(t.shape(), &[3, 4]);
+        assert!(Tensor::<f64>::ones([2, 6]).reshape([5]).is_err());
+    }
+
+    #[test]
+    fn stack_and_concat() {
+        let a = Tensor::<f32>::from_vec([1, 2], vec![1.0, 2.0]).unwrap();
+        let b = Tensor::<f32>::from_vec([1, 2], vec![3.0, 4.0]).unwrap();
+        let c = Tensor::concat0(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(c.shape(), &[2, 2]);
+        assert_eq!(c.data(), &[1.0, 2.0, 3.0, 4.0]);
+        let s = Tensor::stack(&[a, b]).unwrap();
+        assert_eq!(s.shape(), &[2, 1, 2]);
+    }
+}
