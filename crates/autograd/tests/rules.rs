@@ -1,0 +1,187 @@
+//! Defining properties of the alternative backward rules.
+
+mod common;
+
+use common::uniform;
+use proptest::prelude::*;
+use sightline_autograd::ops::{arith, conv, linear, pool, relu};
+use sightline_autograd::{Op, OpKind, Result, Retain, Rule, RuleContext, RuleSet, Tape, Var};
+use sightline_tensor::{AvgPool2dParams, Conv2dParams, Tensor};
+use std::sync::Arc;
+
+type T = Tensor<f64>;
+
+fn relu_grad(x: &T, g: &T, rules: &RuleSet<f64>) -> T {
+    let mut tape = Tape::new(Retain::Minimal);
+    let xv = tape.input(x.clone());
+    let y = relu::relu(&mut tape, &xv).unwrap();
+    tape.backward(y.id(), g, rules, &[xv.id()]).unwrap().remove(0)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    #[test]
+    fn guided_relu(len in 1usize..200, seed in any::<u64>(), zeros in 0usize..10) {
+        let mut x: T = uniform(&[len], seed, -1.0, 1.0);
+        for i in (0..len).step_by(zeros + 1) { x.data_mut()[i] = 0.0; }
+        let g: T = uniform(&[len], seed + 1, -1.0, 1.0);
+        let out = relu_grad(&x, &g, &RuleSet::guided_backprop());
+        for i in 0..len {
+            let (xi, gi, oi) = (x.data()[i], g.data()[i], out.data()[i]);
+            prop_assert!(oi >= 0.0);
+            if xi < 0.0 { prop_assert_eq!(oi, 0.0); }
+            else { prop_assert_eq!(oi, gi.max(0.0)); }
+        }
+        // Captum's variant blocks at x == 0, where TorchRay's passes.
+        let captum = relu_grad(&x, &g, &RuleSet::captum_guided_backprop());
+        for i in 0..len {
+            let want = if x.data()[i] > 0.0 { g.data()[i].max(0.0) } else { 0.0 };
+            prop_assert_eq!(captum.data()[i], want);
+        }
+    }
+
+    #[test]
+    fn deconvnet_relu_ignores_the_input(len in 1usize..200, seed in any::<u64>()) {
+        let g: T = uniform(&[len], seed, -1.0, 1.0);
+        let a = relu_grad(&uniform(&[len], seed + 1, -1.0, 1.0), &g, &RuleSet::deconvnet());
+        let b = relu_grad(&uniform(&[len], seed + 2, -1.0, 1.0), &g, &RuleSet::deconvnet());
+        prop_assert_eq!(&a, &b);
+        for (o, gi) in a.data().iter().zip(g.data()) {
+            prop_assert!(*o >= 0.0);
+            prop_assert_eq!(*o, gi.max(0.0));
+        }
+    }
+
+    #[test]
+    fn excitation_conserves_relevance_through_conv(cin in 1usize..4, cout in 1usize..4, h in 2usize..8, w in 2usize..8,
+                                                    k in 1usize..4, s in 1usize..3, pad in 0usize..3, seed in any::<u64>()) {
+        let pad = pad.min(k - 1);
+        prop_assume!(h + 2 * pad >= k && w + 2 * pad >= k);
+        let x: T = uniform(&[1, cin, h, w], seed, 0.1, 1.0);
+        let mut wt: T = uniform(&[cout, cin, k, k], seed + 1, -1.0, 1.0);
+        // Channel 0 taps positive: every window that touches the image excites its output.
+        for co in 0..cout { for t in 0..k * k { let i = co * cin * k * k + t; wt.data_mut()[i] = wt.data()[i].abs() + 0.1; } }
+        conserved(x, |tape, xv| {
+            let wv = tape.constant(Arc::new(wt.clone()));
+            conv::conv2d(tape, xv, &wv, None, Conv2dParams::new(s, pad))
+        })?;
+    }
+
+    #[test]
+    fn excitation_conserves_relevance_through_linear(fin in 1usize..8, fout in 1usize..8, seed in any::<u64>()) {
+        let x: T = uniform(&[2, fin], seed, 0.1, 1.0);
+        let mut wt: T = uniform(&[fout, fin], seed + 1, -1.0, 1.0);
+        for o in 0..fout { wt.data_mut()[o * fin] = 0.5; }
+        conserved(x, |tape, xv| {
+            let wv = tape.constant(Arc::new(wt.clone()));
+            linear::linear(tape, xv, &wv, None)
+        })?;
+    }
+
+    #[test]
+    fn excitation_conserves_relevance_through_pools(h in 2usize..9, w in 2usize..9, k in 1usize..4, s in 1usize..3,
+                                                    ceil in any::<bool>(), oh in 1usize..6, ow in 1usize..6, seed in any::<u64>()) {
+        prop_assume!(h >= k && w >= k);
+        let x: T = uniform(&[1, 2, h, w], seed, 0.1, 1.0);
+        let p = AvgPool2dParams { ceil_mode: ceil, ..AvgPool2dParams::new(k, s, 0) };
+        conserved(x.clone(), |tape, xv| pool::avg_pool2d(tape, xv, p))?;
+        conserved(x, |tape, xv| pool::adaptive_avg_pool2d(tape, xv, (oh, ow)))?;
+    }
+
+    #[test]
+    fn excitation_conserves_relevance_through_sum(len in 1usize..50, seed in any::<u64>()) {
+        let a: T = uniform(&[len], seed, 0.1, 1.0);
+        let b: T = uniform(&[len], seed + 1, 0.1, 1.0);
+        let mut tape = Tape::new(Retain::All);
+        let (av, bv) = (tape.input(a), tape.input(b));
+        let y = arith::add(&mut tape, &av, &bv).unwrap();
+        let g: T = uniform(&[len], seed + 2, 0.0, 1.0);
+        let r = tape.backward(y.id(), &g, &RuleSet::excitation_backprop(), &[av.id(), bv.id()]).unwrap();
+        for i in 0..len {
+            prop_assert!((r[0].data()[i] + r[1].data()[i] - g.data()[i]).abs() < 1e-12);
+        }
+    }
+}
+
+/// Relevance `g >= 0` at the output sums to the relevance at the (non-negative) input.
+fn conserved(
+    x: T,
+    op: impl Fn(&mut Tape<f64>, &Var<f64>) -> Result<Var<f64>>,
+) -> std::result::Result<(), TestCaseError> {
+    let mut tape = Tape::new(Retain::All);
+    let xv = tape.input(x);
+    let y = op(&mut tape, &xv).unwrap();
+    let g: T = uniform(y.shape(), 7, 0.0, 1.0);
+    let r = tape
+        .backward(y.id(), &g, &RuleSet::excitation_backprop(), &[xv.id()])
+        .unwrap()
+        .remove(0);
+    let (sin, sout) = (r.data().iter().sum::<f64>(), g.data().iter().sum::<f64>());
+    prop_assert!((sin - sout).abs() <= 1e-9 * sout.max(1.0), "in {sin} out {sout}");
+    prop_assert!(r.data().iter().all(|&v| v >= 0.0));
+    Ok(())
+}
+
+/// A user-written rule: halves the gradient through every ReLU of one layer.
+#[derive(Debug)]
+struct HalfRelu;
+
+impl Rule<f64> for HalfRelu {
+    fn name(&self) -> &str {
+        "half_relu"
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, f64>, g: &T) -> Result<Vec<Option<T>>> {
+        let Op::Relu(op) = &ctx.node.op else {
+            return Err(ctx.mismatch(self.name()));
+        };
+        let mut out = g.clone();
+        op.mask.apply(out.data_mut(), |g, pos, _| if pos { g / 2.0 } else { 0.0 });
+        Ok(vec![Some(out)])
+    }
+}
+
+#[test]
+fn layer_rules_override_kind_rules() {
+    let x = Tensor::from_vec([4], vec![-1.0, 2.0, 3.0, -4.0]).unwrap();
+    let g = Tensor::from_vec([4], vec![1.0, -1.0, 2.0, 2.0]).unwrap();
+    let mut tape = Tape::new(Retain::Minimal);
+    let xv = tape.input(x);
+    tape.push_scope("first");
+    let a = relu::relu(&mut tape, &xv).unwrap();
+    tape.pop_scope();
+    tape.push_scope("second");
+    let b = relu::relu(&mut tape, &a).unwrap();
+    tape.pop_scope();
+    let rules = RuleSet::guided_backprop().with_layer("first", Some(OpKind::Relu), Arc::new(HalfRelu));
+    let r = tape.backward(b.id(), &g, &rules, &[xv.id()]).unwrap().remove(0);
+    // second (guided): [0, 0, 2, 0]; first (half, standard mask): [0, 0, 1, 0]
+    assert_eq!(r.data(), &[0.0, 0.0, 1.0, 0.0]);
+    // A rule on the wrong op kind is an error naming both.
+    let bad = RuleSet::standard().with(OpKind::Relu, Arc::new(sightline_autograd::ops::norm::ExcitationBatchNorm));
+    let e = tape.backward(b.id(), &g, &bad, &[xv.id()]).unwrap_err().to_string();
+    assert!(e.contains("excitation_batch_norm") && e.contains("relu") && e.contains("second"), "{e}");
+}
+
+#[test]
+fn contrastive_pass_negates_classifier_weights() {
+    // y = W x with W = [[1, -2]]: the negated pass uses max(-W, 0) = [0, 2].
+    let mut tape = Tape::<f64>::new(Retain::All);
+    let xv = tape.input(Tensor::from_vec([1, 2], vec![1.0, 3.0]).unwrap());
+    tape.push_scope("fc");
+    let wv = tape.constant(Arc::new(Tensor::from_vec([1, 2], vec![1.0, -2.0]).unwrap()));
+    let y = linear::linear(&mut tape, &xv, &wv, None).unwrap();
+    tape.pop_scope();
+    let seed = Tensor::from_vec([1, 1], vec![1.0]).unwrap();
+    let eb = RuleSet::excitation_backprop();
+    let pos = tape.backward(y.id(), &seed, &eb, &[xv.id()]).unwrap().remove(0);
+    assert!((pos.data()[0] - 1.0).abs() < 1e-12 && pos.data()[1] == 0.0);
+    let neg_rules = eb.with_layer(
+        "fc",
+        Some(OpKind::Linear),
+        Arc::new(sightline_autograd::ops::linear::ExcitationLinear { negate_weights: true }),
+    );
+    let neg = tape.backward(y.id(), &seed, &neg_rules, &[xv.id()]).unwrap().remove(0);
+    assert!(neg.data()[0] == 0.0 && (neg.data()[1] - 1.0).abs() < 1e-12);
+}
