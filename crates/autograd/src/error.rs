@@ -25,7 +25,9 @@ pub enum AutogradError {
         len: usize,
     },
     /// The seed of a backward pass does not have the shape of the variable it starts from.
-    #[error("backward seed has shape {found:?}, the variable it starts from has shape {expected:?}")]
+    #[error(
+        "backward seed has shape {found:?}, the variable it starts from has shape {expected:?}"
+    )]
     SeedShape {
         /// Shape of the starting variable.
         expected: Vec<usize>,

@@ -63,7 +63,11 @@ pub trait Rule<T: Element>: Send + Sync + Debug {
     fn name(&self) -> &str;
 
     /// Computes the input gradients from the output gradient `grad`.
-    fn backward(&self, ctx: &RuleContext<'_, T>, grad: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>>;
+    fn backward(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grad: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>>;
 }
 
 /// The exact gradient of every op.
@@ -75,7 +79,11 @@ impl<T: Element> Rule<T> for Standard {
         "standard"
     }
 
-    fn backward(&self, ctx: &RuleContext<'_, T>, grad: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    fn backward(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grad: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         ctx.node.op.standard_backward(ctx, grad)
     }
 }
@@ -134,10 +142,19 @@ impl<T: Element> RuleSet<T> {
     pub fn excitation_backprop() -> Self {
         Self::standard()
             .named("excitation_backprop")
-            .with(OpKind::Conv2d, Arc::new(ops::conv::ExcitationConv::default()))
-            .with(OpKind::Linear, Arc::new(ops::linear::ExcitationLinear::default()))
+            .with(
+                OpKind::Conv2d,
+                Arc::new(ops::conv::ExcitationConv::default()),
+            )
+            .with(
+                OpKind::Linear,
+                Arc::new(ops::linear::ExcitationLinear::default()),
+            )
             .with(OpKind::AvgPool2d, Arc::new(ops::pool::ExcitationAvgPool))
-            .with(OpKind::AdaptiveAvgPool2d, Arc::new(ops::pool::ExcitationAdaptiveAvgPool))
+            .with(
+                OpKind::AdaptiveAvgPool2d,
+                Arc::new(ops::pool::ExcitationAdaptiveAvgPool),
+            )
             .with(OpKind::BatchNorm, Arc::new(ops::norm::ExcitationBatchNorm))
             .with(OpKind::Add, Arc::new(ops::arith::ExcitationSum))
     }

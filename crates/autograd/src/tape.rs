@@ -252,7 +252,10 @@ impl<T: Element> Tape<T> {
     }
 
     /// Wraps a kernel error with the op and the current layer.
-    pub(crate) fn kernel_err(&self, op: &'static str) -> impl Fn(TensorError) -> AutogradError + '_ {
+    pub(crate) fn kernel_err(
+        &self,
+        op: &'static str,
+    ) -> impl Fn(TensorError) -> AutogradError + '_ {
         move |source| AutogradError::Kernel {
             op,
             layer: self.layer_path.to_string(),
@@ -280,7 +283,7 @@ impl<T: Element> Tape<T> {
     /// Registers `var` as the output of the current layer path.
     pub fn mark_layer_output(&mut self, var: &Var<T>) {
         let path = self.layer_path.to_string();
-        let keep = self.retain == Retain::All || self.keep.iter().any(|k| *k == path);
+        let keep = self.retain == Retain::All || self.keep.contains(&path);
         if !self.layers.contains_key(&path) {
             self.layer_order.push(path.clone());
         }

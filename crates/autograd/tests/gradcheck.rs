@@ -1,8 +1,10 @@
 //! Finite-difference gradient checks, in f64, of every op's standard backward.
 
 use proptest::prelude::*;
-use sightline_autograd::ops::{arith, conv, linear, norm, pool, reduce, relu, resize, shape, softmax};
-use sightline_autograd::{Result, RuleSet, Retain, Tape, Var};
+use sightline_autograd::ops::{
+    arith, conv, linear, norm, pool, reduce, relu, resize, shape, softmax,
+};
+use sightline_autograd::{Result, Retain, RuleSet, Tape, Var};
 use sightline_tensor::norm::BatchNormAffine;
 use sightline_tensor::{AvgPool2dParams, Conv2dParams, MaxPool2dParams, ResizeMode, Tensor};
 use std::sync::Arc;
@@ -13,10 +15,14 @@ type T = Tensor<f64>;
 /// (so ReLU kinks and max-pool ties are not crossed by the finite difference).
 fn values(shape: &[usize], seed: u64, gap: f64) -> T {
     let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let data = (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let u = ((s >> 11) as f64) / ((1u64 << 53) as f64);
             let v = 2.0 * u - 1.0;
             v.signum() * (gap + (1.0 - gap) * v.abs())
@@ -28,20 +34,33 @@ fn values(shape: &[usize], seed: u64, gap: f64) -> T {
 /// Checks d<f(inputs), r>/d inputs against central differences.
 ///
 /// `f` records the op on a tape from leaves holding `inputs`.
-fn check(inputs: &[T], f: &dyn Fn(&mut Tape<f64>, &[Var<f64>]) -> Result<Var<f64>>) {
+/// Records an op from leaf variables.
+type Build<'a> = &'a dyn Fn(&mut Tape<f64>, &[Var<f64>]) -> Result<Var<f64>>;
+
+fn check(inputs: &[T], f: Build<'_>) {
     let run = |xs: &[T]| -> (Tape<f64>, Vec<Var<f64>>, Var<f64>) {
         let mut tape = Tape::new(Retain::All).training();
-        let vars: Vec<_> = xs.iter().map(|x| tape.parameter(Arc::new(x.clone()))).collect();
+        let vars: Vec<_> = xs
+            .iter()
+            .map(|x| tape.parameter(Arc::new(x.clone())))
+            .collect();
         let y = f(&mut tape, &vars).unwrap();
         (tape, vars, y)
     };
     let (tape, vars, y) = run(inputs);
     let r = values(y.shape(), 99, 0.0);
     let ids: Vec<_> = vars.iter().map(|v| v.id()).collect();
-    let grads = tape.backward(y.id(), &r, &RuleSet::standard(), &ids).unwrap();
+    let grads = tape
+        .backward(y.id(), &r, &RuleSet::standard(), &ids)
+        .unwrap();
     let loss = |xs: &[T]| -> f64 {
         let (_, _, y) = run(xs);
-        y.value().data().iter().zip(r.data()).map(|(a, b)| a * b).sum()
+        y.value()
+            .data()
+            .iter()
+            .zip(r.data())
+            .map(|(a, b)| a * b)
+            .sum()
     };
     let h = 1e-6;
     for (k, x) in inputs.iter().enumerate() {

@@ -12,8 +12,13 @@ use std::sync::Arc;
 /// A small residual network: conv-relu-maxpool, a residual block, avgpool, linear.
 fn net<T: Element>(tape: &mut Tape<T>, x: &Var<T>, width: usize, seed: u64) -> (Var<T>, Var<T>) {
     let cin = x.shape()[1];
-    let mut w = |shape: &[usize], s: u64| tape.constant(Arc::new(uniform(shape, seed + s, -0.5, 0.5)));
-    let (w1, w2, w3) = (w(&[width, cin, 3, 3], 1), w(&[width, width, 3, 3], 2), w(&[width, width, 3, 3], 3));
+    let mut w =
+        |shape: &[usize], s: u64| tape.constant(Arc::new(uniform(shape, seed + s, -0.5, 0.5)));
+    let (w1, w2, w3) = (
+        w(&[width, cin, 3, 3], 1),
+        w(&[width, width, 3, 3], 2),
+        w(&[width, width, 3, 3], 3),
+    );
     let fc = w(&[5, width * 4], 4);
     let b1 = w(&[width], 5);
     let h = conv::conv2d(tape, x, &w1, Some(&b1), Conv2dParams::new(1, 1)).unwrap();
@@ -68,7 +73,10 @@ fn run_all(x: &Tensor<f32>) -> Vec<Tensor<f32>> {
     let g: Tensor<f32> = uniform(y.shape(), 11, -1.0, 1.0);
     let mut out = vec![y.value().clone()];
     for rules in rule_sets() {
-        out.extend(tape.backward(y.id(), &g, &rules, &[xv.id(), probe.id()]).unwrap());
+        out.extend(
+            tape.backward(y.id(), &g, &rules, &[xv.id(), probe.id()])
+                .unwrap(),
+        );
     }
     out
 }
@@ -76,7 +84,12 @@ fn run_all(x: &Tensor<f32>) -> Vec<Tensor<f32>> {
 #[test]
 fn one_and_two_threads_give_identical_bits() {
     let x: Tensor<f32> = uniform(&[2, 3, 64, 72], 5, -1.0, 1.0);
-    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
     let one = pool(1).install(|| run_all(&x));
     let two = pool(2).install(|| run_all(&x));
     assert_eq!(one.len(), two.len());
@@ -93,14 +106,22 @@ fn backward_stops_at_the_probe() {
     let xv = tape.input(x);
     let (y, probe) = net(&mut tape, &xv, 4, 1);
     let g = Tensor::ones(y.shape().to_vec());
-    let at_probe = tape.backward(y.id(), &g, &RuleSet::standard(), &[probe.id()]).unwrap();
+    let at_probe = tape
+        .backward(y.id(), &g, &RuleSet::standard(), &[probe.id()])
+        .unwrap();
     assert_eq!(at_probe[0].shape(), probe.shape());
     // Chain rule through the probe: continuing from it gives the full gradient.
-    let full = tape.backward(y.id(), &g, &RuleSet::standard(), &[xv.id()]).unwrap();
-    let chained = tape.backward(probe.id(), &at_probe[0], &RuleSet::standard(), &[xv.id()]).unwrap();
+    let full = tape
+        .backward(y.id(), &g, &RuleSet::standard(), &[xv.id()])
+        .unwrap();
+    let chained = tape
+        .backward(probe.id(), &at_probe[0], &RuleSet::standard(), &[xv.id()])
+        .unwrap();
     assert!(full[0].max_abs_diff(&chained[0]).unwrap() < 1e-12);
     // Minimal retention: excitation rules report what is missing instead of guessing.
-    let e = tape.backward(y.id(), &g, &RuleSet::excitation_backprop(), &[xv.id()]).unwrap_err();
+    let e = tape
+        .backward(y.id(), &g, &RuleSet::excitation_backprop(), &[xv.id()])
+        .unwrap_err();
     assert!(matches!(e, AutogradError::NotRetained { .. }), "{e}");
 }
 
@@ -122,8 +143,13 @@ fn bad_requests_are_typed_errors() {
     // A shape mismatch in a kernel names the op and the layer.
     tape.push_scope("features.0");
     let w = tape.constant(Arc::new(Tensor::zeros([4, 2, 3, 3])));
-    let e = conv::conv2d(&mut tape, &xv, &w, None, Conv2dParams::new(1, 1)).unwrap_err().to_string();
-    assert!(e.contains("conv2d") && e.contains("features.0") && e.contains("[1, 3, 8, 8]"), "{e}");
+    let e = conv::conv2d(&mut tape, &xv, &w, None, Conv2dParams::new(1, 1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("conv2d") && e.contains("features.0") && e.contains("[1, 3, 8, 8]"),
+        "{e}"
+    );
     // Kernel larger than the padded input.
     let w = tape.constant(Arc::new(Tensor::zeros([4, 3, 11, 11])));
     assert!(conv::conv2d(&mut tape, &xv, &w, None, Conv2dParams::new(1, 0)).is_err());

@@ -15,7 +15,9 @@ fn relu_grad(x: &T, g: &T, rules: &RuleSet<f64>) -> T {
     let mut tape = Tape::new(Retain::Minimal);
     let xv = tape.input(x.clone());
     let y = relu::relu(&mut tape, &xv).unwrap();
-    tape.backward(y.id(), g, rules, &[xv.id()]).unwrap().remove(0)
+    tape.backward(y.id(), g, rules, &[xv.id()])
+        .unwrap()
+        .remove(0)
 }
 
 proptest! {
@@ -118,7 +120,10 @@ fn conserved(
         .unwrap()
         .remove(0);
     let (sin, sout) = (r.data().iter().sum::<f64>(), g.data().iter().sum::<f64>());
-    prop_assert!((sin - sout).abs() <= 1e-9 * sout.max(1.0), "in {sin} out {sout}");
+    prop_assert!(
+        (sin - sout).abs() <= 1e-9 * sout.max(1.0),
+        "in {sin} out {sout}"
+    );
     prop_assert!(r.data().iter().all(|&v| v >= 0.0));
     Ok(())
 }
@@ -137,7 +142,8 @@ impl Rule<f64> for HalfRelu {
             return Err(ctx.mismatch(self.name()));
         };
         let mut out = g.clone();
-        op.mask.apply(out.data_mut(), |g, pos, _| if pos { g / 2.0 } else { 0.0 });
+        op.mask
+            .apply(out.data_mut(), |g, pos, _| if pos { g / 2.0 } else { 0.0 });
         Ok(vec![Some(out)])
     }
 }
@@ -154,14 +160,27 @@ fn layer_rules_override_kind_rules() {
     tape.push_scope("second");
     let b = relu::relu(&mut tape, &a).unwrap();
     tape.pop_scope();
-    let rules = RuleSet::guided_backprop().with_layer("first", Some(OpKind::Relu), Arc::new(HalfRelu));
-    let r = tape.backward(b.id(), &g, &rules, &[xv.id()]).unwrap().remove(0);
+    let rules =
+        RuleSet::guided_backprop().with_layer("first", Some(OpKind::Relu), Arc::new(HalfRelu));
+    let r = tape
+        .backward(b.id(), &g, &rules, &[xv.id()])
+        .unwrap()
+        .remove(0);
     // second (guided): [0, 0, 2, 0]; first (half, standard mask): [0, 0, 1, 0]
     assert_eq!(r.data(), &[0.0, 0.0, 1.0, 0.0]);
     // A rule on the wrong op kind is an error naming both.
-    let bad = RuleSet::standard().with(OpKind::Relu, Arc::new(sightline_autograd::ops::norm::ExcitationBatchNorm));
-    let e = tape.backward(b.id(), &g, &bad, &[xv.id()]).unwrap_err().to_string();
-    assert!(e.contains("excitation_batch_norm") && e.contains("relu") && e.contains("second"), "{e}");
+    let bad = RuleSet::standard().with(
+        OpKind::Relu,
+        Arc::new(sightline_autograd::ops::norm::ExcitationBatchNorm),
+    );
+    let e = tape
+        .backward(b.id(), &g, &bad, &[xv.id()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("excitation_batch_norm") && e.contains("relu") && e.contains("second"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -175,13 +194,21 @@ fn contrastive_pass_negates_classifier_weights() {
     tape.pop_scope();
     let seed = Tensor::from_vec([1, 1], vec![1.0]).unwrap();
     let eb = RuleSet::excitation_backprop();
-    let pos = tape.backward(y.id(), &seed, &eb, &[xv.id()]).unwrap().remove(0);
+    let pos = tape
+        .backward(y.id(), &seed, &eb, &[xv.id()])
+        .unwrap()
+        .remove(0);
     assert!((pos.data()[0] - 1.0).abs() < 1e-12 && pos.data()[1] == 0.0);
     let neg_rules = eb.with_layer(
         "fc",
         Some(OpKind::Linear),
-        Arc::new(sightline_autograd::ops::linear::ExcitationLinear { negate_weights: true }),
+        Arc::new(sightline_autograd::ops::linear::ExcitationLinear {
+            negate_weights: true,
+        }),
     );
-    let neg = tape.backward(y.id(), &seed, &neg_rules, &[xv.id()]).unwrap().remove(0);
+    let neg = tape
+        .backward(y.id(), &seed, &neg_rules, &[xv.id()])
+        .unwrap()
+        .remove(0);
     assert!(neg.data()[0] == 0.0 && (neg.data()[1] - 1.0).abs() < 1e-12);
 }

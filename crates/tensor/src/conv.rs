@@ -106,7 +106,11 @@ impl ConvGeometry {
         };
         check_nonzero(op, input)?;
         check_nonzero(op, weight)?;
-        if p.groups == 0 || p.stride.0 == 0 || p.stride.1 == 0 || p.dilation.0 == 0 || p.dilation.1 == 0
+        if p.groups == 0
+            || p.stride.0 == 0
+            || p.stride.1 == 0
+            || p.dilation.0 == 0
+            || p.dilation.1 == 0
         {
             return Err(TensorError::InvalidParameter {
                 op,
@@ -169,10 +173,7 @@ impl ConvGeometry {
     }
 
     fn is_pointwise(&self) -> bool {
-        self.kh == 1
-            && self.kw == 1
-            && self.p.stride == (1, 1)
-            && self.p.padding == (0, 0)
+        self.kh == 1 && self.kw == 1 && self.p.stride == (1, 1) && self.p.padding == (0, 0)
     }
 }
 
@@ -313,7 +314,12 @@ impl<'a, T> MatRef<'a, T> {
 }
 
 /// `C = A B` where C has row stride `ldc` inside `dst` (single-threaded call).
-fn gemm_strided<T: Element>(a: MatRef<'_, T>, b: MatRef<'_, T>, dst: &mut [T], ldc: usize) -> Result<()> {
+fn gemm_strided<T: Element>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    dst: &mut [T],
+    ldc: usize,
+) -> Result<()> {
     if a.cols != b.rows || (a.rows > 0 && dst.len() < (a.rows - 1) * ldc + b.cols) {
         return Err(TensorError::ShapeMismatch {
             op: "conv2d gemm",
@@ -395,7 +401,11 @@ pub fn conv2d_backward_input<T: Element>(
 ) -> Result<Tensor<T>> {
     let [n, cout, ho, wo] = gout.dims4("conv2d_backward_input")?;
     let [wc, cig, kh, kw] = weight.dims4("conv2d_backward_input")?;
-    let g = ConvGeometry::new(&[n, cig * p.groups.max(1), input_hw.0, input_hw.1], weight.shape(), p)?;
+    let g = ConvGeometry::new(
+        &[n, cig * p.groups.max(1), input_hw.0, input_hw.1],
+        weight.shape(),
+        p,
+    )?;
     if wc != cout || g.ho != ho || g.wo != wo {
         return Err(TensorError::ShapeMismatch {
             op: "conv2d_backward_input",
@@ -536,11 +546,12 @@ fn unfold_row<T: Element>(img: &[T], g: &ConvGeometry, c0: usize, r: usize, row:
         let iy = (oy * g.p.stride.0 + ki * g.p.dilation.0) as isize - g.p.padding.0 as isize;
         for ox in 0..g.wo {
             let ix = (ox * g.p.stride.1 + kj * g.p.dilation.1) as isize - g.p.padding.1 as isize;
-            row[oy * g.wo + ox] = if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
-                plane[iy as usize * g.w + ix as usize]
-            } else {
-                T::zero()
-            };
+            row[oy * g.wo + ox] =
+                if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
+                    plane[iy as usize * g.w + ix as usize]
+                } else {
+                    T::zero()
+                };
         }
     }
 }
@@ -580,13 +591,17 @@ mod tests {
                         for ci in 0..g.cin_g() {
                             for ki in 0..g.kh {
                                 for kj in 0..g.kw {
-                                    let iy = (oy * p.stride.0 + ki * p.dilation.0) as isize - p.padding.0 as isize;
-                                    let ix = (ox * p.stride.1 + kj * p.dilation.1) as isize - p.padding.1 as isize;
-                                    if iy < 0 || ix < 0 || iy as usize >= g.h || ix as usize >= g.w {
+                                    let iy = (oy * p.stride.0 + ki * p.dilation.0) as isize
+                                        - p.padding.0 as isize;
+                                    let ix = (ox * p.stride.1 + kj * p.dilation.1) as isize
+                                        - p.padding.1 as isize;
+                                    if iy < 0 || ix < 0 || iy as usize >= g.h || ix as usize >= g.w
+                                    {
                                         continue;
                                     }
                                     let c = grp * g.cin_g() + ci;
-                                    s += x.data()[((n * g.cin + c) * g.h + iy as usize) * g.w + ix as usize]
+                                    s += x.data()
+                                        [((n * g.cin + c) * g.h + iy as usize) * g.w + ix as usize]
                                         * w.data()[((co * g.cin_g() + ci) * g.kh + ki) * g.kw + kj];
                                 }
                             }
@@ -601,13 +616,28 @@ mod tests {
 
     fn seq(shape: &[usize], mul: usize) -> Tensor<f64> {
         let n: usize = shape.iter().product();
-        Tensor::from_vec(shape.to_vec(), (0..n).map(|i| ((i * mul) % 17) as f64 / 8.0 - 1.0).collect()).unwrap()
+        Tensor::from_vec(
+            shape.to_vec(),
+            (0..n)
+                .map(|i| ((i * mul) % 17) as f64 / 8.0 - 1.0)
+                .collect(),
+        )
+        .unwrap()
     }
 
     #[test]
     fn forward_matches_direct_convolution() {
         let cases = [
-            ([2, 4, 9, 7], [6, 2, 3, 2], Conv2dParams { stride: (2, 1), padding: (1, 2), dilation: (1, 2), groups: 2 }),
+            (
+                [2, 4, 9, 7],
+                [6, 2, 3, 2],
+                Conv2dParams {
+                    stride: (2, 1),
+                    padding: (1, 2),
+                    dilation: (1, 2),
+                    groups: 2,
+                },
+            ),
             ([1, 3, 5, 5], [4, 3, 1, 1], Conv2dParams::default()),
             ([1, 2, 40, 40], [3, 2, 3, 3], Conv2dParams::new(1, 1)),
         ];
@@ -625,9 +655,15 @@ mod tests {
         let x = Tensor::<f32>::zeros([1, 1, 2, 2]);
         let w = Tensor::<f32>::zeros([1, 1, 5, 5]);
         let e = conv2d(&x, &w, None, Conv2dParams::new(1, 1)).unwrap_err();
-        assert!(matches!(e, TensorError::InvalidParameter { op: "conv2d", .. }));
+        assert!(matches!(
+            e,
+            TensorError::InvalidParameter { op: "conv2d", .. }
+        ));
         let w = Tensor::<f32>::zeros([1, 2, 1, 1]);
-        assert!(matches!(conv2d(&x, &w, None, Conv2dParams::default()), Err(TensorError::ShapeMismatch { .. })));
+        assert!(matches!(
+            conv2d(&x, &w, None, Conv2dParams::default()),
+            Err(TensorError::ShapeMismatch { .. })
+        ));
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub fn relu<T: Element>(x: &Tensor<T>) -> (Tensor<T>, SignMask) {
     let mut out = x.clone();
     out.data_mut().par_chunks_mut(CHUNK).for_each(|c| {
         c.iter_mut().for_each(|v| {
-            if !(*v > T::zero()) && !v.is_nan() {
+            if *v <= T::zero() {
                 *v = T::zero();
             }
         })

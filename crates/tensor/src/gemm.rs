@@ -103,6 +103,7 @@ unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 
 /// Columns `j0..j1` of `C = alpha A B + beta C`; `c` points at C[0, j0], row stride `ldc`.
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_block<T: Element>(
     alpha: T,
     a: MatRef<'_, T>,

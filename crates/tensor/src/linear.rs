@@ -110,8 +110,14 @@ mod tests {
         let y = linear(&x, &w, Some(&b)).unwrap();
         assert_eq!(y.data(), &[8., 23., 8., 27.5]);
         let g = Tensor::from_vec([2, 2], vec![1., 0., 0., 2.]).unwrap();
-        assert_eq!(linear_backward_input(&g, &w).unwrap().data(), &[1., 0., -1., 1., 1., 1.]);
-        assert_eq!(linear_backward_weight(&g, &x).unwrap().data(), &[1., 2., 3., 8., 10., 12.]);
+        assert_eq!(
+            linear_backward_input(&g, &w).unwrap().data(),
+            &[1., 0., -1., 1., 1., 1.]
+        );
+        assert_eq!(
+            linear_backward_weight(&g, &x).unwrap().data(),
+            &[1., 2., 3., 8., 10., 12.]
+        );
         assert_eq!(linear_backward_bias(&g).unwrap().data(), &[1., 2.]);
     }
 

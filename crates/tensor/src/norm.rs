@@ -101,8 +101,14 @@ mod tests {
     #[test]
     fn normalises_with_running_statistics() {
         let t = |v: Vec<f64>| Tensor::from_vec([2], v).unwrap();
-        let bn = BatchNormAffine::new(&t(vec![1., -1.]), &t(vec![4., 0.25]), &t(vec![2., 1.]), &t(vec![0., 3.]), 0.0)
-            .unwrap();
+        let bn = BatchNormAffine::new(
+            &t(vec![1., -1.]),
+            &t(vec![4., 0.25]),
+            &t(vec![2., 1.]),
+            &t(vec![0., 3.]),
+            0.0,
+        )
+        .unwrap();
         let x = Tensor::from_vec([1, 2, 1, 2], vec![3., 5., -1., 0.]).unwrap();
         let y = batch_norm(&x, &bn).unwrap();
         assert_eq!(y.data(), &[2., 4., 3., 5.]);

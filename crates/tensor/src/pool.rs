@@ -200,11 +200,8 @@ fn max_taps(
         .map(|o| {
             // Positions in padded coordinates: the input starts at `pad`.
             let p0 = o * s;
-            let first = if p0 >= pad {
-                p0
-            } else {
-                p0 + (pad - p0).div_ceil(d) * d
-            } - pad;
+            // The first tap at or after `pad`, in input coordinates.
+            let first = p0 + pad.saturating_sub(p0).div_ceil(d) * d - pad;
             let end = (p0 + d * (k - 1) + 1).min(input + pad).saturating_sub(pad);
             (first < end).then_some((first, end))
         })

@@ -142,6 +142,9 @@ mod tests {
     #[test]
     fn expand_is_adjoint_of_sum() {
         let s = Tensor::<f64>::from_vec([2, 1], vec![1., 2.]).unwrap();
-        assert_eq!(expand_axis(&s, 1, 3).unwrap().data(), &[1., 1., 1., 2., 2., 2.]);
+        assert_eq!(
+            expand_axis(&s, 1, 3).unwrap().data(),
+            &[1., 1., 1., 2., 2., 2.]
+        );
     }
 }

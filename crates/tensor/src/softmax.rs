@@ -66,7 +66,9 @@ pub fn log_softmax_backward<T: Element>(g: &Tensor<T>, out: &Tensor<T>) -> Resul
     let mut gx = g.clone();
     for (gr, orow) in gx.data_mut().chunks_mut(k).zip(out.data().chunks(k)) {
         let s: T = gr.iter().copied().sum();
-        gr.iter_mut().zip(orow).for_each(|(v, &o)| *v -= o.exp() * s);
+        gr.iter_mut()
+            .zip(orow)
+            .for_each(|(v, &o)| *v -= o.exp() * s);
     }
     Ok(gx)
 }
@@ -78,7 +80,9 @@ pub fn softmax_backward<T: Element>(g: &Tensor<T>, y: &Tensor<T>) -> Result<Tens
     let mut gx = g.clone();
     for (gr, yr) in gx.data_mut().chunks_mut(k).zip(y.data().chunks(k)) {
         let dot: T = gr.iter().zip(yr).map(|(&a, &b)| a * b).sum();
-        gr.iter_mut().zip(yr).for_each(|(v, &y)| *v = y * (*v - dot));
+        gr.iter_mut()
+            .zip(yr)
+            .for_each(|(v, &y)| *v = y * (*v - dot));
     }
     Ok(gx)
 }

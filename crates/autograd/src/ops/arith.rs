@@ -26,8 +26,15 @@ pub fn add<T: Element>(tape: &mut Tape<T>, a: &Var<T>, b: &Var<T>) -> Result<Var
 }
 
 impl<T: Element> AddOp<T> {
-    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![ctx.needs(0).then(|| g.clone()), ctx.needs(1).then(|| g.clone())])
+    pub(crate) fn standard(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        Ok(vec![
+            ctx.needs(0).then(|| g.clone()),
+            ctx.needs(1).then(|| g.clone()),
+        ])
     }
 }
 
@@ -45,11 +52,17 @@ impl<T: Element> Rule<T> for ExcitationSum {
         let Op::Add(op) = &ctx.node.op else {
             return Err(ctx.mismatch(Rule::<T>::name(self)));
         };
-        let [a, b] = op.terms.as_ref().ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "terms"))?;
+        let [a, b] = op
+            .terms
+            .as_ref()
+            .ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "terms"))?;
         let y = add_kernel(a, b).map_err(|e| ctx.kernel(e))?;
         let share = |t: &Tensor<T>| -> Result<Tensor<T>> {
-            let r = t.zip_map(&y, "excitation_sum", |t, y| t / y).map_err(|e| ctx.kernel(e))?;
-            r.zip_map(g, "excitation_sum", |r, g| r * g).map_err(|e| ctx.kernel(e))
+            let r = t
+                .zip_map(&y, "excitation_sum", |t, y| t / y)
+                .map_err(|e| ctx.kernel(e))?;
+            r.zip_map(g, "excitation_sum", |r, g| r * g)
+                .map_err(|e| ctx.kernel(e))
         };
         Ok(vec![
             if ctx.needs(0) { Some(share(a)?) } else { None },
@@ -73,10 +86,22 @@ pub fn mul<T: Element>(tape: &mut Tape<T>, a: &Var<T>, b: &Var<T>) -> Result<Var
 }
 
 impl<T: Element> MulOp<T> {
-    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         let [a, b] = &self.factors;
-        let ga = if ctx.needs(0) { Some(mul_kernel(g, b).map_err(|e| ctx.kernel(e))?) } else { None };
-        let gb = if ctx.needs(1) { Some(mul_kernel(g, a).map_err(|e| ctx.kernel(e))?) } else { None };
+        let ga = if ctx.needs(0) {
+            Some(mul_kernel(g, b).map_err(|e| ctx.kernel(e))?)
+        } else {
+            None
+        };
+        let gb = if ctx.needs(1) {
+            Some(mul_kernel(g, a).map_err(|e| ctx.kernel(e))?)
+        } else {
+            None
+        };
         Ok(vec![ga, gb])
     }
 }

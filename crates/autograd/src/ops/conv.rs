@@ -51,7 +51,11 @@ impl<T: Element> Conv2dOp<T> {
         (s[2], s[3])
     }
 
-    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         let mut out = vec![None, None];
         if ctx.needs(0) {
             out[0] = Some(
@@ -60,9 +64,13 @@ impl<T: Element> Conv2dOp<T> {
             );
         }
         if ctx.needs(1) {
-            let x = self.input.as_ref().ok_or_else(|| ctx.not_retained("standard", "input"))?;
+            let x = self
+                .input
+                .as_ref()
+                .ok_or_else(|| ctx.not_retained("standard", "input"))?;
             out[1] = Some(
-                conv2d_backward_weight(x, g, self.weight.shape(), self.params).map_err(|e| ctx.kernel(e))?,
+                conv2d_backward_weight(x, g, self.weight.shape(), self.params)
+                    .map_err(|e| ctx.kernel(e))?,
             );
         }
         if self.has_bias {
@@ -100,8 +108,15 @@ impl<T: Element> Rule<T> for ExcitationConv {
         if !ctx.needs(0) {
             return Ok(out);
         }
-        let x = op.input.as_ref().ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
-        let sign = if self.negate_weights { -T::one() } else { T::one() };
+        let x = op
+            .input
+            .as_ref()
+            .ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
+        let sign = if self.negate_weights {
+            -T::one()
+        } else {
+            T::one()
+        };
         let w_plus = op.weight.map(|w| (w * sign).max(T::zero()));
         let hw = Conv2dOp::input_hw(ctx);
         out[0] = Some(crate::ops::excitation(

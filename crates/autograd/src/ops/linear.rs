@@ -42,13 +42,20 @@ pub fn linear<T: Element>(
 }
 
 impl<T: Element> LinearOp<T> {
-    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         let mut out = vec![None, None];
         if ctx.needs(0) {
             out[0] = Some(linear_backward_input(g, &self.weight).map_err(|e| ctx.kernel(e))?);
         }
         if ctx.needs(1) {
-            let x = self.input.as_ref().ok_or_else(|| ctx.not_retained("standard", "input"))?;
+            let x = self
+                .input
+                .as_ref()
+                .ok_or_else(|| ctx.not_retained("standard", "input"))?;
             out[1] = Some(linear_backward_weight(g, x).map_err(|e| ctx.kernel(e))?);
         }
         if self.has_bias {
@@ -85,8 +92,15 @@ impl<T: Element> Rule<T> for ExcitationLinear {
         if !ctx.needs(0) {
             return Ok(out);
         }
-        let x = op.input.as_ref().ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
-        let sign = if self.negate_weights { -T::one() } else { T::one() };
+        let x = op
+            .input
+            .as_ref()
+            .ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
+        let sign = if self.negate_weights {
+            -T::one()
+        } else {
+            T::one()
+        };
         let w_plus = op.weight.map(|w| (w * sign).max(T::zero()));
         out[0] = Some(crate::ops::excitation(
             ctx,

@@ -16,17 +16,33 @@ pub struct BatchNormOp<T> {
 }
 
 /// Records an inference batch norm.
-pub fn batch_norm<T: Element>(tape: &mut Tape<T>, x: &Var<T>, affine: &Arc<BatchNormAffine<T>>) -> Result<Var<T>> {
+pub fn batch_norm<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    affine: &Arc<BatchNormAffine<T>>,
+) -> Result<Var<T>> {
     let y = bn_kernel(x.value(), affine).map_err(tape.kernel_err("batch_norm"))?;
-    Ok(tape.record(Op::BatchNorm(BatchNormOp { affine: affine.clone() }), &[x], y))
+    Ok(tape.record(
+        Op::BatchNorm(BatchNormOp {
+            affine: affine.clone(),
+        }),
+        &[x],
+        y,
+    ))
 }
 
 impl<T: Element> BatchNormOp<T> {
-    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }
-        Ok(vec![Some(batch_norm_backward_input(g, &self.affine).map_err(|e| ctx.kernel(e))?)])
+        Ok(vec![Some(
+            batch_norm_backward_input(g, &self.affine).map_err(|e| ctx.kernel(e))?,
+        )])
     }
 }
 

@@ -22,18 +22,27 @@ pub struct MaxPoolOp {
 }
 
 /// Records a max pool.
-pub fn max_pool2d<T: Element>(tape: &mut Tape<T>, x: &Var<T>, params: MaxPool2dParams) -> Result<Var<T>> {
+pub fn max_pool2d<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    params: MaxPool2dParams,
+) -> Result<Var<T>> {
     let (y, indices) = max_kernel(x.value(), params).map_err(tape.kernel_err("max_pool2d"))?;
     Ok(tape.record(Op::MaxPool2d(MaxPoolOp { params, indices }), &[x], y))
 }
 
 impl MaxPoolOp {
     /// Standard: each output gradient goes to its first maximal input element.
-    pub(crate) fn standard<T: Element>(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard<T: Element>(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }
-        let gx = max_pool2d_backward(g, &self.indices, &ctx.node.input_shapes[0]).map_err(|e| ctx.kernel(e))?;
+        let gx = max_pool2d_backward(g, &self.indices, &ctx.node.input_shapes[0])
+            .map_err(|e| ctx.kernel(e))?;
         Ok(vec![Some(gx)])
     }
 }
@@ -48,18 +57,27 @@ pub struct AvgPoolOp<T> {
 }
 
 /// Records an average pool.
-pub fn avg_pool2d<T: Element>(tape: &mut Tape<T>, x: &Var<T>, params: AvgPool2dParams) -> Result<Var<T>> {
+pub fn avg_pool2d<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    params: AvgPool2dParams,
+) -> Result<Var<T>> {
     let y = avg_kernel(x.value(), params).map_err(tape.kernel_err("avg_pool2d"))?;
     let input = tape.keeps_all().then(|| x.value_arc().clone());
     Ok(tape.record(Op::AvgPool2d(AvgPoolOp { params, input }), &[x], y))
 }
 
 impl<T: Element> AvgPoolOp<T> {
-    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }
-        let gx = avg_pool2d_backward(g, &ctx.node.input_shapes[0], self.params).map_err(|e| ctx.kernel(e))?;
+        let gx = avg_pool2d_backward(g, &ctx.node.input_shapes[0], self.params)
+            .map_err(|e| ctx.kernel(e))?;
         Ok(vec![Some(gx)])
     }
 }
@@ -79,17 +97,27 @@ pub fn adaptive_avg_pool2d<T: Element>(
     x: &Var<T>,
     output_hw: (usize, usize),
 ) -> Result<Var<T>> {
-    let y = adaptive_kernel(x.value(), output_hw).map_err(tape.kernel_err("adaptive_avg_pool2d"))?;
+    let y =
+        adaptive_kernel(x.value(), output_hw).map_err(tape.kernel_err("adaptive_avg_pool2d"))?;
     let input = tape.keeps_all().then(|| x.value_arc().clone());
-    Ok(tape.record(Op::AdaptiveAvgPool2d(AdaptiveAvgPoolOp { output_hw, input }), &[x], y))
+    Ok(tape.record(
+        Op::AdaptiveAvgPool2d(AdaptiveAvgPoolOp { output_hw, input }),
+        &[x],
+        y,
+    ))
 }
 
 impl<T: Element> AdaptiveAvgPoolOp<T> {
-    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }
-        let gx = adaptive_avg_pool2d_backward(g, &ctx.node.input_shapes[0]).map_err(|e| ctx.kernel(e))?;
+        let gx = adaptive_avg_pool2d_backward(g, &ctx.node.input_shapes[0])
+            .map_err(|e| ctx.kernel(e))?;
         Ok(vec![Some(gx)])
     }
 }
@@ -110,7 +138,10 @@ impl<T: Element> Rule<T> for ExcitationAvgPool {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }
-        let x = op.input.as_ref().ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
+        let x = op
+            .input
+            .as_ref()
+            .ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
         let shape = &ctx.node.input_shapes[0];
         let gx = crate::ops::excitation(
             ctx,
@@ -139,7 +170,10 @@ impl<T: Element> Rule<T> for ExcitationAdaptiveAvgPool {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }
-        let x = op.input.as_ref().ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
+        let x = op
+            .input
+            .as_ref()
+            .ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
         let shape = &ctx.node.input_shapes[0];
         let gx = crate::ops::excitation(
             ctx,

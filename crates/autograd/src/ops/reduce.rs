@@ -31,14 +31,24 @@ pub fn mean_axis<T: Element>(tape: &mut Tape<T>, x: &Var<T>, axis: usize) -> Res
 }
 
 impl ReduceOp {
-    pub(crate) fn standard_sum<T: Element>(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard_sum<T: Element>(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }
-        Ok(vec![Some(expand_axis(g, self.axis, self.len).map_err(|e| ctx.kernel(e))?)])
+        Ok(vec![Some(
+            expand_axis(g, self.axis, self.len).map_err(|e| ctx.kernel(e))?,
+        )])
     }
 
-    pub(crate) fn standard_mean<T: Element>(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard_mean<T: Element>(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }

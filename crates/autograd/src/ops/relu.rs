@@ -39,8 +39,17 @@ fn masked<T: Element>(
 
 impl ReluOp {
     /// Standard: `g` where `x > 0`, 0 elsewhere (0 at `x == 0`, PyTorch's convention).
-    pub(crate) fn standard<T: Element>(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        masked(ctx, "standard", g, |g, pos, _| if pos { g } else { T::zero() })
+    pub(crate) fn standard<T: Element>(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        masked(
+            ctx,
+            "standard",
+            g,
+            |g, pos, _| if pos { g } else { T::zero() },
+        )
     }
 }
 

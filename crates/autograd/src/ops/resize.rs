@@ -15,17 +15,28 @@ pub struct ResizeOp {
 }
 
 /// Records a resize of an N x C x H x W tensor to `out_hw`.
-pub fn resize<T: Element>(tape: &mut Tape<T>, x: &Var<T>, out_hw: (usize, usize), mode: ResizeMode) -> Result<Var<T>> {
+pub fn resize<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    out_hw: (usize, usize),
+    mode: ResizeMode,
+) -> Result<Var<T>> {
     let y = resize2d(x.value(), out_hw, mode).map_err(tape.kernel_err("resize"))?;
     Ok(tape.record(Op::Resize(ResizeOp { mode }), &[x], y))
 }
 
 impl ResizeOp {
-    pub(crate) fn standard<T: Element>(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard<T: Element>(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }
         let s = &ctx.node.input_shapes[0];
-        Ok(vec![Some(resize2d_backward(g, (s[2], s[3]), self.mode).map_err(|e| ctx.kernel(e))?)])
+        Ok(vec![Some(
+            resize2d_backward(g, (s[2], s[3]), self.mode).map_err(|e| ctx.kernel(e))?,
+        )])
     }
 }

@@ -15,7 +15,11 @@ pub struct ReshapeOp {
 
 /// Records a reshape of `x` to `shape` (same number of elements).
 pub fn reshape<T: Element>(tape: &mut Tape<T>, x: &Var<T>, shape: &[usize]) -> Result<Var<T>> {
-    let y = x.value().clone().reshape(shape.to_vec()).map_err(tape.kernel_err("reshape"))?;
+    let y = x
+        .value()
+        .clone()
+        .reshape(shape.to_vec())
+        .map_err(tape.kernel_err("reshape"))?;
     let from = x.shape().to_vec();
     Ok(tape.record(Op::Reshape(ReshapeOp { from }), &[x], y))
 }
@@ -28,10 +32,18 @@ pub fn flatten<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
 }
 
 impl ReshapeOp {
-    pub(crate) fn standard<T: Element>(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard<T: Element>(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }
-        Ok(vec![Some(g.clone().reshape(self.from.clone()).map_err(|e| ctx.kernel(e))?)])
+        Ok(vec![Some(
+            g.clone()
+                .reshape(self.from.clone())
+                .map_err(|e| ctx.kernel(e))?,
+        )])
     }
 }

@@ -18,15 +18,23 @@ pub struct LogSoftmaxOp<T> {
 /// Records the log-softmax of `x` over its last axis.
 pub fn log_softmax<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
     let y = ls_kernel(x.value()).map_err(tape.kernel_err("log_softmax"))?;
-    let op = LogSoftmaxOp { output: Arc::new(y.clone()) };
+    let op = LogSoftmaxOp {
+        output: Arc::new(y.clone()),
+    };
     Ok(tape.record(Op::LogSoftmax(op), &[x], y))
 }
 
 impl<T: Element> LogSoftmaxOp<T> {
-    pub(crate) fn standard(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+    pub(crate) fn standard(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: &Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         if !ctx.needs(0) {
             return Ok(vec![None]);
         }
-        Ok(vec![Some(log_softmax_backward(g, &self.output).map_err(|e| ctx.kernel(e))?)])
+        Ok(vec![Some(
+            log_softmax_backward(g, &self.output).map_err(|e| ctx.kernel(e))?,
+        )])
     }
 }
