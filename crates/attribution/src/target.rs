@@ -1,0 +1,123 @@
+//! What to explain: a class for every item, a class per item, or a seed tensor.
+
+use crate::error::{AttributionError, Result};
+use sightline_tensor::{Element, Tensor};
+
+/// The target of an explanation, turned into the backward seed at the logits.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target<T> {
+    /// One class for every item of the batch (a one-hot row per item).
+    Class(usize),
+    /// One class per item of the batch.
+    PerItem(Vec<usize>),
+    /// A seed tensor shaped like the logits, used unchanged.
+    Seed(Tensor<T>),
+}
+
+impl<T: Element> Target<T> {
+    /// The backward seed for logits of shape `N x K`.
+    pub fn seed(&self, logits_shape: &[usize]) -> Result<Tensor<T>> {
+        let (n, k) = match logits_shape {
+            [n, k] => (*n, *k),
+            _ => {
+                return Err(AttributionError::SeedShape {
+                    expected: logits_shape.to_vec(),
+                    found: vec![],
+                })
+            }
+        };
+        let classes: Vec<usize> = match self {
+            Target::Class(c) => vec![*c; n],
+            Target::PerItem(cs) => {
+                if cs.len() != n {
+                    return Err(AttributionError::TargetCount {
+                        expected: n,
+                        found: cs.len(),
+                    });
+                }
+                cs.clone()
+            }
+            Target::Seed(t) => {
+                if t.shape() != logits_shape {
+                    return Err(AttributionError::SeedShape {
+                        expected: logits_shape.to_vec(),
+                        found: t.shape().to_vec(),
+                    });
+                }
+                if t.has_non_finite() {
+                    return Err(AttributionError::InvalidOption(
+                        "the seed tensor holds a NaN or infinite value".into(),
+                    ));
+                }
+                return Ok(t.clone());
+            }
+        };
+        let mut seed = Tensor::zeros([n, k]);
+        for (i, &c) in classes.iter().enumerate() {
+            if c >= k {
+                return Err(AttributionError::TargetOutOfRange {
+                    target: c,
+                    num_classes: k,
+                });
+            }
+            seed.data_mut()[i * k + c] = T::one();
+        }
+        Ok(seed)
+    }
+
+    /// The classes of the `k` highest logits of each item, best first.
+    pub fn top_k(logits: &Tensor<T>, k: usize) -> Result<Vec<Vec<usize>>> {
+        let [_, classes] = logits.dims2("top_k")?;
+        Ok(logits
+            .data()
+            .chunks(classes)
+            .map(|row| {
+                let mut idx: Vec<usize> = (0..classes).collect();
+                idx.sort_by(|&a, &b| {
+                    row[b]
+                        .partial_cmp(&row[a])
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+                idx.truncate(k);
+                idx
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds() {
+        let s = Target::<f32>::Class(2).seed(&[2, 3]).unwrap();
+        assert_eq!(s.data(), &[0., 0., 1., 0., 0., 1.]);
+        let s = Target::<f32>::PerItem(vec![0, 1]).seed(&[2, 3]).unwrap();
+        assert_eq!(s.data(), &[1., 0., 0., 0., 1., 0.]);
+        assert!(matches!(
+            Target::<f32>::Class(3).seed(&[1, 3]),
+            Err(AttributionError::TargetOutOfRange {
+                target: 3,
+                num_classes: 3
+            })
+        ));
+        assert!(matches!(
+            Target::<f32>::PerItem(vec![0]).seed(&[2, 3]),
+            Err(AttributionError::TargetCount {
+                expected: 2,
+                found: 1
+            })
+        ));
+        assert!(matches!(
+            Target::Seed(Tensor::<f32>::zeros([2, 2])).seed(&[2, 3]),
+            Err(AttributionError::SeedShape { .. })
+        ));
+    }
+
+    #[test]
+    fn top_k_orders_by_score() {
+        let l = Tensor::<f32>::from_vec([1, 4], vec![0.1, 3.0, -1.0, 2.0]).unwrap();
+        assert_eq!(Target::top_k(&l, 2).unwrap(), vec![vec![1, 3]]);
+    }
+}

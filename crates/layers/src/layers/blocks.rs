@@ -1,0 +1,255 @@
+//! torchvision's residual blocks: `BasicBlock` and `Bottleneck`.
+
+use super::{BatchNorm2d, Conv2d, ConvSpec, ReLU, Sequential};
+use crate::error::Result;
+use crate::module::{child_paths, join_path, run_child, Module, NamedTensor};
+use crate::weights::WeightSource;
+use sightline_autograd::ops::arith::add;
+use sightline_autograd::{Tape, Var};
+use sightline_tensor::{Element, Tensor};
+use std::sync::Arc;
+
+/// The shortcut of a block whose shape changes: `downsample.0` (1x1 conv with
+/// the block's stride, no bias) and `downsample.1` (batch norm); `None` when
+/// the block keeps its input's shape.
+fn build_downsample<T: Element>(
+    src: &mut dyn WeightSource<T>,
+    path: &str,
+    inplanes: usize,
+    outplanes: usize,
+    stride: usize,
+) -> Result<Option<Sequential<T>>> {
+    if stride == 1 && inplanes == outplanes {
+        return Ok(None);
+    }
+    let path = join_path(path, "downsample");
+    let spec = ConvSpec::new(inplanes, outplanes, 1)
+        .stride(stride)
+        .no_bias();
+    let mut ds = Sequential::default();
+    ds.push(Conv2d::build(src, &join_path(&path, "0"), spec)?);
+    ds.push(BatchNorm2d::build(src, &join_path(&path, "1"), outplanes)?);
+    Ok(Some(ds))
+}
+
+/// The residual sum `out + identity`, recorded in the block's scope, then the block's shared ReLU.
+fn residual<T: Element>(
+    tape: &mut Tape<T>,
+    relu: &ReLU,
+    downsample: Option<&Sequential<T>>,
+    x: &Var<T>,
+    out: Var<T>,
+) -> Result<Var<T>> {
+    let identity = match downsample {
+        Some(ds) => run_child(tape, "downsample", ds, x)?,
+        None => x.clone(),
+    };
+    let sum = add(tape, &out, &identity)?;
+    run_child(tape, "relu", relu, &sum)
+}
+
+/// torchvision's `BasicBlock` (expansion 1): `conv1` (3x3, stride), `bn1`,
+/// `relu`, `conv2` (3x3), `bn2`, optional `downsample`, residual sum, `relu`.
+#[derive(Clone, Debug)]
+pub struct BasicBlock<T> {
+    conv1: Conv2d<T>,
+    bn1: BatchNorm2d<T>,
+    relu: ReLU,
+    conv2: Conv2d<T>,
+    bn2: BatchNorm2d<T>,
+    downsample: Option<Sequential<T>>,
+}
+
+impl<T: Element> BasicBlock<T> {
+    /// Output channels per `planes`.
+    pub const EXPANSION: usize = 1;
+
+    /// Builds the block `path`: `inplanes -> planes`, stride on both the first conv and the shortcut.
+    pub(crate) fn build(
+        src: &mut dyn WeightSource<T>,
+        path: &str,
+        inplanes: usize,
+        planes: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let p = |name: &str| join_path(path, name);
+        Ok(Self {
+            conv1: Conv2d::build(
+                src,
+                &p("conv1"),
+                ConvSpec::new(inplanes, planes, 3)
+                    .stride(stride)
+                    .padding(1)
+                    .no_bias(),
+            )?,
+            bn1: BatchNorm2d::build(src, &p("bn1"), planes)?,
+            relu: ReLU,
+            conv2: Conv2d::build(
+                src,
+                &p("conv2"),
+                ConvSpec::new(planes, planes, 3).padding(1).no_bias(),
+            )?,
+            bn2: BatchNorm2d::build(src, &p("bn2"), planes)?,
+            downsample: build_downsample(src, path, inplanes, planes * Self::EXPANSION, stride)?,
+        })
+    }
+
+    /// The shortcut, when the block changes shape.
+    pub fn downsample(&self) -> Option<&Sequential<T>> {
+        self.downsample.as_ref()
+    }
+}
+
+impl<T: Element> Module<T> for BasicBlock<T> {
+    fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
+        let out = run_child(tape, "conv1", &self.conv1, x)?;
+        let out = run_child(tape, "bn1", &self.bn1, &out)?;
+        let out = run_child(tape, "relu", &self.relu, &out)?;
+        let out = run_child(tape, "conv2", &self.conv2, &out)?;
+        let out = run_child(tape, "bn2", &self.bn2, &out)?;
+        residual(tape, &self.relu, self.downsample.as_ref(), x, out)
+    }
+
+    fn submodule_paths(&self, prefix: &str, out: &mut Vec<String>) {
+        child_paths::<T, _>(prefix, "conv1", &self.conv1, out);
+        child_paths::<T, _>(prefix, "bn1", &self.bn1, out);
+        child_paths::<T, _>(prefix, "relu", &self.relu, out);
+        child_paths::<T, _>(prefix, "conv2", &self.conv2, out);
+        child_paths::<T, _>(prefix, "bn2", &self.bn2, out);
+        if let Some(ds) = &self.downsample {
+            child_paths::<T, _>(prefix, "downsample", ds, out);
+        }
+    }
+
+    fn named_tensors<'a>(&'a self, prefix: &str, out: &mut Vec<NamedTensor<'a, T>>) {
+        self.conv1.named_tensors(&join_path(prefix, "conv1"), out);
+        self.bn1.named_tensors(&join_path(prefix, "bn1"), out);
+        self.conv2.named_tensors(&join_path(prefix, "conv2"), out);
+        self.bn2.named_tensors(&join_path(prefix, "bn2"), out);
+        if let Some(ds) = &self.downsample {
+            ds.named_tensors(&join_path(prefix, "downsample"), out);
+        }
+    }
+
+    fn trainable_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut Arc<Tensor<T>>)>,
+    ) {
+        self.conv1.trainable_mut(&join_path(prefix, "conv1"), out);
+        self.conv2.trainable_mut(&join_path(prefix, "conv2"), out);
+        if let Some(ds) = &mut self.downsample {
+            ds.trainable_mut(&join_path(prefix, "downsample"), out);
+        }
+    }
+}
+
+/// torchvision's `Bottleneck` (expansion 4, stride on the 3x3 conv): `conv1`
+/// (1x1), `bn1`, `relu`, `conv2` (3x3, stride), `bn2`, `relu`, `conv3` (1x1),
+/// `bn3`, optional `downsample`, residual sum, `relu`.
+#[derive(Clone, Debug)]
+pub struct Bottleneck<T> {
+    conv1: Conv2d<T>,
+    bn1: BatchNorm2d<T>,
+    conv2: Conv2d<T>,
+    bn2: BatchNorm2d<T>,
+    conv3: Conv2d<T>,
+    bn3: BatchNorm2d<T>,
+    relu: ReLU,
+    downsample: Option<Sequential<T>>,
+}
+
+impl<T: Element> Bottleneck<T> {
+    /// Output channels per `planes`.
+    pub const EXPANSION: usize = 4;
+
+    /// Builds the block `path`: `inplanes -> planes * 4`, stride on the 3x3 conv and the shortcut.
+    pub(crate) fn build(
+        src: &mut dyn WeightSource<T>,
+        path: &str,
+        inplanes: usize,
+        planes: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let p = |name: &str| join_path(path, name);
+        let out = planes * Self::EXPANSION;
+        Ok(Self {
+            conv1: Conv2d::build(
+                src,
+                &p("conv1"),
+                ConvSpec::new(inplanes, planes, 1).no_bias(),
+            )?,
+            bn1: BatchNorm2d::build(src, &p("bn1"), planes)?,
+            conv2: Conv2d::build(
+                src,
+                &p("conv2"),
+                ConvSpec::new(planes, planes, 3)
+                    .stride(stride)
+                    .padding(1)
+                    .no_bias(),
+            )?,
+            bn2: BatchNorm2d::build(src, &p("bn2"), planes)?,
+            conv3: Conv2d::build(src, &p("conv3"), ConvSpec::new(planes, out, 1).no_bias())?,
+            bn3: BatchNorm2d::build(src, &p("bn3"), out)?,
+            relu: ReLU,
+            downsample: build_downsample(src, path, inplanes, out, stride)?,
+        })
+    }
+
+    /// The shortcut, when the block changes shape.
+    pub fn downsample(&self) -> Option<&Sequential<T>> {
+        self.downsample.as_ref()
+    }
+}
+
+impl<T: Element> Module<T> for Bottleneck<T> {
+    fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
+        let out = run_child(tape, "conv1", &self.conv1, x)?;
+        let out = run_child(tape, "bn1", &self.bn1, &out)?;
+        let out = run_child(tape, "relu", &self.relu, &out)?;
+        let out = run_child(tape, "conv2", &self.conv2, &out)?;
+        let out = run_child(tape, "bn2", &self.bn2, &out)?;
+        let out = run_child(tape, "relu", &self.relu, &out)?;
+        let out = run_child(tape, "conv3", &self.conv3, &out)?;
+        let out = run_child(tape, "bn3", &self.bn3, &out)?;
+        residual(tape, &self.relu, self.downsample.as_ref(), x, out)
+    }
+
+    fn submodule_paths(&self, prefix: &str, out: &mut Vec<String>) {
+        child_paths::<T, _>(prefix, "conv1", &self.conv1, out);
+        child_paths::<T, _>(prefix, "bn1", &self.bn1, out);
+        child_paths::<T, _>(prefix, "relu", &self.relu, out);
+        child_paths::<T, _>(prefix, "conv2", &self.conv2, out);
+        child_paths::<T, _>(prefix, "bn2", &self.bn2, out);
+        child_paths::<T, _>(prefix, "conv3", &self.conv3, out);
+        child_paths::<T, _>(prefix, "bn3", &self.bn3, out);
+        if let Some(ds) = &self.downsample {
+            child_paths::<T, _>(prefix, "downsample", ds, out);
+        }
+    }
+
+    fn named_tensors<'a>(&'a self, prefix: &str, out: &mut Vec<NamedTensor<'a, T>>) {
+        self.conv1.named_tensors(&join_path(prefix, "conv1"), out);
+        self.bn1.named_tensors(&join_path(prefix, "bn1"), out);
+        self.conv2.named_tensors(&join_path(prefix, "conv2"), out);
+        self.bn2.named_tensors(&join_path(prefix, "bn2"), out);
+        self.conv3.named_tensors(&join_path(prefix, "conv3"), out);
+        self.bn3.named_tensors(&join_path(prefix, "bn3"), out);
+        if let Some(ds) = &self.downsample {
+            ds.named_tensors(&join_path(prefix, "downsample"), out);
+        }
+    }
+
+    fn trainable_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut Arc<Tensor<T>>)>,
+    ) {
+        self.conv1.trainable_mut(&join_path(prefix, "conv1"), out);
+        self.conv2.trainable_mut(&join_path(prefix, "conv2"), out);
+        self.conv3.trainable_mut(&join_path(prefix, "conv3"), out);
+        if let Some(ds) = &mut self.downsample {
+            ds.trainable_mut(&join_path(prefix, "downsample"), out);
+        }
+    }
+}

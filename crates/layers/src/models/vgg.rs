@@ -1,0 +1,137 @@
+//! torchvision's VGG (`features`, `avgpool`, `classifier`), widths configurable.
+
+use crate::arch::{VggConfig, VggItem};
+use crate::default_layers::DefaultLayers;
+use crate::error::Result;
+use crate::layers::{
+    AdaptiveAvgPool2d, BatchNorm2d, Conv2d, ConvSpec, Dropout, Flatten, Linear, MaxPool2d, ReLU,
+    Sequential,
+};
+use crate::module::{child_paths, join_path, run_child, Module, NamedTensor};
+use crate::weights::WeightSource;
+use sightline_autograd::{Tape, Var};
+use sightline_tensor::{Element, Tensor};
+use std::sync::Arc;
+
+/// torchvision's `VGG`.
+#[derive(Clone, Debug)]
+pub struct Vgg<T> {
+    features: Sequential<T>,
+    avgpool: AdaptiveAvgPool2d,
+    classifier: Sequential<T>,
+    defaults: DefaultLayers,
+}
+
+/// torchvision's `make_layers`: conv 3x3 pad 1 [+ batch norm] + ReLU per
+/// number, 2x2 max pool per `"M"`. Also returns the index of the last ReLU
+/// and of every max pool.
+fn make_layers<T: Element>(
+    src: &mut dyn WeightSource<T>,
+    cfg: &VggConfig,
+) -> Result<(Sequential<T>, usize, Vec<usize>)> {
+    let mut features = Sequential::default();
+    let (mut channels, mut last_relu, mut pools) = (3, 0, Vec::new());
+    for item in &cfg.cfg {
+        match *item {
+            VggItem::MaxPool => {
+                pools.push(features.len());
+                features.push(MaxPool2d::new(2, 2, 0));
+            }
+            VggItem::Conv(out) => {
+                let path = join_path("features", &features.len().to_string());
+                features.push(Conv2d::build(
+                    src,
+                    &path,
+                    ConvSpec::new(channels, out, 3).padding(1),
+                )?);
+                if cfg.batch_norm {
+                    let path = join_path("features", &features.len().to_string());
+                    features.push(BatchNorm2d::build(src, &path, out)?);
+                }
+                last_relu = features.len();
+                features.push(ReLU);
+                channels = out;
+            }
+        }
+    }
+    Ok((features, last_relu, pools))
+}
+
+impl<T: Element> Vgg<T> {
+    /// Builds a (validated) VGG configuration from a weight source.
+    pub(crate) fn build(src: &mut dyn WeightSource<T>, cfg: &VggConfig) -> Result<Self> {
+        let (features, last_relu, pools) = make_layers(src, cfg)?;
+        let [ph, pw] = cfg.avgpool;
+        let flat = cfg.last_channels() * ph * pw;
+        let mut classifier = Sequential::default();
+        classifier.push(Linear::build(src, "classifier.0", flat, cfg.hidden)?);
+        classifier.push(ReLU);
+        classifier.push(Dropout::default());
+        classifier.push(Linear::build(src, "classifier.3", cfg.hidden, cfg.hidden)?);
+        classifier.push(ReLU);
+        classifier.push(Dropout::default());
+        classifier.push(Linear::build(
+            src,
+            "classifier.6",
+            cfg.hidden,
+            cfg.num_classes,
+        )?);
+        // The next-to-last pool (VGG-16's fourth, features.23); with a single
+        // pool, that pool; with none, the last ReLU.
+        let excitation = match pools.len() {
+            0 => last_relu,
+            1 => pools[0],
+            n => pools[n - 2],
+        };
+        let defaults = DefaultLayers {
+            grad_cam: format!("features.{last_relu}"),
+            excitation: format!("features.{excitation}"),
+            contrast: "classifier.4".to_string(),
+            classifier: "classifier.6".to_string(),
+        };
+        Ok(Self {
+            features,
+            avgpool: AdaptiveAvgPool2d::new(ph, pw),
+            classifier,
+            defaults,
+        })
+    }
+
+    /// The default probe layers.
+    pub(crate) fn default_layers(&self) -> &DefaultLayers {
+        &self.defaults
+    }
+}
+
+impl<T: Element> Module<T> for Vgg<T> {
+    fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
+        let x = run_child(tape, "features", &self.features, x)?;
+        let x = run_child(tape, "avgpool", &self.avgpool, &x)?;
+        let x = Module::<T>::forward(&Flatten, tape, &x)?;
+        run_child(tape, "classifier", &self.classifier, &x)
+    }
+
+    fn submodule_paths(&self, prefix: &str, out: &mut Vec<String>) {
+        child_paths(prefix, "features", &self.features, out);
+        child_paths::<T, _>(prefix, "avgpool", &self.avgpool, out);
+        child_paths(prefix, "classifier", &self.classifier, out);
+    }
+
+    fn named_tensors<'a>(&'a self, prefix: &str, out: &mut Vec<NamedTensor<'a, T>>) {
+        self.features
+            .named_tensors(&join_path(prefix, "features"), out);
+        self.classifier
+            .named_tensors(&join_path(prefix, "classifier"), out);
+    }
+
+    fn trainable_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut Arc<Tensor<T>>)>,
+    ) {
+        self.features
+            .trainable_mut(&join_path(prefix, "features"), out);
+        self.classifier
+            .trainable_mut(&join_path(prefix, "classifier"), out);
+    }
+}

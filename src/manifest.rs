@@ -1,0 +1,410 @@
+//! Reference manifests (the format of `tests/fixtures/README.md`): models,
+//! their weights, inputs and expected outputs; and running their cases.
+
+use serde::Deserialize;
+use serde_json::Value;
+use sightline_attribution::captum::{self, Baseline, IgOptions, Integration};
+use sightline_attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
+use sightline_layers::{Architecture, Model};
+use sightline_tensor::{ResizeMode, Tensor};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// What went wrong reading a manifest or running a case.
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system's message.
+        message: String,
+    },
+    /// The manifest is not valid JSON of the expected form.
+    #[error("manifest {path}: {message}")]
+    Format {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A cases file lacks a tensor or holds one of another type.
+    #[error("cases file {path}: {message}")]
+    Cases {
+        /// The cases file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The model could not be built or loaded.
+    #[error(transparent)]
+    Layer(#[from] sightline_layers::LayerError),
+    /// A case named a method this build does not know.
+    #[error("unknown method `{0}`")]
+    UnknownMethod(String),
+    /// A case's parameters are invalid.
+    #[error("case parameter `{name}`: {message}")]
+    Param {
+        /// The parameter.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The method failed.
+    #[error(transparent)]
+    Attribution(#[from] sightline_attribution::AttributionError),
+    /// A kernel failed.
+    #[error(transparent)]
+    Tensor(#[from] sightline_tensor::TensorError),
+}
+
+/// Result alias for manifests.
+pub type Result<T> = std::result::Result<T, ManifestError>;
+
+/// A manifest: named models.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    /// The models, by name.
+    pub models: BTreeMap<String, ModelEntry>,
+    /// The folder that file names are relative to (the manifest's own).
+    #[serde(skip)]
+    pub root: PathBuf,
+}
+
+/// One model of a manifest.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelEntry {
+    /// Weights file (safetensors), relative to the manifest.
+    pub weights: String,
+    /// Cases file (safetensors), relative to the manifest.
+    pub cases_file: String,
+    /// The architecture.
+    pub architecture: Architecture,
+    /// The cases.
+    pub cases: Vec<Case>,
+}
+
+/// One case: a method, its parameters and the name of the expected tensor.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Case {
+    /// The case's name.
+    pub name: String,
+    /// TorchRay function or Captum class (`captum.*`).
+    pub method: String,
+    /// Arguments beyond model, input and target.
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    /// Name of the expected tensor in the cases file.
+    pub output: String,
+}
+
+/// The inputs and expected outputs of one model's cases.
+#[derive(Debug, Clone)]
+pub struct CaseData {
+    /// The input batch.
+    pub input: Tensor<f32>,
+    /// One class per batch item.
+    pub targets: Vec<usize>,
+    /// Expected tensors by name.
+    pub expected: BTreeMap<String, Tensor<f32>>,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// The case's name.
+    pub name: String,
+    /// `max |got - expected| / max |expected|`, or the reason it could not be computed.
+    pub outcome: std::result::Result<f64, String>,
+}
+
+/// The agreement asked for: every element within `1e-4 * max|expected|`.
+pub const TOLERANCE: f64 = 1e-4;
+
+impl CaseResult {
+    /// Whether the case is within [`TOLERANCE`].
+    pub fn passed(&self) -> bool {
+        matches!(self.outcome, Ok(e) if e <= TOLERANCE)
+    }
+}
+
+impl Manifest {
+    /// Reads a manifest; file names in it are relative to its folder.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut m: Manifest = serde_json::from_str(&text).map_err(|e| ManifestError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        m.root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(m)
+    }
+}
+
+impl ModelEntry {
+    /// Builds the model and loads its weights.
+    pub fn model(&self, root: &Path) -> Result<Model<f32>> {
+        Ok(Model::from_safetensors(
+            &self.architecture,
+            root.join(&self.weights),
+        )?)
+    }
+
+    /// Reads the cases file.
+    pub fn case_data(&self, root: &Path) -> Result<CaseData> {
+        let path = root.join(&self.cases_file);
+        let bytes = std::fs::read(&path).map_err(|e| ManifestError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let err = |message: String| ManifestError::Cases {
+            path: path.clone(),
+            message,
+        };
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
+        let mut expected = BTreeMap::new();
+        let mut input = None;
+        let mut targets = None;
+        for (name, view) in st.tensors() {
+            let shape = view.shape().to_vec();
+            match view.dtype() {
+                safetensors::Dtype::F32 => {
+                    let data: Vec<f32> = view
+                        .data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    let t = Tensor::from_vec(shape, data)?;
+                    if name == "input" {
+                        input = Some(t);
+                    } else {
+                        expected.insert(name, t);
+                    }
+                }
+                safetensors::Dtype::I64 if name == "target" => {
+                    let v: std::result::Result<Vec<usize>, _> = view
+                        .data()
+                        .chunks_exact(8)
+                        .map(|b| {
+                            let mut a = [0u8; 8];
+                            a.copy_from_slice(b);
+                            usize::try_from(i64::from_le_bytes(a))
+                        })
+                        .collect();
+                    targets = Some(v.map_err(|_| err("negative target".into()))?);
+                }
+                other => {
+                    return Err(err(format!(
+                        "tensor `{name}` has unsupported type {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(CaseData {
+            input: input.ok_or_else(|| err("no `input` tensor".into()))?,
+            targets: targets.ok_or_else(|| err("no `target` tensor".into()))?,
+            expected,
+        })
+    }
+}
+
+/// Runs every case of one model, in manifest order.
+pub fn run_model(entry: &ModelEntry, root: &Path) -> Result<Vec<CaseResult>> {
+    let model = entry.model(root)?;
+    let data = entry.case_data(root)?;
+    let explainer = Explainer::new(&model, &data.input)?;
+    Ok(entry
+        .cases
+        .iter()
+        .map(|case| {
+            let outcome = run_case(&model, &explainer, &data, case)
+                .map_err(|e| e.to_string())
+                .and_then(|got| {
+                    let want = data
+                        .expected
+                        .get(&case.output)
+                        .ok_or_else(|| format!("no expected tensor `{}`", case.output))?;
+                    relative_error(&got, want)
+                });
+            CaseResult {
+                name: case.name.clone(),
+                outcome,
+            }
+        })
+        .collect())
+}
+
+/// `max |got - want| / max |want|`, or why the two cannot be compared.
+pub fn relative_error(got: &Tensor<f32>, want: &Tensor<f32>) -> std::result::Result<f64, String> {
+    if got.shape() != want.shape() {
+        return Err(format!(
+            "shape {:?}, expected {:?}",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    if got.has_non_finite() {
+        return Err("result holds NaN or infinity".into());
+    }
+    let scale = f64::from(want.max_abs()).max(f64::MIN_POSITIVE);
+    let diff = got.max_abs_diff(want).map_err(|e| e.to_string())?;
+    Ok(f64::from(diff) / scale)
+}
+
+fn param<'a>(case: &'a Case, name: &str) -> Option<&'a Value> {
+    case.params.get(name)
+}
+
+fn str_param(case: &Case, name: &str) -> Result<Option<String>> {
+    match param(case, name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err(bad(name, format!("expected a string, got {v}"))),
+    }
+}
+
+fn f64_param(case: &Case, name: &str) -> Result<Option<f64>> {
+    match param(case, name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| bad(name, format!("expected a number, got {v}"))),
+    }
+}
+
+fn bool_param(case: &Case, name: &str) -> Result<Option<bool>> {
+    match param(case, name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v) => Err(bad(name, format!("expected true or false, got {v}"))),
+    }
+}
+
+fn bad(name: &str, message: String) -> ManifestError {
+    ManifestError::Param {
+        name: name.to_string(),
+        message,
+    }
+}
+
+fn resize_mode(case: &Case, name: &str, default: ResizeMode) -> Result<ResizeMode> {
+    Ok(match str_param(case, name)?.as_deref() {
+        None => default,
+        Some("bilinear") => ResizeMode::Bilinear,
+        Some("nearest") => ResizeMode::Nearest,
+        Some(other) => return Err(bad(name, format!("unknown interpolation `{other}`"))),
+    })
+}
+
+/// Computes one case's output.
+pub fn run_case(
+    model: &Model<f32>,
+    explainer: &Explainer<'_, f32>,
+    data: &CaseData,
+    case: &Case,
+) -> Result<Tensor<f32>> {
+    let target = match param(case, "target_override") {
+        Some(v) => Target::Class(v.as_u64().ok_or_else(|| {
+            bad(
+                "target_override",
+                format!("expected a class index, got {v}"),
+            )
+        })? as usize),
+        None => Target::PerItem(data.targets.clone()),
+    };
+    let x = &data.input;
+    if let Some(name) = case.method.strip_prefix("captum.") {
+        return run_captum(model, x, &target, case, name);
+    }
+    if case.method == "forward" {
+        return Ok(explainer.logits().clone());
+    }
+    let method = match case.method.as_str() {
+        "contrastive_excitation_backprop" => Method::ContrastiveExcitationBackprop {
+            contrast_layer: str_param(case, "contrast_layer")?,
+            classifier_layer: str_param(case, "classifier_layer")?,
+        },
+        other => other
+            .parse::<Method>()
+            .map_err(|_| ManifestError::UnknownMethod(other.to_string()))?,
+    };
+    let resize = match param(case, "resize") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Resize::Off,
+        Some(Value::Bool(true)) => Resize::Input,
+        Some(Value::Array(wh)) if wh.len() == 2 => Resize::To {
+            width: wh[0]
+                .as_u64()
+                .ok_or_else(|| bad("resize", "width".into()))? as usize,
+            height: wh[1]
+                .as_u64()
+                .ok_or_else(|| bad("resize", "height".into()))? as usize,
+        },
+        Some(v) => {
+            return Err(bad(
+                "resize",
+                format!("expected true, false or [w, h], got {v}"),
+            ))
+        }
+    };
+    let opts = SaliencyOptions {
+        layer: Some(str_param(case, "saliency_layer")?.unwrap_or_default()),
+        resize,
+        resize_mode: resize_mode(case, "resize_mode", ResizeMode::Bilinear)?,
+        smooth: f64_param(case, "smooth")?.unwrap_or(0.0),
+    };
+    let s = explainer.saliency(&method, &target, &opts)?;
+    match str_param(case, "reduction")?.as_deref() {
+        None => Ok(s.map),
+        Some("none") => Ok(s.gradient),
+        Some(other) => Err(bad("reduction", format!("unknown reduction `{other}`"))),
+    }
+}
+
+fn run_captum(
+    model: &Model<f32>,
+    x: &Tensor<f32>,
+    target: &Target<f32>,
+    case: &Case,
+    name: &str,
+) -> Result<Tensor<f32>> {
+    let layer = || -> Result<String> {
+        str_param(case, "layer")?.ok_or_else(|| bad("layer", "missing".into()))
+    };
+    Ok(match name {
+        "Saliency" => captum::saliency(model, x, target, bool_param(case, "abs")?.unwrap_or(true))?,
+        "InputXGradient" => captum::input_x_gradient(model, x, target)?,
+        "IntegratedGradients" => {
+            let opts = IgOptions {
+                baseline: Baseline::Scalar(f64_param(case, "baseline")?.unwrap_or(0.0)),
+                n_steps: f64_param(case, "n_steps")?.unwrap_or(50.0) as usize,
+                method: str_param(case, "integration")?
+                    .map(|s| s.parse::<Integration>())
+                    .transpose()?
+                    .unwrap_or_default(),
+                ..IgOptions::default()
+            };
+            captum::integrated_gradients(model, x, target, &opts)?
+        }
+        "LayerGradCam" => captum::layer_grad_cam(
+            model,
+            x,
+            target,
+            &layer()?,
+            bool_param(case, "relu_attributions")?.unwrap_or(false),
+        )?,
+        "GuidedGradCam" => captum::guided_grad_cam(
+            model,
+            x,
+            target,
+            &layer()?,
+            resize_mode(case, "interpolate_mode", ResizeMode::Nearest)?,
+        )?,
+        _ => return Err(ManifestError::UnknownMethod(case.method.clone())),
+    })
+}
