@@ -1,0 +1,216 @@
+//! The saliency API on models of several shapes: one forward for many
+//! answers, and typed errors for bad requests.
+
+use sightline::attribution::captum::{
+    self, Baseline, IgOptions, Integration, NoiseKind, NoiseTunnelOptions,
+};
+use sightline::attribution::{
+    saliency, AttributionError, Explainer, Method, Resize, SaliencyOptions, Target,
+};
+use sightline::layers::{Architecture, LayerError, Model};
+use sightline::tensor::Tensor;
+
+fn arch(json: &str) -> Architecture {
+    serde_json::from_str(json).expect("architecture")
+}
+
+fn vgg_bn() -> Model<f32> {
+    let a = arch(
+        r#"{"kind":"vgg","cfg":[6,6,"M",12,"M",24,24,"M",24,"M"],"batch_norm":true,"avgpool":[3,3],"hidden":24,"num_classes":13}"#,
+    );
+    Model::random(&a, 7).unwrap()
+}
+
+fn resnet_bottleneck() -> Model<f32> {
+    let a = arch(
+        r#"{"kind":"resnet","block":"bottleneck","layers":[1,2,1,1],"widths":[4,8,8,16],"num_classes":11}"#,
+    );
+    Model::random(&a, 8).unwrap()
+}
+
+fn input(n: usize, h: usize, w: usize) -> Tensor<f32> {
+    let len = n * 3 * h * w;
+    let data = (0..len)
+        .map(|i| ((i * 7919) % 997) as f32 / 498.0 - 1.0)
+        .collect();
+    Tensor::from_vec([n, 3, h, w], data).unwrap()
+}
+
+#[test]
+fn one_forward_answers_every_method_and_target_as_separate_calls() {
+    for model in [vgg_bn(), resnet_bottleneck()] {
+        let x = input(2, 61, 53);
+        let ex = Explainer::new(&model, &x).unwrap();
+        let top = Target::top_k(ex.logits(), 3).unwrap();
+        let targets: Vec<Target<f32>> = (0..3)
+            .map(|k| Target::PerItem(top.iter().map(|t| t[k]).collect()))
+            .collect();
+        let opts = SaliencyOptions {
+            resize: Resize::Input,
+            ..Default::default()
+        };
+        let many = ex.saliency_many(&Method::all(), &targets, &opts).unwrap();
+        for (m, method) in Method::all().iter().enumerate() {
+            for (t, target) in targets.iter().enumerate() {
+                let alone = saliency(&model, &x, method, target, &opts).unwrap();
+                assert_eq!(many[m][t].map, alone.map, "{method} target {t}");
+                assert_eq!(many[m][t].map.shape(), &[2, 1, 61, 53]);
+                assert!(!alone.map.has_non_finite(), "{method}");
+            }
+        }
+    }
+}
+
+#[test]
+fn default_layers_follow_torchray() {
+    let vgg16 = Model::<f32>::random(&Architecture::preset("vgg16").unwrap(), 1).unwrap();
+    let d = vgg16.default_layers();
+    assert_eq!(
+        (d.grad_cam.as_str(), d.excitation.as_str()),
+        ("features.29", "features.23")
+    );
+    assert_eq!(
+        (d.contrast.as_str(), d.classifier.as_str()),
+        ("classifier.4", "classifier.6")
+    );
+    let r = resnet_bottleneck().default_layers();
+    assert_eq!(
+        (r.grad_cam.as_str(), r.excitation.as_str()),
+        ("layer4", "layer3")
+    );
+    assert_eq!(
+        (r.contrast.as_str(), r.classifier.as_str()),
+        ("avgpool", "fc")
+    );
+}
+
+#[test]
+fn bad_requests_are_typed_errors() {
+    let model = vgg_bn();
+    let x = input(2, 40, 56);
+    let ex = Explainer::new(&model, &x).unwrap();
+    let opts = SaliencyOptions::default();
+    let e = ex
+        .saliency(&Method::Gradient, &Target::Class(13), &opts)
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        AttributionError::TargetOutOfRange {
+            target: 13,
+            num_classes: 13
+        }
+    ));
+    let e = ex
+        .saliency(&Method::Gradient, &Target::PerItem(vec![1]), &opts)
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        AttributionError::TargetCount {
+            expected: 2,
+            found: 1
+        }
+    ));
+    let e = ex
+        .saliency(
+            &Method::Gradient,
+            &Target::Seed(Tensor::zeros([2, 12])),
+            &opts,
+        )
+        .unwrap_err();
+    assert!(matches!(e, AttributionError::SeedShape { .. }));
+    let e = ex
+        .saliency(
+            &Method::GradCam,
+            &Target::Class(0),
+            &SaliencyOptions::at("features.99"),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("features.99"), "{e}");
+    let e = ex
+        .saliency(
+            &Method::GradCam,
+            &Target::Class(0),
+            &SaliencyOptions::at("classifier.0"),
+        )
+        .unwrap_err();
+    assert!(matches!(e, AttributionError::NotSpatial { .. }), "{e}");
+    // Input that is not N x 3 x H x W, or too small for the architecture.
+    let e = Explainer::new(&model, &Tensor::zeros([1, 1, 40, 40]))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, AttributionError::Layer(LayerError::InputShape { .. })),
+        "{e}"
+    );
+    let e = Explainer::new(&model, &input(1, 8, 8)).err().unwrap();
+    assert!(
+        matches!(e, AttributionError::Layer(LayerError::InputTooSmall { .. })),
+        "{e}"
+    );
+    let e = "rise".parse::<Method>().unwrap_err();
+    assert!(matches!(e, AttributionError::UnknownMethod { .. }));
+}
+
+#[test]
+fn integrated_gradients_is_complete_and_batches_do_not_change_it() {
+    let model = resnet_bottleneck();
+    let x = input(1, 33, 35);
+    let target = Target::Class(4);
+    let opts = IgOptions {
+        n_steps: 64,
+        method: Integration::GaussLegendre,
+        internal_batch_size: 64,
+        ..IgOptions::default()
+    };
+    let ig = captum::integrated_gradients(&model, &x, &target, &opts).unwrap();
+    // Completeness: attributions sum to F(x) - F(baseline).
+    let fx = model.logits(&x).unwrap().data()[4];
+    let f0 = model.logits(&Tensor::zeros([1, 3, 33, 35])).unwrap().data()[4];
+    let sum: f32 = ig.data().iter().sum();
+    assert!(
+        (sum - (fx - f0)).abs() < 0.02 * (fx - f0).abs().max(1.0),
+        "{sum} vs {}",
+        fx - f0
+    );
+    let small = IgOptions {
+        internal_batch_size: 5,
+        ..opts.clone()
+    };
+    let ig2 = captum::integrated_gradients(&model, &x, &target, &small).unwrap();
+    assert!(ig.max_abs_diff(&ig2).unwrap() <= 1e-5 * ig.max_abs().max(1e-6));
+    let bad = IgOptions {
+        baseline: Baseline::Tensor(Tensor::zeros([1, 3, 2, 2])),
+        ..opts
+    };
+    assert!(captum::integrated_gradients(&model, &x, &target, &bad).is_err());
+}
+
+#[test]
+fn noise_tunnel_wraps_any_method_reproducibly() {
+    let model = vgg_bn();
+    let x = input(2, 40, 40);
+    let opts = NoiseTunnelOptions {
+        kind: NoiseKind::SmoothGrad,
+        samples: 4,
+        stdev: 0.1,
+        seed: 42,
+        batch: 3,
+    };
+    let run = || {
+        captum::noise_tunnel(&x, &Target::PerItem(vec![1, 2]), &opts, |b, t| {
+            Ok(captum::saliency(&model, b, t, true)?)
+        })
+        .unwrap()
+    };
+    let a = run();
+    assert_eq!(a, run());
+    assert_eq!(a.shape(), x.shape());
+    // Zero noise: SmoothGrad is the plain attribution.
+    let still = NoiseTunnelOptions { stdev: 0.0, ..opts };
+    let s = captum::noise_tunnel(&x, &Target::PerItem(vec![1, 2]), &still, |b, t| {
+        Ok(captum::saliency(&model, b, t, true)?)
+    })
+    .unwrap();
+    let plain = captum::saliency(&model, &x, &Target::PerItem(vec![1, 2]), true).unwrap();
+    assert!(s.max_abs_diff(&plain).unwrap() <= 1e-6 * plain.max_abs());
+}
