@@ -199,3 +199,116 @@ fn check_input<T: Element>(x: &Tensor<T>) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::ZeroSource;
+
+    fn zeros(name: &str) -> Model<f32> {
+        let arch = Architecture::preset(name).unwrap();
+        let network = Network::build(&arch, &mut ZeroSource).unwrap();
+        Model::new(&arch, network)
+    }
+
+    #[test]
+    fn parameter_counts_match_torchvision() {
+        for (name, count) in [
+            ("vgg16", 138_357_544),
+            ("vgg16_bn", 138_365_992),
+            ("vgg11", 132_863_336),
+            ("vgg19", 143_667_240),
+            ("resnet18", 11_689_512),
+            ("resnet34", 21_797_672),
+            ("resnet50", 25_557_032),
+            ("resnet101", 44_549_160),
+            ("resnet152", 60_192_808),
+            ("alexnet", 61_100_840),
+        ] {
+            assert_eq!(zeros(name).num_parameters(), count, "{name}");
+        }
+    }
+
+    #[test]
+    fn trainable_parameters_leave_batch_norm_out() {
+        let mut m = zeros("resnet18");
+        let all: Vec<String> = m.parameters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(all.len(), 62);
+        assert_eq!(all[..3], ["conv1.weight", "bn1.weight", "bn1.bias"]);
+        assert_eq!(all.last().map(String::as_str), Some("fc.bias"));
+        let trainable: Vec<String> = m.parameters_mut().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(trainable.len(), 22); // 20 convolutions (3 downsamples) + fc weight and bias
+        assert!(trainable
+            .iter()
+            .all(|n| !n.contains("bn") && !n.ends_with("downsample.1.weight")));
+        assert!(trainable.contains(&"layer2.0.downsample.0.weight".to_string()));
+        let buffers = m
+            .named_tensors()
+            .iter()
+            .filter(|t| t.role == TensorRole::Buffer)
+            .count();
+        assert_eq!(buffers, 2 * 20);
+    }
+
+    #[test]
+    fn layer_paths_follow_torchvision() {
+        let m = zeros("vgg16");
+        let p = m.layer_paths();
+        assert_eq!(p[..3], ["features", "features.0", "features.1"]);
+        assert_eq!(p.len(), 1 + 31 + 1 + 1 + 7);
+        assert!(m.has_layer("features.30") && !m.has_layer("features.31"));
+        assert_eq!(p[32..34], ["avgpool", "classifier"]);
+
+        let r = zeros("resnet50");
+        let p = r.layer_paths();
+        assert_eq!(
+            p[..6],
+            ["conv1", "bn1", "relu", "maxpool", "layer1", "layer1.0"]
+        );
+        let block: Vec<&str> = p
+            .iter()
+            .filter_map(|s| s.strip_prefix("layer1.0."))
+            .collect();
+        assert_eq!(
+            block,
+            [
+                "conv1",
+                "bn1",
+                "relu",
+                "conv2",
+                "bn2",
+                "conv3",
+                "bn3",
+                "downsample",
+                "downsample.0",
+                "downsample.1"
+            ]
+        );
+        assert!(
+            r.has_layer("layer4.2.conv3") && r.has_layer("layer3.5") && !r.has_layer("layer3.6")
+        );
+        assert_eq!(p[p.len() - 2..], ["avgpool", "fc"]);
+        // No block of resnet18's layer1 needs a downsample.
+        let r18 = zeros("resnet18");
+        assert!(!r18.has_layer("layer1.0.downsample") && r18.has_layer("layer2.0.downsample.1"));
+    }
+
+    #[test]
+    fn state_dict_names_match_torchvision() {
+        let m = zeros("vgg16_bn");
+        let names: Vec<String> = m.named_tensors().into_iter().map(|t| t.name).collect();
+        assert_eq!(
+            names[..6],
+            [
+                "features.0.weight",
+                "features.0.bias",
+                "features.1.weight",
+                "features.1.bias",
+                "features.1.running_mean",
+                "features.1.running_var"
+            ]
+        );
+        assert!(names.contains(&"features.41.running_var".to_string()));
+        assert!(names.contains(&"classifier.6.bias".to_string()));
+    }
+}

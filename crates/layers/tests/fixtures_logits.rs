@@ -50,6 +50,7 @@ fn assert_close(name: &str, found: &Tensor<f32>, expected: &Tensor<f32>) {
     assert_eq!(found.shape(), expected.shape(), "{name}: shape");
     let tol = 1e-4 * expected.max_abs();
     let diff = found.max_abs_diff(expected).expect("same shape");
+    println!("{name}: max |diff| {diff:e}, tolerance {tol:e}");
     assert!(diff <= tol, "{name}: max |diff| {diff} > tolerance {tol}");
 }
 

@@ -252,3 +252,128 @@ impl ResNetConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_manifest_forms() {
+        let vgg = Architecture::from_json(
+            r#"{"kind":"vgg","cfg":[8,"M",16,"M",32,32,"M"],"batch_norm":false,"avgpool":[2,2],"hidden":32,"num_classes":10}"#,
+        )
+        .unwrap();
+        let Architecture::Vgg(c) = &vgg else {
+            panic!("{vgg:?}")
+        };
+        assert_eq!(
+            c.cfg[..3],
+            [VggItem::Conv(8), VggItem::MaxPool, VggItem::Conv(16)]
+        );
+        assert_eq!(
+            (c.avgpool, c.hidden, c.num_classes, c.batch_norm),
+            ([2, 2], 32, 10, false)
+        );
+        assert_eq!(c.last_channels(), 32);
+
+        let resnet = Architecture::from_json(
+            r#"{"kind":"resnet","block":"bottleneck","layers":[1,2,1,1],"widths":[4,8,8,16],"num_classes":11}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            resnet,
+            Architecture::ResNet(ResNetConfig {
+                block: BlockKind::Bottleneck,
+                layers: vec![1, 2, 1, 1],
+                widths: vec![4, 8, 8, 16],
+                num_classes: 11
+            })
+        );
+        assert_eq!(resnet.kind(), "resnet");
+        assert_eq!(resnet.num_classes(), 11);
+
+        let alex = Architecture::from_json(r#"{"kind":"alexnet","num_classes":1000}"#).unwrap();
+        assert_eq!(alex, Architecture::preset("alexnet").unwrap());
+        // Defaults are torchvision's.
+        assert_eq!(
+            Architecture::from_json(r#"{"kind":"alexnet"}"#).unwrap(),
+            alex
+        );
+        let r50 =
+            Architecture::from_json(r#"{"kind":"resnet","block":"bottleneck","layers":[3,4,6,3]}"#)
+                .unwrap();
+        assert_eq!(r50, Architecture::preset("resnet50").unwrap());
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        for name in PRESET_NAMES {
+            let a = Architecture::preset(name).unwrap();
+            assert_eq!(Architecture::from_json(&a.to_json()).unwrap(), a, "{name}");
+        }
+        let v = serde_json::json!({"kind":"vgg","cfg":[8,"M"],"batch_norm":true,"avgpool":[1,1],"hidden":4,"num_classes":2});
+        let a = Architecture::from_json_value(&v).unwrap();
+        assert_eq!(serde_json::to_value(&a).unwrap(), v);
+    }
+
+    fn arch_err(json: &str) -> String {
+        match Architecture::from_json(json) {
+            Err(LayerError::Architecture { message }) => message,
+            other => panic!("{json}: expected an Architecture error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_configurations() {
+        assert!(arch_err(r#"{"kind":"vgg","cfg":[]}"#).contains("empty"));
+        assert!(arch_err(r#"{"kind":"vgg","cfg":["M","M"]}"#).contains("no convolution"));
+        assert!(arch_err(r#"{"kind":"vgg","cfg":[8,0,"M"]}"#).contains("entry 1 has 0 channels"));
+        assert!(arch_err(r#"{"kind":"vgg","cfg":[8,"X"]}"#).contains("\"X\""));
+        assert!(arch_err(r#"{"kind":"vgg","cfg":[8,-3]}"#).contains("negative"));
+        assert!(arch_err(r#"{"kind":"vgg","cfg":[8],"avgpool":[0,2]}"#).contains("avgpool"));
+        assert!(arch_err(r#"{"kind":"vgg","cfg":[8],"hidden":0}"#).contains("hidden"));
+        assert!(arch_err(r#"{"kind":"vgg","cfg":[8],"num_classes":0}"#).contains("num_classes"));
+        assert!(arch_err(r#"{"kind":"vgg","cfg":[8],"batchnorm":true}"#).contains("batchnorm"));
+        assert!(
+            arch_err(r#"{"kind":"resnet","block":"basic","layers":[1,1,1]}"#)
+                .contains("4 stages, got 3")
+        );
+        assert!(arch_err(
+            r#"{"kind":"resnet","block":"basic","layers":[1,1,1,1],"widths":[8,16,32]}"#
+        )
+        .contains("widths"));
+        assert!(
+            arch_err(r#"{"kind":"resnet","block":"basic","layers":[1,0,1,1]}"#)
+                .contains("layer2 has 0 blocks")
+        );
+        assert!(arch_err(
+            r#"{"kind":"resnet","block":"basic","layers":[1,1,1,1],"widths":[8,16,0,64]}"#
+        )
+        .contains("layer3 has width 0"));
+        assert!(
+            arch_err(r#"{"kind":"resnet","block":"wide","layers":[1,1,1,1]}"#).contains("wide")
+        );
+        assert!(arch_err(r#"{"kind":"densenet"}"#).contains("densenet"));
+        assert!(arch_err("not json").contains("cannot parse"));
+    }
+
+    #[test]
+    fn presets_match_torchvision() {
+        let Architecture::Vgg(v) = Architecture::preset("vgg16_bn").unwrap() else {
+            panic!()
+        };
+        assert!(v.batch_norm);
+        assert_eq!(v.cfg.iter().filter(|i| **i == VggItem::MaxPool).count(), 5);
+        assert_eq!(v.cfg.len() - 5, 13);
+        let Architecture::ResNet(r) = Architecture::preset("resnet152").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (r.block, r.layers),
+            (BlockKind::Bottleneck, vec![3, 8, 36, 3])
+        );
+        for name in PRESET_NAMES {
+            assert!(Architecture::preset(name).unwrap().validate().is_ok());
+        }
+    }
+}

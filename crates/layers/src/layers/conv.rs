@@ -79,6 +79,18 @@ impl<T: Element> Conv2d<T> {
                 weight.shape()
             )));
         };
+        if weight.shape().contains(&0) {
+            return Err(LayerError::arch(format!(
+                "conv2d weight has a zero dimension: {:?}",
+                weight.shape()
+            )));
+        }
+        let p = params;
+        if p.groups == 0 || [p.stride.0, p.stride.1, p.dilation.0, p.dilation.1].contains(&0) {
+            return Err(LayerError::arch(format!(
+                "conv2d stride, dilation and groups must be positive, got {p:?}"
+            )));
+        }
         if let Some(b) = &bias {
             if b.shape() != [cout] {
                 return Err(LayerError::arch(format!(

@@ -17,6 +17,15 @@ fn check_window<T: Element>(
     dilation: (usize, usize),
     ceil_mode: bool,
 ) -> Result<()> {
+    if [
+        kernel.0, kernel.1, stride.0, stride.1, dilation.0, dilation.1,
+    ]
+    .contains(&0)
+    {
+        return Err(LayerError::arch(format!(
+            "pooling kernel, stride and dilation must be positive, got kernel {kernel:?}, stride {stride:?}, dilation {dilation:?}"
+        )));
+    }
     let &[_, _, h, w] = shape else {
         return Ok(()); // the kernel reports rank errors
     };

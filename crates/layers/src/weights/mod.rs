@@ -33,3 +33,21 @@ pub(crate) trait WeightSource<T: Element> {
     /// and ignored when present.
     fn counter(&mut self, key: &str) -> Result<()>;
 }
+
+/// A source of zeros, to build large models cheaply in tests.
+#[cfg(test)]
+pub(crate) struct ZeroSource;
+
+#[cfg(test)]
+impl<T: Element> WeightSource<T> for ZeroSource {
+    fn tensor(&mut self, _key: &str, shape: &[usize], init: Init) -> Result<Arc<Tensor<T>>> {
+        Ok(Arc::new(match init {
+            Init::Ones => Tensor::ones(shape.to_vec()),
+            _ => Tensor::zeros(shape.to_vec()),
+        }))
+    }
+
+    fn counter(&mut self, _key: &str) -> Result<()> {
+        Ok(())
+    }
+}
