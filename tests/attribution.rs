@@ -214,3 +214,67 @@ fn noise_tunnel_wraps_any_method_reproducibly() {
     let plain = captum::saliency(&model, &x, &Target::PerItem(vec![1, 2]), true).unwrap();
     assert!(s.max_abs_diff(&plain).unwrap() <= 1e-6 * plain.max_abs());
 }
+
+#[test]
+fn resize_to_a_given_size_and_smooth() {
+    let model = vgg_bn();
+    let x = input(1, 40, 56);
+    let ex = Explainer::new(&model, &x).unwrap();
+    let at = |resize, resize_mode, smooth| SaliencyOptions {
+        layer: Some("features.20".into()),
+        resize,
+        resize_mode,
+        smooth,
+    };
+    use sightline::tensor::ResizeMode::{Bilinear, Nearest};
+    let raw = ex
+        .saliency(
+            &Method::GradCam,
+            &Target::Class(3),
+            &at(Resize::Off, Bilinear, 0.0),
+        )
+        .unwrap();
+    assert_eq!(raw.map.shape(), &[1, 1, 5, 7]);
+    assert_eq!(raw.activation.shape(), &[1, 24, 5, 7]);
+    let to = Resize::To {
+        width: 70,
+        height: 50,
+    };
+    let near = ex
+        .saliency(&Method::GradCam, &Target::Class(3), &at(to, Nearest, 0.0))
+        .unwrap();
+    assert_eq!(near.map.shape(), &[1, 1, 50, 70]);
+    // Nearest upsampling by 10 repeats each cell in a 10 x 10 block.
+    for (i, &v) in near.map.data().iter().enumerate() {
+        let (r, c) = (i / 70, i % 70);
+        assert_eq!(v, raw.map.data()[(r / 10) * 7 + c / 10]);
+    }
+    let smooth = ex
+        .saliency(&Method::GradCam, &Target::Class(3), &at(to, Bilinear, 0.05))
+        .unwrap();
+    assert_eq!(smooth.map.shape(), &[1, 1, 50, 70]);
+    // Smoothing keeps the mass (replicate padding) approximately and lowers the peak.
+    let bil = ex
+        .saliency(&Method::GradCam, &Target::Class(3), &at(to, Bilinear, 0.0))
+        .unwrap();
+    assert!(smooth.map.max_abs() <= bil.map.max_abs());
+    let bad = ex.saliency(
+        &Method::GradCam,
+        &Target::Class(3),
+        &at(
+            Resize::To {
+                width: 0,
+                height: 5,
+            },
+            Bilinear,
+            0.0,
+        ),
+    );
+    assert!(matches!(bad, Err(AttributionError::InvalidOption(_))));
+    let bad = ex.saliency(
+        &Method::GradCam,
+        &Target::Class(3),
+        &at(Resize::Off, Bilinear, -1.0),
+    );
+    assert!(matches!(bad, Err(AttributionError::InvalidOption(_))));
+}
