@@ -174,6 +174,91 @@ impl<'m, T: Element> Explainer<'m, T> {
         target: &Target<T>,
         opts: &SaliencyOptions,
     ) -> Result<Saliency<T>> {
+        let mut out = self.saliency_many(
+            std::slice::from_ref(method),
+            std::slice::from_ref(target),
+            opts,
+        )?;
+        Ok(out.remove(0).remove(0))
+    }
+
+    /// Explains several methods for several targets from this one forward pass.
+    ///
+    /// Methods that share a rule set share one backward pass per target (for
+    /// example gradient, linear approximation and Grad-CAM all use the
+    /// standard rules), so the cost grows with the number of distinct rule
+    /// sets, not of methods. The results equal separate calls bit for bit,
+    /// method-major: `out[m][t]`.
+    pub fn saliency_many(
+        &self,
+        methods: &[Method],
+        targets: &[Target<T>],
+        opts: &SaliencyOptions,
+    ) -> Result<Vec<Vec<Saliency<T>>>> {
+        let requests = methods
+            .iter()
+            .map(|m| self.request(m, opts))
+            .collect::<Result<Vec<_>>>()?;
+        // One backward pass per distinct rule set and target, to every probe it serves.
+        let mut passes: Vec<(RuleSet<T>, Vec<VarId>)> = Vec::new();
+        for r in &requests {
+            let idx = match passes
+                .iter()
+                .position(|(rules, _)| rules.name() == r.rules.name())
+            {
+                Some(i) => i,
+                None => {
+                    passes.push((r.rules.clone(), Vec::new()));
+                    passes.len() - 1
+                }
+            };
+            let wanted = &mut passes[idx].1;
+            for id in std::iter::once(r.probe).chain(r.contrast.as_ref().map(|c| c.id)) {
+                if !wanted.contains(&id) {
+                    wanted.push(id);
+                }
+            }
+        }
+        let mut out: Vec<Vec<Saliency<T>>> = methods.iter().map(|_| Vec::new()).collect();
+        for target in targets {
+            let seed = target.seed(self.logits.shape())?;
+            let mut grads: Vec<(&str, VarId, Tensor<T>)> = Vec::new();
+            for (rules, ids) in &passes {
+                let gs = self.tape.backward(self.logits.id(), &seed, rules, ids)?;
+                grads.extend(ids.iter().zip(gs).map(|(&id, g)| (rules.name(), id, g)));
+            }
+            let lookup = |rules: &RuleSet<T>, id: VarId| -> Tensor<T> {
+                grads
+                    .iter()
+                    .find(|(name, gid, _)| *name == rules.name() && *gid == id)
+                    .map(|(_, _, g)| g.clone())
+                    .unwrap_or_else(|| Tensor::zeros(vec![0]))
+            };
+            for (k, r) in requests.iter().enumerate() {
+                let gradient = match &r.contrast {
+                    None => lookup(&r.rules, r.probe),
+                    Some(c) => {
+                        let positive = lookup(&r.rules, c.id);
+                        self.contrastive(&seed, &positive, r.probe, c)?
+                    }
+                };
+                let map = self.reduce(r, &gradient)?;
+                out[k].push(Saliency {
+                    map: self.finish(map, opts)?,
+                    gradient,
+                    activation: r
+                        .value
+                        .clone()
+                        .unwrap_or_else(|| Arc::new(Tensor::zeros(vec![0]))),
+                    layer: r.layer.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolves a method's layer, probe and rules.
+    fn request(&self, method: &Method, opts: &SaliencyOptions) -> Result<Request<T>> {
         let defaults = self.model.default_layers();
         let layer = match (&opts.layer, method) {
             (Some(l), _) => l.clone(),
@@ -183,134 +268,120 @@ impl<'m, T: Element> Explainer<'m, T> {
             }
             (None, _) => String::new(),
         };
-        let seed = target.seed(self.logits.shape())?;
         let (probe, value) = self.probe(&layer)?;
-        let (gradient, raw_map) = match method {
-            Method::Gradient | Method::Deconvnet | Method::GuidedBackprop => {
-                let rules = match method {
-                    Method::Gradient => RuleSet::standard(),
-                    Method::Deconvnet => RuleSet::deconvnet(),
-                    _ => RuleSet::guided_backprop(),
-                };
-                let g = self.backward(&seed, &rules, probe)?;
-                let m = max_abs_channels(&g)?;
-                (g, m)
+        let rules = match method {
+            Method::Gradient | Method::GradCam | Method::LinearApprox => RuleSet::standard(),
+            Method::Deconvnet => RuleSet::deconvnet(),
+            Method::GuidedBackprop => RuleSet::guided_backprop(),
+            Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. } => {
+                RuleSet::excitation_backprop()
             }
-            Method::GradCam => {
-                let g = self.backward(&seed, &RuleSet::standard(), probe)?;
-                let a = self.activation(&layer, value.clone())?;
-                let m = grad_cam(&a, &g, &layer, true)?;
-                (g, m)
-            }
-            Method::LinearApprox => {
-                let g = self.backward(&seed, &RuleSet::standard(), probe)?;
-                let a = self.activation(&layer, value.clone())?;
-                let m = sum_channels_product(&a, &g)?;
-                (g, m)
-            }
-            Method::ExcitationBackprop => {
-                let g = self.backward(&seed, &RuleSet::excitation_backprop(), probe)?;
-                let m = sum_channels(&g)?;
-                (g, m)
-            }
+        };
+        let contrast = match method {
             Method::ContrastiveExcitationBackprop {
                 contrast_layer,
                 classifier_layer,
             } => {
-                let contrast = contrast_layer.clone().unwrap_or(defaults.contrast.clone());
+                let layer_name = contrast_layer.clone().unwrap_or(defaults.contrast.clone());
                 let classifier = classifier_layer
                     .clone()
                     .unwrap_or(defaults.classifier.clone());
-                let g = self.contrastive(&seed, probe, &contrast, &classifier)?;
-                let m = sum_channels(&g)?.map(|v| v.max(T::zero()));
-                (g, m)
+                check_layer(self.model, &classifier)?;
+                let (id, _) = self.probe(&layer_name)?;
+                if id <= probe {
+                    return Err(AttributionError::InvalidOption(format!(
+                        "the contrast layer `{layer_name}` must come after the saliency layer `{layer}`"
+                    )));
+                }
+                Some(Contrast { id, classifier })
             }
+            _ => None,
         };
-        let activation = match value {
-            Some(v) => v,
-            None => Arc::new(Tensor::zeros(vec![0])),
-        };
-        let [_, _, h, w] = self.input.value().dims4("saliency")?;
-        let map = resize_map(raw_map, opts.resize, (h, w), opts.resize_mode)?;
-        let map = smooth_map(map, opts.smooth)?;
-        Ok(Saliency {
-            map,
-            gradient,
-            activation,
+        if matches!(method, Method::GradCam | Method::LinearApprox) {
+            self.activation(&layer, value.clone())?;
+        }
+        Ok(Request {
+            method: method.clone(),
             layer,
+            probe,
+            value,
+            rules,
+            contrast,
         })
     }
 
-    fn backward(&self, seed: &Tensor<T>, rules: &RuleSet<T>, probe: VarId) -> Result<Tensor<T>> {
-        Ok(self
-            .tape
-            .backward(self.logits.id(), seed, rules, &[probe])?
-            .remove(0))
+    /// The method's reduction of (activation, pseudo-gradient) to a map.
+    fn reduce(&self, r: &Request<T>, g: &Tensor<T>) -> Result<Tensor<T>> {
+        let activation = || self.activation(&r.layer, r.value.clone());
+        match r.method {
+            Method::Gradient | Method::Deconvnet | Method::GuidedBackprop => max_abs_channels(g),
+            Method::GradCam => grad_cam(&*activation()?, g, &r.layer, true),
+            Method::LinearApprox => sum_channels_product(&*activation()?, g),
+            Method::ExcitationBackprop => sum_channels(g),
+            Method::ContrastiveExcitationBackprop { .. } => {
+                Ok(sum_channels(g)?.map(|v| v.max(T::zero())))
+            }
+        }
     }
 
-    /// Contrastive excitation backprop: the excitation at `contrast` with the
-    /// classifier's weights negated is subtracted from the normal one there,
-    /// and the difference propagates on to the probe.
+    /// Resize and smoothing of TorchRay's contract.
+    fn finish(&self, map: Tensor<T>, opts: &SaliencyOptions) -> Result<Tensor<T>> {
+        let [_, _, h, w] = self.input.value().dims4("saliency")?;
+        let map = resize_map(map, opts.resize, (h, w), opts.resize_mode)?;
+        smooth_map(map, opts.smooth)
+    }
+
+    /// Contrastive excitation backprop: the excitation at the contrast layer
+    /// with the classifier's weights negated is subtracted from the normal one
+    /// (`positive`) there, and the difference propagates on to the probe.
     fn contrastive(
         &self,
         seed: &Tensor<T>,
+        positive: &Tensor<T>,
         probe: VarId,
-        contrast: &str,
-        classifier: &str,
+        c: &Contrast,
     ) -> Result<Tensor<T>> {
-        check_layer(self.model, classifier)?;
-        let (contrast_id, _) = self.probe(contrast)?;
-        if contrast_id <= probe {
-            return Err(AttributionError::InvalidOption(format!(
-                "the contrast layer `{contrast}` must come after the saliency layer"
-            )));
-        }
         let eb = RuleSet::excitation_backprop();
         let negated = eb
             .clone()
+            .named("contrastive_excitation_backprop")
             .with_layer(
-                classifier,
+                &c.classifier,
                 Some(OpKind::Linear),
                 Arc::new(ExcitationLinear {
                     negate_weights: true,
                 }),
             )
             .with_layer(
-                classifier,
+                &c.classifier,
                 Some(OpKind::Conv2d),
                 Arc::new(ExcitationConv {
                     negate_weights: true,
                 }),
             );
-        let at_contrast = |rules: &RuleSet<T>| -> Result<Tensor<T>> {
-            Ok(self
-                .tape
-                .backward(self.logits.id(), seed, rules, &[contrast_id])?
-                .remove(0))
-        };
-        let negative = at_contrast(&negated)?;
-        let positive = at_contrast(&eb)?;
-        let diff = sub(&positive, &negative)?;
-        Ok(self
+        let negative = self
             .tape
-            .backward(contrast_id, &diff, &eb, &[probe])?
-            .remove(0))
+            .backward(self.logits.id(), seed, &negated, &[c.id])?
+            .remove(0);
+        let diff = sub(positive, &negative)?;
+        Ok(self.tape.backward(c.id, &diff, &eb, &[probe])?.remove(0))
     }
+}
 
-    /// Explains several methods for several targets from this one forward pass.
-    ///
-    /// The results equal separate calls, method-major: `out[m][t]`.
-    pub fn saliency_many(
-        &self,
-        methods: &[Method],
-        targets: &[Target<T>],
-        opts: &SaliencyOptions,
-    ) -> Result<Vec<Vec<Saliency<T>>>> {
-        methods
-            .iter()
-            .map(|m| targets.iter().map(|t| self.saliency(m, t, opts)).collect())
-            .collect()
-    }
+/// A method resolved against the recorded forward pass.
+struct Request<T> {
+    method: Method,
+    layer: String,
+    probe: VarId,
+    value: Option<Arc<Tensor<T>>>,
+    rules: RuleSet<T>,
+    contrast: Option<Contrast>,
+}
+
+/// Where contrastive excitation backprop subtracts its contrast.
+struct Contrast {
+    id: VarId,
+    classifier: String,
 }
 
 /// Explains one batch with one method: a forward pass keeping only what the method needs.
