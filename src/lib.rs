@@ -14,4 +14,8 @@ pub use sightline_autograd as autograd;
 pub use sightline_layers as layers;
 pub use sightline_tensor as tensor;
 
+pub mod demo;
+pub mod imageio;
+pub mod labels;
 pub mod manifest;
+pub mod render;

@@ -19,6 +19,16 @@ enum Command {
     /// Run every case of a reference manifest and report agreement.
     Compare(cli::compare::Args),
     // (more subcommands: one line each below this marker)
+    /// Explain images with saliency maps: heatmaps, overlays, .npy maps, a grid and a JSON summary.
+    Explain(cli::explain::Args),
+    /// Time a saliency job end to end, with FLOPs, sgemm throughput and peak memory.
+    Bench(cli::bench::Args),
+    /// Explain generated images with the built-in demo model and play the pointing game.
+    Demo(cli::demo::Args),
+    /// TorchRay's pointing game on generated images or a Pascal VOC-style folder.
+    PointingGame(cli::pointing_game::Args),
+    /// Train the demo model on generated images (sightline's own autograd).
+    TrainDemo(cli::train_demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +36,11 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Compare(a) => cli::compare::run(a),
         // (dispatch: one line each below this marker)
+        Command::Explain(a) => cli::explain::run(a),
+        Command::Bench(a) => cli::bench::run(a),
+        Command::Demo(a) => cli::demo::run(a),
+        Command::PointingGame(a) => cli::pointing_game::run(a),
+        Command::TrainDemo(a) => cli::train_demo::run(a),
     };
     match result {
         Ok(code) => code,

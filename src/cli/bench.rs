@@ -1,0 +1,392 @@
+//! `sightline bench`: times a saliency job end to end (forward, backward,
+//! map) after a warm-up, with the model's FLOPs, the effective convolution
+//! throughput of the run, matrixmultiply's sgemm throughput measured in the
+//! same process, and the peak resident memory.
+
+use super::explain::{load_model, method_layers, parse_methods};
+use super::CliError;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use sightline_attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
+use sightline_autograd::{Op, Retain, Tape, VarId};
+use sightline_layers::Model;
+use sightline_tensor::gemm::{gemm, MatRef};
+use sightline_tensor::Tensor;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Arguments of `bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Architecture: a preset or the path of an architecture JSON file.
+    #[arg(long)]
+    pub arch: String,
+    /// Weights (safetensors); without them, random weights from `--seed`.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Seed of the random weights and of the random input.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// `forward` (the forward pass alone), or saliency methods,
+    /// comma-separated, timed together from one forward pass.
+    #[arg(long, value_delimiter = ',', default_value = "forward")]
+    pub method: Vec<String>,
+    /// Layer probed by grad_cam, linear_approx and the excitation methods.
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Height and width of the input.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Side of the square sgemm product measured for comparison.
+    #[arg(long, default_value_t = 1024)]
+    pub gemm_size: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one iteration runs.
+enum Job {
+    /// `model.logits`.
+    Forward,
+    /// One forward pass keeping what the methods need, then every method for
+    /// each item's best class.
+    Methods {
+        methods: Vec<Method>,
+        layers: Vec<String>,
+    },
+}
+
+impl Job {
+    fn run(&self, model: &Model<f32>, x: &Tensor<f32>) -> Result<(), CliError> {
+        let (methods, layers) = match self {
+            Job::Forward => {
+                model.logits(x)?;
+                return Ok(());
+            }
+            Job::Methods { methods, layers } => (methods, layers),
+        };
+        let keep: Vec<&str> = layers
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let ex = Explainer::for_methods(model, x, methods, &keep)?;
+        let best = Target::top_k(ex.logits(), 1)?
+            .into_iter()
+            .map(|v| v[0])
+            .collect();
+        let target = Target::PerItem(best);
+        for (m, l) in methods.iter().zip(layers) {
+            let opts = SaliencyOptions {
+                layer: Some(l.clone()),
+                resize: Resize::Input,
+                ..SaliencyOptions::default()
+            };
+            ex.saliency(m, &target, &opts)?;
+        }
+        Ok(())
+    }
+}
+
+/// Multiply-adds of the convolution and linear layers of one forward pass,
+/// with the variable each one reads.
+struct ProductCount {
+    /// (input variable, multiply-adds) per conv or linear node, in recording order.
+    nodes: Vec<(VarId, u64)>,
+    /// Variable id of the input and of every layer output.
+    input: VarId,
+    tape: Tape<f32>,
+}
+
+impl ProductCount {
+    /// Records one forward pass of `x` and counts its products exactly from
+    /// the recorded shapes: a conv output element costs `C_in / groups * kh *
+    /// kw` multiply-adds (the weight's size over its output channels), a
+    /// linear output element `in_features`.
+    fn record(model: &Model<f32>, x: &Tensor<f32>) -> Result<Self, CliError> {
+        let mut tape = Tape::new(Retain::Minimal);
+        let input = tape.input(x.clone());
+        model.forward(&mut tape, &input)?;
+        let mut nodes = Vec::new();
+        for node in tape.nodes() {
+            let weight = match &node.op {
+                Op::Conv2d(op) => &op.weight,
+                Op::Linear(op) => &op.weight,
+                _ => continue,
+            };
+            let out: usize = tape.var_shape(node.output)?.iter().product();
+            let per_output = weight.len() / weight.shape().first().copied().unwrap_or(1).max(1);
+            let x_id = node.inputs.first().copied().unwrap_or(0);
+            nodes.push((x_id, (out * per_output) as u64));
+        }
+        Ok(Self {
+            nodes,
+            input: input.id(),
+            tape,
+        })
+    }
+
+    /// Multiply-adds of the forward pass.
+    fn forward(&self) -> u64 {
+        self.nodes.iter().map(|n| n.1).sum()
+    }
+
+    /// The variable of a probe (`""` is the input).
+    fn var(&self, layer: &str) -> VarId {
+        if layer.is_empty() {
+            return self.input;
+        }
+        self.tape
+            .layer_output(layer)
+            .map(|o| o.id)
+            .unwrap_or(self.input)
+    }
+
+    /// Multiply-adds of the conv and linear nodes reading variables in `lo..hi`.
+    fn between(&self, lo: VarId, hi: VarId) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.0 >= lo && n.0 < hi)
+            .map(|n| n.1)
+            .sum()
+    }
+
+    /// Multiply-adds of the backward passes of `method` probing `layer`: each
+    /// conv or linear node between the probe and the logits computes its input
+    /// gradient (as many products as its forward); excitation rules also
+    /// recompute `f(x; W+)` (twice as many); the contrastive variant runs two
+    /// passes down to its contrast layer and one from there to the probe.
+    fn backward(&self, model: &Model<f32>, method: &Method, layer: &str) -> u64 {
+        let probe = self.var(layer);
+        let all = VarId::MAX;
+        match method {
+            Method::ExcitationBackprop => 2 * self.between(probe, all),
+            Method::ContrastiveExcitationBackprop { contrast_layer, .. } => {
+                let defaults = model.default_layers();
+                let contrast = self.var(contrast_layer.as_deref().unwrap_or(&defaults.contrast));
+                2 * (2 * self.between(contrast, all) + self.between(probe, contrast))
+            }
+            _ => self.between(probe, all),
+        }
+    }
+}
+
+/// Peak resident memory of this process in MiB (`VmHWM`), where `/proc` has it.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// GFLOP/s of an `n x n x n` sgemm (best of 3 after a warm-up): through the
+/// tensor crate's `gemm` (matrixmultiply's kernel in rayon column blocks, as
+/// the convolutions run it), and one plain `matrixmultiply::sgemm` call on
+/// this thread.
+pub fn sgemm_gflops(n: usize) -> Result<(f64, f64), CliError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let a: Vec<f32> = (0..n * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let b: Vec<f32> = (0..n * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let mut c = vec![0.0f32; n * n];
+    let flop = 2.0 * (n as f64).powi(3);
+    let best = |f: &mut dyn FnMut() -> Result<(), CliError>| -> Result<f64, CliError> {
+        f()?;
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let t = Instant::now();
+            f()?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(flop / best / 1e9)
+    };
+    let parallel = best(&mut || {
+        gemm(
+            1.0,
+            MatRef::row_major(&a, n, n),
+            MatRef::row_major(&b, n, n),
+            0.0,
+            &mut c,
+        )?;
+        Ok(())
+    })?;
+    let single = best(&mut || {
+        // SAFETY: a, b and c are distinct n x n row-major buffers.
+        unsafe {
+            matrixmultiply::sgemm(
+                n,
+                n,
+                n,
+                1.0,
+                a.as_ptr(),
+                n as isize,
+                1,
+                b.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        Ok(())
+    })?;
+    Ok((parallel, single))
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// Runs the benchmark and prints its report.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    if args.size == 0 || args.batch == 0 || args.iters == 0 || args.gemm_size == 0 {
+        return Err("--size, --batch, --iters and --gemm-size must be positive".into());
+    }
+    let names: Vec<String> = args.method.iter().map(|m| m.trim().to_string()).collect();
+    let forward_only = names.iter().any(|n| n == "forward");
+    if forward_only && names.len() > 1 {
+        return Err(
+            "`forward` times the forward pass alone; do not combine it with methods".into(),
+        );
+    }
+    let model = load_model(&args.arch, args.weights.as_deref(), args.seed)?;
+    let (job, methods, layers) = if forward_only {
+        (Job::Forward, Vec::new(), Vec::new())
+    } else {
+        let methods = parse_methods(&names)?;
+        let layers = method_layers(&model, &methods, args.layer.as_deref())?;
+        let job = Job::Methods {
+            methods: methods.clone(),
+            layers: layers.clone(),
+        };
+        (job, methods, layers)
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let n_in = args.batch * 3 * args.size * args.size;
+    let data: Vec<f32> = (0..n_in).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let x = Tensor::from_vec([args.batch, 3, args.size, args.size], data)?;
+    let one = x.select0(0)?.reshape([1, 3, args.size, args.size])?;
+    let count = ProductCount::record(&model, &one)?;
+    let forward_macs = count.forward();
+    let job_macs = forward_macs
+        + methods
+            .iter()
+            .zip(&layers)
+            .map(|(m, l)| count.backward(&model, m, l))
+            .sum::<u64>();
+    drop(count);
+
+    for _ in 0..args.warmup {
+        job.run(&model, &x)?;
+    }
+    let mut times = Vec::with_capacity(args.iters);
+    for _ in 0..args.iters {
+        let t = Instant::now();
+        job.run(&model, &x)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let peak = peak_rss_mib();
+    let (sgemm, sgemm_1t) = sgemm_gflops(args.gemm_size)?;
+
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let ms_median = median(&sorted);
+    let ms_min = sorted[0];
+    let ms_mean = times.iter().sum::<f64>() / times.len() as f64;
+    let images_per_s = args.batch as f64 / (ms_median / 1e3);
+    let gflops = 2.0 * forward_macs as f64 / 1e9;
+    let conv_gflops = 2.0 * job_macs as f64 * args.batch as f64 / (ms_median / 1e3) / 1e9;
+    let method_names: Vec<&str> = if forward_only {
+        vec!["forward"]
+    } else {
+        methods.iter().map(Method::name).collect()
+    };
+    let report = json!({
+        "arch": args.arch,
+        "methods": method_names,
+        "layers": layers,
+        "size": args.size,
+        "batch": args.batch,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "threads": rayon::current_num_threads(),
+        "ms_median": ms_median,
+        "ms_min": ms_min,
+        "ms_mean": ms_mean,
+        "images_per_s": images_per_s,
+        "gflops": gflops,
+        "gmacs": forward_macs as f64 / 1e9,
+        "job_gflop": 2.0 * job_macs as f64 * args.batch as f64 / 1e9,
+        "conv_gflops": conv_gflops,
+        "sgemm_gflops": sgemm,
+        "sgemm_1t_gflops": sgemm_1t,
+        "gemm_size": args.gemm_size,
+        "peak_rss_mib": peak,
+    });
+    let text = if args.json {
+        format!("{report}\n")
+    } else {
+        text_report(&report)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report as aligned text lines.
+fn text_report(r: &serde_json::Value) -> String {
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let u = |k: &str| r[k].as_u64().unwrap_or(0);
+    let methods: Vec<&str> = r["methods"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m.as_str()).collect())
+        .unwrap_or_default();
+    let memory = match r["peak_rss_mib"].as_f64() {
+        Some(p) => format!("peak RSS {p:.1} MiB"),
+        None => "peak RSS unknown (no /proc/self/status)".to_string(),
+    };
+    format!(
+        "{arch} {methods} on {batch} x 3 x {size} x {size}, {threads} threads, {iters} iterations after {warmup} warm-up\n\
+         time     median {med:.1} ms, min {min:.1} ms, mean {mean:.1} ms\n\
+         speed    {ips:.2} images/s\n\
+         model    {gflops:.2} GFLOP per image forward ({gmacs:.2} G multiply-adds, conv + linear)\n\
+         compute  conv {conv:.1} GFLOP/s effective | sgemm {sgemm:.1} GFLOP/s ({n}^3, {threads} threads), {sgemm1:.1} GFLOP/s (1 thread)\n\
+         memory   {memory}\n",
+        arch = r["arch"].as_str().unwrap_or(""),
+        methods = methods.join(","),
+        batch = u("batch"),
+        size = u("size"),
+        threads = u("threads"),
+        iters = u("iters"),
+        warmup = u("warmup"),
+        med = f("ms_median"),
+        min = f("ms_min"),
+        mean = f("ms_mean"),
+        ips = f("images_per_s"),
+        gflops = f("gflops"),
+        gmacs = f("gmacs"),
+        conv = f("conv_gflops"),
+        sgemm = f("sgemm_gflops"),
+        sgemm1 = f("sgemm_1t_gflops"),
+        n = u("gemm_size"),
+    )
+}

@@ -1,0 +1,561 @@
+//! Runs the built `sightline` binary (`explain` and `bench`) on generated
+//! images with tiny models.
+
+use image::{Rgb, RgbImage};
+use serde_json::Value;
+use sightline::attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
+use sightline::imageio::Preprocess;
+use sightline::labels::Labels;
+use sightline::layers::{Architecture, Model};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A VGG with two convolutions: 10 classes, 32 x 32 inputs.
+const TINY_VGG: &str =
+    r#"{"kind":"vgg","cfg":[4,"M",8,"M"],"avgpool":[2,2],"hidden":16,"num_classes":10}"#;
+/// A ResNet whose weights do not fit `TINY_VGG`.
+const TINY_RESNET: &str =
+    r#"{"kind":"resnet","block":"basic","layers":[1,1,1,1],"widths":[4,4,4,4],"num_classes":10}"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    arch: PathBuf,
+    weights: PathBuf,
+    images: PathBuf,
+}
+
+impl Fixture {
+    /// A tiny model saved as safetensors, and a folder with a PNG and a JPEG.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // An architecture under "architecture", as the demo model's JSON holds it.
+        let arch = dir.path().join("tiny_vgg.json");
+        std::fs::write(
+            &arch,
+            format!(r#"{{"architecture": {TINY_VGG}, "note": "x"}}"#),
+        )
+        .unwrap();
+        let model = Model::<f32>::random(&Architecture::from_json(TINY_VGG).unwrap(), 3).unwrap();
+        let weights = dir.path().join("tiny_vgg.safetensors");
+        model.save_safetensors(&weights).unwrap();
+        let images = dir.path().join("images");
+        std::fs::create_dir(&images).unwrap();
+        picture(40, 30).save(images.join("b_square.png")).unwrap();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode_image(&picture(36, 48))
+            .unwrap();
+        std::fs::write(images.join("a_tall.jpg"), jpeg).unwrap();
+        Self {
+            dir,
+            arch,
+            weights,
+            images,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn model(&self) -> Model<f32> {
+        Model::from_safetensors(&Architecture::from_json(TINY_VGG).unwrap(), &self.weights).unwrap()
+    }
+
+    /// `explain` with the tiny model, 32 x 32 inputs and the given extra arguments.
+    fn explain(&self, out: &Path, extra: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
+        cmd.arg("explain")
+            .arg("--arch")
+            .arg(&self.arch)
+            .arg("--weights")
+            .arg(&self.weights)
+            .args(["--resize", "32", "--size", "32", "--out"])
+            .arg(out)
+            .args(extra);
+        cmd.output().unwrap()
+    }
+}
+
+/// A gradient with a bright square.
+fn picture(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        if (w / 4..w / 2).contains(&x) && (h / 4..h / 2).contains(&y) {
+            Rgb([250, 240, 20])
+        } else {
+            Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 90])
+        }
+    })
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec::<f32>().unwrap())
+}
+
+fn summary(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
+
+/// Names of the entries of a folder, sorted; empty when it does not exist.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+#[test]
+fn explains_a_folder_of_png_and_jpeg() {
+    let f = Fixture::new();
+    let out = f.path("out");
+    let o = f.explain(
+        &out,
+        &[
+            "--method",
+            "gradient,grad_cam,excitation_backprop",
+            "--target",
+            "top2",
+            f.images.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(
+        s["methods"],
+        serde_json::json!(["gradient", "grad_cam", "excitation_backprop"])
+    );
+    assert_eq!(s["layers"]["grad_cam"], "features.4");
+    assert_eq!(s["layers"]["excitation_backprop"], "features.2");
+    assert_eq!(s["layers"]["gradient"], "");
+    let images = s["images"].as_array().unwrap();
+    // Sorted by name: the JPEG first.
+    assert_eq!(images.len(), 2);
+    assert!(images[0]["image"].as_str().unwrap().ends_with("a_tall.jpg"));
+    assert!(images[1]["image"]
+        .as_str()
+        .unwrap()
+        .ends_with("b_square.png"));
+
+    // Classes and scores are the model's softmax top 2 on the same preprocessing.
+    let model = f.model();
+    let pre = Preprocess {
+        resize: Some(32),
+        crop: Some(32),
+        ..Preprocess::default()
+    };
+    let png = pre.load(&f.images.join("b_square.png")).unwrap();
+    let logits = model.logits(&png.tensor).unwrap();
+    let probs = sightline::tensor::softmax::softmax(&logits).unwrap();
+    let top = Target::top_k(&logits, 2).unwrap()[0].clone();
+    let classes = images[1]["classes"].as_array().unwrap();
+    for (c, &k) in classes.iter().zip(&top) {
+        assert_eq!(c["class"].as_u64().unwrap() as usize, k);
+        assert_eq!(c["label"], format!("class {k}"));
+        let score = c["score"].as_f64().unwrap();
+        assert!((score - f64::from(probs.data()[k])).abs() < 1e-7, "{score}");
+    }
+    let line = format!(
+        "b_square.png: {}",
+        Labels::Numbered.describe(top[0], probs.data()[top[0]])
+    );
+    assert!(stdout(&o).contains(&line), "{}", stdout(&o));
+
+    // The .npy maps are the library's maps, bit for bit.
+    let ex = Explainer::new(&model, &png.tensor).unwrap();
+    for (method, name) in [
+        (Method::GradCam, "grad_cam"),
+        (Method::Gradient, "gradient"),
+    ] {
+        let opts = SaliencyOptions {
+            resize: Resize::Input,
+            ..SaliencyOptions::default()
+        };
+        let want = ex
+            .saliency(&method, &Target::Class(top[1]), &opts)
+            .unwrap()
+            .map;
+        let (shape, got) = read_npy(&out.join(format!("b_square.{name}.{}.npy", top[1])));
+        assert_eq!(shape, vec![32, 32]);
+        assert_eq!(got, want.data());
+    }
+
+    // Every image x method x class has a heatmap, an overlay and a map; nothing else is left.
+    let mut expected = vec!["grid.png".to_string(), "summary.json".to_string()];
+    for img in images {
+        let stem = img["stem"].as_str().unwrap();
+        expected.push(format!("{stem}.input.png"));
+        assert_eq!(img["maps"].as_array().unwrap().len(), 6);
+        for m in img["maps"].as_array().unwrap() {
+            let base = format!("{stem}.{}.{}", m["method"].as_str().unwrap(), m["class"]);
+            for ext in ["heatmap.png", "overlay.png", "npy"] {
+                expected.push(format!("{base}.{ext}"));
+            }
+            assert_eq!(m["files"]["overlay"], format!("{base}.overlay.png"));
+            assert!(m["ms"].as_f64().unwrap() >= 0.0);
+            let (lo, hi) = (m["min"].as_f64().unwrap(), m["max"].as_f64().unwrap());
+            assert_eq!(m["scale"], serde_json::json!([lo, hi]));
+        }
+        for key in ["load", "forward", "saliency", "write"] {
+            assert!(img["timings_ms"][key].as_f64().unwrap() >= 0.0, "{key}");
+        }
+    }
+    expected.sort();
+    assert_eq!(entries(&out), expected);
+    let heat = image::open(out.join(format!("b_square.grad_cam.{}.heatmap.png", top[0]))).unwrap();
+    assert_eq!((heat.width(), heat.height()), (32, 32));
+    // Grid: 2 images x 2 classes rows; the input and 3 methods; 32-pixel cells, 4-pixel gaps.
+    let grid = image::open(out.join("grid.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (4 * 36 + 4, 4 * 36 + 4));
+    assert_eq!(s["grid_rows"], 4);
+}
+
+#[test]
+fn shared_normalisation_uses_one_range_per_method() {
+    let f = Fixture::new();
+    let out = f.path("out");
+    let o = f.explain(
+        &out,
+        &[
+            "--method",
+            "guided_backprop,linear_approx",
+            "--target",
+            "top3",
+            "--normalize",
+            "shared",
+            "--colormap",
+            "viridis",
+            "--alpha",
+            "0.3",
+            f.images.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["normalize"], "shared");
+    for method in ["guided_backprop", "linear_approx"] {
+        let maps: Vec<&Value> = s["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|i| i["maps"].as_array().unwrap())
+            .filter(|m| m["method"] == method)
+            .collect();
+        assert_eq!(maps.len(), 6);
+        let lo = maps
+            .iter()
+            .map(|m| m["min"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min);
+        let hi = maps
+            .iter()
+            .map(|m| m["max"].as_f64().unwrap())
+            .fold(f64::NEG_INFINITY, f64::max);
+        for m in &maps {
+            assert_eq!(m["scale"], serde_json::json!([lo, hi]), "{method}");
+        }
+    }
+}
+
+#[test]
+fn imagenet_models_print_class_names() {
+    // A 1000-class model with random weights (no --weights) and a fixed class.
+    let f = Fixture::new();
+    let arch = f.path("imagenet_tiny.json");
+    // A bare architecture object.
+    std::fs::write(
+        &arch,
+        r#"{"kind":"vgg","cfg":[4,"M"],"avgpool":[1,1],"hidden":8,"num_classes":1000}"#,
+    )
+    .unwrap();
+    let out = f.path("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args([
+            "explain",
+            "--arch",
+            arch.to_str().unwrap(),
+            "--method",
+            "gradient",
+        ])
+        .args(["--target", "281", "--resize", "20", "--size", "16", "--out"])
+        .arg(&out)
+        .arg(f.images.join("b_square.png"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("random weights"), "{}", stderr(&o));
+    let s = summary(&out);
+    let score = s["images"][0]["classes"][0]["score"].as_f64().unwrap() as f32;
+    assert!(score > 0.0 && score < 1.0);
+    let line = format!("b_square.png: {}", Labels::ImageNet.describe(281, score));
+    assert!(line.starts_with("b_square.png: tabby (281) "));
+    assert!(stdout(&o).contains(&line), "{}", stdout(&o));
+    assert_eq!(s["images"][0]["classes"][0]["label"], "tabby");
+    assert_eq!(s["images"][0]["input_size"], serde_json::json!([16, 16]));
+    let (shape, _) = read_npy(&out.join("b_square.gradient.281.npy"));
+    assert_eq!(shape, vec![16, 16]);
+}
+
+#[test]
+fn bad_arguments_exit_2_and_write_nothing() {
+    let f = Fixture::new();
+    let resnet = Model::<f32>::random(&Architecture::from_json(TINY_RESNET).unwrap(), 1).unwrap();
+    let resnet_weights = f.path("tiny_resnet.safetensors");
+    resnet.save_safetensors(&resnet_weights).unwrap();
+    let bad_arch = f.path("bad_arch.json");
+    std::fs::write(&bad_arch, r#"{"kind":"vgg","cfg":["M"]}"#).unwrap();
+    let png = f.images.join("b_square.png");
+    let png = png.to_str().unwrap();
+    let arch = f.arch.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "--arch",
+                arch,
+                "--weights",
+                "nope.safetensors",
+                "--method",
+                "gradient",
+                png,
+            ],
+            "nope.safetensors",
+        ),
+        (
+            vec![
+                "--arch",
+                arch,
+                "--weights",
+                resnet_weights.to_str().unwrap(),
+                "--method",
+                "gradient",
+                png,
+            ],
+            "another architecture",
+        ),
+        (
+            vec!["--arch", "vgg17", "--method", "gradient", png],
+            "vgg17",
+        ),
+        (
+            vec![
+                "--arch",
+                bad_arch.to_str().unwrap(),
+                "--method",
+                "gradient",
+                png,
+            ],
+            "bad_arch.json",
+        ),
+        (
+            vec!["--arch", "missing_arch.json", "--method", "gradient", png],
+            "missing_arch.json",
+        ),
+        (
+            vec!["--arch", arch, "--method", "gradient,gradcam", png],
+            "gradcam",
+        ),
+        (
+            vec![
+                "--arch",
+                arch,
+                "--method",
+                "grad_cam",
+                "--layer",
+                "features.9",
+                png,
+            ],
+            "features.9",
+        ),
+        (
+            vec![
+                "--arch", arch, "--method", "grad_cam", "--target", "10", png,
+            ],
+            "10",
+        ),
+        (
+            vec![
+                "--arch", arch, "--method", "grad_cam", "--target", "top0", png,
+            ],
+            "top0",
+        ),
+        (
+            vec!["--arch", arch, "--method", "grad_cam", "--alpha", "2", png],
+            "alpha",
+        ),
+        (
+            vec!["--arch", arch, "--method", "gradient", "missing.png"],
+            "missing.png",
+        ),
+        // A layer that exists but is not spatial fails on the first image, before any file.
+        (
+            vec![
+                "--arch",
+                arch,
+                "--method",
+                "grad_cam",
+                "--layer",
+                "classifier.0",
+                png,
+            ],
+            "classifier.0",
+        ),
+    ];
+    for (i, (args, needle)) in cases.iter().enumerate() {
+        let out = f.path(&format!("out{i}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .arg("explain")
+            .args(["--resize", "32", "--size", "32", "--out"])
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "case {i}: {err}");
+        assert!(err.starts_with("sightline: "), "case {i}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "case {i}: {err}");
+        assert!(err.contains(needle), "case {i}: `{needle}` not in {err}");
+        assert!(entries(&out).is_empty(), "case {i}: {:?}", entries(&out));
+    }
+    // A crop too small for the model's two pools is a bad --size, not a bad image.
+    let out = f.path("out_small");
+    let o = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args([
+            "explain", "--arch", arch, "--method", "gradient", "--size", "3", "--out",
+        ])
+        .arg(&out)
+        .arg(&f.images)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("input too small"), "{}", stderr(&o));
+    assert!(entries(&out).is_empty());
+}
+
+#[test]
+fn an_unreadable_image_is_reported_and_the_others_explained() {
+    let f = Fixture::new();
+    std::fs::write(f.images.join("c_broken.png"), b"this is not a png").unwrap();
+    let out = f.path("out");
+    let o = f.explain(&out, &["--method", "grad_cam", f.images.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("c_broken.png"), "{err}");
+    assert!(err.contains("1 of 3 images"), "{err}");
+    let s = summary(&out);
+    assert_eq!(s["images"].as_array().unwrap().len(), 2);
+    assert!(s["failed"][0]["image"]
+        .as_str()
+        .unwrap()
+        .ends_with("c_broken.png"));
+    assert!(s["failed"][0]["error"].as_str().unwrap().contains("decode"));
+    let names = entries(&out);
+    assert!(names
+        .iter()
+        .any(|n| n.starts_with("a_tall.grad_cam.") && n.ends_with(".npy")));
+    assert!(names
+        .iter()
+        .any(|n| n.starts_with("b_square.grad_cam.") && n.ends_with(".overlay.png")));
+    assert!(!names
+        .iter()
+        .any(|n| n.starts_with("c_broken") || n.starts_with('.')));
+}
+
+#[test]
+fn maps_are_identical_with_one_or_two_threads() {
+    let f = Fixture::new();
+    let run = |threads: &str| {
+        let out = f.path(&format!("out{threads}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args(["explain", "--arch", f.arch.to_str().unwrap(), "--weights"])
+            .arg(&f.weights)
+            // 64 x 64 inputs: the convolutions' GEMMs are large enough to be split over threads.
+            .args([
+                "--resize", "64", "--size", "64", "--target", "top2", "--out",
+            ])
+            .arg(&out)
+            .args([
+                "--method",
+                "guided_backprop,grad_cam,contrastive_excitation_backprop",
+            ])
+            .arg(&f.images)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(summary(&out)["threads"], threads.parse::<u64>().unwrap());
+        out
+    };
+    let (one, two) = (run("1"), run("2"));
+    let npys: Vec<String> = entries(&one)
+        .into_iter()
+        .filter(|n| n.ends_with(".npy"))
+        .collect();
+    assert_eq!(npys.len(), 2 * 3 * 2);
+    for n in &npys {
+        let a = std::fs::read(one.join(n)).unwrap();
+        let b = std::fs::read(two.join(n)).unwrap();
+        assert!(a == b, "{n} differs between 1 and 2 threads");
+    }
+}
+
+#[test]
+fn bench_prints_json_with_exact_flops() {
+    let f = Fixture::new();
+    for method in ["forward", "guided_backprop,grad_cam"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["bench", "--arch", f.arch.to_str().unwrap(), "--weights"])
+            .arg(&f.weights)
+            .args([
+                "--method", method, "--size", "32", "--batch", "2", "--iters", "3",
+            ])
+            .args(["--gemm-size", "128", "--json"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        for key in [
+            "ms_median",
+            "ms_min",
+            "images_per_s",
+            "gflops",
+            "peak_rss_mib",
+            "sgemm_gflops",
+            "conv_gflops",
+        ] {
+            assert!(v[key].as_f64().unwrap() > 0.0, "{method}: {key} in {v}");
+        }
+        assert!(v["ms_min"].as_f64() <= v["ms_median"].as_f64());
+        // Multiply-adds at 32 x 32: conv 4 x 3 x 3 x 3 on 32 x 32, conv 8 x 4 x 3 x 3 on
+        // 16 x 16, then linear 32 -> 16 -> 16 -> 10.
+        let macs = 32 * 32 * 4 * 27 + 16 * 16 * 8 * 36 + 32 * 16 + 16 * 16 + 16 * 10;
+        let gflops = v["gflops"].as_f64().unwrap();
+        assert!(
+            (gflops - 2.0 * f64::from(macs) / 1e9).abs() < 1e-15,
+            "{gflops}"
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args([
+            "bench",
+            "--arch",
+            f.arch.to_str().unwrap(),
+            "--method",
+            "forward,gradient",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
