@@ -1,0 +1,108 @@
+//! The model and what it is asked: architecture specs, model loading, and the
+//! methods and layers of `--method` and `--layer` (shared with `bench`).
+
+use crate::cli::CliError;
+use serde_json::Value;
+use sightline_attribution::Method;
+use sightline_layers::{Architecture, Model};
+use std::path::Path;
+
+/// The architecture named by `spec`: a preset name, or a JSON file when
+/// `spec` is an existing file or ends in `.json`. The file holds an
+/// architecture object, or an object with one under `"architecture"` (as
+/// `assets/demo_model.json` and reference manifests' model entries do).
+pub fn architecture(spec: &str) -> Result<Architecture, CliError> {
+    let path = Path::new(spec);
+    if !(path.is_file() || spec.ends_with(".json")) {
+        return Ok(Architecture::preset(spec)?);
+    }
+    let err =
+        |e: &dyn std::fmt::Display| -> CliError { format!("architecture file {spec}: {e}").into() };
+    let text = std::fs::read_to_string(path).map_err(|e| err(&e))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| err(&e))?;
+    let value = value.get("architecture").unwrap_or(&value);
+    Architecture::from_json_value(value).map_err(|e| err(&e))
+}
+
+/// The model: `arch` with the weights of `weights`, or random weights from `seed`.
+pub fn load_model(
+    arch_spec: &str,
+    weights: Option<&Path>,
+    seed: u64,
+) -> Result<Model<f32>, CliError> {
+    let arch = architecture(arch_spec)?;
+    match weights {
+        Some(path) => {
+            if !path.is_file() {
+                return Err(format!("weights file {}: no such file", path.display()).into());
+            }
+            Model::from_safetensors(&arch, path).map_err(|e| {
+                format!("weights {} do not fit `{arch_spec}`: {e}", path.display()).into()
+            })
+        }
+        None => Ok(Model::random(&arch, seed)?),
+    }
+}
+
+/// The methods named by `names`, without repeats, in the order given.
+pub fn parse_methods(names: &[String]) -> Result<Vec<Method>, CliError> {
+    let mut methods: Vec<Method> = Vec::new();
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let m: Method = name.parse()?;
+        if !methods.contains(&m) {
+            methods.push(m);
+        }
+    }
+    if methods.is_empty() {
+        return Err("no method given (--method M1,M2,...)".into());
+    }
+    Ok(methods)
+}
+
+/// Whether a method probes a layer (and so takes `--layer`).
+fn takes_layer(m: &Method) -> bool {
+    matches!(
+        m,
+        Method::GradCam
+            | Method::LinearApprox
+            | Method::ExcitationBackprop
+            | Method::ContrastiveExcitationBackprop { .. }
+    )
+}
+
+/// The layer each method probes: `--layer` for the methods that take one,
+/// else the method's default (`""` is the input).
+pub fn method_layers(
+    model: &Model<f32>,
+    methods: &[Method],
+    layer: Option<&str>,
+) -> Result<Vec<String>, CliError> {
+    if let Some(l) = layer {
+        if !l.is_empty() && !model.has_layer(l) {
+            let known = model.layer_paths();
+            let shown: Vec<&str> = known.iter().map(String::as_str).take(40).collect();
+            return Err(format!(
+                "unknown layer `{l}`; the model's layers include: {}{}",
+                shown.join(", "),
+                if known.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            )
+            .into());
+        }
+    }
+    let defaults = model.default_layers();
+    Ok(methods
+        .iter()
+        .map(|m| match (layer, m) {
+            (Some(l), m) if takes_layer(m) => l.to_string(),
+            (_, Method::GradCam) => defaults.grad_cam.clone(),
+            (_, Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. }) => {
+                defaults.excitation.clone()
+            }
+            _ => String::new(),
+        })
+        .collect())
+}

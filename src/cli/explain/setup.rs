@@ -1,0 +1,131 @@
+//! Everything `explain` checks before the first image: options, model,
+//! methods, layers, target, inputs and their output file stems.
+
+use super::model::{load_model, method_layers, parse_methods};
+use super::Args;
+use crate::cli::CliError;
+use sightline::imageio::{expand_inputs, Preprocess};
+use sightline::labels::Labels;
+use sightline::render::check_alpha;
+use sightline_attribution::{Method, Target};
+use sightline_layers::Model;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+/// What to explain for each image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// One class for every image.
+    Class(usize),
+    /// The N best-scoring classes of each image.
+    Top(usize),
+}
+
+impl TargetSpec {
+    /// Parses `K` or `topN` and checks it against the model's class count.
+    pub fn parse(s: &str, num_classes: usize) -> Result<Self, String> {
+        let spec = if let Some(n) = s.strip_prefix("top") {
+            let n: usize = n
+                .parse()
+                .map_err(|_| format!("target `{s}`: expected a class number K or topN"))?;
+            if n == 0 || n > num_classes {
+                return Err(format!(
+                    "target `{s}`: N must lie in 1..={num_classes} (the model's classes)"
+                ));
+            }
+            TargetSpec::Top(n)
+        } else {
+            let k: usize = s
+                .parse()
+                .map_err(|_| format!("target `{s}`: expected a class number K or topN"))?;
+            if k >= num_classes {
+                return Err(format!(
+                    "target class {k} out of range: the model has {num_classes} classes"
+                ));
+            }
+            TargetSpec::Class(k)
+        };
+        Ok(spec)
+    }
+
+    /// The classes to explain given one image's logits (1 x K), best first for `topN`.
+    pub(super) fn classes(
+        self,
+        logits: &sightline_tensor::Tensor<f32>,
+    ) -> Result<Vec<usize>, CliError> {
+        Ok(match self {
+            TargetSpec::Class(k) => vec![k],
+            TargetSpec::Top(n) => Target::top_k(logits, n)?
+                .into_iter()
+                .next()
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Everything checked before the first image.
+pub(super) struct Setup {
+    pub(super) model: Model<f32>,
+    pub(super) methods: Vec<Method>,
+    pub(super) layers: Vec<String>,
+    pub(super) target: TargetSpec,
+    pub(super) preprocess: Preprocess,
+    pub(super) labels: Labels,
+    pub(super) inputs: Vec<PathBuf>,
+    pub(super) stems: Vec<String>,
+}
+
+pub(super) fn setup(args: &Args) -> Result<Setup, CliError> {
+    check_alpha(args.alpha)?;
+    if !args.smooth.is_finite() || args.smooth < 0.0 {
+        return Err(format!("--smooth must be finite and >= 0, got {}", args.smooth).into());
+    }
+    let preprocess = Preprocess {
+        resize: Some(args.resize),
+        crop: (!args.no_crop).then_some(args.size),
+        mean: args.mean,
+        std: args.std,
+    };
+    preprocess.validate()?;
+    let methods = parse_methods(&args.method)?;
+    let model = load_model(&args.arch, args.weights.as_deref(), args.seed)?;
+    let layers = method_layers(&model, &methods, args.layer.as_deref())?;
+    let target = TargetSpec::parse(args.target.trim(), model.num_classes())?;
+    let inputs = expand_inputs(&args.inputs)?;
+    let stems = unique_stems(&inputs);
+    if args.out.exists() && !args.out.is_dir() {
+        return Err(format!("--out {}: exists and is not a folder", args.out.display()).into());
+    }
+    let labels = Labels::for_classes(model.num_classes());
+    Ok(Setup {
+        model,
+        methods,
+        layers,
+        target,
+        preprocess,
+        labels,
+        inputs,
+        stems,
+    })
+}
+
+/// File stems of the outputs, made unique (`cat`, `cat-2`, ...).
+fn unique_stems(inputs: &[PathBuf]) -> Vec<String> {
+    let mut used: HashSet<String> = HashSet::new();
+    inputs
+        .iter()
+        .map(|p| {
+            let stem = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "image".into());
+            let mut name = stem.clone();
+            let mut n = 1;
+            while !used.insert(name.clone()) {
+                n += 1;
+                name = format!("{stem}-{n}");
+            }
+            name
+        })
+        .collect()
+}
