@@ -193,9 +193,12 @@ pub enum Normalize {
     /// hides how strong one is compared with another.
     #[default]
     PerMap,
-    /// One (min, max) shared by the maps being compared (Captum issue 1103):
-    /// equal values get equal colours in every map.
+    /// One (min, max) per method, shared by its maps over the whole run:
+    /// a method's maps compare across images and classes.
     Shared,
+    /// One (min, max) shared by every map of the run, across methods too
+    /// (Captum issue 1103): equal values get equal colours everywhere.
+    SharedAll,
 }
 
 impl Normalize {
@@ -204,6 +207,7 @@ impl Normalize {
         match self {
             Normalize::PerMap => "per-map",
             Normalize::Shared => "shared",
+            Normalize::SharedAll => "shared-all",
         }
     }
 }
@@ -221,8 +225,9 @@ impl FromStr for Normalize {
         match s.trim() {
             "per-map" | "per_map" | "permap" => Ok(Normalize::PerMap),
             "shared" => Ok(Normalize::Shared),
+            "shared-all" | "shared_all" => Ok(Normalize::SharedAll),
             other => Err(RenderError::Invalid(format!(
-                "unknown normalisation `{other}`; known: per-map, shared"
+                "unknown normalisation `{other}`; known: per-map, shared, shared-all"
             ))),
         }
     }

@@ -271,6 +271,43 @@ fn shared_normalisation_uses_one_range_per_method() {
 }
 
 #[test]
+fn shared_all_normalisation_uses_one_range_for_every_map() {
+    let f = Fixture::new();
+    let out = f.path("out");
+    let o = f.explain(
+        &out,
+        &[
+            "--method",
+            "guided_backprop,linear_approx",
+            "--normalize",
+            "shared-all",
+            f.images.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["normalize"], "shared-all");
+    let maps: Vec<&Value> = s["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["maps"].as_array().unwrap())
+        .collect();
+    assert_eq!(maps.len(), 4);
+    let lo = maps
+        .iter()
+        .map(|m| m["min"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    let hi = maps
+        .iter()
+        .map(|m| m["max"].as_f64().unwrap())
+        .fold(f64::NEG_INFINITY, f64::max);
+    for m in &maps {
+        assert_eq!(m["scale"], serde_json::json!([lo, hi]));
+    }
+}
+
+#[test]
 fn imagenet_models_print_class_names() {
     // A 1000-class model with random weights (no --weights) and a fixed class.
     let f = Fixture::new();

@@ -78,8 +78,9 @@ pub struct Args {
     /// Colormap of the heatmaps: jet, viridis or gray.
     #[arg(long, default_value = "jet")]
     pub colormap: Colormap,
-    /// Colour scale: `per-map`, or `shared` (one range per method over the
-    /// whole run, so that maps of one method compare across images and classes).
+    /// Colour scale: `per-map`; `shared` (one range per method over the
+    /// whole run, so that maps of one method compare across images and
+    /// classes); or `shared-all` (one range for every map of every method).
     #[arg(long, default_value = "per-map")]
     pub normalize: Normalize,
     /// Opacity of the heatmap in the overlays, in [0, 1].
@@ -155,7 +156,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         pb.inc(1);
     }
     pb.finish_and_clear();
-    if args.normalize == Normalize::Shared {
+    if args.normalize == Normalize::SharedAll {
+        let all = shared.iter().flatten().copied().reduce(ValueRange::union);
+        shared.iter_mut().for_each(|r| *r = all);
+    }
+    if args.normalize != Normalize::PerMap {
         for r in &mut done {
             let overlays = write_pictures(out, &s, &args, r, Some(&shared))?;
             if rows.len() < args.grid_rows {
