@@ -1,26 +1,141 @@
-//! Criterion benches of the backward kernels that saliency runs, at VGG16's
-//! layer shapes (batch 1, 224 x 224 input).
+//! Criterion benches of the kernels that saliency runs, at the layer shapes
+//! of VGG16 and ResNet-50 (batch 1, 224 x 224 input).
 //!
-//! `cargo bench --bench kernels` runs them; `cargo bench --no-run` builds them.
+//! `cargo bench --bench kernels` runs them all; a filter picks some, e.g.
+//! `cargo bench --bench kernels -- conv2d_backward_input_resnet50`;
+//! `cargo bench --no-run` builds them. Each convolution is measured twice in
+//! the same run: `auto` is what the library runs (Winograd F(2x2, 3x3) where
+//! it wins, with the transformed kernel cached as the tape caches it), and
+//! `im2col` is the im2col + GEMM reference, so their ratio is the gain of the
+//! dispatch on this machine. docs/performance.md records the numbers.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use sightline::autograd::ops::{pool, relu};
+use sightline::autograd::ops::{linear, pool, relu};
 use sightline::autograd::{Retain, RuleSet, Tape};
-use sightline::tensor::conv::conv2d_backward_input;
+use sightline::tensor::conv::{
+    backward_input_im2col, conv2d, conv2d_backward_input_cached, conv2d_im2col, BackwardInputCache,
+};
 use sightline::tensor::{Conv2dParams, MaxPool2dParams, Tensor};
+use std::time::Duration;
 
-/// Distinct 3 x 3 convolutions of VGG16: (in channels, out channels, spatial size).
-const VGG16_CONVS: [(usize, usize, usize); 9] = [
-    (3, 64, 224),
-    (64, 64, 224),
-    (64, 128, 112),
-    (128, 128, 112),
-    (128, 256, 56),
-    (256, 256, 56),
-    (256, 512, 28),
-    (512, 512, 28),
-    (512, 512, 14),
+/// A convolution layer: input channels, output channels, input size, kernel,
+/// stride, padding.
+#[derive(Clone, Copy)]
+struct Layer {
+    cin: usize,
+    cout: usize,
+    hw: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+const fn l3(cin: usize, cout: usize, hw: usize) -> Layer {
+    Layer {
+        cin,
+        cout,
+        hw,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    }
+}
+
+const fn l1(cin: usize, cout: usize, hw: usize, stride: usize) -> Layer {
+    Layer {
+        cin,
+        cout,
+        hw,
+        k: 1,
+        stride,
+        pad: 0,
+    }
+}
+
+/// Distinct 3 x 3 convolutions of VGG16 (input size before the layer).
+const VGG16_CONVS: [Layer; 9] = [
+    l3(3, 64, 224),
+    l3(64, 64, 224),
+    l3(64, 128, 112),
+    l3(128, 128, 112),
+    l3(128, 256, 56),
+    l3(256, 256, 56),
+    l3(256, 512, 28),
+    l3(512, 512, 28),
+    l3(512, 512, 14),
 ];
+
+/// ResNet-50 (torchvision, stride in the 3 x 3 of a bottleneck): the stem,
+/// then per stage the 1 x 1 reduce, the 3 x 3 and the 1 x 1 expand of a
+/// repeated block, and for stages 2-4 the strided 3 x 3 and the strided
+/// 1 x 1 downsample of the first block.
+const RESNET50_CONVS: [Layer; 19] = [
+    Layer {
+        cin: 3,
+        cout: 64,
+        hw: 224,
+        k: 7,
+        stride: 2,
+        pad: 3,
+    },
+    l1(256, 64, 56, 1),
+    l3(64, 64, 56),
+    l1(64, 256, 56, 1),
+    l1(512, 128, 28, 1),
+    l3(128, 128, 28),
+    l1(128, 512, 28, 1),
+    Layer {
+        cin: 128,
+        cout: 128,
+        hw: 56,
+        k: 3,
+        stride: 2,
+        pad: 1,
+    },
+    l1(256, 512, 56, 2),
+    l1(1024, 256, 14, 1),
+    l3(256, 256, 14),
+    l1(256, 1024, 14, 1),
+    Layer {
+        cin: 256,
+        cout: 256,
+        hw: 28,
+        k: 3,
+        stride: 2,
+        pad: 1,
+    },
+    l1(512, 1024, 28, 2),
+    l1(2048, 512, 7, 1),
+    l3(512, 512, 7),
+    l1(512, 2048, 7, 1),
+    Layer {
+        cin: 512,
+        cout: 512,
+        hw: 14,
+        k: 3,
+        stride: 2,
+        pad: 1,
+    },
+    l1(1024, 2048, 14, 2),
+];
+
+impl Layer {
+    fn params(&self) -> Conv2dParams {
+        Conv2dParams::new(self.stride, self.pad)
+    }
+
+    fn out_hw(&self) -> usize {
+        (self.hw + 2 * self.pad - self.k) / self.stride + 1
+    }
+
+    fn id(&self) -> String {
+        let mut id = format!("{}x{}@{}", self.cin, self.cout, self.hw);
+        if self.k != 3 || self.stride != 1 {
+            id += &format!("_k{}s{}", self.k, self.stride);
+        }
+        id
+    }
+}
 
 fn filled(shape: &[usize], seed: u32) -> Tensor<f32> {
     let n: usize = shape.iter().product();
@@ -30,21 +145,50 @@ fn filled(shape: &[usize], seed: u32) -> Tensor<f32> {
     Tensor::from_vec(shape.to_vec(), data).expect("shape and data agree")
 }
 
-fn conv_backward_input(c: &mut Criterion) {
-    let mut g = c.benchmark_group("conv2d_backward_input_vgg16");
-    g.sample_size(10);
-    for (cin, cout, hw) in VGG16_CONVS {
-        let w = filled(&[cout, cin, 3, 3], 1);
-        let gout = filled(&[1, cout, hw, hw], 2);
-        let id = format!("{cin}x{cout}@{hw}");
-        g.bench_function(BenchmarkId::from_parameter(id), |b| {
-            b.iter(|| {
-                conv2d_backward_input(black_box(&gout), &w, (hw, hw), Conv2dParams::new(1, 1))
-                    .expect("valid shapes")
-            })
-        });
+fn conv_group(c: &mut Criterion, name: &str, layers: &[Layer], forward: bool) {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for l in layers {
+        let w = filled(&[l.cout, l.cin, l.k, l.k], 1);
+        let p = l.params();
+        let hw = (l.hw, l.hw);
+        if forward {
+            let x = filled(&[1, l.cin, l.hw, l.hw], 2);
+            g.bench_function(BenchmarkId::new("auto", l.id()), |b| {
+                b.iter(|| conv2d(black_box(&x), &w, None, p).expect("valid shapes"))
+            });
+            g.bench_function(BenchmarkId::new("im2col", l.id()), |b| {
+                b.iter(|| conv2d_im2col(black_box(&x), &w, None, p).expect("valid shapes"))
+            });
+        } else {
+            let gout = filled(&[1, l.cout, l.out_hw(), l.out_hw()], 2);
+            // As on a tape: the first backward pass fills the cache, the
+            // next ones reuse it.
+            let cache = BackwardInputCache::new();
+            g.bench_function(BenchmarkId::new("auto", l.id()), |b| {
+                b.iter(|| {
+                    conv2d_backward_input_cached(black_box(&gout), &w, hw, p, &cache)
+                        .expect("valid shapes")
+                })
+            });
+            g.bench_function(BenchmarkId::new("im2col", l.id()), |b| {
+                b.iter(|| backward_input_im2col(black_box(&gout), &w, hw, p).expect("valid shapes"))
+            });
+        }
     }
     g.finish();
+}
+
+fn conv_backward_input(c: &mut Criterion) {
+    conv_group(c, "conv2d_backward_input_vgg16", &VGG16_CONVS, false);
+    conv_group(c, "conv2d_backward_input_resnet50", &RESNET50_CONVS, false);
+}
+
+fn conv_forward(c: &mut Criterion) {
+    conv_group(c, "conv2d_forward_vgg16", &VGG16_CONVS, true);
+    conv_group(c, "conv2d_forward_resnet50", &RESNET50_CONVS, true);
 }
 
 fn relu_rules(c: &mut Criterion) {
@@ -70,18 +214,61 @@ fn relu_rules(c: &mut Criterion) {
 }
 
 fn max_pool_backward(c: &mut Criterion) {
-    let x = filled(&[1, 64, 224, 224], 5);
-    let mut tape = Tape::new(Retain::Minimal);
-    let xv = tape.input(x);
-    let y = pool::max_pool2d(&mut tape, &xv, MaxPool2dParams::new(2, 2, 0)).expect("pool");
-    let gout = filled(y.shape(), 6);
-    c.bench_function("max_pool2d_backward_64x224x224", |b| {
-        b.iter(|| {
-            tape.backward(y.id(), black_box(&gout), &RuleSet::standard(), &[xv.id()])
-                .expect("backward")
-        })
-    });
+    let mut g = c.benchmark_group("max_pool2d_backward");
+    // VGG16's first pool (2 x 2, stride 2) and ResNet-50's stem pool
+    // (3 x 3, stride 2, padding 1).
+    for (id, shape, p) in [
+        (
+            "vgg16_64x224x224_k2s2",
+            [1, 64, 224, 224],
+            MaxPool2dParams::new(2, 2, 0),
+        ),
+        (
+            "resnet50_64x112x112_k3s2",
+            [1, 64, 112, 112],
+            MaxPool2dParams::new(3, 2, 1),
+        ),
+    ] {
+        let mut tape = Tape::new(Retain::Minimal);
+        let xv = tape.input(filled(&shape, 5));
+        let y = pool::max_pool2d(&mut tape, &xv, p).expect("pool");
+        let gout = filled(y.shape(), 6);
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                tape.backward(y.id(), black_box(&gout), &RuleSet::standard(), &[xv.id()])
+                    .expect("backward")
+            })
+        });
+    }
+    g.finish();
 }
 
-criterion_group!(benches, conv_backward_input, relu_rules, max_pool_backward);
+fn linear_backward(c: &mut Criterion) {
+    let mut g = c.benchmark_group("linear_backward_input");
+    g.sample_size(10);
+    // VGG16's classifier: fc6 (25088 -> 4096) and fc7 (4096 -> 4096).
+    for (fin, fout) in [(25088, 4096), (4096, 4096)] {
+        let mut tape = Tape::new(Retain::Minimal);
+        let xv = tape.input(filled(&[1, fin], 7));
+        let wv = tape.input(filled(&[fout, fin], 8));
+        let y = linear::linear(&mut tape, &xv, &wv, None).expect("linear");
+        let gout = filled(&[1, fout], 9);
+        g.bench_function(format!("{fin}to{fout}"), |b| {
+            b.iter(|| {
+                tape.backward(y.id(), black_box(&gout), &RuleSet::standard(), &[xv.id()])
+                    .expect("backward")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    conv_backward_input,
+    conv_forward,
+    relu_rules,
+    max_pool_backward,
+    linear_backward
+);
 criterion_main!(benches);

@@ -78,6 +78,16 @@ pub fn gemm<T: Element>(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    if m <= GEMV_MAX_ROWS && k > 0 && m * n * k >= PAR_WORK {
+        if b.rs == 1 {
+            gemv_dots(alpha, a, b, beta, c);
+            return Ok(());
+        }
+        if b.cs == 1 {
+            gemv_axpys(alpha, a, b, beta, c);
+            return Ok(());
+        }
+    }
     if m * n * k < PAR_WORK || n <= COL_BLOCK {
         // SAFETY: the views were checked to lie inside their buffers and `c` is
         // exactly m x n row-major; `c` is a distinct mutable borrow.
@@ -94,6 +104,97 @@ pub fn gemm<T: Element>(
         unsafe { gemm_block(alpha, a, b, j0, j1, beta, p.0.add(j0), n) };
     });
     Ok(())
+}
+
+/// Rows of `A` up to which a product is a few matrix-vector products (a
+/// linear layer on a small batch): streamed through `B` once, in parallel
+/// over blocks of columns, instead of packing `B` for a GEMM kernel.
+const GEMV_MAX_ROWS: usize = 4;
+
+/// Columns per task of the matrix-vector paths.
+const GEMV_COLS: usize = 256;
+
+/// Accumulators per dot product (fixed, so the summation order is too).
+const DOT_LANES: usize = 16;
+
+fn finish<T: Element>(alpha: T, sum: T, beta: T, c: &mut T) {
+    *c = if beta == T::zero() {
+        alpha * sum
+    } else {
+        alpha * sum + beta * *c
+    };
+}
+
+/// `C = alpha A B + beta C` for few rows of `A` when `B`'s columns are
+/// contiguous (`B = W^T` of a linear layer's forward pass): one dot product
+/// per output, over `k` in a fixed order.
+fn gemv_dots<T: Element>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: &mut [T]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    // Rows of A, made contiguous.
+    let rows: Vec<Vec<T>> = (0..m)
+        .map(|i| (0..k).map(|p| a.data[i * a.rs + p * a.cs]).collect())
+        .collect();
+    let col_blocks = n.div_ceil(GEMV_COLS);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    (0..col_blocks).into_par_iter().for_each(|blk| {
+        let (j0, j1) = (blk * GEMV_COLS, ((blk + 1) * GEMV_COLS).min(n));
+        for j in j0..j1 {
+            let col = &b.data[j * b.cs..j * b.cs + k];
+            for (i, row) in rows.iter().enumerate() {
+                let sum = dot(row, col);
+                let p = c_ptr;
+                // SAFETY: element (i, j) of C is written by this task only
+                // (columns j0..j1 belong to it); i < m and j < n.
+                unsafe { finish(alpha, sum, beta, &mut *p.0.add(i * n + j)) };
+            }
+        }
+    });
+}
+
+/// Dot product with DOT_LANES partial sums (a fixed order for a given length).
+fn dot<T: Element>(x: &[T], w: &[T]) -> T {
+    let mut acc = [T::zero(); DOT_LANES];
+    let mut xs = x.chunks_exact(DOT_LANES);
+    let mut ws = w.chunks_exact(DOT_LANES);
+    for (x, w) in (&mut xs).zip(&mut ws) {
+        for l in 0..DOT_LANES {
+            acc[l] += x[l] * w[l];
+        }
+    }
+    for (l, (x, w)) in xs.remainder().iter().zip(ws.remainder()).enumerate() {
+        acc[l] += *x * *w;
+    }
+    acc.iter().fold(T::zero(), |s, &v| s + v)
+}
+
+/// `C = alpha A B + beta C` for few rows of `A` when `B`'s rows are
+/// contiguous (`B = W` of a linear layer's input gradient): rows of `B`
+/// scaled and added in `k` order, in parallel over blocks of columns.
+fn gemv_axpys<T: Element>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: &mut [T]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let col_blocks = n.div_ceil(GEMV_COLS);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    (0..col_blocks).into_par_iter().for_each(|blk| {
+        let (j0, j1) = (blk * GEMV_COLS, ((blk + 1) * GEMV_COLS).min(n));
+        let mut acc = vec![T::zero(); m * (j1 - j0)];
+        for p in 0..k {
+            let brow = &b.data[p * b.rs + j0..p * b.rs + j1];
+            for (i, acc) in acc.chunks_exact_mut(j1 - j0).enumerate() {
+                let s = a.data[i * a.rs + p * a.cs];
+                for (d, &w) in acc.iter_mut().zip(brow) {
+                    *d += s * w;
+                }
+            }
+        }
+        for (i, acc) in acc.chunks_exact(j1 - j0).enumerate() {
+            for (jj, &sum) in acc.iter().enumerate() {
+                let p = c_ptr;
+                // SAFETY: element (i, j0 + jj) of C is written by this task
+                // only (columns j0..j1 belong to it); i < m and j0 + jj < n.
+                unsafe { finish(alpha, sum, beta, &mut *p.0.add(i * n + j0 + jj)) };
+            }
+        }
+    });
 }
 
 #[derive(Clone, Copy)]
@@ -191,6 +292,39 @@ mod tests {
             let bt = Tensor::from_vec([k, n], b.clone()).unwrap();
             let c = matmul(&at, &bt).unwrap();
             assert_eq!(c.data(), &naive(&a, &b, m, k, n)[..]);
+        }
+    }
+
+    #[test]
+    fn matrix_vector_paths_match_naive_product() {
+        // m <= GEMV_MAX_ROWS and enough work: B = W^T (dots) and B = W (axpys).
+        for &(m, k, n) in &[(1, 700, 900), (3, 513, 1000), (4, 2000, 300)] {
+            let a: Vec<f64> = (0..m * k).map(|i| ((i * 7) % 13) as f64 - 6.0).collect();
+            let w: Vec<f64> = (0..k * n).map(|i| ((i * 5) % 11) as f64 - 5.0).collect();
+            let want = naive(&a, &w, m, k, n);
+            let mut c = vec![f64::NAN; m * n];
+            gemm(
+                1.0,
+                MatRef::row_major(&a, m, k),
+                MatRef::row_major(&w, k, n),
+                0.0,
+                &mut c,
+            )
+            .unwrap();
+            assert_eq!(c, want);
+            // The same product through the transposed layout of B.
+            let wt: Vec<f64> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+            let mut c2 = vec![1.0; m * n];
+            gemm(
+                2.0,
+                MatRef::row_major(&a, m, k),
+                MatRef::row_major(&wt, n, k).t(),
+                -1.0,
+                &mut c2,
+            )
+            .unwrap();
+            let want2: Vec<f64> = want.iter().map(|v| 2.0 * v - 1.0).collect();
+            assert_eq!(c2, want2);
         }
     }
 

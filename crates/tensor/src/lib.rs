@@ -22,8 +22,10 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
+pub mod scratch;
 pub mod softmax;
 pub mod tensor;
+pub mod winograd;
 
 pub use conv::Conv2dParams;
 pub use element::{cst, cst_eps, Element};

@@ -5,7 +5,8 @@ use crate::op::Op;
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::conv::{
-    conv2d as conv_kernel, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight,
+    conv2d as conv_kernel, conv2d_backward_bias, conv2d_backward_input,
+    conv2d_backward_input_cached, conv2d_backward_weight, BackwardInputCache,
 };
 use sightline_tensor::{Conv2dParams, Element, Tensor};
 use std::sync::Arc;
@@ -21,6 +22,10 @@ pub struct Conv2dOp<T> {
     pub input: Option<Arc<Tensor<T>>>,
     /// Whether a bias was added (a third input).
     pub has_bias: bool,
+    /// The transposed, flipped (or Winograd-transformed) kernel of the
+    /// standard input gradient, made on the first backward pass and reused
+    /// by the next ones on the same tape.
+    backward_kernel: BackwardInputCache<T>,
 }
 
 /// Records `conv2d(x, weight, bias)`.
@@ -39,6 +44,7 @@ pub fn conv2d<T: Element>(
         weight: weight.value_arc().clone(),
         input: keep_input.then(|| x.value_arc().clone()),
         has_bias: bias.is_some(),
+        backward_kernel: BackwardInputCache::new(),
     });
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
@@ -59,8 +65,14 @@ impl<T: Element> Conv2dOp<T> {
         let mut out = vec![None, None];
         if ctx.needs(0) {
             out[0] = Some(
-                conv2d_backward_input(g, &self.weight, Self::input_hw(ctx), self.params)
-                    .map_err(|e| ctx.kernel(e))?,
+                conv2d_backward_input_cached(
+                    g,
+                    &self.weight,
+                    Self::input_hw(ctx),
+                    self.params,
+                    &self.backward_kernel,
+                )
+                .map_err(|e| ctx.kernel(e))?,
             );
         }
         if ctx.needs(1) {
