@@ -1,0 +1,269 @@
+//! Gradient of a convolution with respect to its input: `W^T gout` for
+//! 1 x 1 convolutions, the transposed convolution (Winograd or im2col, its
+//! kernel cached per weight) for stride 1, GEMM + col2im otherwise.
+
+use super::col2im::backward_input_col2im;
+use super::dispatch::{use_winograd, WINOGRAD_MIN_TILES_CACHED};
+use super::forward::{conv2d_im2col, conv2d_im2col_checked};
+use super::gemm_blocks::column_blocks;
+use super::{Conv2dParams, ConvGeometry};
+use crate::element::Element;
+use crate::error::{Result, TensorError};
+use crate::gemm::MatRef;
+use crate::tensor::Tensor;
+use crate::winograd::{self, WinogradKernel};
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// The kernel of the convolution that computes a stride-1 convolution's
+/// input gradient: channels swapped within each group and taps flipped.
+pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> Result<Tensor<T>> {
+    let [cout, cig, kh, kw] = weight.dims4("transpose_flip_kernel")?;
+    if groups == 0 || cout % groups != 0 {
+        return Err(TensorError::InvalidParameter {
+            op: "transpose_flip_kernel",
+            message: format!("{cout} output channels do not split into {groups} groups"),
+        });
+    }
+    let cog = cout / groups;
+    let kk = kh * kw;
+    let src = weight.data();
+    let mut out = vec![T::zero(); src.len()];
+    // One task per output row (group, input channel): sequential writes.
+    out.par_chunks_mut(cog * kk)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (grp, ci) = (row / cig, row % cig);
+            for (co, d) in dst.chunks_exact_mut(kk).enumerate() {
+                let s = &src[((grp * cog + co) * cig + ci) * kk..][..kk];
+                for (d, &v) in d.iter_mut().rev().zip(s) {
+                    *d = v;
+                }
+            }
+        });
+    Tensor::from_vec([cig * groups, cog, kh, kw], out)
+}
+
+/// Kernels derived from one weight for its input-gradient pass, computed on
+/// first use and kept: the Winograd transform of the transposed, flipped
+/// kernel, or the transposed, flipped kernel itself.
+///
+/// A cache belongs to one weight and one set of parameters: pass the same
+/// ones with it every time.
+#[derive(Debug, Default)]
+pub struct BackwardInputCache<T> {
+    winograd: OnceLock<WinogradKernel<T>>,
+    flipped: OnceLock<Tensor<T>>,
+}
+
+impl<T> BackwardInputCache<T> {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self {
+            winograd: OnceLock::new(),
+            flipped: OnceLock::new(),
+        }
+    }
+}
+
+/// Input channels per group below which a stride-1 input gradient goes
+/// through GEMM + col2im instead of the transposed convolution (whose GEMM
+/// would have only that many rows).
+const COL2IM_MAX_CHANNELS: usize = 16;
+
+/// Gradient of the convolution with respect to its input, given the output
+/// gradient `gout` (N x Cout x Ho x Wo) and the input's spatial size.
+pub fn conv2d_backward_input<T: Element>(
+    gout: &Tensor<T>,
+    weight: &Tensor<T>,
+    input_hw: (usize, usize),
+    p: Conv2dParams,
+) -> Result<Tensor<T>> {
+    conv2d_backward_input_cached(gout, weight, input_hw, p, &BackwardInputCache::new())
+}
+
+/// [`conv2d_backward_input`] keeping what it derives from `weight` in `cache`
+/// for the next call with the same weight and parameters.
+pub fn conv2d_backward_input_cached<T: Element>(
+    gout: &Tensor<T>,
+    weight: &Tensor<T>,
+    input_hw: (usize, usize),
+    p: Conv2dParams,
+    cache: &BackwardInputCache<T>,
+) -> Result<Tensor<T>> {
+    let g = backward_geometry(gout, weight, input_hw, p)?;
+    if g.is_pointwise() {
+        return pointwise_backward_input(gout, weight, &g);
+    }
+    let (kh, kw) = (g.kh, g.kw);
+    let (dh, dw) = p.dilation;
+    let (ph, pw) = p.padding;
+    if p.stride == (1, 1)
+        && ph <= dh * (kh - 1)
+        && pw <= dw * (kw - 1)
+        && g.cin_g() >= COL2IM_MAX_CHANNELS
+    {
+        let tp = Conv2dParams {
+            stride: (1, 1),
+            padding: (dh * (kh - 1) - ph, dw * (kw - 1) - pw),
+            dilation: p.dilation,
+            groups: p.groups,
+        };
+        // The geometry of the transposed convolution.
+        let tg = ConvGeometry::new(gout.shape(), &[g.cin, g.cout_g(), kh, kw], tp)?;
+        if use_winograd(&tg, WINOGRAD_MIN_TILES_CACHED) {
+            let k = match cache.winograd.get() {
+                Some(k) => k,
+                None => {
+                    let k = WinogradKernel::backward_input(weight)?;
+                    cache.winograd.get_or_init(|| k)
+                }
+            };
+            return winograd::conv3x3(gout, k, tp.padding, None);
+        }
+        let wt = match cache.flipped.get() {
+            Some(w) => w,
+            None => {
+                let w = transpose_flip_kernel(weight, p.groups)?;
+                cache.flipped.get_or_init(|| w)
+            }
+        };
+        return conv2d_im2col_checked(gout, wt, None, &tg);
+    }
+    backward_input_col2im(gout, weight, &g)
+}
+
+/// Input gradient of a 1 x 1, stride-1, unpadded convolution: per group,
+/// `W^T gout`, with `W^T` a strided view of the weight (no copy).
+fn pointwise_backward_input<T: Element>(
+    gout: &Tensor<T>,
+    weight: &Tensor<T>,
+    g: &ConvGeometry,
+) -> Result<Tensor<T>> {
+    // The transposed convolution: gout's channels in, the input's out.
+    let tg = ConvGeometry::new(
+        gout.shape(),
+        &[g.cin, g.cout_g(), 1, 1],
+        Conv2dParams {
+            groups: g.p.groups,
+            ..Conv2dParams::default()
+        },
+    )?;
+    let (cog, cig) = (g.cout_g(), g.cin_g());
+    let w = weight.data();
+    let mut gin = Tensor::zeros([g.n, g.cin, g.h, g.w]);
+    column_blocks(gout, &tg, &mut gin, &|grp, r0, r1| MatRef {
+        data: &w[grp * cog * cig + r0..(grp + 1) * cog * cig],
+        rows: r1 - r0,
+        cols: cog,
+        rs: 1,
+        cs: cig,
+    })?;
+    Ok(gin)
+}
+
+/// [`conv2d_backward_input`] without Winograd (the reference for it).
+pub fn backward_input_im2col<T: Element>(
+    gout: &Tensor<T>,
+    weight: &Tensor<T>,
+    input_hw: (usize, usize),
+    p: Conv2dParams,
+) -> Result<Tensor<T>> {
+    let g = backward_geometry(gout, weight, input_hw, p)?;
+    let (dh, dw) = p.dilation;
+    let (ph, pw) = p.padding;
+    if p.stride == (1, 1) && ph <= dh * (g.kh - 1) && pw <= dw * (g.kw - 1) {
+        let wt = transpose_flip_kernel(weight, p.groups)?;
+        let tp = Conv2dParams {
+            stride: (1, 1),
+            padding: (dh * (g.kh - 1) - ph, dw * (g.kw - 1) - pw),
+            dilation: p.dilation,
+            groups: p.groups,
+        };
+        return conv2d_im2col(gout, &wt, None, tp);
+    }
+    backward_input_col2im(gout, weight, &g)
+}
+
+/// Checks the shapes of an input-gradient call; the geometry of the forward
+/// convolution.
+fn backward_geometry<T: Element>(
+    gout: &Tensor<T>,
+    weight: &Tensor<T>,
+    input_hw: (usize, usize),
+    p: Conv2dParams,
+) -> Result<ConvGeometry> {
+    let [n, cout, ho, wo] = gout.dims4("conv2d_backward_input")?;
+    let [wc, cig, _, _] = weight.dims4("conv2d_backward_input")?;
+    let g = ConvGeometry::new(
+        &[n, cig * p.groups.max(1), input_hw.0, input_hw.1],
+        weight.shape(),
+        p,
+    )?;
+    if wc != cout || g.ho != ho || g.wo != wo {
+        return Err(TensorError::ShapeMismatch {
+            op: "conv2d_backward_input",
+            left: gout.shape().to_vec(),
+            right: vec![n, wc, g.ho, g.wo],
+        });
+    }
+    Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::reference::{naive_backward_input, seq};
+    use crate::conv::window_output_len;
+
+    #[test]
+    fn backward_input_matches_the_adjoint_on_every_path() {
+        // col2im (few input channels, stride 1 and 2), transposed conv,
+        // Winograd (cached and not), 1 x 1.
+        let cases = [
+            ([3, 3, 3], [64, 3, 3, 3], Conv2dParams::new(1, 1)),
+            ([5, 7, 2], [6, 2, 3, 3], Conv2dParams::new(2, 1)),
+            ([6, 6, 1], [5, 20, 2, 2], Conv2dParams::new(1, 1)),
+            ([9, 8, 0], [16, 18, 3, 3], Conv2dParams::new(1, 1)),
+            ([4, 4, 0], [20, 16, 1, 1], Conv2dParams::new(2, 0)),
+            ([5, 4, 0], [24, 20, 1, 1], Conv2dParams::default()),
+            (
+                [3, 5, 0],
+                [24, 10, 1, 1],
+                Conv2dParams {
+                    groups: 2,
+                    ..Conv2dParams::default()
+                },
+            ),
+        ];
+        for ([h, w, _], ws, p) in cases {
+            let wt = seq(&ws, 5);
+            let ho = window_output_len(h, ws[2], p.stride.0, p.padding.0, 1).unwrap();
+            let wo = window_output_len(w, ws[3], p.stride.1, p.padding.1, 1).unwrap();
+            let g = seq(&[1, ws[0], ho, wo], 3);
+            let want = naive_backward_input(&g, &wt, (h, w), p);
+            let cache = BackwardInputCache::new();
+            for _ in 0..2 {
+                let got = conv2d_backward_input_cached(&g, &wt, (h, w), p, &cache).unwrap();
+                assert!(got.max_abs_diff(&want).unwrap() < 1e-10, "{ws:?} {p:?}");
+            }
+            let got = backward_input_im2col(&g, &wt, (h, w), p).unwrap();
+            assert!(got.max_abs_diff(&want).unwrap() < 1e-10, "{ws:?} {p:?}");
+        }
+    }
+
+    #[test]
+    fn cached_winograd_input_gradient_matches_im2col() {
+        // 14 x 12 output: 42 tiles, enough for Winograd with a cached kernel.
+        let p = Conv2dParams::new(1, 1);
+        let wt = seq(&[16, 18, 3, 3], 5);
+        let g = seq(&[2, 16, 14, 12], 3);
+        let want = backward_input_im2col(&g, &wt, (14, 12), p).unwrap();
+        let cache = BackwardInputCache::new();
+        for _ in 0..2 {
+            let got = conv2d_backward_input_cached(&g, &wt, (14, 12), p, &cache).unwrap();
+            assert!(got.max_abs_diff(&want).unwrap() < 1e-10);
+        }
+        assert!(cache.winograd.get().is_some());
+    }
+}

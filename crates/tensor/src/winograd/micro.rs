@@ -1,0 +1,208 @@
+//! The register-blocked micro-kernels of the Winograd products
+//! (`C = A B`, `A` a packed kernel micro-panel, `B` [`NR`] transformed tiles)
+//! and their runtime dispatch: AVX-512 (12 x 16) or AVX2 + FMA (6 x 16) for
+//! `f32` where the CPU has it, portable code otherwise.
+
+use super::{MR, MR_AVX512, NR};
+use crate::element::Element;
+use std::any::TypeId;
+use std::sync::OnceLock;
+
+/// `C (mr x NR, row stride ldc) = A B` with `A` packed `k x mr` and `B`
+/// `k x NR` with row stride `ldb`: `(k, a, b, ldb, c, ldc)`.
+pub(super) type MicroKernel<T> = fn(usize, &[T], &[T], usize, &mut [T], usize);
+
+/// The micro-kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Micro {
+    /// Portable code, any element type.
+    Generic,
+    /// `f32`, AVX2 + FMA, 6 x 16.
+    Avx2,
+    /// `f32`, AVX-512, 12 x 16.
+    Avx512,
+}
+
+impl Micro {
+    pub(super) fn mr(self) -> usize {
+        match self {
+            Micro::Generic | Micro::Avx2 => MR,
+            Micro::Avx512 => MR_AVX512,
+        }
+    }
+
+    pub(super) fn function<T: Element>(self) -> MicroKernel<T> {
+        match self {
+            Micro::Generic => micro_generic::<T>,
+            #[cfg(target_arch = "x86_64")]
+            Micro::Avx2 => micro_f32_avx2_checked::<T>,
+            #[cfg(target_arch = "x86_64")]
+            Micro::Avx512 => micro_f32_avx512_checked::<T>,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => micro_generic::<T>,
+        }
+    }
+}
+
+/// The best micro-kernel for `T` on this CPU. `SIGHTLINE_SIMD=avx2` or
+/// `SIGHTLINE_SIMD=generic` caps it (to measure what a CPU without AVX-512
+/// would run); read once.
+pub(super) fn micro_kind<T: 'static>() -> Micro {
+    static F32: OnceLock<Micro> = OnceLock::new();
+    if TypeId::of::<T>() != TypeId::of::<f32>() {
+        return Micro::Generic;
+    }
+    *F32.get_or_init(|| {
+        let cap = std::env::var("SIGHTLINE_SIMD").unwrap_or_default();
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected;
+            if cap != "avx2" && cap != "generic" && is_x86_feature_detected!("avx512f") {
+                return Micro::Avx512;
+            }
+            if cap != "generic"
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+            {
+                return Micro::Avx2;
+            }
+        }
+        let _ = cap;
+        Micro::Generic
+    })
+}
+
+fn micro_generic<T: Element>(k: usize, a: &[T], b: &[T], ldb: usize, c: &mut [T], ldc: usize) {
+    let mut acc = [[T::zero(); NR]; MR];
+    for (p, av) in a[..k * MR].chunks_exact(MR).enumerate() {
+        let bv = &b[p * ldb..p * ldb + NR];
+        for r in 0..MR {
+            for j in 0..NR {
+                acc[r][j] += av[r] * bv[j];
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        c[r * ldc..r * ldc + NR].copy_from_slice(row);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn micro_f32_avx2_checked<T: Element>(
+    k: usize,
+    a: &[T],
+    b: &[T],
+    ldb: usize,
+    c: &mut [T],
+    ldc: usize,
+) {
+    assert!(a.len() >= k * MR && b.len() + ldb >= k * ldb + NR && c.len() >= (MR - 1) * ldc + NR);
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
+    // SAFETY: T is f32 (asserted), so the pointer casts are identities; the
+    // lengths were checked above; `c` does not alias `a` or `b` (distinct
+    // borrows); this kernel is only selected when the CPU has AVX2 and FMA.
+    unsafe {
+        micro_f32_avx2(
+            k,
+            a.as_ptr() as *const f32,
+            b.as_ptr() as *const f32,
+            ldb,
+            c.as_mut_ptr() as *mut f32,
+            ldc,
+        )
+    }
+}
+
+/// The AVX2 + FMA micro-kernel: 6 x 16 accumulators in 12 registers.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `a` must hold `k * 6`, `b`
+/// `(k - 1) * ldb + 16` and `c` `5 * ldc + 16` valid elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn micro_f32_avx2(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..k {
+        let b0 = _mm256_loadu_ps(b);
+        let b1 = _mm256_loadu_ps(b.add(8));
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = _mm256_broadcast_ss(&*a.add(r));
+            acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
+            acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
+        }
+        a = a.add(MR);
+        b = b.add(ldb);
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        _mm256_storeu_ps(c.add(r * ldc), acc_r[0]);
+        _mm256_storeu_ps(c.add(r * ldc + 8), acc_r[1]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn micro_f32_avx512_checked<T: Element>(
+    k: usize,
+    a: &[T],
+    b: &[T],
+    ldb: usize,
+    c: &mut [T],
+    ldc: usize,
+) {
+    const M: usize = MR_AVX512;
+    assert!(a.len() >= k * M && b.len() + ldb >= k * ldb + NR && c.len() >= (M - 1) * ldc + NR);
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
+    // SAFETY: T is f32 (asserted), so the pointer casts are identities; the
+    // lengths were checked above; `c` does not alias `a` or `b` (distinct
+    // borrows); this kernel is only selected when the CPU has AVX-512F.
+    unsafe {
+        micro_f32_avx512(
+            k,
+            a.as_ptr() as *const f32,
+            b.as_ptr() as *const f32,
+            ldb,
+            c.as_mut_ptr() as *mut f32,
+            ldc,
+        )
+    }
+}
+
+/// The AVX-512 micro-kernel: 12 x 16 accumulators, one register per row.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `a` must hold `k * MR_AVX512`, `b`
+/// `(k - 1) * ldb + 16` and `c` `(MR_AVX512 - 1) * ldc + 16` valid elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_f32_avx512(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    use std::arch::x86_64::*;
+    const M: usize = MR_AVX512;
+    let mut acc = [_mm512_setzero_ps(); M];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..k {
+        let bv = _mm512_loadu_ps(b);
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            *acc_r = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(r)), bv, *acc_r);
+        }
+        a = a.add(M);
+        b = b.add(ldb);
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        _mm512_storeu_ps(c.add(r * ldc), *acc_r);
+    }
+}

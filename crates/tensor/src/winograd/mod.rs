@@ -1,0 +1,274 @@
+//! Winograd F(2x2, 3x3) convolution (Lavin and Gray, 2016) for 3 x 3 kernels
+//! with stride 1, dilation 1 and one group.
+//!
+//! Each 2 x 2 block of output pixels (a *tile*) is computed from the 4 x 4
+//! input patch under it as `Y = A^T [ sum_ci (G g G^T) . (B^T d B) ] A`: 16
+//! products per tile and input channel instead of 36, i.e. 2.25x fewer
+//! multiplies. The sum over input channels is one matrix product per tile
+//! element `xi` (16 of them): `M_xi (Cout x tiles) = U_xi (Cout x Cin) V_xi
+//! (Cin x tiles)`.
+//!
+//! The data are laid out for that product: the transformed kernel `U` is
+//! packed once per weight in micro-panels of a few output channels
+//! ([`WinogradKernel`], cacheable), the input transform writes `V` straight
+//! into micro-panels of [`NR`] tiles, so the product needs no packing step and
+//! runs a register-blocked micro-kernel (AVX2 + FMA for `f32` where the CPU
+//! has it, portable code otherwise).
+//!
+//! Work is split into tasks by shape only (blocks of tiles times blocks of
+//! output channels); each output element is computed by exactly one task,
+//! with the channel sum in a fixed order, so results do not depend on the
+//! number of threads.
+//!
+//! The parts: the kernel transform and its packing (`kernel.rs`), the input
+//! and output transforms (`transforms.rs`), the micro-kernels and their
+//! runtime dispatch (`micro.rs`); this file holds the driver, [`conv3x3`].
+
+mod kernel;
+mod micro;
+mod transforms;
+
+pub use kernel::WinogradKernel;
+
+use crate::element::Element;
+use crate::error::{Result, TensorError};
+use crate::scratch::with_scratch2;
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+use transforms::{input_transform, output_transform, transforms_kind};
+
+/// Output channels per micro-panel of the transformed kernel, for the
+/// portable and AVX2 micro-kernels (the AVX-512 one takes [`MR_AVX512`]).
+pub const MR: usize = 6;
+/// Output channels per micro-panel for the AVX-512 micro-kernel.
+pub const MR_AVX512: usize = 12;
+/// Tiles per micro-panel of the transformed input.
+pub const NR: usize = 16;
+/// Elements of a transformed tile (4 x 4).
+const XI: usize = 16;
+
+/// Tiles per task and output channels per task, from the shapes only.
+#[derive(Clone, Copy, Debug)]
+struct Blocking {
+    /// Tiles per block (a multiple of NR).
+    tiles: usize,
+    /// Tile blocks per image.
+    tile_blocks: usize,
+    /// Kernel micro-panels per output-channel block.
+    panels: usize,
+    /// Output-channel blocks.
+    chan_blocks: usize,
+}
+
+/// Tasks wanted per call, so that a few threads stay balanced.
+const MIN_TASKS: usize = 8;
+
+fn blocking(n: usize, tiles: usize, cin: usize, panels: usize) -> Blocking {
+    // Keep the transformed input of one task near 1-2 MiB (it is used one
+    // tile element, 1/16th, at a time).
+    let tb = (16384 / cin.max(1) / NR * NR).clamp(NR, 128);
+    let tb = tb.min(tiles.div_ceil(NR) * NR);
+    let tile_blocks = tiles.div_ceil(tb);
+    // Split output channels only when tile blocks alone are too few, and keep
+    // at least 8 micro-panels (48 channels) per block so the input transform,
+    // redone per block, stays cheap.
+    let want = MIN_TASKS.div_ceil(n * tile_blocks);
+    let chan_blocks = want.min(panels / 8).max(1);
+    let per = panels.div_ceil(chan_blocks);
+    Blocking {
+        tiles: tb,
+        tile_blocks,
+        panels: per,
+        chan_blocks: panels.div_ceil(per),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: only used to give rayon tasks disjoint regions of one buffer.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Stride-1, dilation-1, one-group 3 x 3 convolution of `input`
+/// (N x Cin x H x W) with a transformed kernel, zero padding `padding`
+/// (vertical, horizontal), plus an optional per-channel `bias`.
+pub fn conv3x3<T: Element>(
+    input: &Tensor<T>,
+    kernel: &WinogradKernel<T>,
+    padding: (usize, usize),
+    bias: Option<&[T]>,
+) -> Result<Tensor<T>> {
+    let [n, cin, h, w] = input.dims4("winograd conv3x3")?;
+    if cin != kernel.cin || bias.is_some_and(|b| b.len() != kernel.cout) {
+        return Err(TensorError::ShapeMismatch {
+            op: "winograd conv3x3",
+            left: input.shape().to_vec(),
+            right: vec![kernel.cout, kernel.cin, 3, 3],
+        });
+    }
+    let (ph, pw) = padding;
+    if h + 2 * ph < 3 || w + 2 * pw < 3 || n == 0 || cin == 0 {
+        return Err(TensorError::InvalidParameter {
+            op: "winograd conv3x3",
+            message: format!("input {h}x{w} with padding {padding:?} is smaller than the kernel"),
+        });
+    }
+    let g = Geometry {
+        cin,
+        h,
+        w,
+        ph,
+        pw,
+        cout: kernel.cout,
+        ho: h + 2 * ph - 2,
+        wo: w + 2 * pw - 2,
+    };
+    let tw = g.wo.div_ceil(2);
+    let tiles = g.ho.div_ceil(2) * tw;
+    let b = blocking(n, tiles, cin, kernel.panels);
+    let mut out: Tensor<T> = Tensor::zeros([n, g.cout, g.ho, g.wo]);
+    let out_ptr = SendPtr(out.data_mut().as_mut_ptr());
+    let out_len = out.len();
+    let micro = kernel.micro.function::<T>();
+    let mr = kernel.mr;
+    let tk = transforms_kind();
+    let tasks = n * b.tile_blocks * b.chan_blocks;
+    (0..tasks).into_par_iter().for_each(|task| {
+        let img = task / (b.tile_blocks * b.chan_blocks);
+        let tb = (task / b.chan_blocks) % b.tile_blocks;
+        let cb = task % b.chan_blocks;
+        let f0 = tb * b.tiles;
+        let f1 = (f0 + b.tiles).min(tiles);
+        let tpanels = (f1 - f0).div_ceil(NR);
+        let ldm = tpanels * NR;
+        let p0 = cb * b.panels;
+        let p1 = (p0 + b.panels).min(kernel.panels);
+        let rows = (p1 - p0) * mr;
+        let x = &input.data()[img * cin * h * w..(img + 1) * cin * h * w];
+        with_scratch2::<T, _>(XI * cin * ldm, XI * rows * ldm, |v, m| {
+            input_transform(tk, x, &g, tw, (f0, f1), ldm, v);
+            for xi in 0..XI {
+                let vx = &v[xi * cin * ldm..(xi + 1) * cin * ldm];
+                for p in p0..p1 {
+                    let a = kernel.panel(p, xi);
+                    for tp in 0..tpanels {
+                        let c = &mut m[(xi * rows + (p - p0) * mr) * ldm + tp * NR..];
+                        micro(cin, a, &vx[tp * NR..], ldm, c, ldm);
+                    }
+                }
+            }
+            let c0 = p0 * mr;
+            let c1 = (p1 * mr).min(g.cout);
+            let o = out_ptr;
+            let base = img * g.cout * g.ho * g.wo;
+            // SAFETY: this task alone writes the pixels of tiles f0..f1 of
+            // channels c0..c1 of image img; the slice covers that image's
+            // channels c0..c1, inside `out`, and other tasks write only other
+            // tiles or channels (which this task leaves untouched).
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(
+                    o.0.add(base + c0 * g.ho * g.wo),
+                    (c1 - c0) * g.ho * g.wo,
+                )
+            };
+            debug_assert!(base + c1 * g.ho * g.wo <= out_len);
+            output_transform(tk, m, &g, tw, (f0, f1), ldm, rows, (c0, c1), bias, dst);
+        });
+    });
+    Ok(out)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    cin: usize,
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
+    cout: usize,
+    ho: usize,
+    wo: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::{conv2d, conv2d_backward_input, Conv2dParams};
+
+    fn seq<T: Element>(shape: &[usize], mul: usize) -> Tensor<T> {
+        let n: usize = shape.iter().product();
+        Tensor::from_vec(
+            shape.to_vec(),
+            (0..n)
+                .map(|i| T::from_f64_lossy(((i * mul) % 23) as f64 / 11.0 - 1.0))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn matches_im2col_forward_and_backward_in_f64() {
+        for &(n, cin, cout, h, w, p) in &[
+            (1, 3, 5, 7, 9, 1),
+            (2, 20, 13, 10, 5, 0),
+            (1, 33, 40, 35, 67, 1),
+            (1, 8, 70, 6, 6, 2),
+            (1, 4, 4, 3, 3, 0),
+        ] {
+            let x = seq::<f64>(&[n, cin, h, w], 7);
+            let wt = seq::<f64>(&[cout, cin, 3, 3], 5);
+            let bias: Vec<f64> = (0..cout).map(|i| i as f64 * 0.25 - 1.0).collect();
+            let params = Conv2dParams::new(1, p);
+            let want = crate::conv::conv2d_im2col(
+                &x,
+                &wt,
+                Some(&Tensor::from_vec([cout], bias.clone()).unwrap()),
+                params,
+            )
+            .unwrap();
+            let k = WinogradKernel::forward(&wt).unwrap();
+            let got = conv3x3(&x, &k, (p, p), Some(&bias)).unwrap();
+            assert_eq!(got.shape(), want.shape());
+            assert!(got.max_abs_diff(&want).unwrap() < 1e-10);
+
+            let gout = seq::<f64>(want.shape(), 3);
+            let want = crate::conv::backward_input_im2col(&gout, &wt, (h, w), params).unwrap();
+            let k = WinogradKernel::backward_input(&wt).unwrap();
+            let got = conv3x3(&gout, &k, (2 - p, 2 - p), None).unwrap();
+            assert_eq!(got.shape(), want.shape());
+            assert!(got.max_abs_diff(&want).unwrap() < 1e-10);
+        }
+    }
+
+    #[test]
+    fn f32_error_is_small_relative_to_the_output() {
+        let (cin, cout, hw) = (64, 48, 30);
+        let x = seq::<f32>(&[1, cin, hw, hw], 7);
+        let wt = seq::<f32>(&[cout, cin, 3, 3], 5);
+        let p = Conv2dParams::new(1, 1);
+        let want = crate::conv::conv2d_im2col(&x, &wt, None, p).unwrap();
+        let got = conv2d(&x, &wt, None, p).unwrap();
+        let max = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(got.max_abs_diff(&want).unwrap() < 1e-6 * max);
+        let g = seq::<f32>(want.shape(), 3);
+        let want = crate::conv::backward_input_im2col(&g, &wt, (hw, hw), p).unwrap();
+        let got = conv2d_backward_input(&g, &wt, (hw, hw), p).unwrap();
+        let max = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(got.max_abs_diff(&want).unwrap() < 1e-6 * max);
+    }
+
+    #[test]
+    fn bit_identical_across_thread_counts() {
+        let x = seq::<f32>(&[2, 24, 13, 11], 7);
+        let wt = seq::<f32>(&[30, 24, 3, 3], 5);
+        let k = WinogradKernel::forward(&wt).unwrap();
+        let run = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| conv3x3(&x, &k, (1, 1), None).unwrap())
+        };
+        assert_eq!(run(1).data(), run(3).data());
+    }
+}
