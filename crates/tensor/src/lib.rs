@@ -25,6 +25,8 @@ pub mod resize;
 pub mod scratch;
 pub mod softmax;
 pub mod tensor;
+#[cfg(test)]
+mod testing;
 pub mod winograd;
 
 pub use conv::Conv2dParams;

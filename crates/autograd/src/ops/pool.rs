@@ -135,22 +135,15 @@ impl<T: Element> Rule<T> for ExcitationAvgPool {
         let Op::AvgPool2d(op) = &ctx.node.op else {
             return Err(ctx.mismatch(Rule::<T>::name(self)));
         };
-        if !ctx.needs(0) {
-            return Ok(vec![None]);
-        }
-        let x = op
-            .input
-            .as_ref()
-            .ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
         let shape = &ctx.node.input_shapes[0];
-        let gx = crate::ops::excitation(
+        pool_excitation(
             ctx,
-            x,
+            Rule::<T>::name(self),
+            op.input.as_deref(),
             g,
             |a| avg_kernel(a, op.params),
             |s| avg_pool2d_backward(s, shape, op.params),
-        )?;
-        Ok(vec![Some(gx)])
+        )
     }
 }
 
@@ -167,21 +160,32 @@ impl<T: Element> Rule<T> for ExcitationAdaptiveAvgPool {
         let Op::AdaptiveAvgPool2d(op) = &ctx.node.op else {
             return Err(ctx.mismatch(Rule::<T>::name(self)));
         };
-        if !ctx.needs(0) {
-            return Ok(vec![None]);
-        }
-        let x = op
-            .input
-            .as_ref()
-            .ok_or_else(|| ctx.not_retained(Rule::<T>::name(self), "input"))?;
         let shape = &ctx.node.input_shapes[0];
-        let gx = crate::ops::excitation(
+        pool_excitation(
             ctx,
-            x,
+            Rule::<T>::name(self),
+            op.input.as_deref(),
             g,
             |a| adaptive_kernel(a, op.output_hw),
             |s| adaptive_avg_pool2d_backward(s, shape),
-        )?;
-        Ok(vec![Some(gx)])
+        )
     }
+}
+
+/// The excitation step of an average pool given its forward `pool` and its adjoint.
+fn pool_excitation<T: Element>(
+    ctx: &RuleContext<'_, T>,
+    rule: &str,
+    input: Option<&Tensor<T>>,
+    g: &Tensor<T>,
+    pool: impl FnOnce(&Tensor<T>) -> sightline_tensor::Result<Tensor<T>>,
+    adjoint: impl FnOnce(&Tensor<T>) -> sightline_tensor::Result<Tensor<T>>,
+) -> Result<Vec<Option<Tensor<T>>>> {
+    if !ctx.needs(0) {
+        return Ok(vec![None]);
+    }
+    let x = input.ok_or_else(|| ctx.not_retained(rule, "input"))?;
+    Ok(vec![Some(crate::ops::excitation(
+        ctx, x, g, pool, adjoint,
+    )?)])
 }
