@@ -6,9 +6,11 @@ use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::conv::{
     conv2d as conv_kernel, conv2d_backward_bias, conv2d_backward_input,
-    conv2d_backward_input_cached, conv2d_backward_weight, BackwardInputCache,
+    conv2d_backward_input_cached, conv2d_backward_weight, conv2d_cached, BackwardInputCache,
+    ForwardCache,
 };
 use sightline_tensor::{Conv2dParams, Element, Tensor};
+use std::fmt;
 use std::sync::Arc;
 
 /// A recorded convolution.
@@ -24,11 +26,63 @@ pub struct Conv2dOp<T> {
     pub has_bias: bool,
     /// The transposed, flipped (or Winograd-transformed) kernel of the
     /// standard input gradient, made on the first backward pass and reused
-    /// by the next ones on the same tape.
-    backward_kernel: BackwardInputCache<T>,
+    /// by the next ones: shared with the layer's [`Conv2dCache`] when the
+    /// convolution was recorded with [`conv2d_with_cache`] (then it outlives
+    /// the tape), otherwise this node's own.
+    backward_kernel: Arc<BackwardInputCache<T>>,
+}
+
+/// The kernels a convolution derives from its weight, kept across calls by
+/// the owner of the weight (a layer) and passed to [`conv2d_with_cache`]:
+/// the forward pass's Winograd kernel, and the input gradient's transformed
+/// kernel (shared with the tape nodes recorded with it). Both are computed on
+/// first use.
+///
+/// A cache belongs to one weight value and one set of parameters. Whoever
+/// can change the weight must drop the cache (or replace it with a new one)
+/// when it does: tapes recorded before keep the old weight together with the
+/// old cache, so they stay consistent.
+pub struct Conv2dCache<T> {
+    forward: ForwardCache<T>,
+    backward_input: Arc<BackwardInputCache<T>>,
+}
+
+impl<T> Conv2dCache<T> {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self {
+            forward: ForwardCache::new(),
+            backward_input: Arc::new(BackwardInputCache::new()),
+        }
+    }
+
+    /// Whether the forward Winograd kernel has been computed (only
+    /// convolutions that go through Winograd compute one).
+    pub fn forward_is_built(&self) -> bool {
+        self.forward.is_built()
+    }
+}
+
+impl<T> Default for Conv2dCache<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> fmt::Debug for Conv2dCache<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conv2dCache")
+            .field("forward", &self.forward)
+            .field("backward_input", &self.backward_input)
+            .finish()
+    }
 }
 
 /// Records `conv2d(x, weight, bias)`.
+///
+/// What it derives from the weight (a Winograd kernel) is computed for this
+/// call and this tape only; a caller that runs the same weight again should
+/// keep a [`Conv2dCache`] and use [`conv2d_with_cache`].
 pub fn conv2d<T: Element>(
     tape: &mut Tape<T>,
     x: &Var<T>,
@@ -36,15 +90,56 @@ pub fn conv2d<T: Element>(
     bias: Option<&Var<T>>,
     params: Conv2dParams,
 ) -> Result<Var<T>> {
-    let y = conv_kernel(x.value(), weight.value(), bias.map(|b| b.value()), params)
-        .map_err(tape.kernel_err("conv2d"))?;
+    record(tape, x, weight, bias, params, None)
+}
+
+/// [`conv2d`] with the kernels derived from `weight` taken from (and, on
+/// first use, stored in) `cache`: the forward Winograd kernel is not
+/// transformed again, and the recorded node shares the cache's
+/// input-gradient kernel, so it is made once per cache rather than once per
+/// tape.
+///
+/// `cache` must belong to `weight`'s value and `params` (see
+/// [`Conv2dCache`]). With a cache, Winograd is also chosen for smaller
+/// outputs (14 x 14) than without, so the forward values can differ from
+/// [`conv2d`]'s in the last bits on such layers; where both take the same
+/// path they are identical.
+pub fn conv2d_with_cache<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    weight: &Var<T>,
+    bias: Option<&Var<T>>,
+    params: Conv2dParams,
+    cache: &Conv2dCache<T>,
+) -> Result<Var<T>> {
+    record(tape, x, weight, bias, params, Some(cache))
+}
+
+fn record<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    weight: &Var<T>,
+    bias: Option<&Var<T>>,
+    params: Conv2dParams,
+    cache: Option<&Conv2dCache<T>>,
+) -> Result<Var<T>> {
+    let (xv, wv, bv) = (x.value(), weight.value(), bias.map(|b| b.value()));
+    let y = match cache {
+        Some(c) => conv2d_cached(xv, wv, bv, params, &c.forward),
+        None => conv_kernel(xv, wv, bv, params),
+    }
+    .map_err(tape.kernel_err("conv2d"))?;
     let keep_input = tape.keeps_all() || tape.requires_grad(weight.id());
+    let backward_kernel = match cache {
+        Some(c) => c.backward_input.clone(),
+        None => Arc::new(BackwardInputCache::new()),
+    };
     let op = Op::Conv2d(Conv2dOp {
         params,
         weight: weight.value_arc().clone(),
         input: keep_input.then(|| x.value_arc().clone()),
         has_bias: bias.is_some(),
-        backward_kernel: BackwardInputCache::new(),
+        backward_kernel,
     });
     let mut inputs = vec![x, weight];
     inputs.extend(bias);

@@ -3,7 +3,7 @@
 use crate::error::{LayerError, Result};
 use crate::module::{join_path, Module, NamedTensor, TensorRole};
 use crate::weights::{Init, WeightSource};
-use sightline_autograd::ops::conv::conv2d;
+use sightline_autograd::ops::conv::{conv2d_with_cache, Conv2dCache};
 use sightline_autograd::{Tape, Var};
 use sightline_tensor::conv::window_output_len;
 use sightline_tensor::{Conv2dParams, Element, Tensor};
@@ -59,11 +59,22 @@ impl ConvSpec {
 }
 
 /// `torch.nn.Conv2d`: weight `Cout x Cin x kh x kw` and optional bias `Cout`.
+///
+/// The layer keeps the kernels it derives from its weight (the forward
+/// Winograd kernel and the input gradient's transformed kernel, each made on
+/// first use) for as long as the weight does not change: handing out mutable
+/// access to the weight ([`Module::trainable_mut`], hence
+/// `Model::parameters_mut`) drops them. A clone shares them with the
+/// original until either is changed.
 #[derive(Clone, Debug)]
 pub struct Conv2d<T> {
     weight: Arc<Tensor<T>>,
     bias: Option<Arc<Tensor<T>>>,
     params: Conv2dParams,
+    /// Kernels derived from `weight`; replaced by an empty one whenever
+    /// `weight` may change. Tapes recorded before keep the old cache together
+    /// with the old weight's `Arc`.
+    cache: Arc<Conv2dCache<T>>,
 }
 
 impl<T: Element> Conv2d<T> {
@@ -103,6 +114,7 @@ impl<T: Element> Conv2d<T> {
             weight,
             bias,
             params,
+            cache: Arc::new(Conv2dCache::new()),
         })
     }
 
@@ -172,7 +184,14 @@ impl<T: Element> Module<T> for Conv2d<T> {
         self.check_fits(tape, x.shape())?;
         let w = tape.param("weight", &self.weight);
         let b = self.bias.as_ref().map(|b| tape.param("bias", b));
-        Ok(conv2d(tape, x, &w, b.as_ref(), self.params)?)
+        Ok(conv2d_with_cache(
+            tape,
+            x,
+            &w,
+            b.as_ref(),
+            self.params,
+            &self.cache,
+        )?)
     }
 
     fn named_tensors<'a>(&'a self, prefix: &str, out: &mut Vec<NamedTensor<'a, T>>) {
@@ -195,6 +214,9 @@ impl<T: Element> Module<T> for Conv2d<T> {
         prefix: &str,
         out: &mut Vec<(String, &'a mut Arc<Tensor<T>>)>,
     ) {
+        // The caller may change the weight (in place through `Arc::make_mut`
+        // or by replacing it): never keep kernels derived from the old one.
+        self.cache = Arc::new(Conv2dCache::new());
         out.push((join_path(prefix, "weight"), &mut self.weight));
         if let Some(b) = &mut self.bias {
             out.push((join_path(prefix, "bias"), b));

@@ -13,6 +13,7 @@ use crate::gemm::MatRef;
 use crate::tensor::Tensor;
 use crate::winograd::{self, WinogradKernel};
 use rayon::prelude::*;
+use std::fmt;
 use std::sync::OnceLock;
 
 /// The kernel of the convolution that computes a stride-1 convolution's
@@ -48,9 +49,13 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 /// first use and kept: the Winograd transform of the transposed, flipped
 /// kernel, or the transposed, flipped kernel itself.
 ///
-/// A cache belongs to one weight and one set of parameters: pass the same
-/// ones with it every time.
-#[derive(Debug, Default)]
+/// A cache belongs to one weight value and one set of parameters: pass the
+/// same ones with it every time, and drop (or replace) the cache when the
+/// weight changes. A cache used with a weight of another shape makes
+/// [`conv2d_backward_input_cached`] fail with a shape error; one used with
+/// another weight of the same shape would silently compute with the old
+/// kernel.
+#[derive(Default)]
 pub struct BackwardInputCache<T> {
     winograd: OnceLock<WinogradKernel<T>>,
     flipped: OnceLock<Tensor<T>>,
@@ -63,6 +68,22 @@ impl<T> BackwardInputCache<T> {
             winograd: OnceLock::new(),
             flipped: OnceLock::new(),
         }
+    }
+}
+
+impl<T> fmt::Debug for BackwardInputCache<T> {
+    // Not the kernels' values (as large as the weight, or 16/9 of it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackwardInputCache")
+            .field(
+                "winograd",
+                &self
+                    .winograd
+                    .get()
+                    .map(|k| (k.out_channels(), k.in_channels())),
+            )
+            .field("flipped", &self.flipped.get().is_some())
+            .finish()
     }
 }
 
@@ -119,6 +140,12 @@ pub fn conv2d_backward_input_cached<T: Element>(
                     cache.winograd.get_or_init(|| k)
                 }
             };
+            if (k.out_channels(), k.in_channels()) != (g.cin, g.cout) {
+                return Err(stale_cache(
+                    weight,
+                    &[k.in_channels(), k.out_channels(), 3, 3],
+                ));
+            }
             return winograd::conv3x3(gout, k, tp.padding, None);
         }
         let wt = match cache.flipped.get() {
@@ -128,9 +155,22 @@ pub fn conv2d_backward_input_cached<T: Element>(
                 cache.flipped.get_or_init(|| w)
             }
         };
+        if wt.shape() != [g.cin, g.cout_g(), kh, kw] {
+            return Err(stale_cache(weight, wt.shape()));
+        }
         return conv2d_im2col_checked(gout, wt, None, &tg);
     }
     backward_input_col2im(gout, weight, &g)
+}
+
+/// The error of a cache used with a weight of another shape than the one it
+/// was made for (`made_for`, in the forward weight's layout for Winograd).
+fn stale_cache<T: Element>(weight: &Tensor<T>, made_for: &[usize]) -> TensorError {
+    TensorError::ShapeMismatch {
+        op: "conv2d_backward_input_cached (cache made for another weight)",
+        left: weight.shape().to_vec(),
+        right: made_for.to_vec(),
+    }
 }
 
 /// Input gradient of a 1 x 1, stride-1, unpadded convolution: per group,
@@ -265,5 +305,19 @@ mod tests {
             assert!(got.max_abs_diff(&want).unwrap() < 1e-10);
         }
         assert!(cache.winograd.get().is_some());
+    }
+
+    #[test]
+    fn a_cache_used_with_a_weight_of_another_shape_is_an_error() {
+        let p = Conv2dParams::new(1, 1);
+        for hw in [(14, 12), (5, 4)] {
+            // Winograd (42 tiles), then the flipped kernel (6 tiles).
+            let g = seq(&[1, 16, hw.0, hw.1], 3);
+            let cache = BackwardInputCache::new();
+            conv2d_backward_input_cached(&g, &seq(&[16, 18, 3, 3], 5), hw, p, &cache).unwrap();
+            let e = conv2d_backward_input_cached(&g, &seq(&[16, 20, 3, 3], 5), hw, p, &cache)
+                .unwrap_err();
+            assert!(matches!(e, TensorError::ShapeMismatch { .. }), "{hw:?}");
+        }
     }
 }

@@ -31,15 +31,16 @@ pub(super) fn use_winograd(g: &ConvGeometry, min_tiles: usize) -> bool {
 /// the transforms cost more than the multiplies saved).
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
-/// Tiles (per call) from which transforming the kernel on every call pays, in
-/// the forward pass (measured: transforming a 512 x 512 kernel costs about
-/// what Winograd saves on a 14 x 14 output; 28 x 28 wins clearly).
+/// Tiles (per call) from which transforming the kernel on every call pays
+/// (`conv2d` without a cache; measured: transforming a 512 x 512 kernel
+/// costs about what Winograd saves on a 14 x 14 output; 28 x 28 wins
+/// clearly).
 pub(super) const WINOGRAD_MIN_TILES: usize = 100;
 
-/// The same for the input gradient, whose transformed kernel is cached on
-/// the tape and reused by every further backward pass (several targets or
-/// methods, integrated gradients): 14 x 14 outputs (49 tiles) qualify, 7 x 7
-/// (16 tiles) do not.
+/// The same when the transformed kernel is cached and reused: the forward
+/// pass with a [`super::ForwardCache`] (kept by the layer) and the input
+/// gradient with a [`super::BackwardInputCache`]. 14 x 14 outputs (49
+/// tiles) qualify, 7 x 7 (16 tiles) do not.
 pub(super) const WINOGRAD_MIN_TILES_CACHED: usize = 40;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

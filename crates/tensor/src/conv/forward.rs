@@ -1,7 +1,7 @@
 //! The forward convolution: Winograd where it wins, im2col + GEMM
 //! otherwise (and always for [`conv2d_im2col`], the reference), plus bias.
 
-use super::dispatch::{use_winograd, WINOGRAD_MIN_TILES};
+use super::dispatch::{use_winograd, WINOGRAD_MIN_TILES, WINOGRAD_MIN_TILES_CACHED};
 use super::gemm_blocks::{
     conv2d_column_blocks, conv2d_shared_panel, CHANNEL_BLOCK, SHARED_PANEL_COLS,
 };
@@ -11,9 +11,15 @@ use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
 use crate::winograd::{self, WinogradKernel};
 use rayon::prelude::*;
+use std::fmt;
+use std::sync::OnceLock;
 
 /// Convolution forward: `input` N x Cin x H x W, `weight` Cout x Cin/groups x kh x kw,
 /// optional `bias` of Cout; returns N x Cout x Ho x Wo.
+///
+/// A Winograd kernel is transformed on every call; a caller that convolves
+/// with the same weight again should keep a [`ForwardCache`] and call
+/// [`conv2d_cached`].
 pub fn conv2d<T: Element>(
     input: &Tensor<T>,
     weight: &Tensor<T>,
@@ -25,6 +31,86 @@ pub fn conv2d<T: Element>(
     if use_winograd(&g, WINOGRAD_MIN_TILES) {
         let k = WinogradKernel::forward(weight)?;
         return winograd::conv3x3(input, &k, p.padding, bias.map(|b| b.data()));
+    }
+    conv2d_im2col_checked(input, weight, bias, &g)
+}
+
+/// What a forward convolution derives from its weight, computed on first use
+/// and kept: the Winograd transform `U = G g G^T` of the kernel, packed.
+///
+/// A cache belongs to one weight value and one set of parameters: pass the
+/// same ones with it every time, and drop (or replace) the cache when the
+/// weight changes. A cache used with a weight of another shape makes
+/// [`conv2d_cached`] fail with a shape error; one used with another weight
+/// of the same shape would silently compute with the old kernel.
+#[derive(Default)]
+pub struct ForwardCache<T> {
+    winograd: OnceLock<WinogradKernel<T>>,
+}
+
+impl<T> ForwardCache<T> {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self {
+            winograd: OnceLock::new(),
+        }
+    }
+
+    /// Whether a transformed kernel has been computed and kept.
+    pub fn is_built(&self) -> bool {
+        self.winograd.get().is_some()
+    }
+}
+
+impl<T> fmt::Debug for ForwardCache<T> {
+    // Not the kernel's values: a transformed kernel holds 16/9 as many as
+    // the weight.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForwardCache")
+            .field(
+                "winograd",
+                &self
+                    .winograd
+                    .get()
+                    .map(|k| (k.out_channels(), k.in_channels())),
+            )
+            .finish()
+    }
+}
+
+/// [`conv2d`] keeping what it derives from `weight` (the Winograd kernel) in
+/// `cache` for the next call with the same weight and parameters.
+///
+/// Since the kernel transform is paid once, Winograd is chosen for smaller
+/// outputs than in [`conv2d`] (the threshold of the cached input gradient,
+/// 40 tiles instead of 100: 14 x 14 outputs qualify, 7 x 7 do not). Where
+/// both take the same path the results are bit-identical to [`conv2d`]'s
+/// (same kernel transform, same summation order).
+pub fn conv2d_cached<T: Element>(
+    input: &Tensor<T>,
+    weight: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    p: Conv2dParams,
+    cache: &ForwardCache<T>,
+) -> Result<Tensor<T>> {
+    let g = ConvGeometry::new(input.shape(), weight.shape(), p)?;
+    check_bias(&g, bias)?;
+    if use_winograd(&g, WINOGRAD_MIN_TILES_CACHED) {
+        let k = match cache.winograd.get() {
+            Some(k) => k,
+            None => {
+                let k = WinogradKernel::forward(weight)?;
+                cache.winograd.get_or_init(|| k)
+            }
+        };
+        if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
+            return Err(TensorError::ShapeMismatch {
+                op: "conv2d_cached (cache made for another weight)",
+                left: weight.shape().to_vec(),
+                right: vec![k.out_channels(), k.in_channels(), 3, 3],
+            });
+        }
+        return winograd::conv3x3(input, k, p.padding, bias.map(|b| b.data()));
     }
     conv2d_im2col_checked(input, weight, bias, &g)
 }
@@ -141,6 +227,78 @@ mod tests {
                 "{xs:?} {ws:?} {p:?}"
             );
         }
+    }
+
+    fn f32s(t: &Tensor<f64>) -> Tensor<f32> {
+        Tensor::from_vec(
+            t.shape().to_vec(),
+            t.data().iter().map(|&v| v as f32).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn cached_forward_is_bit_identical_to_the_uncached_winograd_path() {
+        // 20 x 20 output: 100 tiles, Winograd with and without a cache.
+        let x = f32s(&seq(&[2, 16, 20, 20], 7));
+        let w = f32s(&seq(&[24, 16, 3, 3], 5));
+        let b = f32s(&seq(&[24], 3));
+        let p = Conv2dParams::new(1, 1);
+        let want = conv2d(&x, &w, Some(&b), p).unwrap();
+        let cache = ForwardCache::new();
+        assert!(!cache.is_built());
+        for _ in 0..2 {
+            let got = conv2d_cached(&x, &w, Some(&b), p, &cache).unwrap();
+            assert_eq!(got.data(), want.data());
+            assert!(cache.is_built());
+        }
+    }
+
+    #[test]
+    fn cached_forward_takes_winograd_from_40_tiles() {
+        // 14 x 14 output (49 tiles): im2col without a cache, Winograd with.
+        let p = Conv2dParams::new(1, 1);
+        let (x, w) = (seq(&[1, 16, 14, 14], 7), seq(&[20, 16, 3, 3], 5));
+        let cache = ForwardCache::new();
+        let got = conv2d_cached(&x, &w, None, p, &cache).unwrap();
+        assert!(cache.is_built());
+        assert!(got.max_abs_diff(&naive(&x, &w, p)).unwrap() < 1e-10);
+        let (x, w) = (f32s(&x), f32s(&w));
+        let k = WinogradKernel::forward(&w).unwrap();
+        let want = winograd::conv3x3(&x, &k, p.padding, None).unwrap();
+        let got = conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap();
+        assert_eq!(got.data(), want.data());
+        // 7 x 7 (16 tiles): im2col either way, nothing cached.
+        let x = f32s(&seq(&[1, 16, 7, 7], 7));
+        let cache = ForwardCache::new();
+        let got = conv2d_cached(&x, &w, None, p, &cache).unwrap();
+        assert!(!cache.is_built());
+        assert_eq!(got.data(), conv2d(&x, &w, None, p).unwrap().data());
+    }
+
+    #[test]
+    fn cached_forward_is_bit_identical_across_thread_counts() {
+        let x = f32s(&seq(&[1, 24, 15, 13], 7));
+        let w = f32s(&seq(&[30, 24, 3, 3], 5));
+        let p = Conv2dParams::new(1, 1);
+        let run = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap())
+        };
+        assert_eq!(run(1).data(), run(3).data());
+    }
+
+    #[test]
+    fn a_cache_used_with_a_weight_of_another_shape_is_an_error() {
+        let p = Conv2dParams::new(1, 1);
+        let x = seq(&[1, 16, 14, 14], 7);
+        let cache = ForwardCache::new();
+        conv2d_cached(&x, &seq(&[20, 16, 3, 3], 5), None, p, &cache).unwrap();
+        let e = conv2d_cached(&x, &seq(&[24, 16, 3, 3], 5), None, p, &cache).unwrap_err();
+        assert!(matches!(e, TensorError::ShapeMismatch { .. }));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! strides, and convolutions back to few channels (the first layer), go
 //! through GEMM + col2im.
 //!
-//! The parts: `forward.rs` (the entry point and its im2col reference),
+//! The parts: `forward.rs` (the entry points, with and without a cached
+//! kernel, and the im2col reference),
 //! `backward_input.rs` (the input gradient's paths and its kernel cache),
 //! `backward_weight.rs` (weight and bias gradients), and what they share:
 //! `dispatch.rs` (Winograd or not), `im2col.rs` (unfolding),
@@ -31,7 +32,7 @@ pub use backward_input::{
     transpose_flip_kernel, BackwardInputCache,
 };
 pub use backward_weight::{conv2d_backward_bias, conv2d_backward_weight};
-pub use forward::{add_channel_bias, conv2d, conv2d_im2col};
+pub use forward::{add_channel_bias, conv2d, conv2d_cached, conv2d_im2col, ForwardCache};
 
 use crate::error::{Result, TensorError};
 use crate::tensor::check_nonzero;

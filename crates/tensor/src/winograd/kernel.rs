@@ -25,6 +25,18 @@ pub struct WinogradKernel<T> {
     data: Vec<T>,
 }
 
+impl<T> WinogradKernel<T> {
+    /// Output channels of the convolution.
+    pub fn out_channels(&self) -> usize {
+        self.cout
+    }
+
+    /// Input channels of the convolution.
+    pub fn in_channels(&self) -> usize {
+        self.cin
+    }
+}
+
 impl<T: Element> WinogradKernel<T> {
     /// The transformed kernel of a forward convolution with `weight`
     /// (Cout x Cin x 3 x 3).
@@ -50,16 +62,6 @@ impl<T: Element> WinogradKernel<T> {
             let s = &w[(i * cin + o) * 9..(i * cin + o + 1) * 9];
             std::array::from_fn(|t| s[8 - t])
         }))
-    }
-
-    /// Output channels of the convolution.
-    pub fn out_channels(&self) -> usize {
-        self.cout
-    }
-
-    /// Input channels of the convolution.
-    pub fn in_channels(&self) -> usize {
-        self.cin
     }
 
     fn build(cout: usize, cin: usize, tap: impl Fn(usize, usize) -> [T; 9] + Sync) -> Self {
