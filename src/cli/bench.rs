@@ -89,14 +89,19 @@ impl Job {
             .map(|v| v[0])
             .collect();
         let target = Target::PerItem(best);
-        for (m, l) in methods.iter().zip(layers) {
-            let opts = SaliencyOptions {
-                layer: Some(l.clone()),
-                resize: Resize::Input,
-                ..SaliencyOptions::default()
-            };
-            ex.saliency(m, &target, &opts)?;
-        }
+        let requests: Vec<(Method, SaliencyOptions)> = methods
+            .iter()
+            .zip(layers)
+            .map(|(m, l)| {
+                let opts = SaliencyOptions {
+                    layer: Some(l.clone()),
+                    resize: Resize::Input,
+                    ..SaliencyOptions::default()
+                };
+                (m.clone(), opts)
+            })
+            .collect();
+        ex.saliency_requests(&requests, std::slice::from_ref(&target))?;
         Ok(())
     }
 }

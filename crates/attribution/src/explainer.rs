@@ -195,9 +195,22 @@ impl<'m, T: Element> Explainer<'m, T> {
         targets: &[Target<T>],
         opts: &SaliencyOptions,
     ) -> Result<Vec<Vec<Saliency<T>>>> {
-        let requests = methods
+        let requests: Vec<(Method, SaliencyOptions)> =
+            methods.iter().map(|m| (m.clone(), opts.clone())).collect();
+        self.saliency_requests(&requests, targets)
+    }
+
+    /// Like [`Explainer::saliency_many`], with options (layer, resize,
+    /// smoothing) of their own for each method: `out[r][t]` answers request
+    /// `r` for target `t`.
+    pub fn saliency_requests(
+        &self,
+        requests: &[(Method, SaliencyOptions)],
+        targets: &[Target<T>],
+    ) -> Result<Vec<Vec<Saliency<T>>>> {
+        let requests = requests
             .iter()
-            .map(|m| self.request(m, opts))
+            .map(|(m, opts)| self.request(m, opts))
             .collect::<Result<Vec<_>>>()?;
         // One backward pass per distinct rule set and target, to every probe it serves.
         let mut passes: Vec<(RuleSet<T>, Vec<VarId>)> = Vec::new();
@@ -219,7 +232,7 @@ impl<'m, T: Element> Explainer<'m, T> {
                 }
             }
         }
-        let mut out: Vec<Vec<Saliency<T>>> = methods.iter().map(|_| Vec::new()).collect();
+        let mut out: Vec<Vec<Saliency<T>>> = requests.iter().map(|_| Vec::new()).collect();
         for target in targets {
             let seed = target.seed(self.logits.shape())?;
             let mut grads: Vec<(&str, VarId, Tensor<T>)> = Vec::new();
@@ -244,7 +257,7 @@ impl<'m, T: Element> Explainer<'m, T> {
                 };
                 let map = self.reduce(r, &gradient)?;
                 out[k].push(Saliency {
-                    map: self.finish(map, opts)?,
+                    map: self.finish(map, &r.opts)?,
                     gradient,
                     activation: r
                         .value
@@ -301,6 +314,7 @@ impl<'m, T: Element> Explainer<'m, T> {
             self.activation(&layer, value.clone())?;
         }
         Ok(Request {
+            opts: opts.clone(),
             method: method.clone(),
             layer,
             probe,
@@ -370,6 +384,7 @@ impl<'m, T: Element> Explainer<'m, T> {
 
 /// A method resolved against the recorded forward pass.
 struct Request<T> {
+    opts: SaliencyOptions,
     method: Method,
     layer: String,
     probe: VarId,
