@@ -278,3 +278,36 @@ fn resize_to_a_given_size_and_smooth() {
     );
     assert!(matches!(bad, Err(AttributionError::InvalidOption(_))));
 }
+
+#[test]
+fn requests_with_their_own_options_equal_separate_calls() {
+    let model = resnet_bottleneck();
+    let x = input(1, 45, 39);
+    let ex = Explainer::new(&model, &x).unwrap();
+    let requests = vec![
+        (Method::GradCam, SaliencyOptions::at("layer3")),
+        (Method::LinearApprox, SaliencyOptions::at("layer2.0")),
+        (
+            Method::Gradient,
+            SaliencyOptions {
+                resize: Resize::To {
+                    width: 20,
+                    height: 10,
+                },
+                smooth: 0.1,
+                ..Default::default()
+            },
+        ),
+        (Method::GradCam, SaliencyOptions::at("layer4")),
+    ];
+    let targets = [Target::Class(1), Target::Class(7)];
+    let all = ex.saliency_requests(&requests, &targets).unwrap();
+    for (r, (method, opts)) in requests.iter().enumerate() {
+        for (t, target) in targets.iter().enumerate() {
+            let alone = ex.saliency(method, target, opts).unwrap();
+            assert_eq!(all[r][t].map, alone.map, "request {r} target {t}");
+            assert_eq!(all[r][t].layer, alone.layer);
+        }
+    }
+    assert_eq!(all[2][0].map.shape(), &[1, 1, 10, 20]);
+}
