@@ -212,3 +212,85 @@ fn contrastive_pass_negates_classifier_weights() {
         .remove(0);
     assert!(neg.data()[0] == 0.0 && (neg.data()[1] - 1.0).abs() < 1e-12);
 }
+
+/// Conv (3 x 3 on 24 x 24: Winograd) + ReLU + linear (9216 -> 32 at batch
+/// 1: the matrix-vector paths), recorded on `tape`; the linear layer is in
+/// scope "fc".
+fn excitation_net(tape: &mut Tape<f32>, x: &Var<f32>) -> (Var<f32>, Var<f32>) {
+    use sightline_autograd::ops::shape;
+    let w1 = tape.constant(Arc::new(uniform(&[16, 16, 3, 3], 1, -0.5, 0.5)));
+    let w2 = tape.constant(Arc::new(uniform(&[16, 16, 3, 3], 2, -0.5, 0.5)));
+    let fc = tape.constant(Arc::new(uniform(&[32, 16 * 24 * 24], 3, -0.5, 0.5)));
+    let h = conv::conv2d(tape, x, &w1, None, Conv2dParams::new(1, 1)).unwrap();
+    let h = relu::relu(tape, &h).unwrap();
+    let probe = h.clone();
+    let h = conv::conv2d(tape, &h, &w2, None, Conv2dParams::new(1, 1)).unwrap();
+    let h = relu::relu(tape, &h).unwrap();
+    let h = shape::flatten(tape, &h).unwrap();
+    tape.push_scope("fc");
+    let y = linear::linear(tape, &h, &fc, None).unwrap();
+    tape.pop_scope();
+    (y, probe)
+}
+
+#[test]
+fn replayed_excitation_passes_equal_the_first_and_a_fresh_tape() {
+    // The excitation rules keep what they derive (denominators, positive
+    // conv weights and kernels) on the tape: later passes, with other seeds
+    // (a top-k explanation) and with the classifier negated (contrastive),
+    // must give the bits a fresh tape gives.
+    let x: Tensor<f32> = uniform(&[1, 16, 24, 24], 7, 0.0, 1.0);
+    let eb = RuleSet::<f32>::excitation_backprop();
+    let negated = eb
+        .clone()
+        .with_layer(
+            "fc",
+            Some(OpKind::Linear),
+            Arc::new(linear::ExcitationLinear {
+                negate_weights: true,
+            }),
+        )
+        .with_layer(
+            "fc",
+            Some(OpKind::Conv2d),
+            Arc::new(conv::ExcitationConv {
+                negate_weights: true,
+            }),
+        );
+    let seeds: Vec<Tensor<f32>> = (0..3)
+        .map(|k| {
+            let mut s = Tensor::zeros([1, 32]);
+            s.data_mut()[5 * k + 1] = 1.0;
+            s
+        })
+        .collect();
+    let fresh = |seed: &Tensor<f32>, rules: &RuleSet<f32>| {
+        let mut tape = Tape::new(Retain::All);
+        let xv = tape.input(x.clone());
+        let (y, probe) = excitation_net(&mut tape, &xv);
+        tape.backward(y.id(), seed, rules, &[xv.id(), probe.id()])
+            .unwrap()
+    };
+    let mut tape = Tape::new(Retain::All);
+    let xv = tape.input(x.clone());
+    let (y, probe) = excitation_net(&mut tape, &xv);
+    let mut first = Vec::new();
+    for round in 0..3 {
+        for (k, seed) in seeds.iter().enumerate() {
+            for (r, rules) in [&eb, &negated].into_iter().enumerate() {
+                let got = tape
+                    .backward(y.id(), seed, rules, &[xv.id(), probe.id()])
+                    .unwrap();
+                assert!(got[0].data().iter().any(|&v| v != 0.0));
+                if round == 0 {
+                    assert_eq!(got, fresh(seed, rules), "seed {k}, rules {r}");
+                    first.push(got);
+                } else {
+                    assert_eq!(got, first[2 * k + r], "round {round}, seed {k}, rules {r}");
+                }
+            }
+        }
+    }
+    // The negated classifier changes the result (the caches are per sign).
+    assert_ne!(first[0], first[1]);
+}

@@ -78,15 +78,8 @@ pub fn gemm<T: Element>(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if m <= GEMV_MAX_ROWS && k > 0 && m * n * k >= PAR_WORK {
-        if b.rs == 1 {
-            gemv_dots(alpha, a, b, beta, c);
-            return Ok(());
-        }
-        if b.cs == 1 {
-            gemv_axpys(alpha, a, b, beta, c);
-            return Ok(());
-        }
+    if gemv(alpha, a, b, beta, c, &|w| w) {
+        return Ok(());
     }
     if m * n * k < PAR_WORK || n <= COL_BLOCK {
         // SAFETY: the views were checked to lie inside their buffers and `c` is
@@ -104,6 +97,62 @@ pub fn gemm<T: Element>(
         unsafe { gemm_block(alpha, a, b, j0, j1, beta, p.0.add(j0), n) };
     });
     Ok(())
+}
+
+/// The matrix-vector paths of [`gemm`] (few rows of `A`, enough work, `B`
+/// with contiguous rows or columns), reading every entry `w` of `B` as
+/// `map(w)`; returns whether the product was computed (the shapes were
+/// checked by the caller, `m`, `n` > 0).
+fn gemv<T: Element, F: Fn(T) -> T + Sync>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+    map: &F,
+) -> bool {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m <= GEMV_MAX_ROWS && k > 0 && m * n * k >= PAR_WORK {
+        if b.rs == 1 {
+            gemv_dots(alpha, a, b, beta, c, map);
+            return true;
+        }
+        if b.cs == 1 {
+            gemv_axpys(alpha, a, b, beta, c, map);
+            return true;
+        }
+    }
+    false
+}
+
+/// [`gemm`] with every entry `w` of `B` read as `map(w)`: bit-identical to
+/// [`gemm`] on a copy of `B`'s buffer mapped entry by entry (same layout),
+/// without the copy on the matrix-vector paths (few rows of `A`: `B` is
+/// streamed once and mapped in registers). Other products make that copy.
+///
+/// For a linear layer's rules on a transformed weight (excitation
+/// backprop's `max(W, 0)`), whose products at batch 1 are memory-bound.
+pub fn gemm_map_b<T: Element, F: Fn(T) -> T + Sync + Send>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+    map: F,
+) -> Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k || c.len() != m * n || !a.fits() || !b.fits() {
+        return Err(TensorError::ShapeMismatch {
+            op: "gemm_map_b",
+            left: vec![a.rows, a.cols],
+            right: vec![b.rows, b.cols],
+        });
+    }
+    if m == 0 || n == 0 || gemv(alpha, a, b, beta, c, &map) {
+        return Ok(());
+    }
+    let mapped: Vec<T> = b.data.par_iter().map(|&w| map(w)).collect();
+    gemm(alpha, a, MatRef { data: &mapped, ..b }, beta, c)
 }
 
 /// Rows of `A` up to which a product is a few matrix-vector products (a
@@ -128,7 +177,14 @@ fn finish<T: Element>(alpha: T, sum: T, beta: T, c: &mut T) {
 /// `C = alpha A B + beta C` for few rows of `A` when `B`'s columns are
 /// contiguous (`B = W^T` of a linear layer's forward pass): one dot product
 /// per output, over `k` in a fixed order.
-fn gemv_dots<T: Element>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: &mut [T]) {
+fn gemv_dots<T: Element, F: Fn(T) -> T + Sync>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+    map: &F,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     // Rows of A, made contiguous.
     let rows: Vec<Vec<T>> = (0..m)
@@ -141,7 +197,7 @@ fn gemv_dots<T: Element>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, 
         for j in j0..j1 {
             let col = &b.data[j * b.cs..j * b.cs + k];
             for (i, row) in rows.iter().enumerate() {
-                let sum = dot(row, col);
+                let sum = dot(row, col, map);
                 let p = c_ptr;
                 // SAFETY: element (i, j) of C is written by this task only
                 // (columns j0..j1 belong to it); i < m and j < n.
@@ -151,18 +207,19 @@ fn gemv_dots<T: Element>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, 
     });
 }
 
-/// Dot product with DOT_LANES partial sums (a fixed order for a given length).
-fn dot<T: Element>(x: &[T], w: &[T]) -> T {
+/// Dot product of `x` and `map(w)` with DOT_LANES partial sums (a fixed
+/// order for a given length).
+fn dot<T: Element, F: Fn(T) -> T>(x: &[T], w: &[T], map: &F) -> T {
     let mut acc = [T::zero(); DOT_LANES];
     let mut xs = x.chunks_exact(DOT_LANES);
     let mut ws = w.chunks_exact(DOT_LANES);
     for (x, w) in (&mut xs).zip(&mut ws) {
         for l in 0..DOT_LANES {
-            acc[l] += x[l] * w[l];
+            acc[l] += x[l] * map(w[l]);
         }
     }
     for (l, (x, w)) in xs.remainder().iter().zip(ws.remainder()).enumerate() {
-        acc[l] += *x * *w;
+        acc[l] += *x * map(*w);
     }
     acc.iter().fold(T::zero(), |s, &v| s + v)
 }
@@ -170,7 +227,14 @@ fn dot<T: Element>(x: &[T], w: &[T]) -> T {
 /// `C = alpha A B + beta C` for few rows of `A` when `B`'s rows are
 /// contiguous (`B = W` of a linear layer's input gradient): rows of `B`
 /// scaled and added in `k` order, in parallel over blocks of columns.
-fn gemv_axpys<T: Element>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: &mut [T]) {
+fn gemv_axpys<T: Element, F: Fn(T) -> T + Sync>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+    map: &F,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let col_blocks = n.div_ceil(GEMV_COLS);
     let c_ptr = SendPtr(c.as_mut_ptr());
@@ -182,7 +246,7 @@ fn gemv_axpys<T: Element>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T,
             for (i, acc) in acc.chunks_exact_mut(j1 - j0).enumerate() {
                 let s = a.data[i * a.rs + p * a.cs];
                 for (d, &w) in acc.iter_mut().zip(brow) {
-                    *d += s * w;
+                    *d += s * map(w);
                 }
             }
         }

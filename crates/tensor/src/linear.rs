@@ -2,7 +2,7 @@
 
 use crate::element::Element;
 use crate::error::{Result, TensorError};
-use crate::gemm::{gemm, MatRef};
+use crate::gemm::{gemm, gemm_map_b, MatRef};
 use crate::tensor::Tensor;
 
 /// Linear forward: `x` N x In, `weight` Out x In, optional `bias` of Out; returns N x Out.
@@ -66,6 +66,64 @@ pub fn linear_backward_input<T: Element>(g: &Tensor<T>, weight: &Tensor<T>) -> R
     Ok(out)
 }
 
+/// `x map(W)^T` (no bias), with `map` applied to every entry of the weight:
+/// bit-identical to [`linear`] on `weight.map(map)`, without making that
+/// copy at batch sizes up to 4 (the weight is streamed once).
+pub fn linear_map_weight<T: Element>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    map: impl Fn(T) -> T + Sync + Send,
+) -> Result<Tensor<T>> {
+    let [n, fin] = x.dims2("linear")?;
+    let [fout, win] = weight.dims2("linear")?;
+    if fin != win {
+        return Err(TensorError::ShapeMismatch {
+            op: "linear",
+            left: x.shape().to_vec(),
+            right: weight.shape().to_vec(),
+        });
+    }
+    let mut out = Tensor::zeros([n, fout]);
+    gemm_map_b(
+        T::one(),
+        MatRef::row_major(x.data(), n, fin),
+        MatRef::row_major(weight.data(), fout, fin).t(),
+        T::zero(),
+        out.data_mut(),
+        map,
+    )?;
+    Ok(out)
+}
+
+/// `g map(W)` (N x In), with `map` applied to every entry of the weight:
+/// bit-identical to [`linear_backward_input`] on `weight.map(map)`, without
+/// making that copy at batch sizes up to 4.
+pub fn linear_backward_input_map_weight<T: Element>(
+    g: &Tensor<T>,
+    weight: &Tensor<T>,
+    map: impl Fn(T) -> T + Sync + Send,
+) -> Result<Tensor<T>> {
+    let [n, fout] = g.dims2("linear_backward_input")?;
+    let [wout, fin] = weight.dims2("linear_backward_input")?;
+    if fout != wout {
+        return Err(TensorError::ShapeMismatch {
+            op: "linear_backward_input",
+            left: g.shape().to_vec(),
+            right: weight.shape().to_vec(),
+        });
+    }
+    let mut out = Tensor::zeros([n, fin]);
+    gemm_map_b(
+        T::one(),
+        MatRef::row_major(g.data(), n, fout),
+        MatRef::row_major(weight.data(), fout, fin),
+        T::zero(),
+        out.data_mut(),
+        map,
+    )?;
+    Ok(out)
+}
+
 /// Gradient with respect to the weight: `g^T x` (Out x In).
 pub fn linear_backward_weight<T: Element>(g: &Tensor<T>, x: &Tensor<T>) -> Result<Tensor<T>> {
     let [n, fout] = g.dims2("linear_backward_weight")?;
@@ -119,6 +177,36 @@ mod tests {
             &[1., 2., 3., 8., 10., 12.]
         );
         assert_eq!(linear_backward_bias(&g).unwrap().data(), &[1., 2.]);
+    }
+
+    #[test]
+    fn mapped_weight_equals_mapped_copy() {
+        // Batch 1 and 3 (the matrix-vector paths) and 7 (the GEMM path).
+        let clamp = |w: f32| (-w).max(0.0);
+        for n in [1, 3, 7] {
+            let x = Tensor::<f32>::from_vec(
+                [n, 700],
+                (0..n * 700)
+                    .map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6)
+                    .collect(),
+            )
+            .unwrap();
+            let w = Tensor::<f32>::from_vec(
+                [900, 700],
+                (0..900 * 700)
+                    .map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5)
+                    .collect(),
+            )
+            .unwrap();
+            let wc = w.map(clamp);
+            let y = linear_map_weight(&x, &w, clamp).unwrap();
+            assert_eq!(y.data(), linear(&x, &wc, None).unwrap().data());
+            let gi = linear_backward_input_map_weight(&y, &w, clamp).unwrap();
+            assert_eq!(gi.data(), linear_backward_input(&y, &wc).unwrap().data());
+        }
+        let x = Tensor::<f32>::zeros([1, 3]);
+        assert!(linear_map_weight(&x, &Tensor::zeros([2, 4]), |w| w).is_err());
+        assert!(linear_backward_input_map_weight(&x, &Tensor::zeros([2, 4]), |w| w).is_err());
     }
 
     #[test]

@@ -2,12 +2,12 @@
 
 use crate::error::Result;
 use crate::op::Op;
+use crate::ops::{excitation_denominator, excitation_with_denominator, ExcitationSlots};
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::conv::{
-    conv2d as conv_kernel, conv2d_backward_bias, conv2d_backward_input,
-    conv2d_backward_input_cached, conv2d_backward_weight, conv2d_cached, BackwardInputCache,
-    ForwardCache,
+    conv2d as conv_kernel, conv2d_backward_bias, conv2d_backward_input_cached,
+    conv2d_backward_weight, conv2d_cached, BackwardInputCache, ForwardCache,
 };
 use sightline_tensor::{Conv2dParams, Element, Tensor};
 use std::fmt;
@@ -30,6 +30,17 @@ pub struct Conv2dOp<T> {
     /// convolution was recorded with [`conv2d_with_cache`] (then it outlives
     /// the tape), otherwise this node's own.
     backward_kernel: Arc<BackwardInputCache<T>>,
+    /// The excitation rule's positive weights, their input-gradient kernel
+    /// and its denominator, per sign, made on the first excitation pass
+    /// through this node and dropped with the tape.
+    excitation: Box<ExcitationSlots<PositiveConv<T>, T>>,
+}
+
+/// A convolution's positive weights `max(±W, 0)` and the input-gradient
+/// kernel derived from them.
+struct PositiveConv<T> {
+    weight: Tensor<T>,
+    backward_kernel: BackwardInputCache<T>,
 }
 
 /// The kernels a convolution derives from its weight, kept across calls by
@@ -140,6 +151,7 @@ fn record<T: Element>(
         input: keep_input.then(|| x.value_arc().clone()),
         has_bias: bias.is_some(),
         backward_kernel,
+        excitation: ExcitationSlots::new(),
     });
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
@@ -196,6 +208,10 @@ impl<T: Element> Conv2dOp<T> {
 ///
 /// With `negate_weights`, `W+ = max(-W, 0)`: the contrastive pass of
 /// contrastive excitation backprop, applied to the classifier layer.
+///
+/// `W+`, its input-gradient kernel and the denominator are made on the
+/// first pass through a recorded node and kept on it (per sign) for the
+/// next passes on the same tape.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExcitationConv {
     /// Use the negated weights (contrastive pass).
@@ -224,15 +240,21 @@ impl<T: Element> Rule<T> for ExcitationConv {
         } else {
             T::one()
         };
-        let w_plus = op.weight.map(|w| (w * sign).max(T::zero()));
+        let negate = self.negate_weights;
+        let plus = op.excitation.data(negate, || PositiveConv {
+            weight: op.weight.map(|w| (w * sign).max(T::zero())),
+            backward_kernel: BackwardInputCache::new(),
+        });
+        // The denominator through the uncached forward, as before the
+        // caches existed (the cached one picks Winograd for smaller outputs,
+        // which would change the last bits): it is made once per tape.
+        let denominator = op.excitation.denominator(negate, || {
+            excitation_denominator(ctx, x, |a| conv_kernel(a, &plus.weight, None, op.params))
+        })?;
         let hw = Conv2dOp::input_hw(ctx);
-        out[0] = Some(crate::ops::excitation(
-            ctx,
-            x,
-            g,
-            |a| conv_kernel(a, &w_plus, None, op.params),
-            |s| conv2d_backward_input(s, &w_plus, hw, op.params),
-        )?);
+        out[0] = Some(excitation_with_denominator(ctx, x, g, denominator, |s| {
+            conv2d_backward_input_cached(s, &plus.weight, hw, op.params, &plus.backward_kernel)
+        })?);
         Ok(out)
     }
 }

@@ -2,10 +2,12 @@
 
 use crate::error::Result;
 use crate::op::Op;
+use crate::ops::{excitation_denominator, excitation_with_denominator, ExcitationSlots};
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::linear::{
-    linear as linear_kernel, linear_backward_bias, linear_backward_input, linear_backward_weight,
+    linear as linear_kernel, linear_backward_bias, linear_backward_input,
+    linear_backward_input_map_weight, linear_backward_weight, linear_map_weight,
 };
 use sightline_tensor::{Element, Tensor};
 use std::sync::Arc;
@@ -19,6 +21,11 @@ pub struct LinearOp<T> {
     pub input: Option<Arc<Tensor<T>>>,
     /// Whether a bias was added (a third input).
     pub has_bias: bool,
+    /// The excitation rule's denominator `x max(±W, 0)^T + 1e-20`, per
+    /// sign, made on the first excitation pass through this node and
+    /// dropped with the tape (the clamped weight itself is not kept: VGG16's
+    /// fc6 would be 411 MB).
+    excitation: Box<ExcitationSlots<(), T>>,
 }
 
 /// Records `x W^T + b`.
@@ -35,6 +42,7 @@ pub fn linear<T: Element>(
         weight: weight.value_arc().clone(),
         input: keep_input.then(|| x.value_arc().clone()),
         has_bias: bias.is_some(),
+        excitation: ExcitationSlots::new(),
     });
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
@@ -72,6 +80,9 @@ impl<T: Element> LinearOp<T> {
 /// Excitation backprop through a linear layer:
 /// `x * (g / (x W+^T + 1e-20)) W+`, `W+ = max(W, 0)`, no bias.
 ///
+/// The denominator is computed on the first pass through a recorded node
+/// and kept on it; `W+` is never materialised at batch sizes up to 4.
+///
 /// With `negate_weights`, `W+ = max(-W, 0)` (the contrastive pass).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExcitationLinear {
@@ -101,14 +112,17 @@ impl<T: Element> Rule<T> for ExcitationLinear {
         } else {
             T::one()
         };
-        let w_plus = op.weight.map(|w| (w * sign).max(T::zero()));
-        out[0] = Some(crate::ops::excitation(
-            ctx,
-            x,
-            g,
-            |a| linear_kernel(a, &w_plus, None),
-            |s| linear_backward_input(s, &w_plus),
-        )?);
+        // W+ is read through a clamp, not copied: at small batches the
+        // products stream the weight once each; bit-identical to the
+        // products with a clamped copy.
+        let clamp = move |w: T| (w * sign).max(T::zero());
+        let negate = self.negate_weights;
+        let denominator = op.excitation.denominator(negate, || {
+            excitation_denominator(ctx, x, |a| linear_map_weight(a, &op.weight, clamp))
+        })?;
+        out[0] = Some(excitation_with_denominator(ctx, x, g, denominator, |s| {
+            linear_backward_input_map_weight(s, &op.weight, clamp)
+        })?);
         Ok(out)
     }
 }

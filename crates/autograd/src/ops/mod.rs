@@ -15,6 +15,8 @@ pub mod softmax;
 use crate::error::Result;
 use crate::rule::RuleContext;
 use sightline_tensor::{cst_eps, Element, Tensor};
+use std::fmt;
+use std::sync::OnceLock;
 
 /// Excitation backprop's normalise-propagate-multiply step shared by conv,
 /// linear and the average pools: `a * VJP(g / (op_plus(a) + 1e-20))`.
@@ -25,12 +27,92 @@ pub(crate) fn excitation<T: Element>(
     op_plus: impl FnOnce(&Tensor<T>) -> sightline_tensor::Result<Tensor<T>>,
     vjp_plus: impl FnOnce(&Tensor<T>) -> sightline_tensor::Result<Tensor<T>>,
 ) -> Result<Tensor<T>> {
+    let denominator = excitation_denominator(ctx, input, op_plus)?;
+    excitation_with_denominator(ctx, input, grad, &denominator, vjp_plus)
+}
+
+/// The denominator of excitation backprop, `op_plus(a) + 1e-20`: it depends
+/// on the op's input and positive weights only (not on the gradient), so
+/// conv and linear compute it once per recorded node and sign and keep it
+/// ([`ExcitationSlots`]).
+pub(crate) fn excitation_denominator<T: Element>(
+    ctx: &RuleContext<'_, T>,
+    input: &Tensor<T>,
+    op_plus: impl FnOnce(&Tensor<T>) -> sightline_tensor::Result<Tensor<T>>,
+) -> Result<Tensor<T>> {
     let eps = cst_eps::<T>();
-    let z = op_plus(input).map_err(|e| ctx.kernel(e))?;
+    let mut z = op_plus(input).map_err(|e| ctx.kernel(e))?;
+    z.data_mut().iter_mut().for_each(|z| *z += eps);
+    Ok(z)
+}
+
+/// [`excitation`] with the denominator `op_plus(a) + 1e-20` given: the same
+/// operations in the same order, so bit-identical to it.
+pub(crate) fn excitation_with_denominator<T: Element>(
+    ctx: &RuleContext<'_, T>,
+    input: &Tensor<T>,
+    grad: &Tensor<T>,
+    denominator: &Tensor<T>,
+    vjp_plus: impl FnOnce(&Tensor<T>) -> sightline_tensor::Result<Tensor<T>>,
+) -> Result<Tensor<T>> {
     let s = grad
-        .zip_map(&z, "excitation normalise", |g, z| g / (z + eps))
+        .zip_map(denominator, "excitation normalise", |g, d| g / d)
         .map_err(|e| ctx.kernel(e))?;
     let back = vjp_plus(&s).map_err(|e| ctx.kernel(e))?;
     back.zip_map(input, "excitation multiply", |b, a| b * a)
         .map_err(|e| ctx.kernel(e))
+}
+
+/// What the excitation rules derive, per recorded node and per sign of the
+/// weights (`index` 0: `max(W, 0)`, 1: `max(-W, 0)`), computed on the first
+/// pass through the node and reused by the next ones on the same tape
+/// (top-k explanations, contrastive passes): the denominator, and `D`, what
+/// the op itself derives (a convolution: the positive weights and their
+/// input-gradient kernel).
+pub(crate) struct ExcitationSlots<D, T> {
+    slots: [OnceLock<D>; 2],
+    denominators: [OnceLock<Tensor<T>>; 2],
+}
+
+impl<D, T> ExcitationSlots<D, T> {
+    /// Empty slots, boxed (they are large, and most nodes never fill them).
+    pub(crate) fn new() -> Box<Self> {
+        Box::new(Self {
+            slots: [OnceLock::new(), OnceLock::new()],
+            denominators: [OnceLock::new(), OnceLock::new()],
+        })
+    }
+
+    /// The sign's derived data, made with `make` on first use.
+    pub(crate) fn data(&self, negate: bool, make: impl FnOnce() -> D) -> &D {
+        self.slots[usize::from(negate)].get_or_init(make)
+    }
+
+    /// The sign's denominator, made with `make` on first use.
+    pub(crate) fn denominator<E>(
+        &self,
+        negate: bool,
+        make: impl FnOnce() -> std::result::Result<Tensor<T>, E>,
+    ) -> std::result::Result<&Tensor<T>, E> {
+        let cell = &self.denominators[usize::from(negate)];
+        if let Some(d) = cell.get() {
+            return Ok(d);
+        }
+        let d = make()?;
+        Ok(cell.get_or_init(|| d))
+    }
+}
+
+impl<D, T> fmt::Debug for ExcitationSlots<D, T> {
+    // Which caches are built, not their values (as large as the layer's
+    // output, or its weight).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExcitationSlots")
+            .field("data", &self.slots.each_ref().map(|c| c.get().is_some()))
+            .field(
+                "denominators",
+                &self.denominators.each_ref().map(|c| c.get().is_some()),
+            )
+            .finish()
+    }
 }
