@@ -11,15 +11,7 @@ pub fn linear<T: Element>(
     weight: &Tensor<T>,
     bias: Option<&Tensor<T>>,
 ) -> Result<Tensor<T>> {
-    let [n, fin] = x.dims2("linear")?;
-    let [fout, win] = weight.dims2("linear")?;
-    if fin != win {
-        return Err(TensorError::ShapeMismatch {
-            op: "linear",
-            left: x.shape().to_vec(),
-            right: weight.shape().to_vec(),
-        });
-    }
+    let (n, fin, fout) = forward_dims(x, weight)?;
     let mut out = Tensor::zeros([n, fout]);
     if let Some(b) = bias {
         if b.shape() != [fout] {
@@ -46,15 +38,7 @@ pub fn linear<T: Element>(
 
 /// Gradient with respect to the input: `g W` (N x In).
 pub fn linear_backward_input<T: Element>(g: &Tensor<T>, weight: &Tensor<T>) -> Result<Tensor<T>> {
-    let [n, fout] = g.dims2("linear_backward_input")?;
-    let [wout, fin] = weight.dims2("linear_backward_input")?;
-    if fout != wout {
-        return Err(TensorError::ShapeMismatch {
-            op: "linear_backward_input",
-            left: g.shape().to_vec(),
-            right: weight.shape().to_vec(),
-        });
-    }
+    let (n, fout, fin) = backward_input_dims(g, weight)?;
     let mut out = Tensor::zeros([n, fin]);
     gemm(
         T::one(),
@@ -74,15 +58,7 @@ pub fn linear_map_weight<T: Element>(
     weight: &Tensor<T>,
     map: impl Fn(T) -> T + Sync + Send,
 ) -> Result<Tensor<T>> {
-    let [n, fin] = x.dims2("linear")?;
-    let [fout, win] = weight.dims2("linear")?;
-    if fin != win {
-        return Err(TensorError::ShapeMismatch {
-            op: "linear",
-            left: x.shape().to_vec(),
-            right: weight.shape().to_vec(),
-        });
-    }
+    let (n, fin, fout) = forward_dims(x, weight)?;
     let mut out = Tensor::zeros([n, fout]);
     gemm_map_b(
         T::one(),
@@ -103,15 +79,7 @@ pub fn linear_backward_input_map_weight<T: Element>(
     weight: &Tensor<T>,
     map: impl Fn(T) -> T + Sync + Send,
 ) -> Result<Tensor<T>> {
-    let [n, fout] = g.dims2("linear_backward_input")?;
-    let [wout, fin] = weight.dims2("linear_backward_input")?;
-    if fout != wout {
-        return Err(TensorError::ShapeMismatch {
-            op: "linear_backward_input",
-            left: g.shape().to_vec(),
-            right: weight.shape().to_vec(),
-        });
-    }
+    let (n, fout, fin) = backward_input_dims(g, weight)?;
     let mut out = Tensor::zeros([n, fin]);
     gemm_map_b(
         T::one(),
@@ -122,6 +90,37 @@ pub fn linear_backward_input_map_weight<T: Element>(
         map,
     )?;
     Ok(out)
+}
+
+/// `(N, In, Out)` of a forward product, or the mismatch.
+fn forward_dims<T: Element>(x: &Tensor<T>, weight: &Tensor<T>) -> Result<(usize, usize, usize)> {
+    let [n, fin] = x.dims2("linear")?;
+    let [fout, win] = weight.dims2("linear")?;
+    if fin != win {
+        return Err(TensorError::ShapeMismatch {
+            op: "linear",
+            left: x.shape().to_vec(),
+            right: weight.shape().to_vec(),
+        });
+    }
+    Ok((n, fin, fout))
+}
+
+/// `(N, Out, In)` of an input-gradient product, or the mismatch.
+fn backward_input_dims<T: Element>(
+    g: &Tensor<T>,
+    weight: &Tensor<T>,
+) -> Result<(usize, usize, usize)> {
+    let [n, fout] = g.dims2("linear_backward_input")?;
+    let [wout, fin] = weight.dims2("linear_backward_input")?;
+    if fout != wout {
+        return Err(TensorError::ShapeMismatch {
+            op: "linear_backward_input",
+            left: g.shape().to_vec(),
+            right: weight.shape().to_vec(),
+        });
+    }
+    Ok((n, fout, fin))
 }
 
 /// Gradient with respect to the weight: `g^T x` (Out x In).
