@@ -1,12 +1,12 @@
 //! The model families, built like torchvision's classes.
 
 mod alexnet;
+mod features_classifier;
 mod resnet;
 mod vgg;
 
-pub use alexnet::AlexNet;
+pub use features_classifier::FeatureClassifier;
 pub use resnet::ResNet;
-pub use vgg::Vgg;
 
 use crate::arch::Architecture;
 use crate::default_layers::DefaultLayers;
@@ -21,29 +21,28 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub enum Network<T> {
     /// A VGG.
-    Vgg(Vgg<T>),
+    Vgg(FeatureClassifier<T>),
     /// A ResNet.
     ResNet(ResNet<T>),
     /// An AlexNet.
-    AlexNet(AlexNet<T>),
+    AlexNet(FeatureClassifier<T>),
 }
 
 impl<T: Element> Network<T> {
     /// Builds the network of a validated architecture from a weight source.
     pub(crate) fn build(arch: &Architecture, src: &mut dyn WeightSource<T>) -> Result<Self> {
         Ok(match arch {
-            Architecture::Vgg(c) => Self::Vgg(Vgg::build(src, c)?),
+            Architecture::Vgg(c) => Self::Vgg(vgg::build_vgg(src, c)?),
             Architecture::ResNet(c) => Self::ResNet(ResNet::build(src, c)?),
-            Architecture::AlexNet(c) => Self::AlexNet(AlexNet::build(src, c)?),
+            Architecture::AlexNet(c) => Self::AlexNet(alexnet::build_alexnet(src, c)?),
         })
     }
 
     /// The default probe layers.
     pub(crate) fn default_layers(&self) -> DefaultLayers {
         match self {
-            Self::Vgg(m) => m.default_layers().clone(),
+            Self::Vgg(m) | Self::AlexNet(m) => m.default_layers().clone(),
             Self::ResNet(_) => ResNet::<T>::default_layers(),
-            Self::AlexNet(_) => AlexNet::<T>::default_layers(),
         }
     }
 

@@ -1,26 +1,15 @@
 //! torchvision's VGG (`features`, `avgpool`, `classifier`), widths configurable.
 
+use super::FeatureClassifier;
 use crate::arch::{VggConfig, VggItem};
 use crate::default_layers::DefaultLayers;
 use crate::error::Result;
 use crate::layers::{
-    AdaptiveAvgPool2d, BatchNorm2d, Conv2d, ConvSpec, Dropout, Flatten, Linear, MaxPool2d, ReLU,
-    Sequential,
+    AdaptiveAvgPool2d, BatchNorm2d, Conv2d, ConvSpec, Dropout, Linear, MaxPool2d, ReLU, Sequential,
 };
-use crate::module::{child_paths, join_path, run_child, Module, NamedTensor};
+use crate::module::join_path;
 use crate::weights::WeightSource;
-use sightline_autograd::{Tape, Var};
-use sightline_tensor::{Element, Tensor};
-use std::sync::Arc;
-
-/// torchvision's `VGG`.
-#[derive(Clone, Debug)]
-pub struct Vgg<T> {
-    features: Sequential<T>,
-    avgpool: AdaptiveAvgPool2d,
-    classifier: Sequential<T>,
-    defaults: DefaultLayers,
-}
+use sightline_tensor::Element;
 
 /// torchvision's `make_layers`: conv 3x3 pad 1 [+ batch norm] + ReLU per
 /// number, 2x2 max pool per `"M"`. Also returns the index of the last ReLU
@@ -57,81 +46,44 @@ fn make_layers<T: Element>(
     Ok((features, last_relu, pools))
 }
 
-impl<T: Element> Vgg<T> {
-    /// Builds a (validated) VGG configuration from a weight source.
-    pub(crate) fn build(src: &mut dyn WeightSource<T>, cfg: &VggConfig) -> Result<Self> {
-        let (features, last_relu, pools) = make_layers(src, cfg)?;
-        let [ph, pw] = cfg.avgpool;
-        let flat = cfg.last_channels() * ph * pw;
-        let mut classifier = Sequential::default();
-        classifier.push(Linear::build(src, "classifier.0", flat, cfg.hidden)?);
-        classifier.push(ReLU);
-        classifier.push(Dropout::default());
-        classifier.push(Linear::build(src, "classifier.3", cfg.hidden, cfg.hidden)?);
-        classifier.push(ReLU);
-        classifier.push(Dropout::default());
-        classifier.push(Linear::build(
-            src,
-            "classifier.6",
-            cfg.hidden,
-            cfg.num_classes,
-        )?);
-        // The next-to-last pool (VGG-16's fourth, features.23); with a single
-        // pool, that pool; with none, the last ReLU.
-        let excitation = match pools.len() {
-            0 => last_relu,
-            1 => pools[0],
-            n => pools[n - 2],
-        };
-        let defaults = DefaultLayers {
-            grad_cam: format!("features.{last_relu}"),
-            excitation: format!("features.{excitation}"),
-            contrast: "classifier.4".to_string(),
-            classifier: "classifier.6".to_string(),
-        };
-        Ok(Self {
-            features,
-            avgpool: AdaptiveAvgPool2d::new(ph, pw),
-            classifier,
-            defaults,
-        })
-    }
-
-    /// The default probe layers.
-    pub(crate) fn default_layers(&self) -> &DefaultLayers {
-        &self.defaults
-    }
-}
-
-impl<T: Element> Module<T> for Vgg<T> {
-    fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
-        let x = run_child(tape, "features", &self.features, x)?;
-        let x = run_child(tape, "avgpool", &self.avgpool, &x)?;
-        let x = Module::<T>::forward(&Flatten, tape, &x)?;
-        run_child(tape, "classifier", &self.classifier, &x)
-    }
-
-    fn submodule_paths(&self, prefix: &str, out: &mut Vec<String>) {
-        child_paths(prefix, "features", &self.features, out);
-        child_paths::<T, _>(prefix, "avgpool", &self.avgpool, out);
-        child_paths(prefix, "classifier", &self.classifier, out);
-    }
-
-    fn named_tensors<'a>(&'a self, prefix: &str, out: &mut Vec<NamedTensor<'a, T>>) {
-        self.features
-            .named_tensors(&join_path(prefix, "features"), out);
-        self.classifier
-            .named_tensors(&join_path(prefix, "classifier"), out);
-    }
-
-    fn trainable_mut<'a>(
-        &'a mut self,
-        prefix: &str,
-        out: &mut Vec<(String, &'a mut Arc<Tensor<T>>)>,
-    ) {
-        self.features
-            .trainable_mut(&join_path(prefix, "features"), out);
-        self.classifier
-            .trainable_mut(&join_path(prefix, "classifier"), out);
-    }
+/// Builds torchvision's `VGG` for a (validated) configuration from a weight source.
+pub(crate) fn build_vgg<T: Element>(
+    src: &mut dyn WeightSource<T>,
+    cfg: &VggConfig,
+) -> Result<FeatureClassifier<T>> {
+    let (features, last_relu, pools) = make_layers(src, cfg)?;
+    let [ph, pw] = cfg.avgpool;
+    let flat = cfg.last_channels() * ph * pw;
+    let mut classifier = Sequential::default();
+    classifier.push(Linear::build(src, "classifier.0", flat, cfg.hidden)?);
+    classifier.push(ReLU);
+    classifier.push(Dropout::default());
+    classifier.push(Linear::build(src, "classifier.3", cfg.hidden, cfg.hidden)?);
+    classifier.push(ReLU);
+    classifier.push(Dropout::default());
+    classifier.push(Linear::build(
+        src,
+        "classifier.6",
+        cfg.hidden,
+        cfg.num_classes,
+    )?);
+    // The next-to-last pool (VGG-16's fourth, features.23); with a single
+    // pool, that pool; with none, the last ReLU.
+    let excitation = match pools.len() {
+        0 => last_relu,
+        1 => pools[0],
+        n => pools[n - 2],
+    };
+    let defaults = DefaultLayers {
+        grad_cam: format!("features.{last_relu}"),
+        excitation: format!("features.{excitation}"),
+        contrast: "classifier.4".to_string(),
+        classifier: "classifier.6".to_string(),
+    };
+    Ok(FeatureClassifier::new(
+        features,
+        AdaptiveAvgPool2d::new(ph, pw),
+        classifier,
+        defaults,
+    ))
 }
