@@ -5,6 +5,7 @@
 
 use crate::element::Element;
 use crate::error::{Result, TensorError};
+use crate::gemv::gemv;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -99,32 +100,6 @@ pub fn gemm<T: Element>(
     Ok(())
 }
 
-/// The matrix-vector paths of [`gemm`] (few rows of `A`, enough work, `B`
-/// with contiguous rows or columns), reading every entry `w` of `B` as
-/// `map(w)`; returns whether the product was computed (the shapes were
-/// checked by the caller, `m`, `n` > 0).
-fn gemv<T: Element, F: Fn(T) -> T + Sync>(
-    alpha: T,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    beta: T,
-    c: &mut [T],
-    map: &F,
-) -> bool {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    if m <= GEMV_MAX_ROWS && k > 0 && m * n * k >= PAR_WORK {
-        if b.rs == 1 {
-            gemv_dots(alpha, a, b, beta, c, map);
-            return true;
-        }
-        if b.cs == 1 {
-            gemv_axpys(alpha, a, b, beta, c, map);
-            return true;
-        }
-    }
-    false
-}
-
 /// [`gemm`] with every entry `w` of `B` read as `map(w)`: bit-identical to
 /// [`gemm`] on a copy of `B`'s buffer mapped entry by entry (same layout),
 /// without the copy on the matrix-vector paths (few rows of `A`: `B` is
@@ -153,112 +128,6 @@ pub fn gemm_map_b<T: Element, F: Fn(T) -> T + Sync + Send>(
     }
     let mapped: Vec<T> = b.data.par_iter().map(|&w| map(w)).collect();
     gemm(alpha, a, MatRef { data: &mapped, ..b }, beta, c)
-}
-
-/// Rows of `A` up to which a product is a few matrix-vector products (a
-/// linear layer on a small batch): streamed through `B` once, in parallel
-/// over blocks of columns, instead of packing `B` for a GEMM kernel.
-const GEMV_MAX_ROWS: usize = 4;
-
-/// Columns per task of the matrix-vector paths.
-const GEMV_COLS: usize = 256;
-
-/// Accumulators per dot product (fixed, so the summation order is too).
-const DOT_LANES: usize = 16;
-
-fn finish<T: Element>(alpha: T, sum: T, beta: T, c: &mut T) {
-    *c = if beta == T::zero() {
-        alpha * sum
-    } else {
-        alpha * sum + beta * *c
-    };
-}
-
-/// `C = alpha A B + beta C` for few rows of `A` when `B`'s columns are
-/// contiguous (`B = W^T` of a linear layer's forward pass): one dot product
-/// per output, over `k` in a fixed order.
-fn gemv_dots<T: Element, F: Fn(T) -> T + Sync>(
-    alpha: T,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    beta: T,
-    c: &mut [T],
-    map: &F,
-) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    // Rows of A, made contiguous.
-    let rows: Vec<Vec<T>> = (0..m)
-        .map(|i| (0..k).map(|p| a.data[i * a.rs + p * a.cs]).collect())
-        .collect();
-    let col_blocks = n.div_ceil(GEMV_COLS);
-    let c_ptr = SendPtr(c.as_mut_ptr());
-    (0..col_blocks).into_par_iter().for_each(|blk| {
-        let (j0, j1) = (blk * GEMV_COLS, ((blk + 1) * GEMV_COLS).min(n));
-        for j in j0..j1 {
-            let col = &b.data[j * b.cs..j * b.cs + k];
-            for (i, row) in rows.iter().enumerate() {
-                let sum = dot(row, col, map);
-                let p = c_ptr;
-                // SAFETY: element (i, j) of C is written by this task only
-                // (columns j0..j1 belong to it); i < m and j < n.
-                unsafe { finish(alpha, sum, beta, &mut *p.0.add(i * n + j)) };
-            }
-        }
-    });
-}
-
-/// Dot product of `x` and `map(w)` with DOT_LANES partial sums (a fixed
-/// order for a given length).
-fn dot<T: Element, F: Fn(T) -> T>(x: &[T], w: &[T], map: &F) -> T {
-    let mut acc = [T::zero(); DOT_LANES];
-    let mut xs = x.chunks_exact(DOT_LANES);
-    let mut ws = w.chunks_exact(DOT_LANES);
-    for (x, w) in (&mut xs).zip(&mut ws) {
-        for l in 0..DOT_LANES {
-            acc[l] += x[l] * map(w[l]);
-        }
-    }
-    for (l, (x, w)) in xs.remainder().iter().zip(ws.remainder()).enumerate() {
-        acc[l] += *x * map(*w);
-    }
-    acc.iter().fold(T::zero(), |s, &v| s + v)
-}
-
-/// `C = alpha A B + beta C` for few rows of `A` when `B`'s rows are
-/// contiguous (`B = W` of a linear layer's input gradient): rows of `B`
-/// scaled and added in `k` order, in parallel over blocks of columns.
-fn gemv_axpys<T: Element, F: Fn(T) -> T + Sync>(
-    alpha: T,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    beta: T,
-    c: &mut [T],
-    map: &F,
-) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    let col_blocks = n.div_ceil(GEMV_COLS);
-    let c_ptr = SendPtr(c.as_mut_ptr());
-    (0..col_blocks).into_par_iter().for_each(|blk| {
-        let (j0, j1) = (blk * GEMV_COLS, ((blk + 1) * GEMV_COLS).min(n));
-        let mut acc = vec![T::zero(); m * (j1 - j0)];
-        for p in 0..k {
-            let brow = &b.data[p * b.rs + j0..p * b.rs + j1];
-            for (i, acc) in acc.chunks_exact_mut(j1 - j0).enumerate() {
-                let s = a.data[i * a.rs + p * a.cs];
-                for (d, &w) in acc.iter_mut().zip(brow) {
-                    *d += s * map(w);
-                }
-            }
-        }
-        for (i, acc) in acc.chunks_exact(j1 - j0).enumerate() {
-            for (jj, &sum) in acc.iter().enumerate() {
-                let p = c_ptr;
-                // SAFETY: element (i, j0 + jj) of C is written by this task
-                // only (columns j0..j1 belong to it); i < m and j0 + jj < n.
-                unsafe { finish(alpha, sum, beta, &mut *p.0.add(i * n + j0 + jj)) };
-            }
-        }
-    });
 }
 
 #[derive(Clone, Copy)]

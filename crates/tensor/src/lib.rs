@@ -17,12 +17,14 @@ pub mod element;
 pub mod elementwise;
 pub mod error;
 pub mod gemm;
+mod gemv;
 pub mod linear;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod scratch;
+mod simd;
 pub mod softmax;
 pub mod tensor;
 #[cfg(test)]

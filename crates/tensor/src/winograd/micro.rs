@@ -1,7 +1,8 @@
 //! The register-blocked micro-kernels of the Winograd products
 //! (`C = A B`, `A` a packed kernel micro-panel, `B` [`NR`] transformed tiles)
-//! and their runtime dispatch: AVX-512 (12 x 16) or AVX2 + FMA (6 x 16) for
-//! `f32` where the CPU has it, portable code otherwise.
+//! and their runtime dispatch: AVX-512 (12 x 16, and 12 x 32 for two tile
+//! panels at once) or AVX2 + FMA (6 x 16) for `f32` where the CPU has it,
+//! portable code otherwise.
 
 use super::{MR, MR_AVX512, NR};
 use crate::element::Element;
@@ -40,6 +41,19 @@ impl Micro {
             Micro::Avx512 => micro_f32_avx512_checked::<T>,
             #[cfg(not(target_arch = "x86_64"))]
             _ => micro_generic::<T>,
+        }
+    }
+
+    /// A micro-kernel over two adjacent tile panels (`mr x 2 NR`, with the
+    /// same `(k, a, b, ldb, c, ldc)` arguments and the same result as two
+    /// calls of [`Micro::function`]), where one exists: it loads each
+    /// kernel value once for twice the products, which keeps the AVX-512
+    /// kernel from being bound by its loads.
+    pub(super) fn wide_function<T: Element>(self) -> Option<MicroKernel<T>> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Micro::Avx512 => Some(micro_f32_avx512_wide_checked::<T>),
+            _ => None,
         }
     }
 }
@@ -204,5 +218,108 @@ unsafe fn micro_f32_avx512(
     }
     for (r, acc_r) in acc.iter().enumerate() {
         _mm512_storeu_ps(c.add(r * ldc), *acc_r);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn micro_f32_avx512_wide_checked<T: Element>(
+    k: usize,
+    a: &[T],
+    b: &[T],
+    ldb: usize,
+    c: &mut [T],
+    ldc: usize,
+) {
+    const M: usize = MR_AVX512;
+    assert!(
+        a.len() >= k * M && b.len() + ldb >= k * ldb + 2 * NR && c.len() >= (M - 1) * ldc + 2 * NR
+    );
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
+    // SAFETY: as `micro_f32_avx512_checked`, with the lengths of two panels.
+    unsafe {
+        micro_f32_avx512_wide(
+            k,
+            a.as_ptr() as *const f32,
+            b.as_ptr() as *const f32,
+            ldb,
+            c.as_mut_ptr() as *mut f32,
+            ldc,
+        )
+    }
+}
+
+/// The AVX-512 micro-kernel over two tile panels: 12 x 32 accumulators in 24
+/// registers. Each output is the same chain of fused multiply-adds, in the
+/// same order, as in [`micro_f32_avx512`], so the bits are the same.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `a` must hold `k * MR_AVX512`, `b`
+/// `(k - 1) * ldb + 32` and `c` `(MR_AVX512 - 1) * ldc + 32` valid elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_f32_avx512_wide(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    use std::arch::x86_64::*;
+    const M: usize = MR_AVX512;
+    let mut acc = [[_mm512_setzero_ps(); 2]; M];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..k {
+        let b0 = _mm512_loadu_ps(b);
+        let b1 = _mm512_loadu_ps(b.add(NR));
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_ps(*a.add(r));
+            acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
+            acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+        }
+        a = a.add(M);
+        b = b.add(ldb);
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        _mm512_storeu_ps(c.add(r * ldc), acc_r[0]);
+        _mm512_storeu_ps(c.add(r * ldc + NR), acc_r[1]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wide kernel gives exactly the bits of two calls of its narrow
+    /// sibling, and the right products.
+    #[test]
+    fn wide_kernel_equals_two_narrow_calls() {
+        let micro = micro_kind::<f32>();
+        let Some(wide) = micro.wide_function::<f32>() else {
+            return; // no wide kernel on this CPU: nothing to compare
+        };
+        let narrow = micro.function::<f32>();
+        let (k, mr, ldb, ldc) = (37, micro.mr(), 2 * NR + 5, 2 * NR + 3);
+        let a: Vec<f32> = (0..k * mr)
+            .map(|i| ((i * 7) % 19) as f32 / 7.0 - 1.3)
+            .collect();
+        let b: Vec<f32> = (0..k * ldb)
+            .map(|i| ((i * 5) % 23) as f32 / 9.0 - 1.1)
+            .collect();
+        let mut c1 = vec![0f32; mr * ldc];
+        let mut c2 = vec![0f32; mr * ldc];
+        wide(k, &a, &b, ldb, &mut c1, ldc);
+        narrow(k, &a, &b, ldb, &mut c2, ldc);
+        narrow(k, &a, &b[NR..], ldb, &mut c2[NR..], ldc);
+        assert_eq!(c1, c2);
+        // And the products are right.
+        for r in 0..mr {
+            for j in 0..2 * NR {
+                let want: f64 = (0..k)
+                    .map(|p| a[p * mr + r] as f64 * b[p * ldb + j] as f64)
+                    .sum();
+                assert!((c1[r * ldc + j] as f64 - want).abs() < 1e-4 * want.abs().max(1.0));
+            }
+        }
     }
 }

@@ -130,6 +130,7 @@ pub fn conv3x3<T: Element>(
     let out_ptr = SendPtr(out.data_mut().as_mut_ptr());
     let out_len = out.len();
     let micro = kernel.micro.function::<T>();
+    let wide = kernel.micro.wide_function::<T>();
     let mr = kernel.mr;
     let tk = transforms_kind();
     let tasks = n * b.tile_blocks * b.chan_blocks;
@@ -151,9 +152,16 @@ pub fn conv3x3<T: Element>(
                 let vx = &v[xi * cin * ldm..(xi + 1) * cin * ldm];
                 for p in p0..p1 {
                     let a = kernel.panel(p, xi);
-                    for tp in 0..tpanels {
-                        let c = &mut m[(xi * rows + (p - p0) * mr) * ldm + tp * NR..];
-                        micro(cin, a, &vx[tp * NR..], ldm, c, ldm);
+                    let row = (xi * rows + (p - p0) * mr) * ldm;
+                    let mut tp = 0;
+                    if let Some(wide) = wide {
+                        while tp + 2 <= tpanels {
+                            wide(cin, a, &vx[tp * NR..], ldm, &mut m[row + tp * NR..], ldm);
+                            tp += 2;
+                        }
+                    }
+                    for tp in tp..tpanels {
+                        micro(cin, a, &vx[tp * NR..], ldm, &mut m[row + tp * NR..], ldm);
                     }
                 }
             }

@@ -1,0 +1,237 @@
+//! The matrix-vector paths of [`gemm`](crate::gemm::gemm): products with few
+//! rows of `A` (a linear layer at a small batch), streamed once through `B`
+//! in parallel over blocks of columns instead of packing `B` for a GEMM
+//! kernel. At batch 1 these products are memory-bound (VGG16's `fc6` weight
+//! is 411 MB), so what matters is reading `B` in long contiguous runs with
+//! loops wide enough to keep up with memory.
+//!
+//! Each task's loop is compiled twice (baseline x86-64 and AVX2, same
+//! operations in the same order, so the same bits) and chosen at run time.
+//! The summation order of every output depends on the shapes only.
+
+use crate::element::Element;
+use crate::gemm::MatRef;
+use crate::simd::has_avx2;
+use rayon::prelude::*;
+
+/// Rows of `A` up to which a product takes these paths.
+const GEMV_MAX_ROWS: usize = 4;
+
+/// Work (multiply-adds) below which the ordinary GEMM path is as good.
+const MIN_WORK: usize = 1 << 18;
+
+/// Output columns per task of the dot-product path (`B = W^T`): each column
+/// is a contiguous row of `W`, so this only sets the task count.
+const DOT_COLS: usize = 256;
+
+/// Output columns per task of the row-update path (`B = W`): each task reads
+/// runs of this many contiguous entries from every row of `W`, long enough
+/// for the hardware prefetcher (4 KiB of `f32`), and its accumulators (up to
+/// [`GEMV_MAX_ROWS`] rows of it) stay in L1.
+const AXPY_COLS: usize = 2048;
+
+/// Accumulators per dot product (fixed, so the summation order is too).
+const DOT_LANES: usize = 16;
+
+/// Computes `C = alpha A B + beta C` through a matrix-vector path, reading
+/// every entry `w` of `B` as `map(w)`, when the shapes suit one (few rows of
+/// `A`, enough work, `B` with contiguous rows or columns); returns whether it
+/// did. The caller has checked the shapes, and `m`, `n` > 0.
+pub(crate) fn gemv<T: Element, F: Fn(T) -> T + Sync>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+    map: &F,
+) -> bool {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m > GEMV_MAX_ROWS || k == 0 || m * n * k < MIN_WORK {
+        return false;
+    }
+    let job = Job {
+        alpha,
+        beta,
+        a,
+        b,
+        c: SendPtr(c.as_mut_ptr()),
+        map,
+    };
+    if b.rs == 1 {
+        // Rows of A, made contiguous.
+        let rows: Vec<Vec<T>> = (0..m)
+            .map(|i| (0..k).map(|p| a.data[i * a.rs + p * a.cs]).collect())
+            .collect();
+        let avx2 = has_avx2();
+        (0..n.div_ceil(DOT_COLS)).into_par_iter().for_each(|blk| {
+            let cols = (blk * DOT_COLS, ((blk + 1) * DOT_COLS).min(n));
+            // SAFETY: AVX2 is used only where the CPU has it; the task writes
+            // only columns `cols` of C (see `dots_task`).
+            unsafe { dispatch_dots(avx2, &job, &rows, cols) }
+        });
+        return true;
+    }
+    if b.cs == 1 {
+        let avx2 = has_avx2();
+        (0..n.div_ceil(AXPY_COLS)).into_par_iter().for_each(|blk| {
+            let cols = (blk * AXPY_COLS, ((blk + 1) * AXPY_COLS).min(n));
+            // SAFETY: as above (see `axpys_task`).
+            unsafe { dispatch_axpys(avx2, &job, cols) }
+        });
+        return true;
+    }
+    false
+}
+
+/// One product, shared by its tasks.
+struct Job<'a, 'f, T, F> {
+    alpha: T,
+    beta: T,
+    a: MatRef<'a, T>,
+    b: MatRef<'a, T>,
+    /// `C`, row-major `a.rows x b.cols`.
+    c: SendPtr<T>,
+    map: &'f F,
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: used only to hand disjoint columns of one buffer to rayon tasks.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Writes `alpha sum + beta c` into element `(i, j)` of `C`.
+///
+/// # Safety
+/// `i < rows` and `j < cols` of `C`, and no other task writes `(i, j)`.
+#[inline(always)]
+unsafe fn finish<T: Element, F>(job: &Job<'_, '_, T, F>, i: usize, j: usize, sum: T) {
+    let c = &mut *job.c.0.add(i * job.b.cols + j);
+    *c = if job.beta == T::zero() {
+        job.alpha * sum
+    } else {
+        job.alpha * sum + job.beta * *c
+    };
+}
+
+/// # Safety
+/// `avx2` only if the CPU has AVX2; `cols` is this task's own column range.
+unsafe fn dispatch_dots<T: Element, F: Fn(T) -> T>(
+    avx2: bool,
+    job: &Job<'_, '_, T, F>,
+    rows: &[Vec<T>],
+    cols: (usize, usize),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        return dots_task_avx2(job, rows, cols);
+    }
+    let _ = avx2;
+    dots_task(job, rows, cols)
+}
+
+/// # Safety
+/// The CPU must have AVX2; as [`dots_task`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn dots_task_avx2<T: Element, F: Fn(T) -> T>(
+    job: &Job<'_, '_, T, F>,
+    rows: &[Vec<T>],
+    cols: (usize, usize),
+) {
+    dots_task(job, rows, cols)
+}
+
+/// Columns `j0..j1` of `C` when `B`'s columns are contiguous (`B = W^T` of a
+/// linear layer's forward pass): one dot product per output, over `k` in a
+/// fixed order.
+///
+/// # Safety
+/// No other task writes columns `j0..j1` of `C`.
+#[inline(always)]
+unsafe fn dots_task<T: Element, F: Fn(T) -> T>(
+    job: &Job<'_, '_, T, F>,
+    rows: &[Vec<T>],
+    (j0, j1): (usize, usize),
+) {
+    let (b, k) = (job.b, job.a.cols);
+    for j in j0..j1 {
+        let col = &b.data[j * b.cs..j * b.cs + k];
+        for (i, row) in rows.iter().enumerate() {
+            finish(job, i, j, dot(row, col, job.map));
+        }
+    }
+}
+
+/// Dot product of `x` and `map(w)` with [`DOT_LANES`] partial sums (a fixed
+/// order for a given length).
+#[inline(always)]
+fn dot<T: Element, F: Fn(T) -> T>(x: &[T], w: &[T], map: &F) -> T {
+    let mut acc = [T::zero(); DOT_LANES];
+    let mut xs = x.chunks_exact(DOT_LANES);
+    let mut ws = w.chunks_exact(DOT_LANES);
+    for (x, w) in (&mut xs).zip(&mut ws) {
+        for l in 0..DOT_LANES {
+            acc[l] += x[l] * map(w[l]);
+        }
+    }
+    for (l, (x, w)) in xs.remainder().iter().zip(ws.remainder()).enumerate() {
+        acc[l] += *x * map(*w);
+    }
+    acc.iter().fold(T::zero(), |s, &v| s + v)
+}
+
+/// # Safety
+/// `avx2` only if the CPU has AVX2; `cols` is this task's own column range.
+unsafe fn dispatch_axpys<T: Element, F: Fn(T) -> T>(
+    avx2: bool,
+    job: &Job<'_, '_, T, F>,
+    cols: (usize, usize),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        return axpys_task_avx2(job, cols);
+    }
+    let _ = avx2;
+    axpys_task(job, cols)
+}
+
+/// # Safety
+/// The CPU must have AVX2; as [`axpys_task`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn axpys_task_avx2<T: Element, F: Fn(T) -> T>(
+    job: &Job<'_, '_, T, F>,
+    cols: (usize, usize),
+) {
+    axpys_task(job, cols)
+}
+
+/// Columns `j0..j1` of `C` when `B`'s rows are contiguous (`B = W` of a
+/// linear layer's input gradient): rows of `B` scaled and added in `k`
+/// order.
+///
+/// # Safety
+/// No other task writes columns `j0..j1` of `C`.
+#[inline(always)]
+unsafe fn axpys_task<T: Element, F: Fn(T) -> T>(job: &Job<'_, '_, T, F>, (j0, j1): (usize, usize)) {
+    let (a, b, m, k) = (job.a, job.b, job.a.rows, job.a.cols);
+    let width = j1 - j0;
+    let mut acc = vec![T::zero(); m * width];
+    for p in 0..k {
+        let brow = &b.data[p * b.rs + j0..p * b.rs + j1];
+        for (i, acc) in acc.chunks_exact_mut(width).enumerate() {
+            let s = a.data[i * a.rs + p * a.cs];
+            for (d, &w) in acc.iter_mut().zip(brow) {
+                *d += s * (job.map)(w);
+            }
+        }
+    }
+    for (i, acc) in acc.chunks_exact(width).enumerate() {
+        for (jj, &sum) in acc.iter().enumerate() {
+            finish(job, i, j0 + jj, sum);
+        }
+    }
+}
