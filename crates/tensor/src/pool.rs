@@ -246,16 +246,48 @@ pub fn max_pool2d<T: Element>(x: &Tensor<T>, p: MaxPool2dParams) -> Result<(Tens
         .zip(indices.par_chunks_mut(ho * wo))
         .zip(x.data().par_chunks(h * w))
         .for_each(|((out, idx), plane)| {
+            let pairs = p.kernel == (2, 2)
+                && p.stride == (2, 2)
+                && p.padding == (0, 0)
+                && p.dilation == (1, 1);
             for (oy, &(y0, y1)) in rows.iter().enumerate() {
-                for (ox, &(x0, x1)) in cols.iter().enumerate() {
+                // 2 x 2 windows, stride 2 (VGG's pools): the full windows of
+                // this row in one loop over pairs of columns.
+                let done = if pairs && y1 - y0 == 2 {
+                    let full = (w / 2).min(wo);
+                    max_2x2_row(
+                        &plane[y0 * w..(y0 + 2) * w],
+                        w,
+                        y0 * w,
+                        &mut out[oy * wo..oy * wo + full],
+                        &mut idx[oy * wo..oy * wo + full],
+                    );
+                    full
+                } else {
+                    0
+                };
+                for (ox, &(x0, x1)) in cols.iter().enumerate().skip(done) {
                     let mut best = T::neg_infinity();
                     let mut at = y0 * w + x0;
-                    for iy in (y0..y1).step_by(dh) {
-                        for ix in (x0..x1).step_by(dw) {
-                            let v = plane[iy * w + ix];
-                            if v > best || v.is_nan() {
-                                best = v;
-                                at = iy * w + ix;
+                    if (dh, dw) == (1, 1) {
+                        // The common case, as contiguous runs (same taps, same order).
+                        for iy in y0..y1 {
+                            let run = &plane[iy * w + x0..iy * w + x1];
+                            for (dx, &v) in run.iter().enumerate() {
+                                // Branch-free (the outcome is data-dependent).
+                                let take = v > best || v.is_nan();
+                                best = if take { v } else { best };
+                                at = if take { iy * w + x0 + dx } else { at };
+                            }
+                        }
+                    } else {
+                        for iy in (y0..y1).step_by(dh) {
+                            for ix in (x0..x1).step_by(dw) {
+                                let v = plane[iy * w + ix];
+                                if v > best || v.is_nan() {
+                                    best = v;
+                                    at = iy * w + ix;
+                                }
                             }
                         }
                     }
@@ -265,6 +297,33 @@ pub fn max_pool2d<T: Element>(x: &Tensor<T>, p: MaxPool2dParams) -> Result<(Tens
             }
         });
     Ok((out, indices))
+}
+
+/// One output row of a 2 x 2, stride-2 max pool over full windows: `rows`
+/// holds the two input rows (width `w`) starting at plane offset `base`.
+/// The taps are taken in the general loop's order (row-major), with its rule
+/// (first maximum; NaN wins), branch-free.
+#[inline(always)]
+fn max_2x2_row<T: Element>(rows: &[T], w: usize, base: usize, out: &mut [T], idx: &mut [u32]) {
+    let (r0, r1) = rows.split_at(w);
+    for (ox, (o, i)) in out.iter_mut().zip(idx.iter_mut()).enumerate() {
+        let x = 2 * ox;
+        let taps = [
+            (r0[x], x),
+            (r0[x + 1], x + 1),
+            (r1[x], w + x),
+            (r1[x + 1], w + x + 1),
+        ];
+        let mut best = T::neg_infinity();
+        let mut at = x;
+        for (v, k) in taps {
+            let take = v > best || v.is_nan();
+            best = if take { v } else { best };
+            at = if take { k } else { at };
+        }
+        *o = best;
+        *i = (base + at) as u32;
+    }
 }
 
 /// Gradient of [`max_pool2d`]: each output gradient is added to the input
@@ -562,6 +621,54 @@ mod tests {
         let (y, idx) = max_pool2d(&x, MaxPool2dParams::new(2, 1, 1)).unwrap();
         assert_eq!(y.data(), &[f64::NEG_INFINITY; 6]);
         assert_eq!(idx, vec![0, 0, 1, 0, 0, 1]);
+    }
+
+    #[test]
+    fn max_pool_2x2_rows_match_a_naive_pool() {
+        // Ties, NaN, -inf and odd sizes (ceil mode leaves partial windows at
+        // the edges, which the general loop takes).
+        let vals = [
+            0.0,
+            1.0,
+            1.0,
+            f64::NAN,
+            -1.0,
+            f64::NEG_INFINITY,
+            2.0,
+            2.0,
+            -0.0,
+        ];
+        for &(h, w, ceil) in &[(4, 6, false), (5, 7, false), (5, 7, true), (2, 3, true)] {
+            let n = 2 * h * w;
+            let x = t(
+                &[1, 2, h, w],
+                &(0..n).map(|i| vals[(i * 7) % 9]).collect::<Vec<_>>(),
+            );
+            let p = MaxPool2dParams {
+                ceil_mode: ceil,
+                ..MaxPool2dParams::new(2, 2, 0)
+            };
+            let (y, idx) = max_pool2d(&x, p).unwrap();
+            let (ho, wo) = (y.shape()[2], y.shape()[3]);
+            for c in 0..2 {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let (mut best, mut at) = (f64::NEG_INFINITY, (2 * oy) * w + 2 * ox);
+                        for iy in 2 * oy..(2 * oy + 2).min(h) {
+                            for ix in 2 * ox..(2 * ox + 2).min(w) {
+                                let v = x.data()[c * h * w + iy * w + ix];
+                                if v > best || v.is_nan() {
+                                    (best, at) = (v, iy * w + ix);
+                                }
+                            }
+                        }
+                        let o = c * ho * wo + oy * wo + ox;
+                        assert_eq!(idx[o] as usize, at, "{h}x{w} c{c} ({oy}, {ox})");
+                        assert_eq!(y.data()[o].to_bits(), best.to_bits());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

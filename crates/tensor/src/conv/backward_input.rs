@@ -4,8 +4,9 @@
 
 use super::col2im::backward_input_col2im;
 use super::dispatch::{use_winograd, WINOGRAD_MIN_TILES_CACHED};
-use super::forward::{conv2d_im2col, conv2d_im2col_checked};
+use super::forward::{cached_pointwise, conv2d_im2col, conv2d_im2col_checked};
 use super::gemm_blocks::column_blocks;
+use super::pointwise::{conv1x1, PackedPointwise};
 use super::{Conv2dParams, ConvGeometry};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
@@ -59,6 +60,7 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 pub struct BackwardInputCache<T> {
     winograd: OnceLock<WinogradKernel<T>>,
     flipped: OnceLock<Tensor<T>>,
+    pointwise: OnceLock<PackedPointwise<T>>,
 }
 
 impl<T> BackwardInputCache<T> {
@@ -67,6 +69,7 @@ impl<T> BackwardInputCache<T> {
         Self {
             winograd: OnceLock::new(),
             flipped: OnceLock::new(),
+            pointwise: OnceLock::new(),
         }
     }
 }
@@ -83,6 +86,7 @@ impl<T> fmt::Debug for BackwardInputCache<T> {
                     .map(|k| (k.out_channels(), k.in_channels())),
             )
             .field("flipped", &self.flipped.get().is_some())
+            .field("pointwise", &self.pointwise.get().is_some())
             .finish()
     }
 }
@@ -113,6 +117,15 @@ pub fn conv2d_backward_input_cached<T: Element>(
     cache: &BackwardInputCache<T>,
 ) -> Result<Tensor<T>> {
     let g = backward_geometry(gout, weight, input_hw, p)?;
+    if g.is_packed_pointwise() {
+        let k = cached_pointwise(
+            &cache.pointwise,
+            weight,
+            (g.cin, g.cout),
+            PackedPointwise::backward_input,
+        )?;
+        return conv1x1(gout, k, None);
+    }
     if g.is_pointwise() {
         return pointwise_backward_input(gout, weight, &g);
     }

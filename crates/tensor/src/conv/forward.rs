@@ -5,6 +5,7 @@ use super::dispatch::{use_winograd, WINOGRAD_MIN_TILES, WINOGRAD_MIN_TILES_CACHE
 use super::gemm_blocks::{
     conv2d_column_blocks, conv2d_shared_panel, CHANNEL_BLOCK, SHARED_PANEL_COLS,
 };
+use super::pointwise::{conv1x1, PackedPointwise};
 use super::{Conv2dParams, ConvGeometry};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
@@ -36,7 +37,8 @@ pub fn conv2d<T: Element>(
 }
 
 /// What a forward convolution derives from its weight, computed on first use
-/// and kept: the Winograd transform `U = G g G^T` of the kernel, packed.
+/// and kept: the Winograd transform `U = G g G^T` of a 3 x 3 kernel, or a
+/// 1 x 1 kernel packed for [`conv1x1`], in micro-panels.
 ///
 /// A cache belongs to one weight value and one set of parameters: pass the
 /// same ones with it every time, and drop (or replace) the cache when the
@@ -46,6 +48,7 @@ pub fn conv2d<T: Element>(
 #[derive(Default)]
 pub struct ForwardCache<T> {
     winograd: OnceLock<WinogradKernel<T>>,
+    pointwise: OnceLock<PackedPointwise<T>>,
 }
 
 impl<T> ForwardCache<T> {
@@ -53,12 +56,13 @@ impl<T> ForwardCache<T> {
     pub fn new() -> Self {
         Self {
             winograd: OnceLock::new(),
+            pointwise: OnceLock::new(),
         }
     }
 
-    /// Whether a transformed kernel has been computed and kept.
+    /// Whether a transformed or packed kernel has been computed and kept.
     pub fn is_built(&self) -> bool {
-        self.winograd.get().is_some()
+        self.winograd.get().is_some() || self.pointwise.get().is_some()
     }
 }
 
@@ -74,12 +78,24 @@ impl<T> fmt::Debug for ForwardCache<T> {
                     .get()
                     .map(|k| (k.out_channels(), k.in_channels())),
             )
+            .field(
+                "pointwise",
+                &self
+                    .pointwise
+                    .get()
+                    .map(|k| (k.out_channels(), k.in_channels())),
+            )
             .finish()
     }
 }
 
-/// [`conv2d`] keeping what it derives from `weight` (the Winograd kernel) in
-/// `cache` for the next call with the same weight and parameters.
+/// [`conv2d`] keeping what it derives from `weight` (the Winograd kernel, or
+/// the packed 1 x 1 kernel) in `cache` for the next call with the same
+/// weight and parameters.
+///
+/// 1 x 1, stride-1, one-group convolutions go through [`conv1x1`] here
+/// (the weight packed once, the input read in place), where [`conv2d`] uses
+/// im2col + GEMM; the two agree to rounding (another summation order).
 ///
 /// Since the kernel transform is paid once, Winograd is chosen for smaller
 /// outputs than in [`conv2d`] (the threshold of the cached input gradient,
@@ -112,7 +128,42 @@ pub fn conv2d_cached<T: Element>(
         }
         return winograd::conv3x3(input, k, p.padding, bias.map(|b| b.data()));
     }
+    if g.is_packed_pointwise() {
+        let k = cached_pointwise(
+            &cache.pointwise,
+            weight,
+            (g.cout, g.cin),
+            PackedPointwise::forward,
+        )?;
+        return conv1x1(input, k, bias.map(|b| b.data()));
+    }
     conv2d_im2col_checked(input, weight, bias, &g)
+}
+
+/// The packed 1 x 1 kernel in `slot`, built from `weight` by `pack` on first
+/// use; an error if the slot holds a kernel of other dimensions than
+/// `(out, in)` (a cache used with another shape of weight).
+pub(super) fn cached_pointwise<'a, T: Element>(
+    slot: &'a OnceLock<PackedPointwise<T>>,
+    weight: &Tensor<T>,
+    (out, inp): (usize, usize),
+    pack: fn(&Tensor<T>) -> Result<PackedPointwise<T>>,
+) -> Result<&'a PackedPointwise<T>> {
+    let k = match slot.get() {
+        Some(k) => k,
+        None => {
+            let k = pack(weight)?;
+            slot.get_or_init(|| k)
+        }
+    };
+    if (k.out_channels(), k.in_channels()) != (out, inp) {
+        return Err(TensorError::ShapeMismatch {
+            op: "pointwise conv (cache made for another weight)",
+            left: weight.shape().to_vec(),
+            right: vec![k.out_channels(), k.in_channels(), 1, 1],
+        });
+    }
+    Ok(k)
 }
 
 fn check_bias<T: Element>(g: &ConvGeometry, bias: Option<&Tensor<T>>) -> Result<()> {

@@ -13,7 +13,9 @@
 //! The parts: `forward.rs` (the entry points, with and without a cached
 //! kernel, and the im2col reference),
 //! `backward_input.rs` (the input gradient's paths and its kernel cache),
-//! `backward_weight.rs` (weight and bias gradients), and what they share:
+//! `backward_weight.rs` (weight and bias gradients), `pointwise.rs` (1 x 1
+//! stride-1 convolutions on a packed weight, with the Winograd
+//! micro-kernels), and what they share:
 //! `dispatch.rs` (Winograd or not), `im2col.rs` (unfolding),
 //! `gemm_blocks.rs` (parallel GEMMs over unfolded panels) and `col2im.rs`.
 
@@ -24,6 +26,7 @@ mod dispatch;
 mod forward;
 mod gemm_blocks;
 mod im2col;
+mod pointwise;
 #[cfg(test)]
 mod reference;
 
@@ -33,6 +36,7 @@ pub use backward_input::{
 };
 pub use backward_weight::{conv2d_backward_bias, conv2d_backward_weight};
 pub use forward::{add_channel_bias, conv2d, conv2d_cached, conv2d_im2col, ForwardCache};
+pub use pointwise::{conv1x1, PackedPointwise};
 
 use crate::error::{Result, TensorError};
 use crate::tensor::check_nonzero;
@@ -199,6 +203,12 @@ impl ConvGeometry {
 
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.p.stride == (1, 1) && self.p.padding == (0, 0)
+    }
+
+    /// A pointwise convolution with one group: a plain product per image,
+    /// which [`conv1x1`] runs on a packed weight.
+    fn is_packed_pointwise(&self) -> bool {
+        self.is_pointwise() && self.p.groups == 1
     }
 }
 

@@ -11,11 +11,11 @@ use std::sync::OnceLock;
 
 /// `C (mr x NR, row stride ldc) = A B` with `A` packed `k x mr` and `B`
 /// `k x NR` with row stride `ldb`: `(k, a, b, ldb, c, ldc)`.
-pub(super) type MicroKernel<T> = fn(usize, &[T], &[T], usize, &mut [T], usize);
+pub(crate) type MicroKernel<T> = fn(usize, &[T], &[T], usize, &mut [T], usize);
 
 /// The micro-kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Micro {
+pub(crate) enum Micro {
     /// Portable code, any element type.
     Generic,
     /// `f32`, AVX2 + FMA, 6 x 16.
@@ -25,14 +25,14 @@ pub(super) enum Micro {
 }
 
 impl Micro {
-    pub(super) fn mr(self) -> usize {
+    pub(crate) fn mr(self) -> usize {
         match self {
             Micro::Generic | Micro::Avx2 => MR,
             Micro::Avx512 => MR_AVX512,
         }
     }
 
-    pub(super) fn function<T: Element>(self) -> MicroKernel<T> {
+    pub(crate) fn function<T: Element>(self) -> MicroKernel<T> {
         match self {
             Micro::Generic => micro_generic::<T>,
             #[cfg(target_arch = "x86_64")]
@@ -49,7 +49,7 @@ impl Micro {
     /// calls of [`Micro::function`]), where one exists: it loads each
     /// kernel value once for twice the products, which keeps the AVX-512
     /// kernel from being bound by its loads.
-    pub(super) fn wide_function<T: Element>(self) -> Option<MicroKernel<T>> {
+    pub(crate) fn wide_function<T: Element>(self) -> Option<MicroKernel<T>> {
         match self {
             #[cfg(target_arch = "x86_64")]
             Micro::Avx512 => Some(micro_f32_avx512_wide_checked::<T>),
@@ -61,7 +61,7 @@ impl Micro {
 /// The best micro-kernel for `T` on this CPU. `SIGHTLINE_SIMD=avx2` or
 /// `SIGHTLINE_SIMD=generic` caps it (to measure what a CPU without AVX-512
 /// would run); read once.
-pub(super) fn micro_kind<T: 'static>() -> Micro {
+pub(crate) fn micro_kind<T: 'static>() -> Micro {
     static F32: OnceLock<Micro> = OnceLock::new();
     if TypeId::of::<T>() != TypeId::of::<f32>() {
         return Micro::Generic;

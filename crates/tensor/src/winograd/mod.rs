@@ -29,6 +29,7 @@ mod micro;
 mod transforms;
 
 pub use kernel::WinogradKernel;
+pub(crate) use micro::{micro_kind, Micro};
 
 use crate::element::Element;
 use crate::error::{Result, TensorError};
