@@ -143,7 +143,8 @@ impl Rule<f64> for HalfRelu {
         };
         let mut out = g.clone();
         op.mask
-            .apply(out.data_mut(), |g, pos, _| if pos { g / 2.0 } else { 0.0 });
+            .apply(out.data_mut(), |g, pos, _| if pos { g / 2.0 } else { 0.0 })
+            .map_err(|e| ctx.kernel(e))?;
         Ok(vec![Some(out)])
     }
 }

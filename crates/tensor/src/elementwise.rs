@@ -1,9 +1,12 @@
-//! Elementwise kernels: add, mul, ReLU with its sign mask, clamp.
+//! Elementwise kernels: add, mul, clamp; ReLU with its sign mask lives in
+//! [`crate::sign_mask`] and is re-exported here.
 
 use crate::element::Element;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
+
+pub use crate::sign_mask::{relu, SignMask};
 
 /// Elements per parallel chunk; fixed so results do not depend on the thread count.
 const CHUNK: usize = 1 << 14;
@@ -57,91 +60,6 @@ fn zip_par<T: Element>(
     Ok(out)
 }
 
-/// The signs of a ReLU's input, two bits per element: `x > 0` and `x >= 0`.
-///
-/// That is all any ReLU rule needs (standard: pass where `x > 0`; guided:
-/// zero where `x < 0`), at 1/16 of the memory of a copy of the input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignMask {
-    positive: Vec<u64>,
-    non_negative: Vec<u64>,
-    len: usize,
-}
-
-impl SignMask {
-    /// Records the signs of `x`.
-    pub fn of<T: Element>(x: &[T]) -> Self {
-        let words = x.len().div_ceil(64);
-        let mut positive = vec![0u64; words];
-        let mut non_negative = vec![0u64; words];
-        positive
-            .par_iter_mut()
-            .zip(non_negative.par_iter_mut())
-            .enumerate()
-            .for_each(|(w, (p, nn))| {
-                let chunk = &x[w * 64..((w + 1) * 64).min(x.len())];
-                for (b, &v) in chunk.iter().enumerate() {
-                    *p |= u64::from(v > T::zero()) << b;
-                    *nn |= u64::from(v >= T::zero()) << b;
-                }
-            });
-        Self {
-            positive,
-            non_negative,
-            len: x.len(),
-        }
-    }
-
-    /// Number of elements recorded.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no element was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether element `i` was strictly positive.
-    pub fn is_positive(&self, i: usize) -> bool {
-        self.positive[i / 64] >> (i % 64) & 1 == 1
-    }
-
-    /// Whether element `i` was non-negative.
-    pub fn is_non_negative(&self, i: usize) -> bool {
-        self.non_negative[i / 64] >> (i % 64) & 1 == 1
-    }
-
-    /// Applies `f(g, positive, non_negative)` to every gradient element in place.
-    pub fn apply<T: Element>(&self, g: &mut [T], f: impl Fn(T, bool, bool) -> T + Sync + Send) {
-        g.par_chunks_mut(64 * 256)
-            .enumerate()
-            .for_each(|(c, chunk)| {
-                for (k, word) in chunk.chunks_mut(64).enumerate() {
-                    let w = c * 256 + k;
-                    let (p, nn) = (self.positive[w], self.non_negative[w]);
-                    for (b, v) in word.iter_mut().enumerate() {
-                        *v = f(*v, p >> b & 1 == 1, nn >> b & 1 == 1);
-                    }
-                }
-            });
-    }
-}
-
-/// ReLU forward: `max(x, 0)` and the sign mask of `x`.
-pub fn relu<T: Element>(x: &Tensor<T>) -> (Tensor<T>, SignMask) {
-    let mask = SignMask::of(x.data());
-    let mut out = x.clone();
-    out.data_mut().par_chunks_mut(CHUNK).for_each(|c| {
-        c.iter_mut().for_each(|v| {
-            if *v <= T::zero() {
-                *v = T::zero();
-            }
-        })
-    });
-    (out, mask)
-}
-
 /// `clamp(x, lo, hi)` elementwise; either bound may be absent.
 pub fn clamp<T: Element>(x: &Tensor<T>, lo: Option<T>, hi: Option<T>) -> Tensor<T> {
     x.map(|v| {
@@ -170,36 +88,6 @@ pub fn clamp_backward<T: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn relu_and_mask() {
-        let x = Tensor::<f32>::from_vec([5], vec![-1.0, 0.0, 2.0, -0.0, 3.0]).unwrap();
-        let (y, m) = relu(&x);
-        assert_eq!(y.data(), &[0.0, 0.0, 2.0, 0.0, 3.0]);
-        assert_eq!(
-            (0..5).map(|i| m.is_positive(i)).collect::<Vec<_>>(),
-            [false, false, true, false, true]
-        );
-        assert_eq!(
-            (0..5).map(|i| m.is_non_negative(i)).collect::<Vec<_>>(),
-            [false, true, true, true, true]
-        );
-        let mut g = vec![1.0f32; 5];
-        m.apply(&mut g, |g, p, _| if p { g } else { 0.0 });
-        assert_eq!(g, [0.0, 0.0, 1.0, 0.0, 1.0]);
-    }
-
-    #[test]
-    fn mask_spans_many_words() {
-        let x: Vec<f64> = (0..70_000).map(|i| (i % 3) as f64 - 1.0).collect();
-        let m = SignMask::of(&x);
-        let mut g = vec![1.0; x.len()];
-        m.apply(&mut g, |g, _, nn| if nn { g } else { 0.0 });
-        for (i, v) in g.iter().enumerate() {
-            assert_eq!(*v, if i % 3 == 0 { 0.0 } else { 1.0 });
-        }
-    }
-
     #[test]
     fn clamp_and_its_backward() {
         let x = Tensor::<f64>::from_vec([4], vec![-2.0, 0.0, 1.0, 5.0]).unwrap();

@@ -24,6 +24,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod scratch;
+pub mod sign_mask;
 mod simd;
 pub mod softmax;
 pub mod tensor;

@@ -1,0 +1,784 @@
+//! ReLU's forward kernel and the sign mask that its backward rules read:
+//! the two bits per element (`x > 0`, `x >= 0`) that every ReLU rule needs.
+
+use crate::element::Element;
+use crate::error::{Result, TensorError};
+use crate::simd::has_avx2;
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// Elements per parallel task (a whole number of mask words).
+const CHUNK: usize = 1 << 14;
+
+/// The signs of a ReLU's input, two bits per element: `x > 0` and `x >= 0`.
+///
+/// That is all any ReLU rule needs (standard: pass where `x > 0`; guided:
+/// zero where `x < 0`), at 1/16 of the memory of a copy of the input.
+///
+/// Element `i` is bit `i % 64` of word `i / 64` of each bit vector. The
+/// kernels that build and read the mask run in parallel over fixed runs of
+/// whole words (16384 elements), are compiled for baseline x86-64 and for
+/// AVX2 (chosen at run time), and apply the same operations either way, so
+/// the results are the same bits whatever the CPU or the thread count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignMask {
+    positive: Vec<u64>,
+    non_negative: Vec<u64>,
+    len: usize,
+}
+
+/// Elements per mask word.
+const WORD: usize = 64;
+
+/// Mask words per parallel chunk of [`CHUNK`] elements.
+const CHUNK_WORDS: usize = CHUNK / WORD;
+
+const _: () = assert!(CHUNK.is_multiple_of(WORD));
+
+impl SignMask {
+    /// Records the signs of `x`.
+    pub fn of<T: Element>(x: &[T]) -> Self {
+        let words = x.len().div_ceil(WORD);
+        let mut positive = vec![0u64; words];
+        let mut non_negative = vec![0u64; words];
+        let avx2 = has_avx2();
+        x.par_chunks(CHUNK)
+            .zip(positive.par_chunks_mut(CHUNK_WORDS))
+            .zip(non_negative.par_chunks_mut(CHUNK_WORDS))
+            .for_each(|((x, p), nn)| {
+                // SAFETY: AVX2 is used only where the CPU has it.
+                unsafe { dispatch_signs(avx2, x, None, p, nn) }
+            });
+        Self {
+            positive,
+            non_negative,
+            len: x.len(),
+        }
+    }
+
+    /// Number of elements recorded.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no element was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether element `i` was strictly positive.
+    pub fn is_positive(&self, i: usize) -> bool {
+        self.positive[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    /// Whether element `i` was non-negative.
+    pub fn is_non_negative(&self, i: usize) -> bool {
+        self.non_negative[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    /// Applies `f(g, positive, non_negative)` to every gradient element in place.
+    ///
+    /// To write the result into a new buffer instead (without first copying
+    /// `g`), use [`SignMask::map`].
+    ///
+    /// # Errors
+    /// [`TensorError::LengthMismatch`] if `g.len()` differs from
+    /// [`SignMask::len`].
+    pub fn apply<T: Element>(
+        &self,
+        g: &mut [T],
+        f: impl Fn(T, bool, bool) -> T + Sync + Send,
+    ) -> Result<()> {
+        self.check_len("SignMask::apply", g.len())?;
+        let avx2 = has_avx2();
+        g.par_chunks_mut(CHUNK)
+            .zip(self.positive.par_chunks(CHUNK_WORDS))
+            .zip(self.non_negative.par_chunks(CHUNK_WORDS))
+            .for_each(|((g, p), nn)| {
+                // SAFETY: AVX2 is used only where the CPU has it.
+                unsafe { dispatch_apply(avx2, g, p, nn, &f) }
+            });
+        Ok(())
+    }
+
+    fn check_len(&self, op: &'static str, found: usize) -> Result<()> {
+        if found != self.len {
+            return Err(TensorError::LengthMismatch {
+                op,
+                shape: vec![self.len],
+                expected: self.len,
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns `f(g[i], positive[i], non_negative[i])` for every element `i`:
+    /// the same values as [`SignMask::apply`] on a copy of `g`, in one pass
+    /// (`g` read once, the result written once).
+    ///
+    /// ```
+    /// # use sightline_tensor::elementwise::SignMask;
+    /// let mask = SignMask::of(&[-1.0f32, 0.0, 2.0]);
+    /// // Guided backprop (TorchRay): zero where x < 0, then max(g, 0).
+    /// let guided = |g: f32, _, nn| if nn { g.max(0.0) } else { 0.0 };
+    /// let gx = mask.map(&[3.0, 3.0, -3.0], guided)?;
+    /// assert_eq!(gx, [0.0, 3.0, 0.0]);
+    /// # Ok::<(), sightline_tensor::TensorError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TensorError::LengthMismatch`] if `g.len()` differs from
+    /// [`SignMask::len`].
+    pub fn map<T: Element>(
+        &self,
+        g: &[T],
+        f: impl Fn(T, bool, bool) -> T + Sync + Send,
+    ) -> Result<Vec<T>> {
+        self.check_len("SignMask::map", g.len())?;
+        let n = g.len();
+        let mut out = Vec::with_capacity(n);
+        let avx2 = has_avx2();
+        out.spare_capacity_mut()[..n]
+            .par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(self.positive.par_chunks(CHUNK_WORDS))
+            .zip(self.non_negative.par_chunks(CHUNK_WORDS))
+            .for_each(|(((o, g), p), nn)| {
+                // SAFETY: AVX2 is used only where the CPU has it.
+                unsafe { dispatch_map(avx2, g, o, p, nn, &f) }
+            });
+        // SAFETY: the chunks cover `out[..n]` and every task wrote every
+        // element of its chunk.
+        unsafe { out.set_len(n) };
+        Ok(out)
+    }
+}
+
+/// ReLU forward: `max(x, 0)` and the sign mask of `x`, in one pass over `x`.
+///
+/// An element `v` becomes `0` where `v <= 0` (also `-0.0`) and stays `v`
+/// elsewhere (also NaN).
+pub fn relu<T: Element>(x: &Tensor<T>) -> (Tensor<T>, SignMask) {
+    let xs = x.data();
+    let n = xs.len();
+    let words = n.div_ceil(WORD);
+    let mut positive = vec![0u64; words];
+    let mut non_negative = vec![0u64; words];
+    let mut out = Vec::with_capacity(n);
+    let avx2 = has_avx2();
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(xs.par_chunks(CHUNK))
+        .zip(positive.par_chunks_mut(CHUNK_WORDS))
+        .zip(non_negative.par_chunks_mut(CHUNK_WORDS))
+        .for_each(|(((o, x), p), nn)| {
+            // SAFETY: AVX2 is used only where the CPU has it.
+            unsafe { dispatch_signs(avx2, x, Some(o), p, nn) }
+        });
+    // SAFETY: the chunks cover `out[..n]` and every task wrote every element
+    // of its chunk.
+    unsafe { out.set_len(n) };
+    let out = Tensor::from_vec(x.shape().to_vec(), out).expect("same length as the input");
+    let mask = SignMask {
+        positive,
+        non_negative,
+        len: n,
+    };
+    (out, mask)
+}
+
+/// Sign words of `x` (`x.len().div_ceil(64)` of each kind) and, if `out` is
+/// given (as long as `x`), `x` with every `v <= 0` replaced by `0`.
+///
+/// # Safety
+/// `avx2` only if the CPU has AVX2.
+unsafe fn dispatch_signs<T: Element>(
+    avx2: bool,
+    x: &[T],
+    out: Option<&mut [MaybeUninit<T>]>,
+    p: &mut [u64],
+    nn: &mut [u64],
+) {
+    assert!(out.as_ref().is_none_or(|o| o.len() == x.len()));
+    assert!(p.len() == x.len().div_ceil(WORD) && nn.len() == p.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        use std::any::TypeId;
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            // SAFETY: `T` is `f32`.
+            let x = &*(x as *const [T] as *const [f32]);
+            let out = out.map(|o| &mut *(o as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]));
+            return signs_f32_avx2(x, out, p, nn);
+        }
+        return signs_avx2(x, out, p, nn);
+    }
+    let _ = avx2;
+    signs(x, out, p, nn)
+}
+
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn signs_avx2<T: Element>(
+    x: &[T],
+    out: Option<&mut [MaybeUninit<T>]>,
+    p: &mut [u64],
+    nn: &mut [u64],
+) {
+    signs(x, out, p, nn)
+}
+
+/// See [`dispatch_signs`]. Each word is built from 64 branch-free compares
+/// (and the output from as many selects), which the compiler vectorizes.
+#[inline(always)]
+fn signs<T: Element>(x: &[T], out: Option<&mut [MaybeUninit<T>]>, p: &mut [u64], nn: &mut [u64]) {
+    let (xw, xt) = x.as_chunks::<WORD>();
+    let full = xw.len();
+    match out {
+        Some(out) => {
+            let (ow, ot) = out.as_chunks_mut::<WORD>();
+            for (((x, o), p), nn) in xw.iter().zip(ow).zip(&mut *p).zip(&mut *nn) {
+                (*p, *nn) = signs_run(x, Some(o));
+            }
+            if !xt.is_empty() {
+                (p[full], nn[full]) = signs_run(xt, Some(ot));
+            }
+        }
+        None => {
+            for ((x, p), nn) in xw.iter().zip(&mut *p).zip(&mut *nn) {
+                (*p, *nn) = signs_run(x, None);
+            }
+            if !xt.is_empty() {
+                (p[full], nn[full]) = signs_run(xt, None);
+            }
+        }
+    }
+}
+
+/// The `(positive, non_negative)` bits of up to 64 elements (element `b` in
+/// bit `b`), and their ReLU written into `out` if given (as long as `x`).
+#[inline(always)]
+fn signs_run<T: Element>(x: &[T], out: Option<&mut [MaybeUninit<T>]>) -> (u64, u64) {
+    debug_assert!(x.len() <= WORD);
+    let zero = T::zero();
+    if let Some(out) = out {
+        for (o, &v) in out.iter_mut().zip(x) {
+            o.write(relu_value(v));
+        }
+    }
+    let (mut p, mut nn) = (0u64, 0u64);
+    for (b, &v) in x.iter().enumerate() {
+        p |= u64::from(v > zero) << b;
+        nn |= u64::from(v >= zero) << b;
+    }
+    (p, nn)
+}
+
+/// `0` where `v <= 0`, else `v` (NaN stays NaN).
+#[inline(always)]
+fn relu_value<T: Element>(v: T) -> T {
+    if v <= T::zero() {
+        T::zero()
+    } else {
+        v
+    }
+}
+
+/// [`signs`] for `f32` with AVX2 intrinsics: per 8 elements, three compares
+/// with 0 (`>`, `>=` and `<=`, ordered: false for NaN), two `movemask`s
+/// and one `andnot` (`v <= 0` gives `+0.0`, the bits of `T::zero()`).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn signs_f32_avx2(
+    x: &[f32],
+    out: Option<&mut [MaybeUninit<f32>]>,
+    p: &mut [u64],
+    nn: &mut [u64],
+) {
+    use std::arch::x86_64::*;
+    // One word: 8 vectors of 8 elements (a closure, so it inherits AVX2).
+    let word = |x: &[f32; WORD], out: Option<&mut [MaybeUninit<f32>; WORD]>| {
+        let zero = _mm256_setzero_ps();
+        let out = out.map(|o| o.as_mut_ptr() as *mut f32);
+        let (mut p, mut nn) = (0u64, 0u64);
+        for k in 0..WORD / 8 {
+            // SAFETY: elements `8k..8k + 8` of `x` (and of `out`) exist.
+            unsafe {
+                let v = _mm256_loadu_ps(x.as_ptr().add(8 * k));
+                let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(v, zero);
+                let ge = _mm256_cmp_ps::<_CMP_GE_OQ>(v, zero);
+                p |= u64::from(_mm256_movemask_ps(gt) as u8) << (8 * k);
+                nn |= u64::from(_mm256_movemask_ps(ge) as u8) << (8 * k);
+                if let Some(o) = out {
+                    let le = _mm256_cmp_ps::<_CMP_LE_OQ>(v, zero);
+                    _mm256_storeu_ps(o.add(8 * k), _mm256_andnot_ps(le, v));
+                }
+            }
+        }
+        (p, nn)
+    };
+    let (xw, xt) = x.as_chunks::<WORD>();
+    let full = xw.len();
+    match out {
+        Some(out) => {
+            let (ow, ot) = out.as_chunks_mut::<WORD>();
+            for (((x, o), p), nn) in xw.iter().zip(ow).zip(&mut *p).zip(&mut *nn) {
+                (*p, *nn) = word(x, Some(o));
+            }
+            if !xt.is_empty() {
+                (p[full], nn[full]) = signs_run(xt, Some(ot));
+            }
+        }
+        None => {
+            for ((x, p), nn) in xw.iter().zip(&mut *p).zip(&mut *nn) {
+                (*p, *nn) = word(x, None);
+            }
+            if !xt.is_empty() {
+                (p[full], nn[full]) = signs_run(xt, None);
+            }
+        }
+    }
+}
+
+/// Expands a byte into 8 bools (bit `j` to element `j`).
+static BYTE_BITS: [[bool; 8]; 256] = byte_bits();
+
+const fn byte_bits() -> [[bool; 8]; 256] {
+    let mut t = [[false; 8]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut j = 0;
+        while j < 8 {
+            t[i][j] = (i >> j) & 1 == 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// The 64 bits of a mask word as bools (bit `b` to element `b`), through a
+/// byte table so that the loops that read them vectorize.
+#[inline(always)]
+fn word_bits(word: u64) -> [bool; WORD] {
+    let mut bits = [false; WORD];
+    for (k, dst) in bits.as_chunks_mut::<8>().0.iter_mut().enumerate() {
+        *dst = BYTE_BITS[usize::from((word >> (8 * k)) as u8)];
+    }
+    bits
+}
+
+/// # Safety
+/// `avx2` only if the CPU has AVX2.
+unsafe fn dispatch_apply<T: Element, F: Fn(T, bool, bool) -> T>(
+    avx2: bool,
+    g: &mut [T],
+    p: &[u64],
+    nn: &[u64],
+    f: &F,
+) {
+    assert!(p.len() == g.len().div_ceil(WORD) && nn.len() == p.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        return apply_avx2(g, p, nn, f);
+    }
+    let _ = avx2;
+    apply_words(g, p, nn, f)
+}
+
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn apply_avx2<T: Element, F: Fn(T, bool, bool) -> T>(
+    g: &mut [T],
+    p: &[u64],
+    nn: &[u64],
+    f: &F,
+) {
+    apply_words(g, p, nn, f)
+}
+
+/// `g = f(g, positive, non_negative)` over the words `p`, `nn` of `g`: the
+/// bits of each word are expanded to bools, then `f` runs over its 64
+/// elements in a straight loop (vectorized where `f` is selects and max).
+#[inline(always)]
+fn apply_words<T: Element, F: Fn(T, bool, bool) -> T>(g: &mut [T], p: &[u64], nn: &[u64], f: &F) {
+    let (gw, gt) = g.as_chunks_mut::<WORD>();
+    let full = gw.len();
+    for ((g, &p), &nn) in gw.iter_mut().zip(p).zip(nn) {
+        let (pb, nb) = (word_bits(p), word_bits(nn));
+        for b in 0..WORD {
+            g[b] = f(g[b], pb[b], nb[b]);
+        }
+    }
+    if !gt.is_empty() {
+        let (pb, nb) = (word_bits(p[full]), word_bits(nn[full]));
+        for ((v, &p), &nn) in gt.iter_mut().zip(&pb).zip(&nb) {
+            *v = f(*v, p, nn);
+        }
+    }
+}
+
+/// # Safety
+/// `avx2` only if the CPU has AVX2.
+unsafe fn dispatch_map<T: Element, F: Fn(T, bool, bool) -> T>(
+    avx2: bool,
+    g: &[T],
+    out: &mut [MaybeUninit<T>],
+    p: &[u64],
+    nn: &[u64],
+    f: &F,
+) {
+    assert!(out.len() == g.len() && p.len() == g.len().div_ceil(WORD) && nn.len() == p.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        return map_avx2(g, out, p, nn, f);
+    }
+    let _ = avx2;
+    map_words(g, out, p, nn, f)
+}
+
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn map_avx2<T: Element, F: Fn(T, bool, bool) -> T>(
+    g: &[T],
+    out: &mut [MaybeUninit<T>],
+    p: &[u64],
+    nn: &[u64],
+    f: &F,
+) {
+    map_words(g, out, p, nn, f)
+}
+
+/// As [`apply_words`], writing `f(g, ..)` into `out` (as long as `g`).
+#[inline(always)]
+fn map_words<T: Element, F: Fn(T, bool, bool) -> T>(
+    g: &[T],
+    out: &mut [MaybeUninit<T>],
+    p: &[u64],
+    nn: &[u64],
+    f: &F,
+) {
+    let (gw, gt) = g.as_chunks::<WORD>();
+    let (ow, ot) = out.as_chunks_mut::<WORD>();
+    let full = gw.len();
+    for (((g, o), &p), &nn) in gw.iter().zip(ow).zip(p).zip(nn) {
+        let (pb, nb) = (word_bits(p), word_bits(nn));
+        for b in 0..WORD {
+            o[b].write(f(g[b], pb[b], nb[b]));
+        }
+    }
+    if !gt.is_empty() {
+        let (pb, nb) = (word_bits(p[full]), word_bits(nn[full]));
+        for (((o, &v), &p), &nn) in ot.iter_mut().zip(gt).zip(&pb).zip(&nb) {
+            o.write(f(v, p, nn));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relu_and_mask() {
+        let x = Tensor::<f32>::from_vec([5], vec![-1.0, 0.0, 2.0, -0.0, 3.0]).unwrap();
+        let (y, m) = relu(&x);
+        assert_eq!(y.data(), &[0.0, 0.0, 2.0, 0.0, 3.0]);
+        assert_eq!(
+            (0..5).map(|i| m.is_positive(i)).collect::<Vec<_>>(),
+            [false, false, true, false, true]
+        );
+        assert_eq!(
+            (0..5).map(|i| m.is_non_negative(i)).collect::<Vec<_>>(),
+            [false, true, true, true, true]
+        );
+        let mut g = vec![1.0f32; 5];
+        m.apply(&mut g, |g, p, _| if p { g } else { 0.0 }).unwrap();
+        assert_eq!(g, [0.0, 0.0, 1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn mask_spans_many_words() {
+        let x: Vec<f64> = (0..70_000).map(|i| (i % 3) as f64 - 1.0).collect();
+        let m = SignMask::of(&x);
+        let mut g = vec![1.0; x.len()];
+        m.apply(&mut g, |g, _, nn| if nn { g } else { 0.0 })
+            .unwrap();
+        for (i, v) in g.iter().enumerate() {
+            assert_eq!(*v, if i % 3 == 0 { 0.0 } else { 1.0 });
+        }
+    }
+
+    /// Exact bit patterns, to compare results bit for bit (NaN included).
+    trait Bits: Element {
+        fn bits(self) -> u64;
+    }
+    impl Bits for f32 {
+        fn bits(self) -> u64 {
+            u64::from(self.to_bits())
+        }
+    }
+    impl Bits for f64 {
+        fn bits(self) -> u64 {
+            self.to_bits()
+        }
+    }
+
+    fn same_bits<T: Bits>(a: &[T], b: &[T]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.bits() == y.bits())
+    }
+
+    /// Lengths around the word (64) and chunk (`CHUNK`) boundaries.
+    const LENGTHS: [usize; 9] = [
+        0,
+        1,
+        63,
+        64,
+        65,
+        1000,
+        64 * 256 + 7,
+        CHUNK - 1,
+        3 * CHUNK + 65,
+    ];
+
+    /// Deterministic values mixing `0.0`, `-0.0`, NaN, infinities, tiny,
+    /// negative and positive values.
+    fn values<T: Element>(len: usize, seed: u64) -> Vec<T> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let v = match s % 16 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => f64::NAN,
+                    3 => -f64::NAN,
+                    4 => f64::INFINITY,
+                    5 => f64::NEG_INFINITY,
+                    6 => 1e-40,
+                    7 => -1e-40,
+                    _ => (s >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0,
+                };
+                T::from_f64_lossy(v)
+            })
+            .collect()
+    }
+
+    /// The ReLU rules of the autograd crate, and one that uses both bits.
+    fn rules<T: Element>() -> Vec<fn(T, bool, bool) -> T> {
+        vec![
+            |g, p, _| if p { g } else { T::zero() },
+            |g, _, nn| if nn { g.max(T::zero()) } else { T::zero() },
+            |g, p, _| if p { g.max(T::zero()) } else { T::zero() },
+            |g, _, _| g.max(T::zero()),
+            |g, p, nn| match (p, nn) {
+                (true, _) => g + g,
+                (false, true) => g,
+                (false, false) => -g,
+            },
+        ]
+    }
+
+    /// The fused ReLU against a plain scalar loop, bit for bit.
+    fn fused_relu_matches_scalar<T: Bits>() {
+        for (i, &len) in LENGTHS.iter().enumerate() {
+            let x = values::<T>(len, i as u64 + 1);
+            let (y, m) = relu(&Tensor::from_vec([len], x.clone()).unwrap());
+            let want: Vec<T> = x
+                .iter()
+                .map(|&v| if v <= T::zero() { T::zero() } else { v })
+                .collect();
+            assert!(same_bits(y.data(), &want), "len {len}");
+            assert_eq!(m.len(), len);
+            assert_eq!(m, SignMask::of(&x), "len {len}");
+            for (j, &v) in x.iter().enumerate() {
+                assert_eq!(m.is_positive(j), v > T::zero(), "len {len}, {j}");
+                assert_eq!(m.is_non_negative(j), v >= T::zero(), "len {len}, {j}");
+            }
+            // Bits past the end stay clear.
+            if len % 64 != 0 {
+                let last = m.positive[len / 64] | m.non_negative[len / 64];
+                assert_eq!(last >> (len % 64), 0, "len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn fused_relu_matches_scalar_f32() {
+        fused_relu_matches_scalar::<f32>();
+    }
+
+    #[test]
+    fn fused_relu_matches_scalar_f64() {
+        fused_relu_matches_scalar::<f64>();
+    }
+
+    #[test]
+    fn relu_keeps_nan_and_zeroes_negative_zero() {
+        let x = Tensor::<f32>::from_vec([4], vec![f32::NAN, -0.0, -f32::NAN, 0.0]).unwrap();
+        let (y, m) = relu(&x);
+        assert!(y.data()[0].is_nan() && y.data()[2].is_nan());
+        assert_eq!(y.data()[1].to_bits(), 0);
+        assert_eq!(y.data()[3].to_bits(), 0);
+        assert!(!m.is_positive(0) && !m.is_non_negative(0));
+        assert!(!m.is_positive(1) && m.is_non_negative(1));
+    }
+
+    /// `map` and `apply` against a plain scalar loop, bit for bit.
+    fn map_and_apply_match_scalar<T: Bits>() {
+        for (i, &len) in LENGTHS.iter().enumerate() {
+            let x = values::<T>(len, 100 + i as u64);
+            let g = values::<T>(len, 200 + i as u64);
+            let m = SignMask::of(&x);
+            for (r, f) in rules::<T>().into_iter().enumerate() {
+                let want: Vec<T> = (0..len)
+                    .map(|j| f(g[j], x[j] > T::zero(), x[j] >= T::zero()))
+                    .collect();
+                assert!(
+                    same_bits(&m.map(&g, f).unwrap(), &want),
+                    "len {len}, rule {r}"
+                );
+                let mut h = g.clone();
+                m.apply(&mut h, f).unwrap();
+                assert!(same_bits(&h, &want), "len {len}, rule {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn map_and_apply_match_scalar_f32() {
+        map_and_apply_match_scalar::<f32>();
+    }
+
+    #[test]
+    fn map_and_apply_match_scalar_f64() {
+        map_and_apply_match_scalar::<f64>();
+    }
+
+    #[test]
+    fn map_rejects_a_gradient_of_another_length() {
+        let m = SignMask::of(&[1.0f32; 65]);
+        assert!(matches!(
+            m.map(&[1.0f32; 64], |g, _, _| g),
+            Err(TensorError::LengthMismatch {
+                expected: 65,
+                found: 64,
+                ..
+            })
+        ));
+        assert!(m.apply(&mut [1.0f32; 66], |g, _, _| g).is_err());
+    }
+
+    /// One and two threads give the same bits (relu, mask, map, apply).
+    fn thread_count_does_not_matter<T: Bits>() {
+        let len = 3 * CHUNK + 65;
+        let x = Tensor::from_vec([len], values::<T>(len, 7)).unwrap();
+        let g = values::<T>(len, 8);
+        let guided = |g: T, _: bool, nn: bool| if nn { g.max(T::zero()) } else { T::zero() };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let (y, m) = relu(&x);
+                let mapped = m.map(&g, guided).unwrap();
+                let mut applied = g.clone();
+                m.apply(&mut applied, guided).unwrap();
+                (y, SignMask::of(x.data()), m, mapped, applied)
+            })
+        };
+        let (a, b) = (run(1), run(2));
+        assert!(same_bits(a.0.data(), b.0.data()));
+        assert_eq!(a.1, b.1);
+        assert_eq!(a.2, b.2);
+        assert_eq!(a.1, a.2);
+        assert!(same_bits(&a.3, &b.3));
+        assert!(same_bits(&a.4, &b.4));
+        assert!(same_bits(&a.3, &a.4));
+    }
+
+    #[test]
+    fn thread_count_does_not_matter_f32() {
+        thread_count_does_not_matter::<f32>();
+    }
+
+    #[test]
+    fn thread_count_does_not_matter_f64() {
+        thread_count_does_not_matter::<f64>();
+    }
+
+    /// The baseline and AVX2 builds of the kernels give the same bits.
+    fn baseline_and_avx2_agree<T: Bits>() {
+        if !has_avx2() {
+            return;
+        }
+        for (i, &len) in LENGTHS.iter().enumerate() {
+            let x = values::<T>(len, 300 + i as u64);
+            let g = values::<T>(len, 400 + i as u64);
+            let words = len.div_ceil(WORD);
+            let signs = |avx2: bool| {
+                let mut out = vec![MaybeUninit::uninit(); len];
+                let (mut p, mut nn) = (vec![0; words], vec![0; words]);
+                // SAFETY: AVX2 only where the CPU has it (checked above).
+                unsafe { dispatch_signs(avx2, &x, Some(&mut out), &mut p, &mut nn) };
+                // SAFETY: every element was written.
+                let out: Vec<T> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
+                (out, p, nn)
+            };
+            let (a, b) = (signs(false), signs(true));
+            assert!(same_bits(&a.0, &b.0), "len {len}");
+            assert_eq!((&a.1, &a.2), (&b.1, &b.2), "len {len}");
+            let (p, nn) = (a.1, a.2);
+            for (r, f) in rules::<T>().into_iter().enumerate() {
+                let map = |avx2: bool| {
+                    let mut out = vec![MaybeUninit::uninit(); len];
+                    // SAFETY: as above.
+                    unsafe { dispatch_map(avx2, &g, &mut out, &p, &nn, &f) };
+                    // SAFETY: every element was written.
+                    out.iter()
+                        .map(|v| unsafe { v.assume_init() })
+                        .collect::<Vec<T>>()
+                };
+                let apply = |avx2: bool| {
+                    let mut h = g.clone();
+                    // SAFETY: as above.
+                    unsafe { dispatch_apply(avx2, &mut h, &p, &nn, &f) };
+                    h
+                };
+                assert!(same_bits(&map(false), &map(true)), "len {len}, rule {r}");
+                assert!(
+                    same_bits(&apply(false), &apply(true)),
+                    "len {len}, rule {r}"
+                );
+                assert!(same_bits(&map(false), &apply(true)), "len {len}, rule {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn baseline_and_avx2_agree_f32() {
+        baseline_and_avx2_agree::<f32>();
+    }
+
+    #[test]
+    fn baseline_and_avx2_agree_f64() {
+        baseline_and_avx2_agree::<f64>();
+    }
+}
