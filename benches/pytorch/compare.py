@@ -5,6 +5,7 @@ after the other on the same machine, and prints both and their ratio.
     python3 benches/pytorch/compare.py                      # VGG16 and ResNet-50, guided backprop
     python3 benches/pytorch/compare.py --arch vgg16 --method gradient,grad_cam --iters 5
     python3 benches/pytorch/compare.py --python ~/torch-venv/bin/python
+    python3 benches/pytorch/compare.py --table --python ~/torch-venv/bin/python   # issue 7's table
 
 PyTorch is optional: the PyTorch side runs in the interpreter given by
 `--python` (default: this one) and is skipped, with a note, when that
@@ -85,6 +86,21 @@ print(json.dumps({
 
 GRAD_CAM_LAYER = {"vgg": "features.29", "resnet": "layer4"}
 
+SEVEN = ("gradient,deconvnet,guided_backprop,grad_cam,linear_approx,"
+         "excitation_backprop,contrastive_excitation_backprop")
+
+# The jobs of issue 7's table: (label, arch, sightline methods, PyTorch method,
+# batch, target ratio sightline / PyTorch). The seven-method job is timed
+# against PyTorch's time for one method (guided backprop), batch 8 against
+# batch 1 per image (its target row compares sightline with itself).
+TABLE = [
+    ("VGG16 guided backprop", "vgg16", "guided_backprop", "guided_backprop", 1, 0.5),
+    ("ResNet-50 guided backprop", "resnet50", "guided_backprop", "guided_backprop", 1, 0.6),
+    ("VGG16 Grad-CAM features.29", "vgg16", "grad_cam", "grad_cam", 1, 0.6),
+    ("VGG16 all seven, one forward", "vgg16", SEVEN, "guided_backprop", 1, 1.5),
+    ("VGG16 guided backprop batch 8", "vgg16", "guided_backprop", "guided_backprop", 8, None),
+]
+
 
 def torch_available(python):
     probe = "import torch, torchvision, torchray"
@@ -141,6 +157,8 @@ def main():
     p.add_argument("--python", default=sys.executable, help="interpreter with torch + torchray")
     p.add_argument("--sightline", help="sightline binary (default: target/release/sightline)")
     p.add_argument("--json", action="store_true", help="print one JSON object per job")
+    p.add_argument("--table", action="store_true",
+                   help="run the jobs of issue 7's table instead of --arch x --method")
     a = p.parse_args()
 
     have_torch, why = torch_available(a.python)
@@ -148,6 +166,8 @@ def main():
         print(f"note: no PyTorch/TorchRay in {a.python} ({' '.join(why)}); "
               "timing sightline only", file=sys.stderr)
     exe = sightline_binary(a.sightline)
+    if a.table:
+        return run_table(a, have_torch, exe)
 
     rows = []
     for arch in a.arch.split(","):
@@ -181,6 +201,47 @@ def main():
               f"{fmt(s.get('ms_median')):>13} "
               f"{('-' if r['speedup'] is None else str(r['speedup']) + 'x'):>8} "
               f"{fmt(t.get('peak_rss_mib')):>12} {fmt(s.get('peak_rss_mib')):>14}")
+
+
+def run_table(a, have_torch, exe):
+    """Issue 7's jobs, PyTorch then sightline for each, with time and peak
+    RSS ratios (sightline / PyTorch) against the targets."""
+    rows = []
+    for label, arch, methods, torch_method, batch, target in TABLE:
+        torch_r = (run_torch(a.python, arch, torch_method, a.size, batch, a.iters, a.threads)
+                   if have_torch else None) or {}
+        sl = run_sightline(exe, arch, methods, a.size, batch, a.iters, a.threads)
+        t_ms, s_ms = torch_r.get("ms_median"), sl.get("ms_median")
+        t_mib, s_mib = torch_r.get("peak_rss_mib"), sl.get("peak_rss_mib")
+        row = dict(job=label, arch=arch, methods=methods, batch=batch, pytorch=torch_r,
+                   sightline=sl, target=target,
+                   time_ratio=None if not (t_ms and s_ms) else round(s_ms / t_ms, 2),
+                   rss_ratio=None if not (t_mib and s_mib) else round(s_mib / t_mib, 2))
+        if batch > 1 and s_ms:
+            one = run_sightline(exe, arch, methods, a.size, 1, a.iters, a.threads)
+            row["sightline_batch1_ms"] = one.get("ms_median")
+            row["per_image_ms"] = round(s_ms / batch, 1)
+        rows.append(row)
+        if a.json:
+            print(json.dumps(row), flush=True)
+    if a.json:
+        return
+    print(f"{'job':32} {'PyTorch ms':>10} {'sightline ms':>12} {'ratio':>6} {'target':>7} "
+          f"{'PyTorch MiB':>11} {'sightline MiB':>13} {'RSS ratio':>9}")
+    for r in rows:
+        t, s = r["pytorch"], r["sightline"]
+        if "error" in s:
+            print(f"{r['job']:32} sightline failed: {s['error']}")
+            continue
+        target = "-" if r["target"] is None else f"<= {r['target']}"
+        ratio = "-" if r["time_ratio"] is None else str(r["time_ratio"])
+        rss = "-" if r["rss_ratio"] is None else str(r["rss_ratio"])
+        print(f"{r['job']:32} {fmt(t.get('ms_median')):>10} {fmt(s.get('ms_median')):>12} "
+              f"{ratio:>6} {target:>7} {fmt(t.get('peak_rss_mib')):>11} "
+              f"{fmt(s.get('peak_rss_mib')):>13} {rss:>9}")
+        if "per_image_ms" in r:
+            print(f"{'':32} per image {r['per_image_ms']} ms vs batch 1 "
+                  f"{fmt(r.get('sightline_batch1_ms'))} ms (target: no slower)")
 
 
 if __name__ == "__main__":
