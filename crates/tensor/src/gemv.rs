@@ -220,12 +220,33 @@ unsafe fn axpys_task<T: Element, F: Fn(T) -> T>(job: &Job<'_, '_, T, F>, (j0, j1
     let (a, b, m, k) = (job.a, job.b, job.a.rows, job.a.cols);
     let width = j1 - j0;
     let mut acc = vec![T::zero(); m * width];
-    for p in 0..k {
-        let brow = &b.data[p * b.rs + j0..p * b.rs + j1];
+    let row = |p: usize| &b.data[p * b.rs + j0..p * b.rs + j1];
+    let map = job.map;
+    // Four rows of B per sweep over the accumulators (four read streams, a
+    // quarter of the accumulator traffic); each accumulator still adds its
+    // terms one at a time in `k` order, so the sums are the same bits.
+    let k4 = k - k % 4;
+    for p in (0..k4).step_by(4) {
+        let (b0, b1, b2, b3) = (row(p), row(p + 1), row(p + 2), row(p + 3));
+        for (i, acc) in acc.chunks_exact_mut(width).enumerate() {
+            let s = |q: usize| a.data[i * a.rs + q * a.cs];
+            let (s0, s1, s2, s3) = (s(p), s(p + 1), s(p + 2), s(p + 3));
+            for (j, d) in acc.iter_mut().enumerate() {
+                let mut v = *d;
+                v += s0 * map(b0[j]);
+                v += s1 * map(b1[j]);
+                v += s2 * map(b2[j]);
+                v += s3 * map(b3[j]);
+                *d = v;
+            }
+        }
+    }
+    for p in k4..k {
+        let brow = row(p);
         for (i, acc) in acc.chunks_exact_mut(width).enumerate() {
             let s = a.data[i * a.rs + p * a.cs];
             for (d, &w) in acc.iter_mut().zip(brow) {
-                *d += s * (job.map)(w);
+                *d += s * map(w);
             }
         }
     }
