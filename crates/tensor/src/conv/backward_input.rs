@@ -4,9 +4,9 @@
 
 use super::col2im::backward_input_col2im;
 use super::dispatch::{use_winograd, WINOGRAD_MIN_TILES_CACHED};
-use super::forward::{cached_pointwise, conv2d_im2col, conv2d_im2col_checked};
+use super::forward::{cached_packed, conv2d_im2col, conv2d_im2col_checked, conv2d_unfolded_packed};
 use super::gemm_blocks::column_blocks;
-use super::pointwise::{conv1x1, PackedPointwise};
+use super::packed::{conv1x1, PackedWeight};
 use super::{Conv2dParams, ConvGeometry};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
@@ -60,7 +60,8 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 pub struct BackwardInputCache<T> {
     winograd: OnceLock<WinogradKernel<T>>,
     flipped: OnceLock<Tensor<T>>,
-    pointwise: OnceLock<PackedPointwise<T>>,
+    packed: OnceLock<PackedWeight<T>>,
+    packed_flipped: OnceLock<PackedWeight<T>>,
 }
 
 impl<T> BackwardInputCache<T> {
@@ -69,7 +70,8 @@ impl<T> BackwardInputCache<T> {
         Self {
             winograd: OnceLock::new(),
             flipped: OnceLock::new(),
-            pointwise: OnceLock::new(),
+            packed: OnceLock::new(),
+            packed_flipped: OnceLock::new(),
         }
     }
 }
@@ -86,7 +88,7 @@ impl<T> fmt::Debug for BackwardInputCache<T> {
                     .map(|k| (k.out_channels(), k.in_channels())),
             )
             .field("flipped", &self.flipped.get().is_some())
-            .field("pointwise", &self.pointwise.get().is_some())
+            .field("packed", &self.packed.get().is_some())
             .finish()
     }
 }
@@ -118,11 +120,11 @@ pub fn conv2d_backward_input_cached<T: Element>(
 ) -> Result<Tensor<T>> {
     let g = backward_geometry(gout, weight, input_hw, p)?;
     if g.is_packed_pointwise() {
-        let k = cached_pointwise(
-            &cache.pointwise,
+        let k = cached_packed(
+            &cache.packed,
             weight,
             (g.cin, g.cout),
-            PackedPointwise::backward_input,
+            PackedWeight::transposed,
         )?;
         return conv1x1(gout, k, None);
     }
@@ -171,9 +173,28 @@ pub fn conv2d_backward_input_cached<T: Element>(
         if wt.shape() != [g.cin, g.cout_g(), kh, kw] {
             return Err(stale_cache(weight, wt.shape()));
         }
+        if p.groups == 1 {
+            let k = cached_packed(
+                &cache.packed_flipped,
+                wt,
+                (g.cin, tg.unfolded_rows()),
+                PackedWeight::forward,
+            )?;
+            return conv2d_unfolded_packed(gout, k, None, &tg);
+        }
         return conv2d_im2col_checked(gout, wt, None, &tg);
     }
-    backward_input_col2im(gout, weight, &g)
+    let packed = if g.p.groups == 1 {
+        Some(cached_packed(
+            &cache.packed,
+            weight,
+            (g.unfolded_rows(), g.cout),
+            PackedWeight::transposed,
+        )?)
+    } else {
+        None
+    };
+    backward_input_col2im(gout, weight, &g, packed)
 }
 
 /// The error of a cache used with a weight of another shape than the one it
@@ -235,7 +256,7 @@ pub fn backward_input_im2col<T: Element>(
         };
         return conv2d_im2col(gout, &wt, None, tp);
     }
-    backward_input_col2im(gout, weight, &g)
+    backward_input_col2im(gout, weight, &g, None)
 }
 
 /// Checks the shapes of an input-gradient call; the geometry of the forward

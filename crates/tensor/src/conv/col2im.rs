@@ -2,6 +2,7 @@
 //! the unfolded input, which col2im scatter-adds back into the image, in
 //! parallel over bands of rows with a fixed summation order.
 
+use super::packed::{packed_product, PackedWeight};
 use super::ConvGeometry;
 use crate::element::Element;
 use crate::error::Result;
@@ -13,10 +14,14 @@ use rayon::prelude::*;
 /// Input rows per col2im task.
 const COL2IM_BAND: usize = 16;
 
+/// The input gradient through col2im; the unfolded gradient `W^T gout` is
+/// computed with `packed` (`W^T` packed for the micro-kernels, one group)
+/// where given, with `matrixmultiply`'s GEMM otherwise.
 pub(super) fn backward_input_col2im<T: Element>(
     gout: &Tensor<T>,
     weight: &Tensor<T>,
     g: &ConvGeometry,
+    packed: Option<&PackedWeight<T>>,
 ) -> Result<Tensor<T>> {
     let hwo = g.ho * g.wo;
     let rows = g.k_rows();
@@ -25,7 +30,10 @@ pub(super) fn backward_input_col2im<T: Element>(
     with_scratch(g.p.groups * rows * hwo, |cols: &mut [T]| {
         for n in 0..g.n {
             let go = &gout.data()[n * g.cout * hwo..(n + 1) * g.cout * hwo];
-            for grp in 0..g.p.groups {
+            if let Some(k) = packed {
+                packed_product(k, go, 1, hwo, None, &mut cols[..rows * hwo]);
+            }
+            for grp in (0..g.p.groups).filter(|_| packed.is_none()) {
                 let cog = g.cout_g();
                 let wmat = MatRef::row_major(
                     &weight.data()[grp * cog * rows..(grp + 1) * cog * rows],

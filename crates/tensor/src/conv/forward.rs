@@ -5,7 +5,8 @@ use super::dispatch::{use_winograd, WINOGRAD_MIN_TILES, WINOGRAD_MIN_TILES_CACHE
 use super::gemm_blocks::{
     conv2d_column_blocks, conv2d_shared_panel, CHANNEL_BLOCK, SHARED_PANEL_COLS,
 };
-use super::pointwise::{conv1x1, PackedPointwise};
+use super::im2col::unfold_row;
+use super::packed::{conv1x1, packed_product, PackedWeight};
 use super::{Conv2dParams, ConvGeometry};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
@@ -37,8 +38,9 @@ pub fn conv2d<T: Element>(
 }
 
 /// What a forward convolution derives from its weight, computed on first use
-/// and kept: the Winograd transform `U = G g G^T` of a 3 x 3 kernel, or a
-/// 1 x 1 kernel packed for [`conv1x1`], in micro-panels.
+/// and kept: the Winograd transform `U = G g G^T` of a 3 x 3 kernel, or the
+/// weight packed as a matrix for the micro-kernels ([`PackedWeight`]), in
+/// micro-panels.
 ///
 /// A cache belongs to one weight value and one set of parameters: pass the
 /// same ones with it every time, and drop (or replace) the cache when the
@@ -48,7 +50,7 @@ pub fn conv2d<T: Element>(
 #[derive(Default)]
 pub struct ForwardCache<T> {
     winograd: OnceLock<WinogradKernel<T>>,
-    pointwise: OnceLock<PackedPointwise<T>>,
+    packed: OnceLock<PackedWeight<T>>,
 }
 
 impl<T> ForwardCache<T> {
@@ -56,13 +58,13 @@ impl<T> ForwardCache<T> {
     pub fn new() -> Self {
         Self {
             winograd: OnceLock::new(),
-            pointwise: OnceLock::new(),
+            packed: OnceLock::new(),
         }
     }
 
     /// Whether a transformed or packed kernel has been computed and kept.
     pub fn is_built(&self) -> bool {
-        self.winograd.get().is_some() || self.pointwise.get().is_some()
+        self.winograd.get().is_some() || self.packed.get().is_some()
     }
 }
 
@@ -79,9 +81,9 @@ impl<T> fmt::Debug for ForwardCache<T> {
                     .map(|k| (k.out_channels(), k.in_channels())),
             )
             .field(
-                "pointwise",
+                "packed",
                 &self
-                    .pointwise
+                    .packed
                     .get()
                     .map(|k| (k.out_channels(), k.in_channels())),
             )
@@ -93,9 +95,11 @@ impl<T> fmt::Debug for ForwardCache<T> {
 /// the packed 1 x 1 kernel) in `cache` for the next call with the same
 /// weight and parameters.
 ///
-/// 1 x 1, stride-1, one-group convolutions go through [`conv1x1`] here
-/// (the weight packed once, the input read in place), where [`conv2d`] uses
-/// im2col + GEMM; the two agree to rounding (another summation order).
+/// The other one-group convolutions run on the weight packed once for the
+/// Winograd micro-kernels: 1 x 1 stride-1 ones through [`conv1x1`] (the
+/// input read in place), the rest on the unfolded input (im2col), where
+/// [`conv2d`] uses `matrixmultiply`'s GEMM; the two agree to rounding
+/// (another summation order).
 ///
 /// Since the kernel transform is paid once, Winograd is chosen for smaller
 /// outputs than in [`conv2d`] (the threshold of the cached input gradient,
@@ -128,27 +132,53 @@ pub fn conv2d_cached<T: Element>(
         }
         return winograd::conv3x3(input, k, p.padding, bias.map(|b| b.data()));
     }
-    if g.is_packed_pointwise() {
-        let k = cached_pointwise(
-            &cache.pointwise,
+    if g.p.groups == 1 {
+        let k = cached_packed(
+            &cache.packed,
             weight,
-            (g.cout, g.cin),
-            PackedPointwise::forward,
+            (g.cout, g.unfolded_rows()),
+            PackedWeight::forward,
         )?;
-        return conv1x1(input, k, bias.map(|b| b.data()));
+        let bias = bias.map(|b| b.data());
+        if g.is_pointwise() {
+            return conv1x1(input, k, bias);
+        }
+        return conv2d_unfolded_packed(input, k, bias, &g);
     }
     conv2d_im2col_checked(input, weight, bias, &g)
 }
 
-/// The packed 1 x 1 kernel in `slot`, built from `weight` by `pack` on first
+/// A one-group convolution as `W X` with `X` the unfolded input of each
+/// image (all images unfolded first, in parallel over rows).
+pub(super) fn conv2d_unfolded_packed<T: Element>(
+    input: &Tensor<T>,
+    k: &PackedWeight<T>,
+    bias: Option<&[T]>,
+    g: &ConvGeometry,
+) -> Result<Tensor<T>> {
+    let (rows, hwo) = (g.unfolded_rows(), g.ho * g.wo);
+    let img = g.cin * g.h * g.w;
+    let mut cols = vec![T::zero(); g.n * rows * hwo];
+    cols.par_chunks_mut(hwo.max(1))
+        .enumerate()
+        .for_each(|(i, row)| {
+            let (n, r) = (i / rows, i % rows);
+            unfold_row(&input.data()[n * img..(n + 1) * img], g, 0, r, row);
+        });
+    let mut out: Tensor<T> = Tensor::zeros([g.n, g.cout, g.ho, g.wo]);
+    packed_product(k, &cols, g.n, hwo, bias, out.data_mut());
+    Ok(out)
+}
+
+/// The packed weight in `slot`, built from `weight` by `pack` on first
 /// use; an error if the slot holds a kernel of other dimensions than
 /// `(out, in)` (a cache used with another shape of weight).
-pub(super) fn cached_pointwise<'a, T: Element>(
-    slot: &'a OnceLock<PackedPointwise<T>>,
+pub(super) fn cached_packed<'a, T: Element>(
+    slot: &'a OnceLock<PackedWeight<T>>,
     weight: &Tensor<T>,
     (out, inp): (usize, usize),
-    pack: fn(&Tensor<T>) -> Result<PackedPointwise<T>>,
-) -> Result<&'a PackedPointwise<T>> {
+    pack: fn(&Tensor<T>) -> Result<PackedWeight<T>>,
+) -> Result<&'a PackedWeight<T>> {
     let k = match slot.get() {
         Some(k) => k,
         None => {
@@ -158,7 +188,7 @@ pub(super) fn cached_pointwise<'a, T: Element>(
     };
     if (k.out_channels(), k.in_channels()) != (out, inp) {
         return Err(TensorError::ShapeMismatch {
-            op: "pointwise conv (cache made for another weight)",
+            op: "packed conv weight (cache made for another weight)",
             left: weight.shape().to_vec(),
             right: vec![k.out_channels(), k.in_channels(), 1, 1],
         });
@@ -319,12 +349,19 @@ mod tests {
         let want = winograd::conv3x3(&x, &k, p.padding, None).unwrap();
         let got = conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap();
         assert_eq!(got.data(), want.data());
-        // 7 x 7 (16 tiles): im2col either way, nothing cached.
-        let x = f32s(&seq(&[1, 16, 7, 7], 7));
+        // 7 x 7 (16 tiles): no Winograd; the cached call unfolds the input
+        // and runs the packed weight (kept), the uncached one matrixmultiply.
+        let x = seq(&[1, 16, 7, 7], 7);
+        let w = seq(&[20, 16, 3, 3], 5);
         let cache = ForwardCache::new();
         let got = conv2d_cached(&x, &w, None, p, &cache).unwrap();
-        assert!(!cache.is_built());
-        assert_eq!(got.data(), conv2d(&x, &w, None, p).unwrap().data());
+        assert!(cache.is_built());
+        assert!(got.max_abs_diff(&naive(&x, &w, p)).unwrap() < 1e-10);
+        let (x, w) = (f32s(&x), f32s(&w));
+        let got = conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap();
+        let want = conv2d(&x, &w, None, p).unwrap();
+        let max = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(got.max_abs_diff(&want).unwrap() < 1e-6 * max);
     }
 
     #[test]

@@ -13,9 +13,10 @@
 //! The parts: `forward.rs` (the entry points, with and without a cached
 //! kernel, and the im2col reference),
 //! `backward_input.rs` (the input gradient's paths and its kernel cache),
-//! `backward_weight.rs` (weight and bias gradients), `pointwise.rs` (1 x 1
-//! stride-1 convolutions on a packed weight, with the Winograd
-//! micro-kernels), and what they share:
+//! `backward_weight.rs` (weight and bias gradients), `packed.rs` (products
+//! with a weight packed once, on the Winograd micro-kernels: 1 x 1
+//! convolutions, and the cached im2col and col2im paths), and what they
+//! share:
 //! `dispatch.rs` (Winograd or not), `im2col.rs` (unfolding),
 //! `gemm_blocks.rs` (parallel GEMMs over unfolded panels) and `col2im.rs`.
 
@@ -26,7 +27,7 @@ mod dispatch;
 mod forward;
 mod gemm_blocks;
 mod im2col;
-mod pointwise;
+mod packed;
 #[cfg(test)]
 mod reference;
 
@@ -36,7 +37,7 @@ pub use backward_input::{
 };
 pub use backward_weight::{conv2d_backward_bias, conv2d_backward_weight};
 pub use forward::{add_channel_bias, conv2d, conv2d_cached, conv2d_im2col, ForwardCache};
-pub use pointwise::{conv1x1, PackedPointwise};
+pub use packed::{conv1x1, PackedWeight};
 
 use crate::error::{Result, TensorError};
 use crate::tensor::check_nonzero;
@@ -209,6 +210,11 @@ impl ConvGeometry {
     /// which [`conv1x1`] runs on a packed weight.
     fn is_packed_pointwise(&self) -> bool {
         self.is_pointwise() && self.p.groups == 1
+    }
+
+    /// Rows of the unfolded input of one group: `Cin/groups kh kw`.
+    fn unfolded_rows(&self) -> usize {
+        self.cin_g() * self.kh * self.kw
     }
 }
 

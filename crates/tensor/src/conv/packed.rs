@@ -1,13 +1,15 @@
-//! 1 x 1, stride-1, one-group convolutions (most of ResNet's layers) as a
-//! product `Y (Cout x HW) = W (Cout x Cin) X (Cin x HW)` per image, run by
-//! the register-blocked micro-kernels of [`crate::winograd`] on a weight
-//! packed once ([`PackedPointwise`], cacheable), reading the input in place:
-//! an image's channels are already the rows of `X`, so apart from the last,
+//! Convolutions as products with a weight packed once ([`PackedWeight`],
+//! cacheable), run by the register-blocked micro-kernels of
+//! [`crate::winograd`]: `Y (Cout x cols) = W (Cout x K) B (K x cols)` per
+//! image, with `B` read in place (row stride `cols`), so apart from the last,
 //! partial panel of columns nothing is packed per call.
 //!
-//! The input gradient of such a convolution is the same product with the
-//! transposed weight (`W^T gout`), so it uses the same driver with a weight
-//! packed transposed.
+//! * 1 x 1, stride-1, one-group convolutions (most of ResNet's layers):
+//!   `B` is the input image itself ([`conv1x1`]); their input gradient is the
+//!   same product with the transposed weight (`W^T gout`).
+//! * other one-group convolutions that do not take Winograd: `B` is the
+//!   unfolded input (im2col), and for the input gradient through col2im,
+//!   `W^T gout` gives the unfolded gradient ([`packed_product`]).
 //!
 //! Work is split into tasks by shape only (image, block of columns, block of
 //! output channels); each output element is one micro-kernel dot product
@@ -21,12 +23,12 @@ use crate::tensor::Tensor;
 use crate::winograd::{micro_kind, Micro, NR};
 use rayon::prelude::*;
 
-/// A 1 x 1 convolution's weight packed in micro-panels of output channels:
-/// `[panel][cin][mr]`, output channels padded with zeros to a multiple of
-/// `mr`, the panel height of the micro-kernel chosen for this CPU and
-/// element type.
+/// A one-group convolution's weight as a matrix (`Cout x K`, `K = Cin kh
+/// kw`, or its transpose) packed in micro-panels of rows: `[panel][K][mr]`,
+/// rows padded with zeros to a multiple of `mr`, the panel height of the
+/// micro-kernel chosen for this CPU and element type.
 #[derive(Clone, Debug)]
-pub struct PackedPointwise<T> {
+pub struct PackedWeight<T> {
     cout: usize,
     cin: usize,
     micro: Micro,
@@ -35,33 +37,34 @@ pub struct PackedPointwise<T> {
     data: Vec<T>,
 }
 
-impl<T> PackedPointwise<T> {
-    /// Output channels of the product.
+impl<T> PackedWeight<T> {
+    /// Rows of the matrix (output channels of the product).
     pub fn out_channels(&self) -> usize {
         self.cout
     }
 
-    /// Input channels of the product.
+    /// Columns of the matrix (rows of the right-hand side: input channels
+    /// of the product).
     pub fn in_channels(&self) -> usize {
         self.cin
     }
 }
 
-impl<T: Element> PackedPointwise<T> {
-    /// The packed weight of a forward convolution with `weight`
-    /// (Cout x Cin x 1 x 1).
+impl<T: Element> PackedWeight<T> {
+    /// `W` of a one-group convolution with `weight` (Cout x Cin x kh x kw)
+    /// as a `Cout x (Cin kh kw)` matrix: for its forward pass.
     pub fn forward(weight: &Tensor<T>) -> Result<Self> {
-        let [cout, cin] = dims_1x1(weight)?;
+        let [cout, k] = matrix_dims(weight)?;
         let w = weight.data();
-        Ok(Self::build(cout, cin, |o, i| w[o * cin + i]))
+        Ok(Self::build(cout, k, |o, i| w[o * k + i]))
     }
 
-    /// The packed weight of the product that computes the input gradient of
-    /// a convolution with `weight` (Cout x Cin x 1 x 1): `W^T`, Cin x Cout.
-    pub fn backward_input(weight: &Tensor<T>) -> Result<Self> {
-        let [cout, cin] = dims_1x1(weight)?;
+    /// `W^T`, `(Cin kh kw) x Cout`: for the input gradient (of the input
+    /// itself for 1 x 1 kernels, of the unfolded input otherwise).
+    pub fn transposed(weight: &Tensor<T>) -> Result<Self> {
+        let [cout, k] = matrix_dims(weight)?;
         let w = weight.data();
-        Ok(Self::build(cin, cout, |o, i| w[i * cin + o]))
+        Ok(Self::build(k, cout, |o, i| w[i * k + o]))
     }
 
     fn build(cout: usize, cin: usize, value: impl Fn(usize, usize) -> T + Sync) -> Self {
@@ -97,18 +100,15 @@ impl<T: Element> PackedPointwise<T> {
     }
 }
 
-fn dims_1x1<T: Element>(weight: &Tensor<T>) -> Result<[usize; 2]> {
-    let [cout, cin, kh, kw] = weight.dims4("pointwise kernel")?;
-    if (kh, kw) != (1, 1) || cin == 0 {
+fn matrix_dims<T: Element>(weight: &Tensor<T>) -> Result<[usize; 2]> {
+    let [cout, cin, kh, kw] = weight.dims4("packed weight")?;
+    if cin * kh * kw == 0 {
         return Err(TensorError::InvalidParameter {
-            op: "pointwise kernel",
-            message: format!(
-                "needs a Cout x Cin x 1 x 1 weight with Cin > 0, got {:?}",
-                weight.shape()
-            ),
+            op: "packed weight",
+            message: format!("an empty kernel: weight {:?}", weight.shape()),
         });
     }
-    Ok([cout, cin])
+    Ok([cout, cin * kh * kw])
 }
 
 /// Columns (pixels) per task at most: the task's slice of the input
@@ -123,12 +123,14 @@ struct SendPtr<T>(*mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 
-/// `out[n] = K x[n] (+ bias)` for every image of `x` (N x Cin x H x W), with
-/// `K` a packed 1 x 1 kernel: a 1 x 1, stride-1, one-group convolution (or
-/// its input gradient, with [`PackedPointwise::backward_input`]).
+/// A 1 x 1, stride-1, one-group convolution of `x` (N x Cin x H x W) with a
+/// packed weight ([`PackedWeight::forward`] of a Cout x Cin x 1 x 1 weight),
+/// plus an optional per-channel `bias`; or, with
+/// [`PackedWeight::transposed`], the input gradient of one, given the
+/// output gradient as `x`.
 pub fn conv1x1<T: Element>(
     x: &Tensor<T>,
-    kernel: &PackedPointwise<T>,
+    kernel: &PackedWeight<T>,
     bias: Option<&[T]>,
 ) -> Result<Tensor<T>> {
     let [n, cin, h, w] = x.dims4("pointwise conv")?;
@@ -139,10 +141,44 @@ pub fn conv1x1<T: Element>(
             right: vec![kernel.cout, kernel.cin, 1, 1],
         });
     }
-    let (cout, hw, mr) = (kernel.cout, h * w, kernel.mr);
-    let mut out: Tensor<T> = Tensor::zeros([n, cout, h, w]);
+    let mut out: Tensor<T> = Tensor::zeros([n, kernel.cout, h, w]);
+    packed_product(kernel, x.data(), n, h * w, bias, out.data_mut());
+    Ok(out)
+}
+
+/// `out[i] = K b[i] (+ bias)` for `n` right-hand sides: `b` holds `n`
+/// row-major `K.in_channels() x cols` matrices one after the other, `out`
+/// receives `n` matrices of `K.out_channels() x cols`.
+///
+/// # Panics
+/// If the lengths of `b`, `out` or `bias` do not match those shapes (the
+/// callers in this crate build them from checked geometries).
+pub(super) fn packed_product<T: Element>(
+    kernel: &PackedWeight<T>,
+    b: &[T],
+    n: usize,
+    hw: usize,
+    bias: Option<&[T]>,
+    out: &mut [T],
+) {
+    let cin = kernel.cin;
+    assert_eq!(
+        b.len(),
+        n * cin * hw,
+        "packed_product: right-hand side length"
+    );
+    assert_eq!(
+        out.len(),
+        n * kernel.cout * hw,
+        "packed_product: output length"
+    );
+    assert!(
+        bias.is_none_or(|b| b.len() == kernel.cout),
+        "packed_product: bias length"
+    );
+    let (cout, mr) = (kernel.cout, kernel.mr);
     if n == 0 || hw == 0 || cout == 0 {
-        return Ok(out);
+        return;
     }
     // Blocks of columns (whole micro-panels), then blocks of output
     // channels when the columns alone give too few tasks.
@@ -156,13 +192,13 @@ pub fn conv1x1<T: Element>(
 
     let micro = kernel.micro.function::<T>();
     let wide = kernel.micro.wide_function::<T>();
-    let out_ptr = SendPtr(out.data_mut().as_mut_ptr());
+    let out_ptr = SendPtr(out.as_mut_ptr());
     let tasks = n * col_blocks * chan_blocks;
     (0..tasks).into_par_iter().for_each(|task| {
         let img = task / (col_blocks * chan_blocks);
         let cb = (task / chan_blocks) % col_blocks;
         let kb = task % chan_blocks;
-        let xs = &x.data()[img * cin * hw..(img + 1) * cin * hw];
+        let xs = &b[img * cin * hw..(img + 1) * cin * hw];
         let tp0 = cb * per_block;
         let tp1 = ((cb + 1) * per_block).min(col_panels);
         let p0 = kb * panels_per;
@@ -216,10 +252,10 @@ pub fn conv1x1<T: Element>(
                     // SAFETY: as above, the `hw - c0` columns that exist.
                     unsafe { copy_rows(tile, 2 * NR, dst.add(c0), hw, rows, hw - c0) };
                 }
-                if let Some(b) = bias {
+                if let Some(bias) = bias {
                     let (c0, c1) = (tp0 * NR, (tp1 * NR).min(hw));
                     for r in 0..rows {
-                        let bv = b[p * mr + r];
+                        let bv = bias[p * mr + r];
                         // SAFETY: row r of this panel, columns c0..c1: this
                         // task's own, inside `out`.
                         let row = unsafe {
@@ -231,7 +267,6 @@ pub fn conv1x1<T: Element>(
             }
         });
     });
-    Ok(out)
 }
 
 /// Copies `rows x width` values from `src` (row stride `lds`) to `dst` (row
@@ -296,7 +331,7 @@ mod tests {
                 p,
             )
             .unwrap();
-            let k = PackedPointwise::forward(&wt).unwrap();
+            let k = PackedWeight::forward(&wt).unwrap();
             let got = conv1x1(&x, &k, Some(&bias)).unwrap();
             assert_eq!(got.shape(), want.shape());
             assert!(
@@ -307,10 +342,51 @@ mod tests {
 
             let gout = seq::<f64>(want.shape(), 3);
             let want = backward_input_im2col(&gout, &wt, (h, w), p).unwrap();
-            let k = PackedPointwise::backward_input(&wt).unwrap();
+            let k = PackedWeight::transposed(&wt).unwrap();
             let got = conv1x1(&gout, &k, None).unwrap();
             assert_eq!(got.shape(), want.shape());
             assert!(got.max_abs_diff(&want).unwrap() < 1e-10);
+        }
+    }
+
+    #[test]
+    fn cached_paths_on_packed_weights_match_the_references_in_f64() {
+        use crate::conv::{conv2d_backward_input_cached, conv2d_cached};
+        use crate::conv::{BackwardInputCache, ForwardCache};
+        // Strided, padded, dilated and small-image one-group convolutions:
+        // forward on the unfolded input, input gradient through col2im or
+        // the transposed convolution, all on packed weights.
+        let cases = [
+            ([2, 5, 11, 9], [7, 5, 3, 3], Conv2dParams::new(2, 1)),
+            ([1, 3, 20, 20], [16, 3, 7, 7], Conv2dParams::new(2, 3)),
+            ([1, 20, 7, 7], [30, 20, 3, 3], Conv2dParams::new(1, 1)),
+            ([1, 18, 9, 8], [12, 18, 1, 1], Conv2dParams::new(2, 0)),
+            (
+                [1, 17, 10, 10],
+                [9, 17, 3, 2],
+                Conv2dParams {
+                    dilation: (2, 1),
+                    ..Conv2dParams::new(1, 1)
+                },
+            ),
+        ];
+        for (xs, ws, p) in cases {
+            let x = seq::<f64>(&xs, 7);
+            let wt = seq::<f64>(&ws, 5);
+            let want = conv2d_im2col(&x, &wt, None, p).unwrap();
+            let cache = ForwardCache::new();
+            for _ in 0..2 {
+                let got = conv2d_cached(&x, &wt, None, p, &cache).unwrap();
+                assert!(got.max_abs_diff(&want).unwrap() < 1e-10, "{xs:?} {ws:?}");
+            }
+            let gout = seq::<f64>(want.shape(), 3);
+            let hw = (xs[2], xs[3]);
+            let want = backward_input_im2col(&gout, &wt, hw, p).unwrap();
+            let cache = BackwardInputCache::new();
+            for _ in 0..2 {
+                let got = conv2d_backward_input_cached(&gout, &wt, hw, p, &cache).unwrap();
+                assert!(got.max_abs_diff(&want).unwrap() < 1e-10, "{xs:?} {ws:?}");
+            }
         }
     }
 
@@ -319,7 +395,7 @@ mod tests {
         let x = seq::<f32>(&[2, 96, 14, 14], 7);
         let wt = seq::<f32>(&[200, 96, 1, 1], 5);
         let want = conv2d_im2col(&x, &wt, None, Conv2dParams::default()).unwrap();
-        let k = PackedPointwise::forward(&wt).unwrap();
+        let k = PackedWeight::forward(&wt).unwrap();
         let run = |threads| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -334,10 +410,10 @@ mod tests {
     }
 
     #[test]
-    fn rejects_other_kernels_and_mismatched_inputs() {
-        let w3 = seq::<f32>(&[4, 3, 3, 3], 5);
-        assert!(PackedPointwise::forward(&w3).is_err());
-        let k = PackedPointwise::forward(&seq::<f32>(&[4, 3, 1, 1], 5)).unwrap();
+    fn rejects_empty_kernels_and_mismatched_inputs() {
+        let w0 = seq::<f32>(&[4, 0, 3, 3], 5);
+        assert!(PackedWeight::forward(&w0).is_err());
+        let k = PackedWeight::forward(&seq::<f32>(&[4, 3, 1, 1], 5)).unwrap();
         assert!(conv1x1(&seq::<f32>(&[1, 5, 4, 4], 7), &k, None).is_err());
         assert!(conv1x1(&seq::<f32>(&[1, 3, 4, 4], 7), &k, Some(&[0.0; 3])).is_err());
     }
