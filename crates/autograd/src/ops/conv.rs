@@ -11,7 +11,7 @@ use sightline_tensor::conv::{
 };
 use sightline_tensor::{Conv2dParams, Element, Tensor};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A recorded convolution.
 #[derive(Debug)]
@@ -30,24 +30,47 @@ pub struct Conv2dOp<T> {
     /// convolution was recorded with [`conv2d_with_cache`] (then it outlives
     /// the tape), otherwise this node's own.
     backward_kernel: Arc<BackwardInputCache<T>>,
-    /// The excitation rule's positive weights, their input-gradient kernel
-    /// and its denominator, per sign, made on the first excitation pass
-    /// through this node and dropped with the tape.
-    excitation: Box<ExcitationSlots<PositiveConv<T>, T>>,
+    /// The excitation rule's denominator, per sign, made on the first
+    /// excitation pass through this node and dropped with the tape.
+    excitation: Box<ExcitationSlots<T>>,
+    /// The excitation rule's positive weights and the kernels derived from
+    /// them, per sign: shared with the layer's [`Conv2dCache`] when there is
+    /// one (then made once per layer), otherwise this node's own.
+    positive: Arc<PositiveSlots<T>>,
 }
 
-/// A convolution's positive weights `max(±W, 0)` and the input-gradient
-/// kernel derived from them.
+/// A convolution's positive weights `max(±W, 0)`, per sign, each with the
+/// kernels derived from it (forward and input gradient), made on first use.
+struct PositiveSlots<T>([OnceLock<PositiveConv<T>>; 2]);
+
+impl<T> Default for PositiveSlots<T> {
+    fn default() -> Self {
+        Self([OnceLock::new(), OnceLock::new()])
+    }
+}
+
+/// The positive weights of one sign and their kernels.
 struct PositiveConv<T> {
     weight: Tensor<T>,
+    forward: ForwardCache<T>,
     backward_kernel: BackwardInputCache<T>,
+}
+
+impl<T> fmt::Debug for PositiveSlots<T> {
+    // Which signs are built, not their values (as large as the weight).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PositiveSlots")
+            .field(&self.0.each_ref().map(|c| c.get().is_some()))
+            .finish()
+    }
 }
 
 /// The kernels a convolution derives from its weight, kept across calls by
 /// the owner of the weight (a layer) and passed to [`conv2d_with_cache`]:
-/// the forward pass's Winograd kernel, and the input gradient's transformed
-/// kernel (shared with the tape nodes recorded with it). Both are computed on
-/// first use.
+/// the forward pass's Winograd or packed kernel, the input gradient's
+/// transformed kernel, and the excitation rule's positive weights with their
+/// kernels (the last two shared with the tape nodes recorded with it). All
+/// are computed on first use.
 ///
 /// A cache belongs to one weight value and one set of parameters. Whoever
 /// can change the weight must drop the cache (or replace it with a new one)
@@ -56,6 +79,7 @@ struct PositiveConv<T> {
 pub struct Conv2dCache<T> {
     forward: ForwardCache<T>,
     backward_input: Arc<BackwardInputCache<T>>,
+    positive: Arc<PositiveSlots<T>>,
 }
 
 impl<T> Conv2dCache<T> {
@@ -64,6 +88,7 @@ impl<T> Conv2dCache<T> {
         Self {
             forward: ForwardCache::new(),
             backward_input: Arc::new(BackwardInputCache::new()),
+            positive: Arc::new(PositiveSlots::default()),
         }
     }
 
@@ -85,6 +110,7 @@ impl<T> fmt::Debug for Conv2dCache<T> {
         f.debug_struct("Conv2dCache")
             .field("forward", &self.forward)
             .field("backward_input", &self.backward_input)
+            .field("positive", &self.positive)
             .finish()
     }
 }
@@ -141,9 +167,12 @@ fn record<T: Element>(
     }
     .map_err(tape.kernel_err("conv2d"))?;
     let keep_input = tape.keeps_all() || tape.requires_grad(weight.id());
-    let backward_kernel = match cache {
-        Some(c) => c.backward_input.clone(),
-        None => Arc::new(BackwardInputCache::new()),
+    let (backward_kernel, positive) = match cache {
+        Some(c) => (c.backward_input.clone(), c.positive.clone()),
+        None => (
+            Arc::new(BackwardInputCache::new()),
+            Arc::new(PositiveSlots::default()),
+        ),
     };
     let op = Op::Conv2d(Conv2dOp {
         params,
@@ -152,6 +181,7 @@ fn record<T: Element>(
         has_bias: bias.is_some(),
         backward_kernel,
         excitation: ExcitationSlots::new(),
+        positive,
     });
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
@@ -241,15 +271,17 @@ impl<T: Element> Rule<T> for ExcitationConv {
             T::one()
         };
         let negate = self.negate_weights;
-        let plus = op.excitation.data(negate, || PositiveConv {
+        let plus = op.positive.0[usize::from(negate)].get_or_init(|| PositiveConv {
             weight: op.weight.map(|w| (w * sign).max(T::zero())),
+            forward: ForwardCache::new(),
             backward_kernel: BackwardInputCache::new(),
         });
-        // The denominator through the uncached forward, as before the
-        // caches existed (the cached one picks Winograd for smaller outputs,
-        // which would change the last bits): it is made once per tape.
+        // The denominator is made once per tape, with the positive weights'
+        // kernels (made once per layer when the layer keeps a cache).
         let denominator = op.excitation.denominator(negate, || {
-            excitation_denominator(ctx, x, |a| conv_kernel(a, &plus.weight, None, op.params))
+            excitation_denominator(ctx, x, |a| {
+                conv2d_cached(a, &plus.weight, None, op.params, &plus.forward)
+            })
         })?;
         let hw = Conv2dOp::input_hw(ctx);
         out[0] = Some(excitation_with_denominator(ctx, x, g, denominator, |s| {

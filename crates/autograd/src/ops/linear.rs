@@ -25,7 +25,7 @@ pub struct LinearOp<T> {
     /// sign, made on the first excitation pass through this node and
     /// dropped with the tape (the clamped weight itself is not kept: VGG16's
     /// fc6 would be 411 MB).
-    excitation: Box<ExcitationSlots<(), T>>,
+    excitation: Box<ExcitationSlots<T>>,
 }
 
 /// Records `x W^T + b`.

@@ -63,29 +63,22 @@ pub(crate) fn excitation_with_denominator<T: Element>(
         .map_err(|e| ctx.kernel(e))
 }
 
-/// What the excitation rules derive, per recorded node and per sign of the
+/// What the excitation rules derive per recorded node and per sign of the
 /// weights (`index` 0: `max(W, 0)`, 1: `max(-W, 0)`), computed on the first
 /// pass through the node and reused by the next ones on the same tape
-/// (top-k explanations, contrastive passes): the denominator, and `D`, what
-/// the op itself derives (a convolution: the positive weights and their
-/// input-gradient kernel).
-pub(crate) struct ExcitationSlots<D, T> {
-    slots: [OnceLock<D>; 2],
+/// (top-k explanations, contrastive passes): the denominator. (What depends
+/// on the weight alone, a convolution's positive weights and their kernels,
+/// is kept by the layer: see `conv.rs`.)
+pub(crate) struct ExcitationSlots<T> {
     denominators: [OnceLock<Tensor<T>>; 2],
 }
 
-impl<D, T> ExcitationSlots<D, T> {
+impl<T> ExcitationSlots<T> {
     /// Empty slots, boxed (they are large, and most nodes never fill them).
     pub(crate) fn new() -> Box<Self> {
         Box::new(Self {
-            slots: [OnceLock::new(), OnceLock::new()],
             denominators: [OnceLock::new(), OnceLock::new()],
         })
-    }
-
-    /// The sign's derived data, made with `make` on first use.
-    pub(crate) fn data(&self, negate: bool, make: impl FnOnce() -> D) -> &D {
-        self.slots[usize::from(negate)].get_or_init(make)
     }
 
     /// The sign's denominator, made with `make` on first use.
@@ -103,12 +96,11 @@ impl<D, T> ExcitationSlots<D, T> {
     }
 }
 
-impl<D, T> fmt::Debug for ExcitationSlots<D, T> {
+impl<T> fmt::Debug for ExcitationSlots<T> {
     // Which caches are built, not their values (as large as the layer's
     // output, or its weight).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExcitationSlots")
-            .field("data", &self.slots.each_ref().map(|c| c.get().is_some()))
             .field(
                 "denominators",
                 &self.denominators.each_ref().map(|c| c.get().is_some()),
