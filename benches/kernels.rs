@@ -3,17 +3,22 @@
 //!
 //! `cargo bench --bench kernels` runs them all; a filter picks some, e.g.
 //! `cargo bench --bench kernels -- conv2d_backward_input_resnet50`;
-//! `cargo bench --no-run` builds them. Each convolution is measured twice in
-//! the same run: `auto` is what the library runs (Winograd F(2x2, 3x3) where
-//! it wins, with the transformed kernel cached as the tape caches it), and
-//! `im2col` is the im2col + GEMM reference, so their ratio is the gain of the
-//! dispatch on this machine. docs/performance.md records the numbers.
+//! `cargo bench --no-run` builds them. Each convolution is measured against
+//! the im2col + `matrixmultiply` GEMM reference (`im2col`) in the same run:
+//! the input gradient's `auto` and the forward's `cached` are what the
+//! layers run (Winograd where it wins, other one-group convolutions on a
+//! weight packed once for the same micro-kernels, the derived kernels cached
+//! as the layers and tapes cache them); the forward's `auto` is `conv2d`
+//! without a cache (the Winograd kernel transformed per call). Their ratio is
+//! the gain of the dispatch on this machine. docs/performance.md records the
+//! numbers.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use sightline::autograd::ops::{linear, pool, relu};
 use sightline::autograd::{Retain, RuleSet, Tape};
 use sightline::tensor::conv::{
-    backward_input_im2col, conv2d, conv2d_backward_input_cached, conv2d_im2col, BackwardInputCache,
+    backward_input_im2col, conv2d, conv2d_backward_input_cached, conv2d_cached, conv2d_im2col,
+    BackwardInputCache, ForwardCache,
 };
 use sightline::tensor::{Conv2dParams, MaxPool2dParams, Tensor};
 use std::time::Duration;
@@ -156,6 +161,10 @@ fn conv_group(c: &mut Criterion, name: &str, layers: &[Layer], forward: bool) {
         let hw = (l.hw, l.hw);
         if forward {
             let x = filled(&[1, l.cin, l.hw, l.hw], 2);
+            let cache = ForwardCache::new();
+            g.bench_function(BenchmarkId::new("cached", l.id()), |b| {
+                b.iter(|| conv2d_cached(black_box(&x), &w, None, p, &cache).expect("valid shapes"))
+            });
             g.bench_function(BenchmarkId::new("auto", l.id()), |b| {
                 b.iter(|| conv2d(black_box(&x), &w, None, p).expect("valid shapes"))
             });
@@ -210,6 +219,24 @@ fn relu_rules(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+}
+
+/// The forward kernels that the ReLU and max-pool rules read from: the
+/// fused ReLU (output and sign bits in one pass) and the max pool (output
+/// and argmax indices).
+fn relu_and_pool_forward(c: &mut Criterion) {
+    let mut g = c.benchmark_group("forward_64x224x224");
+    let x = filled(&[1, 64, 224, 224], 3);
+    g.bench_function("relu_with_sign_mask", |b| {
+        b.iter(|| sightline::tensor::elementwise::relu(black_box(&x)))
+    });
+    g.bench_function("max_pool2d_k2s2", |b| {
+        b.iter(|| {
+            sightline::tensor::pool::max_pool2d(black_box(&x), MaxPool2dParams::new(2, 2, 0))
+                .expect("valid shapes")
+        })
+    });
     g.finish();
 }
 
@@ -268,6 +295,7 @@ criterion_group!(
     conv_backward_input,
     conv_forward,
     relu_rules,
+    relu_and_pool_forward,
     max_pool_backward,
     linear_backward
 );
