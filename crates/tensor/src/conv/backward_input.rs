@@ -3,8 +3,10 @@
 //! kernel cached per weight) for stride 1, GEMM + col2im otherwise.
 
 use super::col2im::backward_input_col2im;
-use super::dispatch::{use_winograd, WINOGRAD_MIN_TILES_CACHED};
-use super::forward::{cached_packed, conv2d_im2col, conv2d_im2col_checked, conv2d_unfolded_packed};
+use super::dispatch::{cached_winograd_variant, WINOGRAD_MIN_TILES_CACHED};
+use super::forward::{
+    cached_packed, cached_winograd, conv2d_im2col, conv2d_im2col_checked, conv2d_unfolded_packed,
+};
 use super::gemm_blocks::column_blocks;
 use super::packed::{conv1x1, PackedWeight};
 use super::{Conv2dParams, ConvGeometry};
@@ -12,7 +14,7 @@ use crate::element::Element;
 use crate::error::{Result, TensorError};
 use crate::gemm::MatRef;
 use crate::tensor::Tensor;
-use crate::winograd::{self, WinogradKernel};
+use crate::winograd::{self, Variant, WinogradKernel};
 use rayon::prelude::*;
 use std::fmt;
 use std::sync::OnceLock;
@@ -47,8 +49,9 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 }
 
 /// Kernels derived from one weight for its input-gradient pass, computed on
-/// first use and kept: the Winograd transform of the transposed, flipped
-/// kernel, or the transposed, flipped kernel itself.
+/// first use and kept: the Winograd transform (F(2x2, 3x3) or F(4x4, 3x3),
+/// whichever the shapes call for) of the transposed, flipped kernel, or the
+/// transposed, flipped kernel itself.
 ///
 /// A cache belongs to one weight value and one set of parameters: pass the
 /// same ones with it every time, and drop (or replace) the cache when the
@@ -59,6 +62,7 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 #[derive(Default)]
 pub struct BackwardInputCache<T> {
     winograd: OnceLock<WinogradKernel<T>>,
+    winograd_f4: OnceLock<WinogradKernel<T>>,
     flipped: OnceLock<Tensor<T>>,
     packed: OnceLock<PackedWeight<T>>,
     packed_flipped: OnceLock<PackedWeight<T>>,
@@ -69,6 +73,7 @@ impl<T> BackwardInputCache<T> {
     pub fn new() -> Self {
         Self {
             winograd: OnceLock::new(),
+            winograd_f4: OnceLock::new(),
             flipped: OnceLock::new(),
             packed: OnceLock::new(),
             packed_flipped: OnceLock::new(),
@@ -77,13 +82,21 @@ impl<T> BackwardInputCache<T> {
 }
 
 impl<T> fmt::Debug for BackwardInputCache<T> {
-    // Not the kernels' values (as large as the weight, or 16/9 of it).
+    // Not the kernels' values (as large as the weight, or 16/9 or 4 times
+    // it).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BackwardInputCache")
             .field(
                 "winograd",
                 &self
                     .winograd
+                    .get()
+                    .map(|k| (k.out_channels(), k.in_channels())),
+            )
+            .field(
+                "winograd_f4",
+                &self
+                    .winograd_f4
                     .get()
                     .map(|k| (k.out_channels(), k.in_channels())),
             )
@@ -147,14 +160,14 @@ pub fn conv2d_backward_input_cached<T: Element>(
         };
         // The geometry of the transposed convolution.
         let tg = ConvGeometry::new(gout.shape(), &[g.cin, g.cout_g(), kh, kw], tp)?;
-        if use_winograd(&tg, WINOGRAD_MIN_TILES_CACHED) {
-            let k = match cache.winograd.get() {
-                Some(k) => k,
-                None => {
-                    let k = WinogradKernel::backward_input(weight)?;
-                    cache.winograd.get_or_init(|| k)
-                }
+        if let Some(variant) = cached_winograd_variant(&tg, WINOGRAD_MIN_TILES_CACHED) {
+            let slot = match variant {
+                Variant::F2x2 => &cache.winograd,
+                Variant::F4x4 => &cache.winograd_f4,
             };
+            let k = cached_winograd(slot, || {
+                WinogradKernel::backward_input_with(weight, variant)
+            })?;
             if (k.out_channels(), k.in_channels()) != (g.cin, g.cout) {
                 return Err(stale_cache(
                     weight,
@@ -342,10 +355,29 @@ mod tests {
     }
 
     #[test]
+    fn cached_f4_input_gradient_matches_im2col() {
+        // 30 x 28 input gradient (the transposed convolution's output):
+        // F(4x4), with padding 0, 1 and 2.
+        let wt = seq(&[16, 18, 3, 3], 5);
+        for pad in 0..3 {
+            let p = Conv2dParams::new(1, pad);
+            let (h, w) = (30, 28);
+            let g = seq(&[2, 16, h + 2 * pad - 2, w + 2 * pad - 2], 3);
+            let want = backward_input_im2col(&g, &wt, (h, w), p).unwrap();
+            let cache = BackwardInputCache::new();
+            for _ in 0..2 {
+                let got = conv2d_backward_input_cached(&g, &wt, (h, w), p, &cache).unwrap();
+                assert!(got.max_abs_diff(&want).unwrap() < 1e-10);
+            }
+            assert!(cache.winograd_f4.get().is_some() && cache.winograd.get().is_none());
+        }
+    }
+
+    #[test]
     fn a_cache_used_with_a_weight_of_another_shape_is_an_error() {
         let p = Conv2dParams::new(1, 1);
-        for hw in [(14, 12), (5, 4)] {
-            // Winograd (42 tiles), then the flipped kernel (6 tiles).
+        for hw in [(14, 12), (5, 4), (28, 28)] {
+            // Winograd (42 tiles), the flipped kernel (6 tiles), F(4x4).
             let g = seq(&[1, 16, hw.0, hw.1], 3);
             let cache = BackwardInputCache::new();
             conv2d_backward_input_cached(&g, &seq(&[16, 18, 3, 3], 5), hw, p, &cache).unwrap();

@@ -1,14 +1,15 @@
-//! Which convolutions go through Winograd F(2x2, 3x3) instead of im2col:
-//! decided by the shapes (and `SIGHTLINE_WINOGRAD`) only, never by the
-//! number of threads.
+//! Which convolutions go through Winograd instead of im2col, and which
+//! variant (F(2x2, 3x3) or F(4x4, 3x3)): decided by the shapes (and
+//! `SIGHTLINE_WINOGRAD`) only, never by the number of threads.
 
 use super::ConvGeometry;
+use crate::winograd::Variant;
 use std::sync::OnceLock;
 
-/// Whether a convolution with this geometry goes through Winograd
-/// F(2x2, 3x3): with enough channels, and enough tiles (2 x 2 output blocks)
-/// to pay back transforming the kernel (`min_tiles`). A function of the
-/// shapes only, so a given layer always takes the same path.
+/// Whether a convolution with this geometry goes through Winograd: with
+/// enough channels, and enough tiles (2 x 2 output blocks) to pay back
+/// transforming the kernel (`min_tiles`). A function of the shapes only, so
+/// a given layer always takes the same path.
 pub(super) fn use_winograd(g: &ConvGeometry, min_tiles: usize) -> bool {
     let mode = winograd_mode();
     let shape_ok = g.kh == 3
@@ -26,6 +27,44 @@ pub(super) fn use_winograd(g: &ConvGeometry, min_tiles: usize) -> bool {
         && g.cout >= WINOGRAD_MIN_CHANNELS
         && tiles >= min_tiles
 }
+
+/// The Winograd variant of a convolution whose kernel transform is cached
+/// (the forward pass with a [`super::ForwardCache`], the input gradient with
+/// a [`super::BackwardInputCache`]), or `None` for im2col: Winograd as
+/// [`use_winograd`] decides, then F(4x4, 3x3) where [`f4_pays`] and
+/// F(2x2, 3x3) elsewhere. `SIGHTLINE_WINOGRAD=f2` (or `f4`) makes every
+/// Winograd convolution use that variant.
+pub(super) fn cached_winograd_variant(g: &ConvGeometry, min_tiles: usize) -> Option<Variant> {
+    if !use_winograd(g, min_tiles) {
+        return None;
+    }
+    Some(match winograd_mode() {
+        WinogradMode::F2 => Variant::F2x2,
+        WinogradMode::F4 => Variant::F4x4,
+        _ if f4_pays(g) => Variant::F4x4,
+        _ => Variant::F2x2,
+    })
+}
+
+/// Whether F(4x4, 3x3) beats F(2x2, 3x3) on this shape: outputs of at least
+/// 56 x 56, or at least 28 x 28 with at most 128 x 128 channels. Measured on
+/// VGG16's and ResNet-50's 3 x 3 layers (16 to 512 channels, 1 and 2
+/// threads): 1.1x to 1.55x faster from 56 x 56 up, and at 28 x 28 with
+/// 128 channels; about even or slower at 28 x 28 with 256 or 512 channels
+/// (its kernel, 4x the weight, is reused over only 49 tiles per image);
+/// slower at 14 x 14 and 7 x 7, where its 4 x 4 tiles overhang the output
+/// by a third or more.
+fn f4_pays(g: &ConvGeometry) -> bool {
+    let side = g.ho.min(g.wo);
+    side >= F4_MIN_SIDE || (side >= F4_MIN_SIDE_SMALL && g.cin * g.cout <= F4_SMALL_MAX_CHANNELS2)
+}
+
+/// Output side from which F(4x4, 3x3) wins at any channel count.
+const F4_MIN_SIDE: usize = 56;
+/// Output side from which F(4x4, 3x3) wins with few channels.
+const F4_MIN_SIDE_SMALL: usize = 28;
+/// Input times output channels up to which "few".
+const F4_SMALL_MAX_CHANNELS2: usize = 128 * 128;
 
 /// Input and output channels from which Winograd pays (measured: below it
 /// the transforms cost more than the multiplies saved).
@@ -48,16 +87,24 @@ enum WinogradMode {
     Off,
     Auto,
     All,
+    F2,
+    F4,
 }
 
 /// `SIGHTLINE_WINOGRAD=0` turns Winograd off (to compare against im2col),
 /// `SIGHTLINE_WINOGRAD=all` uses it for every 3 x 3 stride-1 convolution it
-/// can compute (to check its accuracy on small models); read once.
+/// can compute (to check its accuracy on small models),
+/// `SIGHTLINE_WINOGRAD=f2` keeps the usual choice of layers but only
+/// F(2x2, 3x3) (to measure what F(4x4, 3x3) gains), `SIGHTLINE_WINOGRAD=f4`
+/// only F(4x4, 3x3) where the kernel is cached (to check its accuracy);
+/// read once.
 fn winograd_mode() -> WinogradMode {
     static MODE: OnceLock<WinogradMode> = OnceLock::new();
     *MODE.get_or_init(|| match std::env::var("SIGHTLINE_WINOGRAD").as_deref() {
         Ok("0") | Ok("off") => WinogradMode::Off,
         Ok("all") => WinogradMode::All,
+        Ok("f2") => WinogradMode::F2,
+        Ok("f4") => WinogradMode::F4,
         _ => WinogradMode::Auto,
     })
 }

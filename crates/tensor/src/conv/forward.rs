@@ -1,7 +1,9 @@
 //! The forward convolution: Winograd where it wins, im2col + GEMM
 //! otherwise (and always for [`conv2d_im2col`], the reference), plus bias.
 
-use super::dispatch::{use_winograd, WINOGRAD_MIN_TILES, WINOGRAD_MIN_TILES_CACHED};
+use super::dispatch::{
+    cached_winograd_variant, use_winograd, WINOGRAD_MIN_TILES, WINOGRAD_MIN_TILES_CACHED,
+};
 use super::gemm_blocks::{
     conv2d_column_blocks, conv2d_shared_panel, CHANNEL_BLOCK, SHARED_PANEL_COLS,
 };
@@ -11,7 +13,7 @@ use super::{Conv2dParams, ConvGeometry};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
-use crate::winograd::{self, WinogradKernel};
+use crate::winograd::{self, Variant, WinogradKernel};
 use rayon::prelude::*;
 use std::fmt;
 use std::sync::OnceLock;
@@ -19,9 +21,9 @@ use std::sync::OnceLock;
 /// Convolution forward: `input` N x Cin x H x W, `weight` Cout x Cin/groups x kh x kw,
 /// optional `bias` of Cout; returns N x Cout x Ho x Wo.
 ///
-/// A Winograd kernel is transformed on every call; a caller that convolves
-/// with the same weight again should keep a [`ForwardCache`] and call
-/// [`conv2d_cached`].
+/// A Winograd kernel (always F(2x2, 3x3), the cheaper to transform) is
+/// transformed on every call; a caller that convolves with the same weight
+/// again should keep a [`ForwardCache`] and call [`conv2d_cached`].
 pub fn conv2d<T: Element>(
     input: &Tensor<T>,
     weight: &Tensor<T>,
@@ -38,8 +40,9 @@ pub fn conv2d<T: Element>(
 }
 
 /// What a forward convolution derives from its weight, computed on first use
-/// and kept: the Winograd transform `U = G g G^T` of a 3 x 3 kernel, or the
-/// weight packed as a matrix for the micro-kernels ([`PackedWeight`]), in
+/// and kept: the Winograd transform `U = G g G^T` of a 3 x 3 kernel (for
+/// F(2x2, 3x3) or F(4x4, 3x3), whichever the shapes call for), or the weight
+/// packed as a matrix for the micro-kernels ([`PackedWeight`]), in
 /// micro-panels.
 ///
 /// A cache belongs to one weight value and one set of parameters: pass the
@@ -50,6 +53,7 @@ pub fn conv2d<T: Element>(
 #[derive(Default)]
 pub struct ForwardCache<T> {
     winograd: OnceLock<WinogradKernel<T>>,
+    winograd_f4: OnceLock<WinogradKernel<T>>,
     packed: OnceLock<PackedWeight<T>>,
 }
 
@@ -58,25 +62,35 @@ impl<T> ForwardCache<T> {
     pub fn new() -> Self {
         Self {
             winograd: OnceLock::new(),
+            winograd_f4: OnceLock::new(),
             packed: OnceLock::new(),
         }
     }
 
     /// Whether a transformed or packed kernel has been computed and kept.
     pub fn is_built(&self) -> bool {
-        self.winograd.get().is_some() || self.packed.get().is_some()
+        self.winograd.get().is_some()
+            || self.winograd_f4.get().is_some()
+            || self.packed.get().is_some()
     }
 }
 
 impl<T> fmt::Debug for ForwardCache<T> {
-    // Not the kernel's values: a transformed kernel holds 16/9 as many as
-    // the weight.
+    // Not the kernel's values: a transformed kernel holds 16/9 (F(2x2)) or
+    // 4 (F(4x4)) times as many as the weight.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ForwardCache")
             .field(
                 "winograd",
                 &self
                     .winograd
+                    .get()
+                    .map(|k| (k.out_channels(), k.in_channels())),
+            )
+            .field(
+                "winograd_f4",
+                &self
+                    .winograd_f4
                     .get()
                     .map(|k| (k.out_channels(), k.in_channels())),
             )
@@ -103,9 +117,11 @@ impl<T> fmt::Debug for ForwardCache<T> {
 ///
 /// Since the kernel transform is paid once, Winograd is chosen for smaller
 /// outputs than in [`conv2d`] (the threshold of the cached input gradient,
-/// 40 tiles instead of 100: 14 x 14 outputs qualify, 7 x 7 do not). Where
-/// both take the same path the results are bit-identical to [`conv2d`]'s
-/// (same kernel transform, same summation order).
+/// 40 tiles instead of 100: 14 x 14 outputs qualify, 7 x 7 do not), and
+/// F(4x4, 3x3) for outputs of 56 x 56 and more, or 28 x 28 and more with
+/// at most 128 x 128 channels (F(2x2, 3x3) otherwise). Where
+/// both take the same path (F(2x2) Winograd) the results are bit-identical
+/// to [`conv2d`]'s (same kernel transform, same summation order).
 pub fn conv2d_cached<T: Element>(
     input: &Tensor<T>,
     weight: &Tensor<T>,
@@ -115,14 +131,12 @@ pub fn conv2d_cached<T: Element>(
 ) -> Result<Tensor<T>> {
     let g = ConvGeometry::new(input.shape(), weight.shape(), p)?;
     check_bias(&g, bias)?;
-    if use_winograd(&g, WINOGRAD_MIN_TILES_CACHED) {
-        let k = match cache.winograd.get() {
-            Some(k) => k,
-            None => {
-                let k = WinogradKernel::forward(weight)?;
-                cache.winograd.get_or_init(|| k)
-            }
+    if let Some(variant) = cached_winograd_variant(&g, WINOGRAD_MIN_TILES_CACHED) {
+        let slot = match variant {
+            Variant::F2x2 => &cache.winograd,
+            Variant::F4x4 => &cache.winograd_f4,
         };
+        let k = cached_winograd(slot, || WinogradKernel::forward_with(weight, variant))?;
         if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
             return Err(TensorError::ShapeMismatch {
                 op: "conv2d_cached (cache made for another weight)",
@@ -168,6 +182,20 @@ pub(super) fn conv2d_unfolded_packed<T: Element>(
     let mut out: Tensor<T> = Tensor::zeros([g.n, g.cout, g.ho, g.wo]);
     packed_product(k, &cols, g.n, hwo, bias, out.data_mut());
     Ok(out)
+}
+
+/// The Winograd kernel in `slot`, built by `build` on first use.
+pub(super) fn cached_winograd<T: Element>(
+    slot: &OnceLock<WinogradKernel<T>>,
+    build: impl FnOnce() -> Result<WinogradKernel<T>>,
+) -> Result<&WinogradKernel<T>> {
+    Ok(match slot.get() {
+        Some(k) => k,
+        None => {
+            let k = build()?;
+            slot.get_or_init(|| k)
+        }
+    })
 }
 
 /// The packed weight in `slot`, built from `weight` by `pack` on first
@@ -365,18 +393,47 @@ mod tests {
     }
 
     #[test]
-    fn cached_forward_is_bit_identical_across_thread_counts() {
-        let x = f32s(&seq(&[1, 24, 15, 13], 7));
-        let w = f32s(&seq(&[30, 24, 3, 3], 5));
+    fn cached_forward_takes_f4_on_large_outputs() {
+        // 28 x 29 output: F(4x4) (its own cache slot), exact in f64, and the
+        // same bits as the F(4x4) kernel run directly in f32.
         let p = Conv2dParams::new(1, 1);
-        let run = |threads| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap())
-        };
-        assert_eq!(run(1).data(), run(3).data());
+        let (x, w) = (seq(&[2, 16, 28, 29], 7), seq(&[20, 16, 3, 3], 5));
+        let b = seq(&[20], 3);
+        let cache = ForwardCache::new();
+        let got = conv2d_cached(&x, &w, Some(&b), p, &cache).unwrap();
+        assert!(cache.winograd_f4.get().is_some() && cache.winograd.get().is_none());
+        let want = conv2d_im2col(&x, &w, Some(&b), p).unwrap();
+        assert!(got.max_abs_diff(&want).unwrap() < 1e-10);
+        let (x, w) = (f32s(&x), f32s(&w));
+        let k = WinogradKernel::forward_with(&w, Variant::F4x4).unwrap();
+        let want = winograd::conv3x3(&x, &k, p.padding, None).unwrap();
+        let got = conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap();
+        assert_eq!(got.data(), want.data());
+        // 27 x 27, and 28 x 28 with 130 x 128 channels: F(2x2).
+        for (c, hw) in [(16, 27), (130, 28)] {
+            let (x, w) = (seq(&[1, c, hw, hw], 7), seq(&[128, c, 3, 3], 5));
+            let cache = ForwardCache::new();
+            conv2d_cached(&x, &w, None, p, &cache).unwrap();
+            assert!(cache.winograd.get().is_some() && cache.winograd_f4.get().is_none());
+        }
+    }
+
+    #[test]
+    fn cached_forward_is_bit_identical_across_thread_counts() {
+        // F(2x2) and F(4x4).
+        for hw in [15, 30] {
+            let x = f32s(&seq(&[1, 24, hw, hw - 2], 7));
+            let w = f32s(&seq(&[30, 24, 3, 3], 5));
+            let p = Conv2dParams::new(1, 1);
+            let run = |threads| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap())
+            };
+            assert_eq!(run(1).data(), run(3).data());
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! 2-d convolution: forward, and backward for input, weight and bias.
 //!
 //! 3 x 3 convolutions with stride 1 (most of VGG's and ResNet's) go through
-//! Winograd F(2x2, 3x3) ([`crate::winograd`]) where it wins; the others are
+//! Winograd ([`crate::winograd`]) where it wins: F(4x4, 3x3) for large
+//! outputs (56 x 56, or 28 x 28 with at most 128 channels) when the
+//! transformed kernel is cached, F(2x2, 3x3) otherwise; the others are
 //! im2col + GEMM, done in blocks of output columns so the unfolded panel stays
 //! in cache and the blocks run in parallel (or, for small images, one panel
 //! shared by blocks of output channels). The backward-input pass of a
@@ -17,7 +19,7 @@
 //! with a weight packed once, on the Winograd micro-kernels: 1 x 1
 //! convolutions, and the cached im2col and col2im paths), and what they
 //! share:
-//! `dispatch.rs` (Winograd or not), `im2col.rs` (unfolding),
+//! `dispatch.rs` (Winograd or not, which variant), `im2col.rs` (unfolding),
 //! `gemm_blocks.rs` (parallel GEMMs over unfolded panels) and `col2im.rs`.
 
 mod backward_input;

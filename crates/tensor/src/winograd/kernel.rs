@@ -1,8 +1,9 @@
-//! The transformed kernel `U = G g G^T` of F(2x2, 3x3), packed once per
-//! weight in micro-panels of output channels for the micro-kernel.
+//! The transformed kernel `U = G g G^T` of F(2x2, 3x3) or F(4x4, 3x3),
+//! packed once per weight in micro-panels of output channels for the
+//! micro-kernel.
 
 use super::micro::{micro_kind, Micro};
-use super::XI;
+use super::Variant;
 use crate::element::Element;
 use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
@@ -11,12 +12,14 @@ use rayon::prelude::*;
 /// Kernel lanes transformed at once when packing (divides every panel height).
 const LANES: usize = 6;
 
-/// A 3 x 3 kernel transformed for F(2x2, 3x3) (`U = G g G^T`) and packed in
-/// micro-panels: `[panel][xi][cin][mr]`, output channels padded with zeros to
-/// a multiple of `mr`, the panel height of the micro-kernel chosen for this
-/// CPU and element type.
+/// A 3 x 3 kernel transformed for F(2x2, 3x3) or F(4x4, 3x3)
+/// (`U = G g G^T`) and packed in micro-panels: `[panel][xi][cin][mr]`
+/// (`xi` over the 16 or 36 elements of a transformed tile), output channels
+/// padded with zeros to a multiple of `mr`, the panel height of the
+/// micro-kernel chosen for this CPU and element type.
 #[derive(Clone, Debug)]
 pub struct WinogradKernel<T> {
+    pub(super) variant: Variant,
     pub(super) cout: usize,
     pub(super) cin: usize,
     pub(super) micro: Micro,
@@ -35,42 +38,66 @@ impl<T> WinogradKernel<T> {
     pub fn in_channels(&self) -> usize {
         self.cin
     }
+
+    /// The Winograd variant the kernel was transformed for.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
 }
 
 impl<T: Element> WinogradKernel<T> {
-    /// The transformed kernel of a forward convolution with `weight`
+    /// The F(2x2, 3x3) kernel of a forward convolution with `weight`
     /// (Cout x Cin x 3 x 3).
     pub fn forward(weight: &Tensor<T>) -> Result<Self> {
+        Self::forward_with(weight, Variant::F2x2)
+    }
+
+    /// The F(2x2, 3x3) kernel of the convolution that computes the input
+    /// gradient of a stride-1 convolution with `weight`; see
+    /// [`WinogradKernel::backward_input_with`].
+    pub fn backward_input(weight: &Tensor<T>) -> Result<Self> {
+        Self::backward_input_with(weight, Variant::F2x2)
+    }
+
+    /// The transformed kernel of a forward convolution with `weight`
+    /// (Cout x Cin x 3 x 3), for `variant`.
+    pub fn forward_with(weight: &Tensor<T>, variant: Variant) -> Result<Self> {
         let [cout, cin, kh, kw] = weight.dims4("winograd kernel")?;
         check_3x3(kh, kw)?;
         let w = weight.data();
-        Ok(Self::build(cout, cin, |o, i| {
+        Ok(Self::build(variant, cout, cin, |o, i| {
             let s = &w[(o * cin + i) * 9..(o * cin + i + 1) * 9];
             std::array::from_fn(|t| s[t])
         }))
     }
 
-    /// The transformed kernel of the convolution that computes the input
-    /// gradient of a stride-1 convolution with `weight` (Cout x Cin x 3 x 3):
-    /// input and output channels swapped, taps flipped.
-    pub fn backward_input(weight: &Tensor<T>) -> Result<Self> {
+    /// The transformed kernel (for `variant`) of the convolution that
+    /// computes the input gradient of a stride-1 convolution with `weight`
+    /// (Cout x Cin x 3 x 3): input and output channels swapped, taps flipped.
+    pub fn backward_input_with(weight: &Tensor<T>, variant: Variant) -> Result<Self> {
         let [cout, cin, kh, kw] = weight.dims4("winograd kernel")?;
         check_3x3(kh, kw)?;
         let w = weight.data();
         // The new convolution maps Cout channels to Cin channels.
-        Ok(Self::build(cin, cout, |o, i| {
+        Ok(Self::build(variant, cin, cout, |o, i| {
             let s = &w[(i * cin + o) * 9..(i * cin + o + 1) * 9];
             std::array::from_fn(|t| s[8 - t])
         }))
     }
 
-    fn build(cout: usize, cin: usize, tap: impl Fn(usize, usize) -> [T; 9] + Sync) -> Self {
+    fn build(
+        variant: Variant,
+        cout: usize,
+        cin: usize,
+        tap: impl Fn(usize, usize) -> [T; 9] + Sync,
+    ) -> Self {
         let micro = micro_kind::<T>();
         let mr = micro.mr();
         debug_assert_eq!(mr % LANES, 0);
         let panels = cout.div_ceil(mr);
-        let mut data = vec![T::zero(); panels * XI * cin * mr];
-        data.par_chunks_mut(XI * cin * mr)
+        let xis = variant.xi();
+        let mut data = vec![T::zero(); panels * xis * cin * mr];
+        data.par_chunks_mut(xis * cin * mr)
             .enumerate()
             .for_each(|(p, panel)| {
                 // The taps of LANES output channels side by side.
@@ -84,8 +111,12 @@ impl<T: Element> WinogradKernel<T> {
                                 gt[l] = kt;
                             }
                         }
-                        let u = transform_kernel(&g);
-                        for (xi, u) in u.iter().enumerate() {
+                        let mut u = [[T::zero(); LANES]; 36];
+                        match variant {
+                            Variant::F2x2 => u[..16].copy_from_slice(&transform_kernel(&g)),
+                            Variant::F4x4 => u = transform_kernel_f4(&g),
+                        }
+                        for (xi, u) in u[..xis].iter().enumerate() {
                             let d: &mut [T; LANES] = (&mut panel[(xi * cin + i) * mr + r0..]
                                 [..LANES])
                                 .try_into()
@@ -96,6 +127,7 @@ impl<T: Element> WinogradKernel<T> {
                 }
             });
         Self {
+            variant,
             cout,
             cin,
             micro,
@@ -108,7 +140,7 @@ impl<T: Element> WinogradKernel<T> {
     /// Packed micro-panel `p` of tile element `xi`: Cin x mr.
     pub(super) fn panel(&self, p: usize, xi: usize) -> &[T] {
         let len = self.cin * self.mr;
-        let start = (p * XI + xi) * len;
+        let start = (p * self.variant.xi() + xi) * len;
         &self.data[start..start + len]
     }
 }
@@ -117,7 +149,7 @@ fn check_3x3(kh: usize, kw: usize) -> Result<()> {
     if (kh, kw) != (3, 3) {
         return Err(TensorError::InvalidParameter {
             op: "winograd",
-            message: format!("F(2x2, 3x3) needs a 3 x 3 kernel, got {kh} x {kw}"),
+            message: format!("Winograd F(m, 3x3) needs a 3 x 3 kernel, got {kh} x {kw}"),
         });
     }
     Ok(())
@@ -148,6 +180,42 @@ fn transform_kernel<T: Element>(g: &[[T; LANES]; 9]) -> [[T; LANES]; 16] {
             u[4 * r + 1][l] = (a + b + c) * half;
             u[4 * r + 2][l] = (a - b + c) * half;
             u[4 * r + 3][l] = c;
+        }
+    }
+    u
+}
+
+/// `G g G^T` of F(4x4, 3x3) (points 0, 1, -1, 2, -2, infinity) with
+/// `G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6],
+/// [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]]`, for LANES kernels at
+/// once (`g[tap][lane]`, taps row-major). Computed in `f64` and rounded once
+/// (the constants are not exact in binary), so an `f32` kernel gets the
+/// correctly rounded transform.
+fn transform_kernel_f4<T: Element>(g: &[[T; LANES]; 9]) -> [[T; LANES]; 36] {
+    const G: [[f64; 3]; 6] = [
+        [0.25, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ];
+    let mut u = [[T::zero(); LANES]; 36];
+    for l in 0..LANES {
+        let k: [f64; 9] = std::array::from_fn(|t| g[t][l].to_f64_lossless());
+        // G g: 6 x 3.
+        let mut gg = [[0f64; 3]; 6];
+        for (r, gr) in G.iter().enumerate() {
+            for c in 0..3 {
+                gg[r][c] = gr[0] * k[c] + gr[1] * k[3 + c] + gr[2] * k[6 + c];
+            }
+        }
+        // (G g) G^T: 6 x 6.
+        for r in 0..6 {
+            for (c, gc) in G.iter().enumerate() {
+                let v = gg[r][0] * gc[0] + gg[r][1] * gc[1] + gg[r][2] * gc[2];
+                u[6 * r + c][l] = T::from_f64_lossy(v);
+            }
         }
     }
     u

@@ -1,32 +1,53 @@
-//! Winograd F(2x2, 3x3) convolution (Lavin and Gray, 2016) for 3 x 3 kernels
-//! with stride 1, dilation 1 and one group.
+//! Winograd convolution (Lavin and Gray, 2016) for 3 x 3 kernels with
+//! stride 1, dilation 1 and one group, in two variants ([`Variant`]):
 //!
-//! Each 2 x 2 block of output pixels (a *tile*) is computed from the 4 x 4
-//! input patch under it as `Y = A^T [ sum_ci (G g G^T) . (B^T d B) ] A`: 16
-//! products per tile and input channel instead of 36, i.e. 2.25x fewer
-//! multiplies. The sum over input channels is one matrix product per tile
-//! element `xi` (16 of them): `M_xi (Cout x tiles) = U_xi (Cout x Cin) V_xi
+//! - F(2x2, 3x3): each 2 x 2 block of output pixels (a *tile*) is computed
+//!   from the 4 x 4 input patch under it as
+//!   `Y = A^T [ sum_ci (G g G^T) . (B^T d B) ] A`: 16 products per tile and
+//!   input channel (4 per output) instead of 36, i.e. 2.25x fewer
+//!   multiplies;
+//! - F(4x4, 3x3) (points 0, 1, -1, 2, -2, infinity): 4 x 4 output tiles from
+//!   6 x 6 input patches (stride 4), 36 products per tile and input channel
+//!   (2.25 per output), another 1.78x fewer. Its transforms have larger
+//!   coefficients, so its `f32` error is larger: about 1-2e-5 of the largest
+//!   output on VGG16's layers, against about 1e-6 for F(2x2).
+//!
+//! The sum over input channels is one matrix product per tile element `xi`
+//! (16 or 36 of them): `M_xi (Cout x tiles) = U_xi (Cout x Cin) V_xi
 //! (Cin x tiles)`.
 //!
 //! The data are laid out for that product: the transformed kernel `U` is
 //! packed once per weight in micro-panels of a few output channels
-//! ([`WinogradKernel`], cacheable), the input transform writes `V` straight
-//! into micro-panels of [`NR`] tiles, so the product needs no packing step and
-//! runs a register-blocked micro-kernel (AVX2 + FMA for `f32` where the CPU
-//! has it, portable code otherwise).
+//! ([`WinogradKernel`], cacheable; it fixes the variant), the input
+//! transform writes `V` straight into micro-panels of [`NR`] tiles, so the
+//! product needs no packing step and runs a register-blocked micro-kernel
+//! (AVX-512, or AVX2 + FMA, for `f32` where the CPU has it, portable code
+//! otherwise), the same for both variants.
 //!
 //! Work is split into tasks by shape only (blocks of tiles times blocks of
 //! output channels); each output element is computed by exactly one task,
 //! with the channel sum in a fixed order, so results do not depend on the
 //! number of threads.
 //!
-//! The parts: the kernel transform and its packing (`kernel.rs`), the input
-//! and output transforms (`transforms.rs`), the micro-kernels and their
-//! runtime dispatch (`micro.rs`); this file holds the driver, [`conv3x3`].
+//! Which convolutions take which variant is decided in `conv/dispatch.rs`:
+//! F(4x4) where the kernel is cached (`conv2d_cached`, the cached input
+//! gradient) and the output is at least 56 x 56, or 28 x 28 with at most
+//! 128 x 128 channels (where it measured 1.1x to 1.55x faster than F(2x2);
+//! at 28 x 28 with 256 or more channels it is about even, at 14 x 14 and
+//! below, where its tiles overhang the output, slower), F(2x2) otherwise
+//! and in the uncached `conv2d`
+//! (whose kernel transform is paid on every call). `SIGHTLINE_WINOGRAD=f2`
+//! forces F(2x2) only, `SIGHTLINE_WINOGRAD=0` turns Winograd off.
+//!
+//! The parts: the kernel transforms and their packing (`kernel.rs`), the
+//! F(2x2) input and output transforms (`transforms.rs`), the F(4x4) ones
+//! (`transforms_f4.rs`), the micro-kernels and their runtime dispatch
+//! (`micro.rs`); this file holds the driver, [`conv3x3`].
 
 mod kernel;
 mod micro;
 mod transforms;
+mod transforms_f4;
 
 pub use kernel::WinogradKernel;
 pub(crate) use micro::{micro_kind, Micro};
@@ -36,7 +57,7 @@ use crate::error::{Result, TensorError};
 use crate::scratch::with_scratch2;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
-use transforms::{input_transform, output_transform, transforms_kind};
+use transforms::{input_transform, output_transform, transforms_kind, Transforms};
 
 /// Output channels per micro-panel of the transformed kernel, for the
 /// portable and AVX2 micro-kernels (the AVX-512 one takes [`MR_AVX512`]).
@@ -45,8 +66,30 @@ pub const MR: usize = 6;
 pub const MR_AVX512: usize = 12;
 /// Tiles per micro-panel of the transformed input.
 pub const NR: usize = 16;
-/// Elements of a transformed tile (4 x 4).
-const XI: usize = 16;
+/// The Winograd variants: output tiles of 2 x 2 or 4 x 4 pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// F(2x2, 3x3): 4 x 4 input tiles, 16 products per 4 outputs.
+    F2x2,
+    /// F(4x4, 3x3) (points 0, 1, -1, 2, -2, infinity): 6 x 6 input tiles,
+    /// 36 products per 16 outputs.
+    F4x4,
+}
+
+impl Variant {
+    /// Output pixels per tile side (2 or 4).
+    pub fn tile(self) -> usize {
+        match self {
+            Variant::F2x2 => 2,
+            Variant::F4x4 => 4,
+        }
+    }
+
+    /// Elements of a transformed tile (16 or 36).
+    pub(crate) fn xi(self) -> usize {
+        (self.tile() + 2) * (self.tile() + 2)
+    }
+}
 
 /// Tiles per task and output channels per task, from the shapes only.
 #[derive(Clone, Copy, Debug)]
@@ -64,9 +107,10 @@ struct Blocking {
 /// Tasks wanted per call, so that a few threads stay balanced.
 const MIN_TASKS: usize = 8;
 
-fn blocking(n: usize, tiles: usize, cin: usize, panels: usize) -> Blocking {
+fn blocking(n: usize, tiles: usize, cin: usize, panels: usize, variant: Variant) -> Blocking {
     // Keep the transformed input of one task near 1-2 MiB (it is used one
-    // tile element, 1/16th, at a time).
+    // tile element, 1/16th or 1/36th, at a time). The same tile blocks for
+    // both variants (larger ones for F(4x4) measured no faster).
     let tb = (16384 / cin.max(1) / NR * NR).clamp(NR, 128);
     let tb = tb.min(tiles.div_ceil(NR) * NR);
     let tile_blocks = tiles.div_ceil(tb);
@@ -76,6 +120,16 @@ fn blocking(n: usize, tiles: usize, cin: usize, panels: usize) -> Blocking {
     let want = MIN_TASKS.div_ceil(n * tile_blocks);
     let chan_blocks = want.min(panels / 8).max(1);
     let per = panels.div_ceil(chan_blocks);
+    let (tb, tile_blocks) = if variant == Variant::F4x4 && n * tile_blocks * chan_blocks < MIN_TASKS
+    {
+        // F(4x4) has 4x fewer tiles: on small outputs, smaller tile blocks
+        // (down to one micro-panel) keep a few threads busy.
+        let blocks = MIN_TASKS.div_ceil(n * chan_blocks);
+        let tb = (tiles.div_ceil(blocks).div_ceil(NR) * NR).min(tb);
+        (tb, tiles.div_ceil(tb))
+    } else {
+        (tb, tile_blocks)
+    };
     Blocking {
         tiles: tb,
         tile_blocks,
@@ -124,9 +178,11 @@ pub fn conv3x3<T: Element>(
         ho: h + 2 * ph - 2,
         wo: w + 2 * pw - 2,
     };
-    let tw = g.wo.div_ceil(2);
-    let tiles = g.ho.div_ceil(2) * tw;
-    let b = blocking(n, tiles, cin, kernel.panels);
+    let variant = kernel.variant;
+    let xis = variant.xi();
+    let tw = g.wo.div_ceil(variant.tile());
+    let tiles = g.ho.div_ceil(variant.tile()) * tw;
+    let b = blocking(n, tiles, cin, kernel.panels, variant);
     let mut out: Tensor<T> = Tensor::zeros([n, g.cout, g.ho, g.wo]);
     let out_ptr = SendPtr(out.data_mut().as_mut_ptr());
     let out_len = out.len();
@@ -147,9 +203,9 @@ pub fn conv3x3<T: Element>(
         let p1 = (p0 + b.panels).min(kernel.panels);
         let rows = (p1 - p0) * mr;
         let x = &input.data()[img * cin * h * w..(img + 1) * cin * h * w];
-        with_scratch2::<T, _>(XI * cin * ldm, XI * rows * ldm, |v, m| {
-            input_transform(tk, x, &g, tw, (f0, f1), ldm, v);
-            for xi in 0..XI {
+        with_scratch2::<T, _>(xis * cin * ldm, xis * rows * ldm, |v, m| {
+            variant_input_transform(variant, tk, x, &g, tw, (f0, f1), ldm, v);
+            for xi in 0..xis {
                 let vx = &v[xi * cin * ldm..(xi + 1) * cin * ldm];
                 for p in p0..p1 {
                     let a = kernel.panel(p, xi);
@@ -181,10 +237,44 @@ pub fn conv3x3<T: Element>(
                 )
             };
             debug_assert!(base + c1 * g.ho * g.wo <= out_len);
-            output_transform(tk, m, &g, tw, (f0, f1), ldm, rows, (c0, c1), bias, dst);
+            let span = (f0, f1);
+            match variant {
+                Variant::F2x2 => {
+                    output_transform(tk, m, &g, tw, span, ldm, rows, (c0, c1), bias, dst)
+                }
+                Variant::F4x4 => transforms_f4::output_transform(
+                    tk,
+                    m,
+                    &g,
+                    tw,
+                    span,
+                    ldm,
+                    rows,
+                    (c0, c1),
+                    bias,
+                    dst,
+                ),
+            }
         });
     });
     Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn variant_input_transform<T: Element>(
+    variant: Variant,
+    tk: Transforms,
+    x: &[T],
+    g: &Geometry,
+    tw: usize,
+    span: (usize, usize),
+    ldm: usize,
+    v: &mut [T],
+) {
+    match variant {
+        Variant::F2x2 => input_transform(tk, x, g, tw, span, ldm, v),
+        Variant::F4x4 => transforms_f4::input_transform(tk, x, g, tw, span, ldm, v),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -200,9 +290,12 @@ struct Geometry {
 }
 
 #[cfg(test)]
+mod tests_f4;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conv::{conv2d, conv2d_backward_input, Conv2dParams};
+    use crate::conv::{conv2d, Conv2dParams};
 
     fn seq<T: Element>(shape: &[usize], mul: usize) -> Tensor<T> {
         let n: usize = shape.iter().product();
@@ -261,7 +354,10 @@ mod tests {
         assert!(got.max_abs_diff(&want).unwrap() < 1e-6 * max);
         let g = seq::<f32>(want.shape(), 3);
         let want = crate::conv::backward_input_im2col(&g, &wt, (hw, hw), p).unwrap();
-        let got = conv2d_backward_input(&g, &wt, (hw, hw), p).unwrap();
+        // The F(2x2) kernel (the public function takes F(4x4) at 30 x 30;
+        // its error is checked in `tests_f4`).
+        let k = WinogradKernel::backward_input(&wt).unwrap();
+        let got = conv3x3(&g, &k, (1, 1), None).unwrap();
         let max = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
         assert!(got.max_abs_diff(&want).unwrap() < 1e-6 * max);
     }

@@ -1,0 +1,337 @@
+//! The F(4x4, 3x3) data transforms (points 0, 1, -1, 2, -2, infinity):
+//! `V = B^T d B` of the 6 x 6 input tiles (stride 4) and `Y = A^T M A`
+//! (+ bias) of the products, 4 x 4 output tiles. Compiled for baseline
+//! x86-64 and for AVX2 (same bits: plain adds, subtracts and multiplies by
+//! constants on arrays, no fused operations) and chosen at run time, like
+//! the F(2x2) ones.
+//!
+//! ```text
+//! B^T = [4  0 -5  0 1 0]      A^T = [1 1  1 1  1 0]
+//!       [0 -4 -4  1 1 0]            [0 1 -1 2 -2 0]
+//!       [0  4 -4 -1 1 0]            [0 1  1 4  4 0]
+//!       [0 -2 -1  2 1 0]            [0 1 -1 8 -8 1]
+//!       [0  2 -1 -2 1 0]
+//!       [0  4  0 -5 0 1]
+//! ```
+
+use super::transforms::Transforms;
+use super::Geometry;
+use crate::element::Element;
+
+/// Tiles handled per pass (stack buffers).
+const CHUNK: usize = 32;
+/// Column groups of 4 under a run of CHUNK tiles (tile j spans groups j and
+/// j + 1).
+const GROUPS: usize = CHUNK + 1;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn input_transform<T: Element>(
+    kind: Transforms,
+    x: &[T],
+    g: &Geometry,
+    tw: usize,
+    span: (usize, usize),
+    ldv: usize,
+    v: &mut [T],
+) {
+    match kind {
+        Transforms::Baseline => input_transform_impl(x, g, tw, span, ldv, v),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx2` is only chosen when the CPU has AVX2.
+        Transforms::Avx2 => unsafe { input_transform_avx2(x, g, tw, span, ldv, v) },
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn input_transform_avx2<T: Element>(
+    x: &[T],
+    g: &Geometry,
+    tw: usize,
+    span: (usize, usize),
+    ldv: usize,
+    v: &mut [T],
+) {
+    input_transform_impl(x, g, tw, span, ldv, v)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn output_transform<T: Element>(
+    kind: Transforms,
+    m: &[T],
+    g: &Geometry,
+    tw: usize,
+    span: (usize, usize),
+    ldm: usize,
+    rows: usize,
+    chans: (usize, usize),
+    bias: Option<&[T]>,
+    dst: &mut [T],
+) {
+    match kind {
+        Transforms::Baseline => output_transform_impl(m, g, tw, span, ldm, rows, chans, bias, dst),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx2` is only chosen when the CPU has AVX2.
+        Transforms::Avx2 => unsafe {
+            output_transform_avx2(m, g, tw, span, ldm, rows, chans, bias, dst)
+        },
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_transform_avx2<T: Element>(
+    m: &[T],
+    g: &Geometry,
+    tw: usize,
+    span: (usize, usize),
+    ldm: usize,
+    rows: usize,
+    chans: (usize, usize),
+    bias: Option<&[T]>,
+    dst: &mut [T],
+) {
+    output_transform_impl(m, g, tw, span, ldm, rows, chans, bias, dst)
+}
+
+/// `B^T d` for one column `d` of 6 values.
+#[inline(always)]
+fn bt<T: Element>(d: [T; 6], two: T, four: T, five: T) -> [T; 6] {
+    let [d0, d1, d2, d3, d4, d5] = d;
+    [
+        four * d0 - five * d2 + d4,
+        (d3 + d4) - four * (d1 + d2),
+        (d4 - d3) + four * (d1 - d2),
+        (d4 - d2) + two * (d3 - d1),
+        (d4 - d2) - two * (d3 - d1),
+        four * d1 - five * d3 + d5,
+    ]
+}
+
+/// `A^T m` for one column `m` of 6 values.
+#[inline(always)]
+fn at<T: Element>(m: [T; 6], two: T, four: T, eight: T) -> [T; 4] {
+    let [m0, m1, m2, m3, m4, m5] = m;
+    let (a, b, c, d) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+    [m0 + a + c, b + two * d, a + four * c, b + eight * d + m5]
+}
+
+/// Writes `V = B^T d B` of tiles `f0..f1` (row-major over the tile grid,
+/// `tw` tiles per row) and every input channel into `v`, laid out
+/// `[xi][cin][ldv]` (36 elements `xi`, tile `f` in column `f - f0`).
+/// Columns past `f1 - f0` are left as they were: the product keeps columns
+/// independent and their results are never read.
+#[inline(always)]
+fn input_transform_impl<T: Element>(
+    x: &[T],
+    g: &Geometry,
+    tw: usize,
+    (f0, f1): (usize, usize),
+    ldv: usize,
+    v: &mut [T],
+) {
+    let cin = g.cin;
+    let zero = T::zero();
+    let (two, four, five) = (
+        T::from_f64_lossy(2.0),
+        T::from_f64_lossy(4.0),
+        T::from_f64_lossy(5.0),
+    );
+    // d[q][r][m]: input row r (of the 6 under a run of tiles) at column
+    // xs + 4 m + q; then (in e) B^T applied along the rows.
+    let mut d = [[[zero; GROUPS]; 6]; 4];
+    let mut e = [[[zero; GROUPS]; 6]; 4];
+    let stride = cin * ldv;
+    for ci in 0..cin {
+        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        let mut f = f0;
+        while f < f1 {
+            let ty = f / tw;
+            let tx0 = f % tw;
+            let nt = (tw - tx0).min(CHUNK).min(f1 - f);
+            let np = nt + 1;
+            // Tile tx0 + j starts at column 4 (tx0 + j) - pw.
+            let xs = (4 * tx0) as isize - g.pw as isize;
+            let w = g.w as isize;
+            // Groups m in lo..hi have their 4 columns inside the row; the
+            // others go through checks.
+            let lo = ((-xs).max(0) as usize).div_ceil(4).min(np);
+            let hi = if w - 4 - xs >= 0 {
+                (((w - 4 - xs) / 4) as usize + 1).min(np)
+            } else {
+                0
+            }
+            .max(lo);
+            for r in 0..6 {
+                let y = (4 * ty + r) as isize - g.ph as isize;
+                if y < 0 || y as usize >= g.h {
+                    for dq in d.iter_mut() {
+                        dq[r][..np].fill(zero);
+                    }
+                    continue;
+                }
+                let row = &plane[y as usize * g.w..(y as usize + 1) * g.w];
+                if hi > lo {
+                    let x0 = (xs + 4 * lo as isize) as usize;
+                    let src = &row[x0..x0 + 4 * (hi - lo)];
+                    let [q0, q1, q2, q3] = &mut d;
+                    for ((((a, b), c), e), p) in q0[r][lo..hi]
+                        .iter_mut()
+                        .zip(q1[r][lo..hi].iter_mut())
+                        .zip(q2[r][lo..hi].iter_mut())
+                        .zip(q3[r][lo..hi].iter_mut())
+                        .zip(src.chunks_exact(4))
+                    {
+                        *a = p[0];
+                        *b = p[1];
+                        *c = p[2];
+                        *e = p[3];
+                    }
+                }
+                let at = |x: isize| {
+                    if x >= 0 && x < w {
+                        row[x as usize]
+                    } else {
+                        zero
+                    }
+                };
+                for m in (0..lo).chain(hi..np) {
+                    for (q, dq) in d.iter_mut().enumerate() {
+                        dq[r][m] = at(xs + (4 * m + q) as isize);
+                    }
+                }
+            }
+            // B^T along the rows, every column group.
+            for (dq, eq) in d.iter().zip(e.iter_mut()) {
+                let [d0, d1, d2, d3, d4, d5] = dq;
+                let (d0, d1, d2) = (&d0[..np], &d1[..np], &d2[..np]);
+                let (d3, d4, d5) = (&d3[..np], &d4[..np], &d5[..np]);
+                let [e0, e1, e2, e3, e4, e5] = eq;
+                let (e0, e1, e2) = (&mut e0[..np], &mut e1[..np], &mut e2[..np]);
+                let (e3, e4, e5) = (&mut e3[..np], &mut e4[..np], &mut e5[..np]);
+                for k in 0..np {
+                    let t = bt([d0[k], d1[k], d2[k], d3[k], d4[k], d5[k]], two, four, five);
+                    e0[k] = t[0];
+                    e1[k] = t[1];
+                    e2[k] = t[2];
+                    e3[k] = t[3];
+                    e4[k] = t[4];
+                    e5[k] = t[5];
+                }
+            }
+            // B along the columns (tile j: columns of groups j and j + 1).
+            let l0 = f - f0;
+            for i in 0..6 {
+                let [q0, q1, q2, q3] = &e;
+                let (c0, c1, c2) = (&q0[i][..nt], &q1[i][..nt], &q2[i][..nt]);
+                let (c3, c4, c5) = (&q3[i][..nt], &q0[i][1..np], &q1[i][1..np]);
+                let base = (6 * i * cin + ci) * ldv + l0;
+                let blk = &mut v[base..base + 5 * stride + nt];
+                let (o0, r) = blk.split_at_mut(stride);
+                let (o1, r) = r.split_at_mut(stride);
+                let (o2, r) = r.split_at_mut(stride);
+                let (o3, r) = r.split_at_mut(stride);
+                let (o4, o5) = r.split_at_mut(stride);
+                let (o0, o1, o2) = (&mut o0[..nt], &mut o1[..nt], &mut o2[..nt]);
+                let (o3, o4, o5) = (&mut o3[..nt], &mut o4[..nt], &mut o5[..nt]);
+                for j in 0..nt {
+                    let t = bt([c0[j], c1[j], c2[j], c3[j], c4[j], c5[j]], two, four, five);
+                    o0[j] = t[0];
+                    o1[j] = t[1];
+                    o2[j] = t[2];
+                    o3[j] = t[3];
+                    o4[j] = t[4];
+                    o5[j] = t[5];
+                }
+            }
+            f += nt;
+        }
+    }
+}
+
+/// `Y = A^T M A` for tiles `f0..f1` and channels `c0..c1`, plus bias, into
+/// `dst` (channels c0..c1 of one image); output tiles cut at the right and
+/// bottom edges.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn output_transform_impl<T: Element>(
+    m: &[T],
+    g: &Geometry,
+    tw: usize,
+    (f0, f1): (usize, usize),
+    ldm: usize,
+    rows: usize,
+    (c0, c1): (usize, usize),
+    bias: Option<&[T]>,
+    dst: &mut [T],
+) {
+    let hw = g.ho * g.wo;
+    let (two, four, eight) = (
+        T::from_f64_lossy(2.0),
+        T::from_f64_lossy(4.0),
+        T::from_f64_lossy(8.0),
+    );
+    // s[a][jj]: A^T applied along the rows, for each of the 6 columns jj.
+    let mut s = [[[T::zero(); CHUNK]; 6]; 4];
+    for c in c0..c1 {
+        let bv = bias.map_or(T::zero(), |b| b[c]);
+        let plane = &mut dst[(c - c0) * hw..(c - c0 + 1) * hw];
+        let row_of = |xi: usize| &m[(xi * rows + (c - c0)) * ldm..][..ldm];
+        let mut f = f0;
+        while f < f1 {
+            let ty = f / tw;
+            let tx0 = f % tw;
+            let nt = (tw - tx0).min(CHUNK).min(f1 - f);
+            let l0 = f - f0;
+            for jj in 0..6 {
+                let mr = |r: usize| &row_of(6 * r + jj)[l0..l0 + nt];
+                let (m0, m1, m2, m3, m4, m5) = (mr(0), mr(1), mr(2), mr(3), mr(4), mr(5));
+                let [s0, s1, s2, s3] = &mut s;
+                let (s0, s1) = (&mut s0[jj][..nt], &mut s1[jj][..nt]);
+                let (s2, s3) = (&mut s2[jj][..nt], &mut s3[jj][..nt]);
+                for t in 0..nt {
+                    let y = at([m0[t], m1[t], m2[t], m3[t], m4[t], m5[t]], two, four, eight);
+                    s0[t] = y[0];
+                    s1[t] = y[1];
+                    s2[t] = y[2];
+                    s3[t] = y[3];
+                }
+            }
+            for (a, sa) in s.iter().enumerate() {
+                let y = 4 * ty + a;
+                if y >= g.ho {
+                    break;
+                }
+                let orow = &mut plane[y * g.wo..(y + 1) * g.wo];
+                let x0 = 4 * tx0;
+                let full = nt.min((g.wo - x0) / 4);
+                let [q0, q1, q2, q3, q4, q5] = sa;
+                let col =
+                    |t: usize| at([q0[t], q1[t], q2[t], q3[t], q4[t], q5[t]], two, four, eight);
+                for (t, o) in orow[x0..x0 + 4 * full].chunks_exact_mut(4).enumerate() {
+                    let y = col(t);
+                    o[0] = y[0] + bv;
+                    o[1] = y[1] + bv;
+                    o[2] = y[2] + bv;
+                    o[3] = y[3] + bv;
+                }
+                if full < nt {
+                    // The last tile is cut by the right edge.
+                    let y = col(full);
+                    let rest = &mut orow[x0 + 4 * full..];
+                    for (o, y) in rest.iter_mut().zip(y) {
+                        *o = y + bv;
+                    }
+                }
+            }
+            f += nt;
+        }
+    }
+}
