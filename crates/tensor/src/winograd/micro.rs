@@ -9,9 +9,11 @@ use crate::element::Element;
 use std::any::TypeId;
 use std::sync::OnceLock;
 
-/// `C (mr x NR, row stride ldc) = A B` with `A` packed `k x mr` and `B`
-/// `k x NR` with row stride `ldb`: `(k, a, b, ldb, c, ldc)`.
-pub(crate) type MicroKernel<T> = fn(usize, &[T], &[T], usize, &mut [T], usize);
+/// `C (mr x NR, row stride ldc) = A B`, or `C += A B` when `accumulate`,
+/// with `A` packed `k x mr` and `B` `k x NR` with row stride `ldb`:
+/// `(k, a, b, ldb, c, ldc, accumulate)`. Accumulating starts the sums from
+/// `C` and then adds the products in `k` order (blocked products).
+pub(crate) type MicroKernel<T> = fn(usize, &[T], &[T], usize, &mut [T], usize, bool);
 
 /// The micro-kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,8 +88,21 @@ pub(crate) fn micro_kind<T: 'static>() -> Micro {
     })
 }
 
-fn micro_generic<T: Element>(k: usize, a: &[T], b: &[T], ldb: usize, c: &mut [T], ldc: usize) {
+fn micro_generic<T: Element>(
+    k: usize,
+    a: &[T],
+    b: &[T],
+    ldb: usize,
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
     let mut acc = [[T::zero(); NR]; MR];
+    if accumulate {
+        for (r, row) in acc.iter_mut().enumerate() {
+            row.copy_from_slice(&c[r * ldc..r * ldc + NR]);
+        }
+    }
     for (p, av) in a[..k * MR].chunks_exact(MR).enumerate() {
         let bv = &b[p * ldb..p * ldb + NR];
         for r in 0..MR {
@@ -109,6 +124,7 @@ fn micro_f32_avx2_checked<T: Element>(
     ldb: usize,
     c: &mut [T],
     ldc: usize,
+    accumulate: bool,
 ) {
     assert!(a.len() >= k * MR && b.len() + ldb >= k * ldb + NR && c.len() >= (MR - 1) * ldc + NR);
     assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
@@ -123,6 +139,7 @@ fn micro_f32_avx2_checked<T: Element>(
             ldb,
             c.as_mut_ptr() as *mut f32,
             ldc,
+            accumulate,
         )
     }
 }
@@ -141,9 +158,16 @@ unsafe fn micro_f32_avx2(
     ldb: usize,
     c: *mut f32,
     ldc: usize,
+    accumulate: bool,
 ) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    if accumulate {
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            acc_r[0] = _mm256_loadu_ps(c.add(r * ldc));
+            acc_r[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
+        }
+    }
     let (mut a, mut b) = (a, b);
     for _ in 0..k {
         let b0 = _mm256_loadu_ps(b);
@@ -170,6 +194,7 @@ fn micro_f32_avx512_checked<T: Element>(
     ldb: usize,
     c: &mut [T],
     ldc: usize,
+    accumulate: bool,
 ) {
     const M: usize = MR_AVX512;
     assert!(a.len() >= k * M && b.len() + ldb >= k * ldb + NR && c.len() >= (M - 1) * ldc + NR);
@@ -185,6 +210,7 @@ fn micro_f32_avx512_checked<T: Element>(
             ldb,
             c.as_mut_ptr() as *mut f32,
             ldc,
+            accumulate,
         )
     }
 }
@@ -203,10 +229,16 @@ unsafe fn micro_f32_avx512(
     ldb: usize,
     c: *mut f32,
     ldc: usize,
+    accumulate: bool,
 ) {
     use std::arch::x86_64::*;
     const M: usize = MR_AVX512;
     let mut acc = [_mm512_setzero_ps(); M];
+    if accumulate {
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            *acc_r = _mm512_loadu_ps(c.add(r * ldc));
+        }
+    }
     let (mut a, mut b) = (a, b);
     for _ in 0..k {
         let bv = _mm512_loadu_ps(b);
@@ -229,6 +261,7 @@ fn micro_f32_avx512_wide_checked<T: Element>(
     ldb: usize,
     c: &mut [T],
     ldc: usize,
+    accumulate: bool,
 ) {
     const M: usize = MR_AVX512;
     assert!(
@@ -244,6 +277,7 @@ fn micro_f32_avx512_wide_checked<T: Element>(
             ldb,
             c.as_mut_ptr() as *mut f32,
             ldc,
+            accumulate,
         )
     }
 }
@@ -264,10 +298,17 @@ unsafe fn micro_f32_avx512_wide(
     ldb: usize,
     c: *mut f32,
     ldc: usize,
+    accumulate: bool,
 ) {
     use std::arch::x86_64::*;
     const M: usize = MR_AVX512;
     let mut acc = [[_mm512_setzero_ps(); 2]; M];
+    if accumulate {
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            acc_r[0] = _mm512_loadu_ps(c.add(r * ldc));
+            acc_r[1] = _mm512_loadu_ps(c.add(r * ldc + NR));
+        }
+    }
     let (mut a, mut b) = (a, b);
     for _ in 0..k {
         let b0 = _mm512_loadu_ps(b);
@@ -308,9 +349,9 @@ mod tests {
             .collect();
         let mut c1 = vec![0f32; mr * ldc];
         let mut c2 = vec![0f32; mr * ldc];
-        wide(k, &a, &b, ldb, &mut c1, ldc);
-        narrow(k, &a, &b, ldb, &mut c2, ldc);
-        narrow(k, &a, &b[NR..], ldb, &mut c2[NR..], ldc);
+        wide(k, &a, &b, ldb, &mut c1, ldc, false);
+        narrow(k, &a, &b, ldb, &mut c2, ldc, false);
+        narrow(k, &a, &b[NR..], ldb, &mut c2[NR..], ldc, false);
         assert_eq!(c1, c2);
         // And the products are right.
         for r in 0..mr {

@@ -213,12 +213,28 @@ pub fn conv3x3<T: Element>(
                     let mut tp = 0;
                     if let Some(wide) = wide {
                         while tp + 2 <= tpanels {
-                            wide(cin, a, &vx[tp * NR..], ldm, &mut m[row + tp * NR..], ldm);
+                            wide(
+                                cin,
+                                a,
+                                &vx[tp * NR..],
+                                ldm,
+                                &mut m[row + tp * NR..],
+                                ldm,
+                                false,
+                            );
                             tp += 2;
                         }
                     }
                     for tp in tp..tpanels {
-                        micro(cin, a, &vx[tp * NR..], ldm, &mut m[row + tp * NR..], ldm);
+                        micro(
+                            cin,
+                            a,
+                            &vx[tp * NR..],
+                            ldm,
+                            &mut m[row + tp * NR..],
+                            ldm,
+                            false,
+                        );
                     }
                 }
             }
