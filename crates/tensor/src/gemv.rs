@@ -156,12 +156,51 @@ unsafe fn dots_task<T: Element, F: Fn(T) -> T>(
     (j0, j1): (usize, usize),
 ) {
     let (b, k) = (job.b, job.a.cols);
-    for j in j0..j1 {
-        let col = &b.data[j * b.cs..j * b.cs + k];
+    let col = |j: usize| &b.data[j * b.cs..j * b.cs + k];
+    // Two columns at a time: two read streams per thread keep more memory
+    // requests in flight; each dot product keeps its own lanes and order.
+    let mut j = j0;
+    while j + 2 <= j1 {
         for (i, row) in rows.iter().enumerate() {
-            finish(job, i, j, dot(row, col, job.map));
+            let (d0, d1) = dot2(row, col(j), col(j + 1), job.map);
+            finish(job, i, j, d0);
+            finish(job, i, j + 1, d1);
+        }
+        j += 2;
+    }
+    for j in j..j1 {
+        for (i, row) in rows.iter().enumerate() {
+            finish(job, i, j, dot(row, col(j), job.map));
         }
     }
+}
+
+/// [`dot`] of `x` with `w0` and with `w1` in one sweep: the same two
+/// results, bit for bit.
+#[inline(always)]
+fn dot2<T: Element, F: Fn(T) -> T>(x: &[T], w0: &[T], w1: &[T], map: &F) -> (T, T) {
+    let mut a0 = [T::zero(); DOT_LANES];
+    let mut a1 = [T::zero(); DOT_LANES];
+    let mut xs = x.chunks_exact(DOT_LANES);
+    let mut ws0 = w0.chunks_exact(DOT_LANES);
+    let mut ws1 = w1.chunks_exact(DOT_LANES);
+    for ((x, u), v) in (&mut xs).zip(&mut ws0).zip(&mut ws1) {
+        for l in 0..DOT_LANES {
+            a0[l] += x[l] * map(u[l]);
+            a1[l] += x[l] * map(v[l]);
+        }
+    }
+    let tail = xs
+        .remainder()
+        .iter()
+        .zip(ws0.remainder())
+        .zip(ws1.remainder());
+    for (l, ((x, u), v)) in tail.enumerate() {
+        a0[l] += *x * map(*u);
+        a1[l] += *x * map(*v);
+    }
+    let sum = |a: [T; DOT_LANES]| a.iter().fold(T::zero(), |s, &v| s + v);
+    (sum(a0), sum(a1))
 }
 
 /// Dot product of `x` and `map(w)` with [`DOT_LANES`] partial sums (a fixed
