@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn matrix_vector_paths_match_naive_product() {
         // m <= GEMV_MAX_ROWS and enough work: B = W^T (dots) and B = W (axpys).
-        for &(m, k, n) in &[(1, 700, 900), (3, 513, 1000), (4, 2000, 300)] {
+        for &(m, k, n) in &[(1, 700, 900), (3, 513, 1000), (4, 2000, 300), (2, 600, 777)] {
             let a: Vec<f64> = (0..m * k).map(|i| ((i * 7) % 13) as f64 - 6.0).collect();
             let w: Vec<f64> = (0..k * n).map(|i| ((i * 5) % 11) as f64 - 5.0).collect();
             let want = naive(&a, &w, m, k, n);
