@@ -77,10 +77,9 @@ impl SignMask {
         self.non_negative[i / 64] >> (i % 64) & 1 == 1
     }
 
-    /// Applies `f(g, positive, non_negative)` to every gradient element in place.
-    ///
-    /// To write the result into a new buffer instead (without first copying
-    /// `g`), use [`SignMask::map`].
+    /// Applies `f(g, positive, non_negative)` to every gradient element in
+    /// place: [`SignMask::map`], copied back into `g`. The rules use `map`,
+    /// which writes a fresh buffer and saves the copy.
     ///
     /// # Errors
     /// [`TensorError::LengthMismatch`] if `g.len()` differs from
@@ -91,14 +90,8 @@ impl SignMask {
         f: impl Fn(T, bool, bool) -> T + Sync + Send,
     ) -> Result<()> {
         self.check_len("SignMask::apply", g.len())?;
-        let avx2 = has_avx2();
-        g.par_chunks_mut(CHUNK)
-            .zip(self.positive.par_chunks(CHUNK_WORDS))
-            .zip(self.non_negative.par_chunks(CHUNK_WORDS))
-            .for_each(|((g, p), nn)| {
-                // SAFETY: AVX2 is used only where the CPU has it.
-                unsafe { dispatch_apply(avx2, g, p, nn, &f) }
-            });
+        let out = self.map(g, f)?;
+        g.copy_from_slice(&out);
         Ok(())
     }
 
@@ -378,59 +371,6 @@ fn word_bits(word: u64) -> [bool; WORD] {
 
 /// # Safety
 /// `avx2` only if the CPU has AVX2.
-unsafe fn dispatch_apply<T: Element, F: Fn(T, bool, bool) -> T>(
-    avx2: bool,
-    g: &mut [T],
-    p: &[u64],
-    nn: &[u64],
-    f: &F,
-) {
-    assert!(p.len() == g.len().div_ceil(WORD) && nn.len() == p.len());
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        return apply_avx2(g, p, nn, f);
-    }
-    let _ = avx2;
-    apply_words(g, p, nn, f)
-}
-
-/// # Safety
-/// The CPU must have AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline(never)]
-unsafe fn apply_avx2<T: Element, F: Fn(T, bool, bool) -> T>(
-    g: &mut [T],
-    p: &[u64],
-    nn: &[u64],
-    f: &F,
-) {
-    apply_words(g, p, nn, f)
-}
-
-/// `g = f(g, positive, non_negative)` over the words `p`, `nn` of `g`: the
-/// bits of each word are expanded to bools, then `f` runs over its 64
-/// elements in a straight loop (vectorized where `f` is selects and max).
-#[inline(always)]
-fn apply_words<T: Element, F: Fn(T, bool, bool) -> T>(g: &mut [T], p: &[u64], nn: &[u64], f: &F) {
-    let (gw, gt) = g.as_chunks_mut::<WORD>();
-    let full = gw.len();
-    for ((g, &p), &nn) in gw.iter_mut().zip(p).zip(nn) {
-        let (pb, nb) = (word_bits(p), word_bits(nn));
-        for b in 0..WORD {
-            g[b] = f(g[b], pb[b], nb[b]);
-        }
-    }
-    if !gt.is_empty() {
-        let (pb, nb) = (word_bits(p[full]), word_bits(nn[full]));
-        for ((v, &p), &nn) in gt.iter_mut().zip(&pb).zip(&nb) {
-            *v = f(*v, p, nn);
-        }
-    }
-}
-
-/// # Safety
-/// `avx2` only if the CPU has AVX2.
 unsafe fn dispatch_map<T: Element, F: Fn(T, bool, bool) -> T>(
     avx2: bool,
     g: &[T],
@@ -463,7 +403,10 @@ unsafe fn map_avx2<T: Element, F: Fn(T, bool, bool) -> T>(
     map_words(g, out, p, nn, f)
 }
 
-/// As [`apply_words`], writing `f(g, ..)` into `out` (as long as `g`).
+/// `out = f(g, positive, non_negative)` over the words `p`, `nn` of `g`
+/// (`out` as long as `g`): the bits of each word are expanded to bools,
+/// then `f` runs over its 64 elements in a straight loop (vectorized where
+/// `f` is selects and max).
 #[inline(always)]
 fn map_words<T: Element, F: Fn(T, bool, bool) -> T>(
     g: &[T],
@@ -756,18 +699,7 @@ mod tests {
                         .map(|v| unsafe { v.assume_init() })
                         .collect::<Vec<T>>()
                 };
-                let apply = |avx2: bool| {
-                    let mut h = g.clone();
-                    // SAFETY: as above.
-                    unsafe { dispatch_apply(avx2, &mut h, &p, &nn, &f) };
-                    h
-                };
                 assert!(same_bits(&map(false), &map(true)), "len {len}, rule {r}");
-                assert!(
-                    same_bits(&apply(false), &apply(true)),
-                    "len {len}, rule {r}"
-                );
-                assert!(same_bits(&map(false), &apply(true)), "len {len}, rule {r}");
             }
         }
     }

@@ -1,6 +1,17 @@
 //! Helpers shared by the kernels' unit tests.
 
+use crate::element::Element;
 use crate::tensor::Tensor;
+
+/// A deterministic ramp of values in [-1, 1) (`(i * mul) % 23`, scaled), in
+/// any element type: the inputs of the Winograd and packed-product tests.
+pub(crate) fn seq<T: Element>(shape: &[usize], mul: usize) -> Tensor<T> {
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|i| T::from_f64_lossy(((i * mul) % 23) as f64 / 11.0 - 1.0))
+        .collect();
+    Tensor::from_vec(shape.to_vec(), data).unwrap()
+}
 
 /// Deterministic pseudo-random values in [-1, 1).
 pub(crate) fn rnd(shape: &[usize], seed: u64) -> Tensor<f64> {

@@ -338,20 +338,12 @@ mod tests {
         }
     }
 
-    fn f32s(t: &Tensor<f64>) -> Tensor<f32> {
-        Tensor::from_vec(
-            t.shape().to_vec(),
-            t.data().iter().map(|&v| v as f32).collect(),
-        )
-        .unwrap()
-    }
-
     #[test]
     fn cached_forward_is_bit_identical_to_the_uncached_winograd_path() {
         // 20 x 20 output: 100 tiles, Winograd with and without a cache.
-        let x = f32s(&seq(&[2, 16, 20, 20], 7));
-        let w = f32s(&seq(&[24, 16, 3, 3], 5));
-        let b = f32s(&seq(&[24], 3));
+        let x = seq(&[2, 16, 20, 20], 7).cast::<f32>();
+        let w = seq(&[24, 16, 3, 3], 5).cast::<f32>();
+        let b = seq(&[24], 3).cast::<f32>();
         let p = Conv2dParams::new(1, 1);
         let want = conv2d(&x, &w, Some(&b), p).unwrap();
         let cache = ForwardCache::new();
@@ -372,7 +364,7 @@ mod tests {
         let got = conv2d_cached(&x, &w, None, p, &cache).unwrap();
         assert!(cache.is_built());
         assert!(got.max_abs_diff(&naive(&x, &w, p)).unwrap() < 1e-10);
-        let (x, w) = (f32s(&x), f32s(&w));
+        let (x, w) = (x.cast::<f32>(), w.cast::<f32>());
         let k = WinogradKernel::forward(&w).unwrap();
         let want = winograd::conv3x3(&x, &k, p.padding, None).unwrap();
         let got = conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap();
@@ -385,10 +377,10 @@ mod tests {
         let got = conv2d_cached(&x, &w, None, p, &cache).unwrap();
         assert!(cache.is_built());
         assert!(got.max_abs_diff(&naive(&x, &w, p)).unwrap() < 1e-10);
-        let (x, w) = (f32s(&x), f32s(&w));
+        let (x, w) = (x.cast::<f32>(), w.cast::<f32>());
         let got = conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap();
         let want = conv2d(&x, &w, None, p).unwrap();
-        let max = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        let max = want.max_abs();
         assert!(got.max_abs_diff(&want).unwrap() < 1e-6 * max);
     }
 
@@ -404,7 +396,7 @@ mod tests {
         assert!(cache.winograd_f4.get().is_some() && cache.winograd.get().is_none());
         let want = conv2d_im2col(&x, &w, Some(&b), p).unwrap();
         assert!(got.max_abs_diff(&want).unwrap() < 1e-10);
-        let (x, w) = (f32s(&x), f32s(&w));
+        let (x, w) = (x.cast::<f32>(), w.cast::<f32>());
         let k = WinogradKernel::forward_with(&w, Variant::F4x4).unwrap();
         let want = winograd::conv3x3(&x, &k, p.padding, None).unwrap();
         let got = conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap();
@@ -422,8 +414,8 @@ mod tests {
     fn cached_forward_is_bit_identical_across_thread_counts() {
         // F(2x2) and F(4x4).
         for hw in [15, 30] {
-            let x = f32s(&seq(&[1, 24, hw, hw - 2], 7));
-            let w = f32s(&seq(&[30, 24, 3, 3], 5));
+            let x = seq(&[1, 24, hw, hw - 2], 7).cast::<f32>();
+            let w = seq(&[30, 24, 3, 3], 5).cast::<f32>();
             let p = Conv2dParams::new(1, 1);
             let run = |threads| {
                 rayon::ThreadPoolBuilder::new()

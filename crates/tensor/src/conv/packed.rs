@@ -390,17 +390,7 @@ unsafe fn copy_rows<T: Copy>(
 mod tests {
     use super::*;
     use crate::conv::{backward_input_im2col, conv2d_im2col, Conv2dParams};
-
-    fn seq<T: Element>(shape: &[usize], mul: usize) -> Tensor<T> {
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(
-            shape.to_vec(),
-            (0..n)
-                .map(|i| T::from_f64_lossy(((i * mul) % 23) as f64 / 11.0 - 1.0))
-                .collect(),
-        )
-        .unwrap()
-    }
+    use crate::testing::seq;
 
     #[test]
     fn matches_im2col_forward_and_backward_in_f64() {
@@ -503,7 +493,7 @@ mod tests {
                 .install(|| conv1x1(&x, &k, None).unwrap())
         };
         let got = run(1);
-        let max = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        let max = want.max_abs();
         let err = got.max_abs_diff(&want).unwrap() / max;
         // 600-term sums in another order than matrixmultiply's (in blocks
         // of KC): rounding of a few f32 ulps of the largest partial sums.

@@ -38,9 +38,13 @@ impl Micro {
         match self {
             Micro::Generic => micro_generic::<T>,
             #[cfg(target_arch = "x86_64")]
-            Micro::Avx2 => micro_f32_avx2_checked::<T>,
+            Micro::Avx2 => |k, a, b, ldb, c, ldc, acc| {
+                call_f32(micro_f32_avx2, MR, NR, k, a, b, ldb, c, ldc, acc)
+            },
             #[cfg(target_arch = "x86_64")]
-            Micro::Avx512 => micro_f32_avx512_checked::<T>,
+            Micro::Avx512 => |k, a, b, ldb, c, ldc, acc| {
+                call_f32(micro_f32_avx512, MR_AVX512, NR, k, a, b, ldb, c, ldc, acc)
+            },
             #[cfg(not(target_arch = "x86_64"))]
             _ => micro_generic::<T>,
         }
@@ -54,7 +58,20 @@ impl Micro {
     pub(crate) fn wide_function<T: Element>(self) -> Option<MicroKernel<T>> {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Micro::Avx512 => Some(micro_f32_avx512_wide_checked::<T>),
+            Micro::Avx512 => Some(|k, a, b, ldb, c, ldc, acc| {
+                call_f32(
+                    micro_f32_avx512_wide,
+                    MR_AVX512,
+                    2 * NR,
+                    k,
+                    a,
+                    b,
+                    ldb,
+                    c,
+                    ldc,
+                    acc,
+                )
+            }),
             _ => None,
         }
     }
@@ -116,8 +133,19 @@ fn micro_generic<T: Element>(
     }
 }
 
+/// A raw `f32` micro-kernel: `(k, a, b, ldb, c, ldc, accumulate)` on
+/// pointers, compiled for a CPU feature.
 #[cfg(target_arch = "x86_64")]
-fn micro_f32_avx2_checked<T: Element>(
+type RawKernel = unsafe fn(usize, *const f32, *const f32, usize, *mut f32, usize, bool);
+
+/// Calls the raw kernel `raw` (`mr` rows, `width` columns) on slices, after
+/// checking their lengths and that `T` is `f32`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn call_f32<T: Element>(
+    raw: RawKernel,
+    mr: usize,
+    width: usize,
     k: usize,
     a: &[T],
     b: &[T],
@@ -126,13 +154,17 @@ fn micro_f32_avx2_checked<T: Element>(
     ldc: usize,
     accumulate: bool,
 ) {
-    assert!(a.len() >= k * MR && b.len() + ldb >= k * ldb + NR && c.len() >= (MR - 1) * ldc + NR);
+    assert!(
+        a.len() >= k * mr && b.len() + ldb >= k * ldb + width && c.len() >= (mr - 1) * ldc + width
+    );
     assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
     // SAFETY: T is f32 (asserted), so the pointer casts are identities; the
     // lengths were checked above; `c` does not alias `a` or `b` (distinct
-    // borrows); this kernel is only selected when the CPU has AVX2 and FMA.
+    // borrows); `raw` is only passed here by `Micro::function` and
+    // `Micro::wide_function` for the `Micro` that `micro_kind` chose because
+    // the CPU has the kernel's features.
     unsafe {
-        micro_f32_avx2(
+        raw(
             k,
             a.as_ptr() as *const f32,
             b.as_ptr() as *const f32,
@@ -186,35 +218,6 @@ unsafe fn micro_f32_avx2(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-fn micro_f32_avx512_checked<T: Element>(
-    k: usize,
-    a: &[T],
-    b: &[T],
-    ldb: usize,
-    c: &mut [T],
-    ldc: usize,
-    accumulate: bool,
-) {
-    const M: usize = MR_AVX512;
-    assert!(a.len() >= k * M && b.len() + ldb >= k * ldb + NR && c.len() >= (M - 1) * ldc + NR);
-    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
-    // SAFETY: T is f32 (asserted), so the pointer casts are identities; the
-    // lengths were checked above; `c` does not alias `a` or `b` (distinct
-    // borrows); this kernel is only selected when the CPU has AVX-512F.
-    unsafe {
-        micro_f32_avx512(
-            k,
-            a.as_ptr() as *const f32,
-            b.as_ptr() as *const f32,
-            ldb,
-            c.as_mut_ptr() as *mut f32,
-            ldc,
-            accumulate,
-        )
-    }
-}
-
 /// The AVX-512 micro-kernel: 12 x 16 accumulators, one register per row.
 ///
 /// # Safety
@@ -250,35 +253,6 @@ unsafe fn micro_f32_avx512(
     }
     for (r, acc_r) in acc.iter().enumerate() {
         _mm512_storeu_ps(c.add(r * ldc), *acc_r);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn micro_f32_avx512_wide_checked<T: Element>(
-    k: usize,
-    a: &[T],
-    b: &[T],
-    ldb: usize,
-    c: &mut [T],
-    ldc: usize,
-    accumulate: bool,
-) {
-    const M: usize = MR_AVX512;
-    assert!(
-        a.len() >= k * M && b.len() + ldb >= k * ldb + 2 * NR && c.len() >= (M - 1) * ldc + 2 * NR
-    );
-    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
-    // SAFETY: as `micro_f32_avx512_checked`, with the lengths of two panels.
-    unsafe {
-        micro_f32_avx512_wide(
-            k,
-            a.as_ptr() as *const f32,
-            b.as_ptr() as *const f32,
-            ldb,
-            c.as_mut_ptr() as *mut f32,
-            ldc,
-            accumulate,
-        )
     }
 }
 

@@ -57,7 +57,7 @@ use crate::error::{Result, TensorError};
 use crate::scratch::with_scratch2;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
-use transforms::{input_transform, output_transform, transforms_kind, Transforms};
+use transforms::{input_transform, output_transform, transforms_kind};
 
 /// Output channels per micro-panel of the transformed kernel, for the
 /// portable and AVX2 micro-kernels (the AVX-512 one takes [`MR_AVX512`]).
@@ -204,7 +204,7 @@ pub fn conv3x3<T: Element>(
         let rows = (p1 - p0) * mr;
         let x = &input.data()[img * cin * h * w..(img + 1) * cin * h * w];
         with_scratch2::<T, _>(xis * cin * ldm, xis * rows * ldm, |v, m| {
-            variant_input_transform(variant, tk, x, &g, tw, (f0, f1), ldm, v);
+            input_transform(tk, variant, x, &g, tw, (f0, f1), ldm, v);
             for xi in 0..xis {
                 let vx = &v[xi * cin * ldm..(xi + 1) * cin * ldm];
                 for p in p0..p1 {
@@ -254,43 +254,10 @@ pub fn conv3x3<T: Element>(
             };
             debug_assert!(base + c1 * g.ho * g.wo <= out_len);
             let span = (f0, f1);
-            match variant {
-                Variant::F2x2 => {
-                    output_transform(tk, m, &g, tw, span, ldm, rows, (c0, c1), bias, dst)
-                }
-                Variant::F4x4 => transforms_f4::output_transform(
-                    tk,
-                    m,
-                    &g,
-                    tw,
-                    span,
-                    ldm,
-                    rows,
-                    (c0, c1),
-                    bias,
-                    dst,
-                ),
-            }
+            output_transform(tk, variant, m, &g, tw, span, ldm, rows, (c0, c1), bias, dst);
         });
     });
     Ok(out)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn variant_input_transform<T: Element>(
-    variant: Variant,
-    tk: Transforms,
-    x: &[T],
-    g: &Geometry,
-    tw: usize,
-    span: (usize, usize),
-    ldm: usize,
-    v: &mut [T],
-) {
-    match variant {
-        Variant::F2x2 => input_transform(tk, x, g, tw, span, ldm, v),
-        Variant::F4x4 => transforms_f4::input_transform(tk, x, g, tw, span, ldm, v),
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -312,17 +279,7 @@ mod tests_f4;
 mod tests {
     use super::*;
     use crate::conv::{conv2d, Conv2dParams};
-
-    fn seq<T: Element>(shape: &[usize], mul: usize) -> Tensor<T> {
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(
-            shape.to_vec(),
-            (0..n)
-                .map(|i| T::from_f64_lossy(((i * mul) % 23) as f64 / 11.0 - 1.0))
-                .collect(),
-        )
-        .unwrap()
-    }
+    use crate::testing::seq;
 
     #[test]
     fn matches_im2col_forward_and_backward_in_f64() {
@@ -366,7 +323,7 @@ mod tests {
         let p = Conv2dParams::new(1, 1);
         let want = crate::conv::conv2d_im2col(&x, &wt, None, p).unwrap();
         let got = conv2d(&x, &wt, None, p).unwrap();
-        let max = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        let max = want.max_abs();
         assert!(got.max_abs_diff(&want).unwrap() < 1e-6 * max);
         let g = seq::<f32>(want.shape(), 3);
         let want = crate::conv::backward_input_im2col(&g, &wt, (hw, hw), p).unwrap();
@@ -374,7 +331,7 @@ mod tests {
         // its error is checked in `tests_f4`).
         let k = WinogradKernel::backward_input(&wt).unwrap();
         let got = conv3x3(&g, &k, (1, 1), None).unwrap();
-        let max = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        let max = want.max_abs();
         assert!(got.max_abs_diff(&want).unwrap() < 1e-6 * max);
     }
 

@@ -1,19 +1,10 @@
 //! Tests of F(4x4, 3x3) against the im2col reference, its `f32` error and
 //! its determinism.
 
+use super::transforms::Transforms;
 use super::*;
 use crate::conv::{backward_input_im2col, conv2d_im2col, Conv2dParams};
-
-fn seq<T: Element>(shape: &[usize], mul: usize) -> Tensor<T> {
-    let n: usize = shape.iter().product();
-    Tensor::from_vec(
-        shape.to_vec(),
-        (0..n)
-            .map(|i| T::from_f64_lossy(((i * mul) % 23) as f64 / 11.0 - 1.0))
-            .collect(),
-    )
-    .unwrap()
-}
+use crate::testing::seq;
 
 /// Normal samples with standard deviation `sd` (xorshift + Box-Muller).
 fn normal(shape: &[usize], sd: f64, seed: u64) -> Tensor<f64> {
@@ -32,14 +23,6 @@ fn normal(shape: &[usize], sd: f64, seed: u64) -> Tensor<f64> {
         })
         .collect();
     Tensor::from_vec(shape.to_vec(), data).unwrap()
-}
-
-fn f32s(t: &Tensor<f64>) -> Tensor<f32> {
-    Tensor::from_vec(
-        t.shape().to_vec(),
-        t.data().iter().map(|&v| v as f32).collect(),
-    )
-    .unwrap()
 }
 
 fn f64s(t: &Tensor<f32>) -> Tensor<f64> {
@@ -100,12 +83,8 @@ fn f4_matches_im2col_forward_and_backward_in_f64() {
 /// inputs and output gradients ~ N(0, 1).
 fn f32_relative_errors(cin: usize, cout: usize, hw: usize, variant: Variant) -> (f64, f64) {
     let p = Conv2dParams::new(1, 1);
-    let x = f32s(&normal(&[1, cin, hw, hw], 1.0, 1));
-    let wt = f32s(&normal(
-        &[cout, cin, 3, 3],
-        (2.0 / (9 * cin) as f64).sqrt(),
-        2,
-    ));
+    let x = normal(&[1, cin, hw, hw], 1.0, 1).cast::<f32>();
+    let wt = normal(&[cout, cin, 3, 3], (2.0 / (9 * cin) as f64).sqrt(), 2).cast::<f32>();
     let rel = |got: &Tensor<f32>, want: &Tensor<f64>| {
         let max = want.data().iter().fold(0f64, |m, v| m.max(v.abs()));
         f64s(got).max_abs_diff(want).unwrap() / max
@@ -113,7 +92,7 @@ fn f32_relative_errors(cin: usize, cout: usize, hw: usize, variant: Variant) -> 
     let want = conv2d_im2col(&f64s(&x), &f64s(&wt), None, p).unwrap();
     let k = WinogradKernel::forward_with(&wt, variant).unwrap();
     let fwd = rel(&conv3x3(&x, &k, (1, 1), None).unwrap(), &want);
-    let g = f32s(&normal(want.shape(), 1.0, 3));
+    let g = normal(want.shape(), 1.0, 3).cast::<f32>();
     let want = backward_input_im2col(&f64s(&g), &f64s(&wt), (hw, hw), p).unwrap();
     let k = WinogradKernel::backward_input_with(&wt, variant).unwrap();
     let bwd = rel(&conv3x3(&g, &k, (1, 1), None).unwrap(), &want);
@@ -182,7 +161,7 @@ fn f4_bit_identical_across_thread_counts() {
 fn f4_baseline_and_avx2_transforms_give_the_same_bits() {
     // Both builds of the transforms, on a shape with partial tiles and
     // padding, through the whole convolution.
-    let x = f32s(&normal(&[1, 20, 17, 22], 1.0, 5));
+    let x = normal(&[1, 20, 17, 22], 1.0, 5).cast::<f32>();
     let g = Geometry {
         cin: 20,
         h: 17,
@@ -200,13 +179,23 @@ fn f4_baseline_and_avx2_transforms_give_the_same_bits() {
         .iter()
         .map(|&tk| {
             let mut v = vec![0f32; 36 * 20 * ldm];
-            transforms_f4::input_transform(tk, x.data(), &g, tw, (0, tiles), ldm, &mut v);
+            transforms::input_transform(
+                tk,
+                Variant::F4x4,
+                x.data(),
+                &g,
+                tw,
+                (0, tiles),
+                ldm,
+                &mut v,
+            );
             // Use the transformed input as a stand-in for the products.
             let mut dst = vec![0f32; 20 * g.ho * g.wo];
             let b: Vec<f32> = (0..20).map(|i| i as f32).collect();
             let m = &v[..];
-            transforms_f4::output_transform(
+            transforms::output_transform(
                 tk,
+                Variant::F4x4,
                 m,
                 &g,
                 tw,

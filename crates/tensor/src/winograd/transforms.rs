@@ -1,8 +1,9 @@
 //! The F(2x2, 3x3) data transforms: `V = B^T d B` of the input tiles and
-//! `Y = A^T M A` (+ bias) of the products, compiled for baseline x86-64 and
-//! for AVX2 (same bits) and chosen at run time.
+//! `Y = A^T M A` (+ bias) of the products; and the dispatch of both
+//! variants' transforms (F(4x4) in `transforms_f4.rs`), compiled for
+//! baseline x86-64 and for AVX2 (same bits) and chosen at run time.
 
-use super::Geometry;
+use super::{transforms_f4, Geometry, Variant};
 use crate::element::Element;
 
 /// Tiles handled per pass of the input transform (stack buffers).
@@ -28,9 +29,12 @@ pub(super) fn transforms_kind() -> Transforms {
     Transforms::Baseline
 }
 
+/// The input transform of `variant` (see the two `input_transform_impl`s),
+/// in the build chosen by `kind`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn input_transform<T: Element>(
     kind: Transforms,
+    variant: Variant,
     x: &[T],
     g: &Geometry,
     tw: usize,
@@ -39,10 +43,10 @@ pub(super) fn input_transform<T: Element>(
     v: &mut [T],
 ) {
     match kind {
-        Transforms::Baseline => input_transform_impl(x, g, tw, span, ldv, v),
+        Transforms::Baseline => input_variant(variant, x, g, tw, span, ldv, v),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx2` is only chosen when the CPU has AVX2.
-        Transforms::Avx2 => unsafe { input_transform_avx2(x, g, tw, span, ldv, v) },
+        Transforms::Avx2 => unsafe { input_transform_avx2(variant, x, g, tw, span, ldv, v) },
     }
 }
 
@@ -51,7 +55,9 @@ pub(super) fn input_transform<T: Element>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn input_transform_avx2<T: Element>(
+    variant: Variant,
     x: &[T],
     g: &Geometry,
     tw: usize,
@@ -59,12 +65,32 @@ unsafe fn input_transform_avx2<T: Element>(
     ldv: usize,
     v: &mut [T],
 ) {
-    input_transform_impl(x, g, tw, span, ldv, v)
+    input_variant(variant, x, g, tw, span, ldv, v)
 }
 
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn input_variant<T: Element>(
+    variant: Variant,
+    x: &[T],
+    g: &Geometry,
+    tw: usize,
+    span: (usize, usize),
+    ldv: usize,
+    v: &mut [T],
+) {
+    match variant {
+        Variant::F2x2 => input_transform_impl(x, g, tw, span, ldv, v),
+        Variant::F4x4 => transforms_f4::input_transform_impl(x, g, tw, span, ldv, v),
+    }
+}
+
+/// The output transform of `variant` (+ bias), in the build chosen by
+/// `kind`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn output_transform<T: Element>(
     kind: Transforms,
+    variant: Variant,
     m: &[T],
     g: &Geometry,
     tw: usize,
@@ -75,14 +101,30 @@ pub(super) fn output_transform<T: Element>(
     bias: Option<&[T]>,
     dst: &mut [T],
 ) {
+    let o = OutputArgs {
+        tw,
+        span,
+        ldm,
+        rows,
+        chans,
+        bias,
+    };
     match kind {
-        Transforms::Baseline => output_transform_impl(m, g, tw, span, ldm, rows, chans, bias, dst),
+        Transforms::Baseline => output_variant(variant, m, g, &o, dst),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx2` is only chosen when the CPU has AVX2.
-        Transforms::Avx2 => unsafe {
-            output_transform_avx2(m, g, tw, span, ldm, rows, chans, bias, dst)
-        },
+        Transforms::Avx2 => unsafe { output_transform_avx2(variant, m, g, &o, dst) },
     }
+}
+
+/// The scalar arguments of an output transform.
+struct OutputArgs<'a, T> {
+    tw: usize,
+    span: (usize, usize),
+    ldm: usize,
+    rows: usize,
+    chans: (usize, usize),
+    bias: Option<&'a [T]>,
 }
 
 /// # Safety
@@ -90,19 +132,31 @@ pub(super) fn output_transform<T: Element>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn output_transform_avx2<T: Element>(
+    variant: Variant,
     m: &[T],
     g: &Geometry,
-    tw: usize,
-    span: (usize, usize),
-    ldm: usize,
-    rows: usize,
-    chans: (usize, usize),
-    bias: Option<&[T]>,
+    o: &OutputArgs<'_, T>,
     dst: &mut [T],
 ) {
-    output_transform_impl(m, g, tw, span, ldm, rows, chans, bias, dst)
+    output_variant(variant, m, g, o, dst)
+}
+
+#[inline(always)]
+fn output_variant<T: Element>(
+    variant: Variant,
+    m: &[T],
+    g: &Geometry,
+    o: &OutputArgs<'_, T>,
+    dst: &mut [T],
+) {
+    let (tw, span, ldm, rows, chans, bias) = (o.tw, o.span, o.ldm, o.rows, o.chans, o.bias);
+    match variant {
+        Variant::F2x2 => output_transform_impl(m, g, tw, span, ldm, rows, chans, bias, dst),
+        Variant::F4x4 => {
+            transforms_f4::output_transform_impl(m, g, tw, span, ldm, rows, chans, bias, dst)
+        }
+    }
 }
 
 /// Writes `V = B^T d B` of tiles `f0..f1` (row-major over the tile grid,

@@ -2,8 +2,8 @@
 //! `V = B^T d B` of the 6 x 6 input tiles (stride 4) and `Y = A^T M A`
 //! (+ bias) of the products, 4 x 4 output tiles. Compiled for baseline
 //! x86-64 and for AVX2 (same bits: plain adds, subtracts and multiplies by
-//! constants on arrays, no fused operations) and chosen at run time, like
-//! the F(2x2) ones.
+//! constants on arrays, no fused operations) and chosen at run time by the
+//! dispatch in `transforms.rs`.
 //!
 //! ```text
 //! B^T = [4  0 -5  0 1 0]      A^T = [1 1  1 1  1 0]
@@ -14,7 +14,6 @@
 //!       [0  4  0 -5 0 1]
 //! ```
 
-use super::transforms::Transforms;
 use super::Geometry;
 use crate::element::Element;
 
@@ -23,83 +22,6 @@ const CHUNK: usize = 32;
 /// Column groups of 4 under a run of CHUNK tiles (tile j spans groups j and
 /// j + 1).
 const GROUPS: usize = CHUNK + 1;
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn input_transform<T: Element>(
-    kind: Transforms,
-    x: &[T],
-    g: &Geometry,
-    tw: usize,
-    span: (usize, usize),
-    ldv: usize,
-    v: &mut [T],
-) {
-    match kind {
-        Transforms::Baseline => input_transform_impl(x, g, tw, span, ldv, v),
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx2` is only chosen when the CPU has AVX2.
-        Transforms::Avx2 => unsafe { input_transform_avx2(x, g, tw, span, ldv, v) },
-    }
-}
-
-/// # Safety
-/// The CPU must have AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline(never)]
-unsafe fn input_transform_avx2<T: Element>(
-    x: &[T],
-    g: &Geometry,
-    tw: usize,
-    span: (usize, usize),
-    ldv: usize,
-    v: &mut [T],
-) {
-    input_transform_impl(x, g, tw, span, ldv, v)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn output_transform<T: Element>(
-    kind: Transforms,
-    m: &[T],
-    g: &Geometry,
-    tw: usize,
-    span: (usize, usize),
-    ldm: usize,
-    rows: usize,
-    chans: (usize, usize),
-    bias: Option<&[T]>,
-    dst: &mut [T],
-) {
-    match kind {
-        Transforms::Baseline => output_transform_impl(m, g, tw, span, ldm, rows, chans, bias, dst),
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx2` is only chosen when the CPU has AVX2.
-        Transforms::Avx2 => unsafe {
-            output_transform_avx2(m, g, tw, span, ldm, rows, chans, bias, dst)
-        },
-    }
-}
-
-/// # Safety
-/// The CPU must have AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn output_transform_avx2<T: Element>(
-    m: &[T],
-    g: &Geometry,
-    tw: usize,
-    span: (usize, usize),
-    ldm: usize,
-    rows: usize,
-    chans: (usize, usize),
-    bias: Option<&[T]>,
-    dst: &mut [T],
-) {
-    output_transform_impl(m, g, tw, span, ldm, rows, chans, bias, dst)
-}
 
 /// `B^T d` for one column `d` of 6 values.
 #[inline(always)]
@@ -129,7 +51,7 @@ fn at<T: Element>(m: [T; 6], two: T, four: T, eight: T) -> [T; 4] {
 /// Columns past `f1 - f0` are left as they were: the product keeps columns
 /// independent and their results are never read.
 #[inline(always)]
-fn input_transform_impl<T: Element>(
+pub(super) fn input_transform_impl<T: Element>(
     x: &[T],
     g: &Geometry,
     tw: usize,
@@ -261,7 +183,7 @@ fn input_transform_impl<T: Element>(
 /// bottom edges.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn output_transform_impl<T: Element>(
+pub(super) fn output_transform_impl<T: Element>(
     m: &[T],
     g: &Geometry,
     tw: usize,
