@@ -85,9 +85,12 @@ pub struct Conv2dCache<T> {
 impl<T> Conv2dCache<T> {
     /// An empty cache.
     pub fn new() -> Self {
+        let forward = ForwardCache::new();
         Self {
-            forward: ForwardCache::new(),
-            backward_input: Arc::new(BackwardInputCache::new()),
+            // The input gradient reads the forward pass's F(2x2) Winograd
+            // kernel transposed: one kernel per weight, not two.
+            backward_input: Arc::new(BackwardInputCache::sharing(&forward)),
+            forward,
             positive: Arc::new(PositiveSlots::default()),
         }
     }
@@ -271,10 +274,13 @@ impl<T: Element> Rule<T> for ExcitationConv {
             T::one()
         };
         let negate = self.negate_weights;
-        let plus = op.positive.0[usize::from(negate)].get_or_init(|| PositiveConv {
-            weight: op.weight.map(|w| (w * sign).max(T::zero())),
-            forward: ForwardCache::new(),
-            backward_kernel: BackwardInputCache::new(),
+        let plus = op.positive.0[usize::from(negate)].get_or_init(|| {
+            let forward = ForwardCache::new();
+            PositiveConv {
+                weight: op.weight.map(|w| (w * sign).max(T::zero())),
+                backward_kernel: BackwardInputCache::sharing(&forward),
+                forward,
+            }
         });
         // The denominator is made once per tape, with the positive weights'
         // kernels (made once per layer when the layer keeps a cache).

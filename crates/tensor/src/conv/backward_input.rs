@@ -6,6 +6,7 @@ use super::col2im::backward_input_col2im;
 use super::dispatch::{cached_winograd_variant, WINOGRAD_MIN_TILES_CACHED};
 use super::forward::{
     cached_packed, cached_winograd, conv2d_im2col, conv2d_im2col_checked, conv2d_unfolded_packed,
+    ForwardCache,
 };
 use super::gemm_blocks::column_blocks;
 use super::packed::{conv1x1, PackedWeight};
@@ -17,7 +18,7 @@ use crate::tensor::Tensor;
 use crate::winograd::{self, Variant, WinogradKernel};
 use rayon::prelude::*;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The kernel of the convolution that computes a stride-1 convolution's
 /// input gradient: channels swapped within each group and taps flipped.
@@ -49,9 +50,12 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 }
 
 /// Kernels derived from one weight for its input-gradient pass, computed on
-/// first use and kept: the Winograd transform (F(2x2, 3x3) or F(4x4, 3x3),
-/// whichever the shapes call for) of the transposed, flipped kernel, or the
-/// transposed, flipped kernel itself.
+/// first use and kept: for Winograd, the forward convolution's F(2x2, 3x3)
+/// kernel (read transposed, see [`winograd::conv3x3_input_gradient`];
+/// shared with the forward pass's [`ForwardCache`] when the cache is made
+/// by [`BackwardInputCache::sharing`]) or the F(4x4, 3x3) transform of the
+/// transposed, flipped kernel, whichever the shapes call for; otherwise the
+/// transposed, flipped kernel itself, or packed weights.
 ///
 /// A cache belongs to one weight value and one set of parameters: pass the
 /// same ones with it every time, and drop (or replace) the cache when the
@@ -61,7 +65,7 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 /// kernel.
 #[derive(Default)]
 pub struct BackwardInputCache<T> {
-    winograd: OnceLock<WinogradKernel<T>>,
+    winograd: Arc<OnceLock<WinogradKernel<T>>>,
     winograd_f4: OnceLock<WinogradKernel<T>>,
     flipped: OnceLock<Tensor<T>>,
     packed: OnceLock<PackedWeight<T>>,
@@ -72,11 +76,22 @@ impl<T> BackwardInputCache<T> {
     /// An empty cache.
     pub fn new() -> Self {
         Self {
-            winograd: OnceLock::new(),
+            winograd: Arc::new(OnceLock::new()),
             winograd_f4: OnceLock::new(),
             flipped: OnceLock::new(),
             packed: OnceLock::new(),
             packed_flipped: OnceLock::new(),
+        }
+    }
+
+    /// An empty cache that shares `forward`'s F(2x2, 3x3) Winograd kernel
+    /// (`forward` must belong to the same weight and parameters): whichever
+    /// pass needs it first makes it, and the weight's Winograd kernel is
+    /// kept once instead of once per direction.
+    pub fn sharing(forward: &ForwardCache<T>) -> Self {
+        Self {
+            winograd: forward.winograd.clone(),
+            ..Self::new()
         }
     }
 }
@@ -161,11 +176,20 @@ pub fn conv2d_backward_input_cached<T: Element>(
         // The geometry of the transposed convolution.
         let tg = ConvGeometry::new(gout.shape(), &[g.cin, g.cout_g(), kh, kw], tp)?;
         if let Some(variant) = cached_winograd_variant(&tg, WINOGRAD_MIN_TILES_CACHED) {
-            let slot = match variant {
-                Variant::F2x2 => &cache.winograd,
-                Variant::F4x4 => &cache.winograd_f4,
-            };
-            let k = cached_winograd(slot, || {
+            if variant == Variant::F2x2 {
+                // The forward kernel, read transposed.
+                let k = cached_winograd(&cache.winograd, || {
+                    WinogradKernel::forward_with(weight, variant)
+                })?;
+                if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
+                    return Err(stale_cache(
+                        weight,
+                        &[k.out_channels(), k.in_channels(), 3, 3],
+                    ));
+                }
+                return winograd::conv3x3_input_gradient(gout, k, tp.padding);
+            }
+            let k = cached_winograd(&cache.winograd_f4, || {
                 WinogradKernel::backward_input_with(weight, variant)
             })?;
             if (k.out_channels(), k.in_channels()) != (g.cin, g.cout) {

@@ -16,7 +16,7 @@ use crate::tensor::Tensor;
 use crate::winograd::{self, Variant, WinogradKernel};
 use rayon::prelude::*;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Convolution forward: `input` N x Cin x H x W, `weight` Cout x Cin/groups x kh x kw,
 /// optional `bias` of Cout; returns N x Cout x Ho x Wo.
@@ -52,7 +52,9 @@ pub fn conv2d<T: Element>(
 /// of the same shape would silently compute with the old kernel.
 #[derive(Default)]
 pub struct ForwardCache<T> {
-    winograd: OnceLock<WinogradKernel<T>>,
+    /// The F(2x2) kernel, shared with the input-gradient caches made by
+    /// [`super::BackwardInputCache::sharing`] (which read it transposed).
+    pub(super) winograd: Arc<OnceLock<WinogradKernel<T>>>,
     winograd_f4: OnceLock<WinogradKernel<T>>,
     packed: OnceLock<PackedWeight<T>>,
 }
@@ -61,7 +63,7 @@ impl<T> ForwardCache<T> {
     /// An empty cache.
     pub fn new() -> Self {
         Self {
-            winograd: OnceLock::new(),
+            winograd: Arc::new(OnceLock::new()),
             winograd_f4: OnceLock::new(),
             packed: OnceLock::new(),
         }
@@ -133,7 +135,7 @@ pub fn conv2d_cached<T: Element>(
     check_bias(&g, bias)?;
     if let Some(variant) = cached_winograd_variant(&g, WINOGRAD_MIN_TILES_CACHED) {
         let slot = match variant {
-            Variant::F2x2 => &cache.winograd,
+            Variant::F2x2 => &*cache.winograd,
             Variant::F4x4 => &cache.winograd_f4,
         };
         let k = cached_winograd(slot, || WinogradKernel::forward_with(weight, variant))?;

@@ -14,9 +14,13 @@ const LANES: usize = 6;
 
 /// A 3 x 3 kernel transformed for F(2x2, 3x3) or F(4x4, 3x3)
 /// (`U = G g G^T`) and packed in micro-panels: `[panel][xi][cin][mr]`
-/// (`xi` over the 16 or 36 elements of a transformed tile), output channels
-/// padded with zeros to a multiple of `mr`, the panel height of the
+/// (`xi` over the 16 or 36 elements of a transformed tile), output and input
+/// channels padded with zeros to a multiple of `mr`, the panel height of the
 /// micro-kernel chosen for this CPU and element type.
+///
+/// An F(2x2, 3x3) kernel also serves the input gradient of its
+/// convolution, read transposed (see [`super::conv3x3_input_gradient`]):
+/// the input channels' padding makes its `mr x mr` blocks whole.
 #[derive(Clone, Debug)]
 pub struct WinogradKernel<T> {
     pub(super) variant: Variant,
@@ -25,6 +29,8 @@ pub struct WinogradKernel<T> {
     pub(super) micro: Micro,
     pub(super) mr: usize,
     pub(super) panels: usize,
+    /// Input channels padded to a multiple of `mr`.
+    cin_pad: usize,
     data: Vec<T>,
 }
 
@@ -96,8 +102,9 @@ impl<T: Element> WinogradKernel<T> {
         debug_assert_eq!(mr % LANES, 0);
         let panels = cout.div_ceil(mr);
         let xis = variant.xi();
-        let mut data = vec![T::zero(); panels * xis * cin * mr];
-        data.par_chunks_mut(xis * cin * mr)
+        let cin_pad = cin.div_ceil(mr) * mr;
+        let mut data = vec![T::zero(); panels * xis * cin_pad * mr];
+        data.par_chunks_mut(xis * cin_pad * mr)
             .enumerate()
             .for_each(|(p, panel)| {
                 // The taps of LANES output channels side by side.
@@ -117,7 +124,7 @@ impl<T: Element> WinogradKernel<T> {
                             Variant::F4x4 => u = transform_kernel_f4(&g),
                         }
                         for (xi, u) in u[..xis].iter().enumerate() {
-                            let d: &mut [T; LANES] = (&mut panel[(xi * cin + i) * mr + r0..]
+                            let d: &mut [T; LANES] = (&mut panel[(xi * cin_pad + i) * mr + r0..]
                                 [..LANES])
                                 .try_into()
                                 .expect("LANES elements");
@@ -133,15 +140,44 @@ impl<T: Element> WinogradKernel<T> {
             micro,
             mr,
             panels,
+            cin_pad,
             data,
         }
     }
 
     /// Packed micro-panel `p` of tile element `xi`: Cin x mr.
     pub(super) fn panel(&self, p: usize, xi: usize) -> &[T] {
-        let len = self.cin * self.mr;
-        let start = (p * self.variant.xi() + xi) * len;
-        &self.data[start..start + len]
+        let start = (p * self.variant.xi() + xi) * self.cin_pad * self.mr;
+        &self.data[start..start + self.cin * self.mr]
+    }
+
+    /// The transposed and flipped kernel (input and output channels swapped,
+    /// taps flipped: the kernel of the input gradient) for a transposed read
+    /// ([`super::micro::TransposedKernel`]): its micro-panel `q` (rows `q mr
+    /// ..`, input channels of this kernel) of tile element `xi`, as the
+    /// slice from its first block and the stride between blocks. F(2x2)
+    /// only.
+    ///
+    /// Flipping the taps maps `G g` to `P G g`, `P` swapping the first and
+    /// last of the 4 points (0 and infinity; `G` evaluates at 0, 1, -1,
+    /// infinity, and the flip exchanges the first and last coefficients), so
+    /// element `(i, j)` of the flipped kernel is element `(P i, P j)` of this
+    /// one.
+    pub(super) fn flipped_panel(&self, q: usize, xi: usize) -> (&[T], usize) {
+        debug_assert_eq!(self.variant, Variant::F2x2);
+        const P: [usize; 4] = [3, 1, 2, 0];
+        let pxi = 4 * P[xi / 4] + P[xi % 4];
+        let stride = self.variant.xi() * self.cin_pad * self.mr;
+        (
+            &self.data[pxi * self.cin_pad * self.mr + q * self.mr * self.mr..],
+            stride,
+        )
+    }
+
+    /// Micro-panels of the flipped kernel (its output channels, this
+    /// kernel's input channels, in groups of `mr`).
+    pub(super) fn flipped_panels(&self) -> usize {
+        self.cin_pad / self.mr
     }
 }
 

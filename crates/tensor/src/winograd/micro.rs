@@ -3,6 +3,16 @@
 //! and their runtime dispatch: AVX-512 (12 x 16, and 12 x 32 for two tile
 //! panels at once) or AVX2 + FMA (6 x 16) for `f32` where the CPU has it,
 //! portable code otherwise.
+//!
+//! Each kernel also reads `A` *transposed* from a kernel packed for the
+//! other direction ([`TransposedKernel`]): the input gradient of a
+//! convolution runs on the forward pass's packed Winograd kernel, whose
+//! micro-panels hold `Cin x mr` blocks; the `mr x mr` block of rows
+//! `c .. c + mr` of panel `q` gives steps `q mr .. q mr + mr` of the
+//! transposed product, row `r` of step `q mr + s` at `[r mr + s]`. A
+//! broadcast costs the same from any address, so this reads as fast as the
+//! packed order, and the products are the same chains of fused
+//! multiply-adds in the same order.
 
 use super::{MR, MR_AVX512, NR};
 use crate::element::Element;
@@ -14,6 +24,20 @@ use std::sync::OnceLock;
 /// `(k, a, b, ldb, c, ldc, accumulate)`. Accumulating starts the sums from
 /// `C` and then adds the products in `k` order (blocked products).
 pub(crate) type MicroKernel<T> = fn(usize, &[T], &[T], usize, &mut [T], usize, bool);
+
+/// [`MicroKernel`] with `A` read transposed: `(k, a, a_stride, b, ldb, c,
+/// ldc, accumulate)`, steps in groups of `mr`, group `q` an `mr x mr` block
+/// at `a[q * a_stride..]` holding row `r` of step `q * mr + s` at
+/// `[r * mr + s]` (see the module documentation).
+pub(crate) type TransposedKernel<T> = fn(usize, &[T], usize, &[T], usize, &mut [T], usize, bool);
+
+/// The elements of `a` a transposed read of `k` steps touches.
+fn transposed_len(k: usize, mr: usize, a_stride: usize) -> usize {
+    match k {
+        0 => 0,
+        _ => (k.div_ceil(mr) - 1) * a_stride + mr * mr,
+    }
+}
 
 /// The micro-kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,17 +60,36 @@ impl Micro {
 
     pub(crate) fn function<T: Element>(self) -> MicroKernel<T> {
         match self {
-            Micro::Generic => micro_generic::<T>,
+            Micro::Generic => {
+                |k, a, b, ldb, c, ldc, acc| micro_generic::<T, false>(k, a, 0, b, ldb, c, ldc, acc)
+            }
             #[cfg(target_arch = "x86_64")]
             Micro::Avx2 => |k, a, b, ldb, c, ldc, acc| {
-                call_f32(micro_f32_avx2, MR, NR, k, a, b, ldb, c, ldc, acc)
+                let raw = micro_f32_avx2::<false>;
+                call_f32(raw, MR, NR, k * MR, k, a, 0, b, ldb, c, ldc, acc)
             },
             #[cfg(target_arch = "x86_64")]
             Micro::Avx512 => |k, a, b, ldb, c, ldc, acc| {
-                call_f32(micro_f32_avx512, MR_AVX512, NR, k, a, b, ldb, c, ldc, acc)
+                let raw = micro_f32_avx512::<false>;
+                call_f32(
+                    raw,
+                    MR_AVX512,
+                    NR,
+                    k * MR_AVX512,
+                    k,
+                    a,
+                    0,
+                    b,
+                    ldb,
+                    c,
+                    ldc,
+                    acc,
+                )
             },
             #[cfg(not(target_arch = "x86_64"))]
-            _ => micro_generic::<T>,
+            _ => {
+                |k, a, b, ldb, c, ldc, acc| micro_generic::<T, false>(k, a, 0, b, ldb, c, ldc, acc)
+            }
         }
     }
 
@@ -59,18 +102,67 @@ impl Micro {
         match self {
             #[cfg(target_arch = "x86_64")]
             Micro::Avx512 => Some(|k, a, b, ldb, c, ldc, acc| {
+                let raw = micro_f32_avx512_wide::<false>;
                 call_f32(
-                    micro_f32_avx512_wide,
+                    raw,
                     MR_AVX512,
                     2 * NR,
+                    k * MR_AVX512,
                     k,
                     a,
+                    0,
                     b,
                     ldb,
                     c,
                     ldc,
                     acc,
                 )
+            }),
+            _ => None,
+        }
+    }
+
+    /// [`Micro::function`] reading `A` transposed.
+    pub(crate) fn transposed_function<T: Element>(self) -> TransposedKernel<T> {
+        match self {
+            Micro::Generic => micro_generic::<T, true>,
+            #[cfg(target_arch = "x86_64")]
+            Micro::Avx2 => |k, a, s, b, ldb, c, ldc, acc| {
+                let need = transposed_len(k, MR, s);
+                call_f32(
+                    micro_f32_avx2::<true>,
+                    MR,
+                    NR,
+                    need,
+                    k,
+                    a,
+                    s,
+                    b,
+                    ldb,
+                    c,
+                    ldc,
+                    acc,
+                )
+            },
+            #[cfg(target_arch = "x86_64")]
+            Micro::Avx512 => |k, a, s, b, ldb, c, ldc, acc| {
+                let (raw, mr) = (micro_f32_avx512::<true>, MR_AVX512);
+                let need = transposed_len(k, mr, s);
+                call_f32(raw, mr, NR, need, k, a, s, b, ldb, c, ldc, acc)
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => micro_generic::<T, true>,
+        }
+    }
+
+    /// [`Micro::wide_function`] reading `A` transposed.
+    pub(crate) fn transposed_wide_function<T: Element>(self) -> Option<TransposedKernel<T>> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Micro::Avx512 => Some(|k, a, s, b, ldb, c, ldc, acc| {
+                let (raw, mr) = (micro_f32_avx512_wide::<true>, MR_AVX512);
+                let need = transposed_len(k, mr, s);
+                call_f32(raw, mr, 2 * NR, need, k, a, s, b, ldb, c, ldc, acc)
             }),
             _ => None,
         }
@@ -105,26 +197,44 @@ pub(crate) fn micro_kind<T: 'static>() -> Micro {
     })
 }
 
-fn micro_generic<T: Element>(
+/// The strides of `A` (in elements) for a kernel of `mr` rows: between
+/// rows, between steps of a group, and between groups of `mr` steps. The
+/// packed order is the transposed one's special case of `mr x mr` blocks
+/// stored step-major, one after the other.
+#[inline(always)]
+fn a_strides<const TR: bool>(mr: usize, a_stride: usize) -> (usize, usize, usize) {
+    if TR {
+        (mr, 1, a_stride)
+    } else {
+        (1, mr, mr * mr)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn micro_generic<T: Element, const TR: bool>(
     k: usize,
     a: &[T],
+    a_stride: usize,
     b: &[T],
     ldb: usize,
     c: &mut [T],
     ldc: usize,
     accumulate: bool,
 ) {
+    let (rs, ks, gs) = a_strides::<TR>(MR, a_stride);
     let mut acc = [[T::zero(); NR]; MR];
     if accumulate {
         for (r, row) in acc.iter_mut().enumerate() {
             row.copy_from_slice(&c[r * ldc..r * ldc + NR]);
         }
     }
-    for (p, av) in a[..k * MR].chunks_exact(MR).enumerate() {
+    for p in 0..k {
+        let at = (p / MR) * gs + (p % MR) * ks;
         let bv = &b[p * ldb..p * ldb + NR];
-        for r in 0..MR {
-            for j in 0..NR {
-                acc[r][j] += av[r] * bv[j];
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = a[at + r * rs];
+            for (acc_rj, bj) in acc_r.iter_mut().zip(bv) {
+                *acc_rj += av * *bj;
             }
         }
     }
@@ -133,21 +243,25 @@ fn micro_generic<T: Element>(
     }
 }
 
-/// A raw `f32` micro-kernel: `(k, a, b, ldb, c, ldc, accumulate)` on
-/// pointers, compiled for a CPU feature.
+/// A raw `f32` micro-kernel: `(k, a, a_stride, b, ldb, c, ldc, accumulate)`
+/// on pointers (`a_stride` only read by the transposed ones), compiled for
+/// a CPU feature.
 #[cfg(target_arch = "x86_64")]
-type RawKernel = unsafe fn(usize, *const f32, *const f32, usize, *mut f32, usize, bool);
+type RawKernel = unsafe fn(usize, *const f32, usize, *const f32, usize, *mut f32, usize, bool);
 
-/// Calls the raw kernel `raw` (`mr` rows, `width` columns) on slices, after
-/// checking their lengths and that `T` is `f32`.
+/// Calls the raw kernel `raw` (`mr` rows, `width` columns, reading
+/// `a_len` elements of `a`) on slices, after checking their lengths and
+/// that `T` is `f32`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn call_f32<T: Element>(
     raw: RawKernel,
     mr: usize,
     width: usize,
+    a_len: usize,
     k: usize,
     a: &[T],
+    a_stride: usize,
     b: &[T],
     ldb: usize,
     c: &mut [T],
@@ -155,18 +269,19 @@ fn call_f32<T: Element>(
     accumulate: bool,
 ) {
     assert!(
-        a.len() >= k * mr && b.len() + ldb >= k * ldb + width && c.len() >= (mr - 1) * ldc + width
+        a.len() >= a_len && b.len() + ldb >= k * ldb + width && c.len() >= (mr - 1) * ldc + width
     );
     assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
     // SAFETY: T is f32 (asserted), so the pointer casts are identities; the
-    // lengths were checked above; `c` does not alias `a` or `b` (distinct
-    // borrows); `raw` is only passed here by `Micro::function` and
-    // `Micro::wide_function` for the `Micro` that `micro_kind` chose because
-    // the CPU has the kernel's features.
+    // lengths were checked above (`a_len` is what the kernel reads of `a`
+    // for `k` steps); `c` does not alias `a` or `b` (distinct borrows);
+    // `raw` is only passed here by the `Micro` functions for the `Micro`
+    // that `micro_kind` chose because the CPU has the kernel's features.
     unsafe {
         raw(
             k,
             a.as_ptr() as *const f32,
+            a_stride,
             b.as_ptr() as *const f32,
             ldb,
             c.as_mut_ptr() as *mut f32,
@@ -179,13 +294,16 @@ fn call_f32<T: Element>(
 /// The AVX2 + FMA micro-kernel: 6 x 16 accumulators in 12 registers.
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA; `a` must hold `k * 6`, `b`
-/// `(k - 1) * ldb + 16` and `c` `5 * ldc + 16` valid elements.
+/// The CPU must have AVX2 and FMA; `a` must hold what `k` steps read (see
+/// [`transposed_len`], or `k * 6` packed), `b` `(k - 1) * ldb + 16` and `c`
+/// `5 * ldc + 16` valid elements.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn micro_f32_avx2(
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_f32_avx2<const TR: bool>(
     k: usize,
     a: *const f32,
+    a_stride: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -193,24 +311,33 @@ unsafe fn micro_f32_avx2(
     accumulate: bool,
 ) {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    const M: usize = MR;
+    let (rs, ks, gs) = a_strides::<TR>(M, a_stride);
+    let mut acc = [[_mm256_setzero_ps(); 2]; M];
     if accumulate {
         for (r, acc_r) in acc.iter_mut().enumerate() {
             acc_r[0] = _mm256_loadu_ps(c.add(r * ldc));
             acc_r[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
         }
     }
-    let (mut a, mut b) = (a, b);
-    for _ in 0..k {
-        let b0 = _mm256_loadu_ps(b);
-        let b1 = _mm256_loadu_ps(b.add(8));
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let av = _mm256_broadcast_ss(&*a.add(r));
-            acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
-            acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
+    let (mut group, mut b) = (a, b);
+    let mut p = 0;
+    while p < k {
+        let steps = (k - p).min(M);
+        let mut a = group;
+        for _ in 0..steps {
+            let b0 = _mm256_loadu_ps(b);
+            let b1 = _mm256_loadu_ps(b.add(8));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*a.add(r * rs));
+                acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
+                acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
+            }
+            a = a.add(ks);
+            b = b.add(ldb);
         }
-        a = a.add(MR);
-        b = b.add(ldb);
+        group = group.add(gs);
+        p += steps;
     }
     for (r, acc_r) in acc.iter().enumerate() {
         _mm256_storeu_ps(c.add(r * ldc), acc_r[0]);
@@ -221,13 +348,16 @@ unsafe fn micro_f32_avx2(
 /// The AVX-512 micro-kernel: 12 x 16 accumulators, one register per row.
 ///
 /// # Safety
-/// The CPU must have AVX-512F; `a` must hold `k * MR_AVX512`, `b`
-/// `(k - 1) * ldb + 16` and `c` `(MR_AVX512 - 1) * ldc + 16` valid elements.
+/// The CPU must have AVX-512F; `a` must hold what `k` steps read (see
+/// [`transposed_len`], or `k * MR_AVX512` packed), `b` `(k - 1) * ldb + 16`
+/// and `c` `(MR_AVX512 - 1) * ldc + 16` valid elements.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn micro_f32_avx512(
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_f32_avx512<const TR: bool>(
     k: usize,
     a: *const f32,
+    a_stride: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -236,20 +366,28 @@ unsafe fn micro_f32_avx512(
 ) {
     use std::arch::x86_64::*;
     const M: usize = MR_AVX512;
+    let (rs, ks, gs) = a_strides::<TR>(M, a_stride);
     let mut acc = [_mm512_setzero_ps(); M];
     if accumulate {
         for (r, acc_r) in acc.iter_mut().enumerate() {
             *acc_r = _mm512_loadu_ps(c.add(r * ldc));
         }
     }
-    let (mut a, mut b) = (a, b);
-    for _ in 0..k {
-        let bv = _mm512_loadu_ps(b);
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            *acc_r = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(r)), bv, *acc_r);
+    let (mut group, mut b) = (a, b);
+    let mut p = 0;
+    while p < k {
+        let steps = (k - p).min(M);
+        let mut a = group;
+        for _ in 0..steps {
+            let bv = _mm512_loadu_ps(b);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                *acc_r = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(r * rs)), bv, *acc_r);
+            }
+            a = a.add(ks);
+            b = b.add(ldb);
         }
-        a = a.add(M);
-        b = b.add(ldb);
+        group = group.add(gs);
+        p += steps;
     }
     for (r, acc_r) in acc.iter().enumerate() {
         _mm512_storeu_ps(c.add(r * ldc), *acc_r);
@@ -261,13 +399,15 @@ unsafe fn micro_f32_avx512(
 /// same order, as in [`micro_f32_avx512`], so the bits are the same.
 ///
 /// # Safety
-/// The CPU must have AVX-512F; `a` must hold `k * MR_AVX512`, `b`
-/// `(k - 1) * ldb + 32` and `c` `(MR_AVX512 - 1) * ldc + 32` valid elements.
+/// As [`micro_f32_avx512`], with `b` holding `(k - 1) * ldb + 32` and `c`
+/// `(MR_AVX512 - 1) * ldc + 32` valid elements.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn micro_f32_avx512_wide(
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_f32_avx512_wide<const TR: bool>(
     k: usize,
     a: *const f32,
+    a_stride: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -276,6 +416,7 @@ unsafe fn micro_f32_avx512_wide(
 ) {
     use std::arch::x86_64::*;
     const M: usize = MR_AVX512;
+    let (rs, ks, gs) = a_strides::<TR>(M, a_stride);
     let mut acc = [[_mm512_setzero_ps(); 2]; M];
     if accumulate {
         for (r, acc_r) in acc.iter_mut().enumerate() {
@@ -283,17 +424,24 @@ unsafe fn micro_f32_avx512_wide(
             acc_r[1] = _mm512_loadu_ps(c.add(r * ldc + NR));
         }
     }
-    let (mut a, mut b) = (a, b);
-    for _ in 0..k {
-        let b0 = _mm512_loadu_ps(b);
-        let b1 = _mm512_loadu_ps(b.add(NR));
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a.add(r));
-            acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
-            acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+    let (mut group, mut b) = (a, b);
+    let mut p = 0;
+    while p < k {
+        let steps = (k - p).min(M);
+        let mut a = group;
+        for _ in 0..steps {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(NR));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r * rs));
+                acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
+                acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+            }
+            a = a.add(ks);
+            b = b.add(ldb);
         }
-        a = a.add(M);
-        b = b.add(ldb);
+        group = group.add(gs);
+        p += steps;
     }
     for (r, acc_r) in acc.iter().enumerate() {
         _mm512_storeu_ps(c.add(r * ldc), acc_r[0]);
@@ -334,6 +482,48 @@ mod tests {
                     .map(|p| a[p * mr + r] as f64 * b[p * ldb + j] as f64)
                     .sum();
                 assert!((c1[r * ldc + j] as f64 - want).abs() < 1e-4 * want.abs().max(1.0));
+            }
+        }
+    }
+
+    /// Reading `A` transposed gives exactly the bits of reading the same
+    /// values packed, for every kernel of this CPU and the portable one, with
+    /// a partial last group of steps.
+    #[test]
+    fn transposed_read_equals_packed_read() {
+        for micro in [micro_kind::<f32>(), Micro::Generic] {
+            let mr = micro.mr();
+            let (k, ldb, ldc) = (3 * mr + 5, 2 * NR + 5, 2 * NR + 3);
+            let groups = k.div_ceil(mr);
+            // Transposed storage: group q an mr x mr block at q * stride.
+            let stride = mr * mr + 7;
+            let at: Vec<f32> = (0..groups * stride)
+                .map(|i| ((i * 11) % 17) as f32 / 5.0 - 1.7)
+                .collect();
+            // The same values packed: step p, row r at p * mr + r.
+            let mut a = vec![0f32; k * mr];
+            for p in 0..k {
+                for r in 0..mr {
+                    a[p * mr + r] = at[(p / mr) * stride + r * mr + p % mr];
+                }
+            }
+            let b: Vec<f32> = (0..k * ldb)
+                .map(|i| ((i * 5) % 23) as f32 / 9.0 - 1.1)
+                .collect();
+            let mut want = vec![0f32; mr * ldc];
+            let mut got = vec![0f32; mr * ldc];
+            micro.function::<f32>()(k, &a, &b, ldb, &mut want, ldc, false);
+            micro.transposed_function::<f32>()(k, &at, stride, &b, ldb, &mut got, ldc, false);
+            assert_eq!(got[..NR], want[..NR]);
+            assert_eq!(got, want);
+            if let (Some(w), Some(wt)) = (
+                micro.wide_function::<f32>(),
+                micro.transposed_wide_function::<f32>(),
+            ) {
+                // Accumulating onto what is there, over two tile panels.
+                w(k, &a, &b, ldb, &mut want, ldc, true);
+                wt(k, &at, stride, &b, ldb, &mut got, ldc, true);
+                assert_eq!(got, want);
             }
         }
     }

@@ -153,12 +153,117 @@ pub fn conv3x3<T: Element>(
     padding: (usize, usize),
     bias: Option<&[T]>,
 ) -> Result<Tensor<T>> {
+    run(input, Read::Direct(kernel), padding, bias)
+}
+
+/// The input gradient of a stride-1 3 x 3 convolution, from its output
+/// gradient `gout` (N x Cout x Ho x Wo) and the convolution's own F(2x2,
+/// 3x3) kernel `forward` (as made by [`WinogradKernel::forward`]), read
+/// transposed and flipped, so that no kernel of its own is kept: the
+/// convolution of `gout` with the transposed, flipped weight, zero padding
+/// `padding` (`2 - p` for a convolution padded by `p`). Agrees with
+/// [`conv3x3`] on [`WinogradKernel::backward_input`]'s kernel to the
+/// rounding of the kernel transform (same products, same order).
+pub fn conv3x3_input_gradient<T: Element>(
+    gout: &Tensor<T>,
+    forward: &WinogradKernel<T>,
+    padding: (usize, usize),
+) -> Result<Tensor<T>> {
+    if forward.variant != Variant::F2x2 {
+        return Err(TensorError::InvalidParameter {
+            op: "winograd conv3x3_input_gradient",
+            message: "only an F(2x2, 3x3) kernel can be read transposed".into(),
+        });
+    }
+    run(gout, Read::Flipped(forward), padding, None)
+}
+
+/// How the driver reads a transformed kernel.
+#[derive(Clone, Copy)]
+enum Read<'a, T> {
+    /// As packed: the convolution it was made for.
+    Direct(&'a WinogradKernel<T>),
+    /// Transposed and flipped (F(2x2) only): that convolution's input
+    /// gradient.
+    Flipped(&'a WinogradKernel<T>),
+}
+
+impl<T: Element> Read<'_, T> {
+    /// Output channels, input channels and micro-panels of the convolution
+    /// read this way.
+    fn dims(&self) -> (usize, usize, usize) {
+        match *self {
+            Read::Direct(k) => (k.cout, k.cin, k.panels),
+            Read::Flipped(k) => (k.cin, k.cout, k.flipped_panels()),
+        }
+    }
+
+    fn kernel(&self) -> &WinogradKernel<T> {
+        match *self {
+            Read::Direct(k) | Read::Flipped(k) => k,
+        }
+    }
+
+    /// `C = A_{p, xi} B` over `tpanels` tile panels: `B` (`k x tpanels NR`,
+    /// row stride `ld`) and `C` (`mr x tpanels NR`, row stride `ld`), with
+    /// the wide micro-kernel on pairs of tile panels where there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &self,
+        p: usize,
+        xi: usize,
+        k: usize,
+        b: &[T],
+        ld: usize,
+        c: &mut [T],
+        tpanels: usize,
+    ) {
+        let micro = self.kernel().micro;
+        let mut tp = 0;
+        match *self {
+            Read::Direct(kernel) => {
+                let a = kernel.panel(p, xi);
+                if let Some(wide) = micro.wide_function::<T>() {
+                    while tp + 2 <= tpanels {
+                        wide(k, a, &b[tp * NR..], ld, &mut c[tp * NR..], ld, false);
+                        tp += 2;
+                    }
+                }
+                let narrow = micro.function::<T>();
+                for tp in tp..tpanels {
+                    narrow(k, a, &b[tp * NR..], ld, &mut c[tp * NR..], ld, false);
+                }
+            }
+            Read::Flipped(kernel) => {
+                let (a, s) = kernel.flipped_panel(p, xi);
+                if let Some(wide) = micro.transposed_wide_function::<T>() {
+                    while tp + 2 <= tpanels {
+                        wide(k, a, s, &b[tp * NR..], ld, &mut c[tp * NR..], ld, false);
+                        tp += 2;
+                    }
+                }
+                let narrow = micro.transposed_function::<T>();
+                for tp in tp..tpanels {
+                    narrow(k, a, s, &b[tp * NR..], ld, &mut c[tp * NR..], ld, false);
+                }
+            }
+        }
+    }
+}
+
+fn run<T: Element>(
+    input: &Tensor<T>,
+    read: Read<'_, T>,
+    padding: (usize, usize),
+    bias: Option<&[T]>,
+) -> Result<Tensor<T>> {
     let [n, cin, h, w] = input.dims4("winograd conv3x3")?;
-    if cin != kernel.cin || bias.is_some_and(|b| b.len() != kernel.cout) {
+    let (cout, kcin, panels) = read.dims();
+    if cin != kcin || bias.is_some_and(|b| b.len() != cout) {
         return Err(TensorError::ShapeMismatch {
             op: "winograd conv3x3",
             left: input.shape().to_vec(),
-            right: vec![kernel.cout, kernel.cin, 3, 3],
+            right: vec![cout, kcin, 3, 3],
         });
     }
     let (ph, pw) = padding;
@@ -174,20 +279,19 @@ pub fn conv3x3<T: Element>(
         w,
         ph,
         pw,
-        cout: kernel.cout,
+        cout,
         ho: h + 2 * ph - 2,
         wo: w + 2 * pw - 2,
     };
+    let kernel = read.kernel();
     let variant = kernel.variant;
     let xis = variant.xi();
     let tw = g.wo.div_ceil(variant.tile());
     let tiles = g.ho.div_ceil(variant.tile()) * tw;
-    let b = blocking(n, tiles, cin, kernel.panels, variant);
+    let b = blocking(n, tiles, cin, panels, variant);
     let mut out: Tensor<T> = Tensor::zeros([n, g.cout, g.ho, g.wo]);
     let out_ptr = SendPtr(out.data_mut().as_mut_ptr());
     let out_len = out.len();
-    let micro = kernel.micro.function::<T>();
-    let wide = kernel.micro.wide_function::<T>();
     let mr = kernel.mr;
     let tk = transforms_kind();
     let tasks = n * b.tile_blocks * b.chan_blocks;
@@ -200,7 +304,7 @@ pub fn conv3x3<T: Element>(
         let tpanels = (f1 - f0).div_ceil(NR);
         let ldm = tpanels * NR;
         let p0 = cb * b.panels;
-        let p1 = (p0 + b.panels).min(kernel.panels);
+        let p1 = (p0 + b.panels).min(panels);
         let rows = (p1 - p0) * mr;
         let x = &input.data()[img * cin * h * w..(img + 1) * cin * h * w];
         with_scratch2::<T, _>(xis * cin * ldm, xis * rows * ldm, |v, m| {
@@ -208,34 +312,8 @@ pub fn conv3x3<T: Element>(
             for xi in 0..xis {
                 let vx = &v[xi * cin * ldm..(xi + 1) * cin * ldm];
                 for p in p0..p1 {
-                    let a = kernel.panel(p, xi);
                     let row = (xi * rows + (p - p0) * mr) * ldm;
-                    let mut tp = 0;
-                    if let Some(wide) = wide {
-                        while tp + 2 <= tpanels {
-                            wide(
-                                cin,
-                                a,
-                                &vx[tp * NR..],
-                                ldm,
-                                &mut m[row + tp * NR..],
-                                ldm,
-                                false,
-                            );
-                            tp += 2;
-                        }
-                    }
-                    for tp in tp..tpanels {
-                        micro(
-                            cin,
-                            a,
-                            &vx[tp * NR..],
-                            ldm,
-                            &mut m[row + tp * NR..],
-                            ldm,
-                            false,
-                        );
-                    }
+                    read.product(p, xi, cin, vx, ldm, &mut m[row..], tpanels);
                 }
             }
             let c0 = p0 * mr;
@@ -333,6 +411,44 @@ mod tests {
         let got = conv3x3(&g, &k, (1, 1), None).unwrap();
         let max = want.max_abs();
         assert!(got.max_abs_diff(&want).unwrap() < 1e-6 * max);
+    }
+
+    /// The input gradient on the forward kernel read transposed agrees with
+    /// the reference in f64 and with the flipped kernel's own transform in
+    /// f32, across channel counts that do not fill the micro-panels, one
+    /// and several tile panels, and batch 2.
+    #[test]
+    fn input_gradient_reads_the_forward_kernel() {
+        for &(n, cin, cout, h, w, p) in &[
+            (1, 5, 7, 6, 9, 1),
+            (2, 13, 20, 10, 5, 0),
+            (1, 70, 50, 17, 19, 1),
+            (1, 3, 30, 67, 35, 2),
+        ] {
+            let wt = seq::<f64>(&[cout, cin, 3, 3], 5);
+            let params = Conv2dParams::new(1, p);
+            let (ho, wo) = (h + 2 * p - 2, w + 2 * p - 2);
+            let gout = seq::<f64>(&[n, cout, ho, wo], 3);
+            let want = crate::conv::backward_input_im2col(&gout, &wt, (h, w), params).unwrap();
+            let k = WinogradKernel::forward(&wt).unwrap();
+            let got = conv3x3_input_gradient(&gout, &k, (2 - p, 2 - p)).unwrap();
+            assert_eq!(got.shape(), want.shape());
+            assert!(got.max_abs_diff(&want).unwrap() < 1e-10);
+
+            let (wt, gout) = (wt.cast::<f32>(), gout.cast::<f32>());
+            let own = WinogradKernel::backward_input(&wt).unwrap();
+            let want = conv3x3(&gout, &own, (2 - p, 2 - p), None).unwrap();
+            let k = WinogradKernel::forward(&wt).unwrap();
+            let got = conv3x3_input_gradient(&gout, &k, (2 - p, 2 - p)).unwrap();
+            assert!(got.max_abs_diff(&want).unwrap() <= 1e-6 * want.max_abs());
+        }
+        let wt = seq::<f32>(&[4, 4, 3, 3], 5);
+        let f4 = WinogradKernel::forward_with(&wt, Variant::F4x4).unwrap();
+        let gout = seq::<f32>(&[1, 4, 6, 6], 3);
+        assert!(conv3x3_input_gradient(&gout, &f4, (1, 1)).is_err());
+        // Channels of the gradient must be the kernel's output channels.
+        let k = WinogradKernel::forward(&seq::<f32>(&[5, 4, 3, 3], 5)).unwrap();
+        assert!(conv3x3_input_gradient(&gout, &k, (1, 1)).is_err());
     }
 
     #[test]
