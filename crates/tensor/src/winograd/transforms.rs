@@ -1,10 +1,13 @@
 //! The F(2x2, 3x3) data transforms: `V = B^T d B` of the input tiles and
 //! `Y = A^T M A` (+ bias) of the products; and the dispatch of both
 //! variants' transforms (F(4x4) in `transforms_f4.rs`), compiled for
-//! baseline x86-64 and for AVX2 (same bits) and chosen at run time.
+//! baseline x86-64 and for AVX2 (same bits) and chosen at run time, plus
+//! hand-written AVX-512 input transforms for `f32` (same bits again).
 
 use super::{transforms_f4, Geometry, Variant};
 use crate::element::Element;
+use std::any::TypeId;
+use std::sync::OnceLock;
 
 /// Tiles handled per pass of the input transform (stack buffers).
 const CHUNK: usize = 32;
@@ -12,21 +15,58 @@ const CHUNK: usize = 32;
 /// The transforms are plain adds and subtracts on arrays, which the compiler
 /// vectorizes; with AVX2 enabled it uses registers twice as wide. The results
 /// are the same bits either way (no fused operations).
+///
+/// The portable input transforms work on runs of tiles along one tile row,
+/// which are short on small images (7 or 14 tiles at 14 x 14 and 28 x 28),
+/// too short for the compiler to vectorize; `Avx512` takes hand-written
+/// AVX-512 input transforms for `f32` instead, which compute a run of up to
+/// 15 tiles in whole registers (masked at the edges), with the same
+/// operations per element (the same bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Transforms {
     Baseline,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512 input transforms for `f32` (other types take `Avx2`); the
+    /// AVX2 build of the output transforms.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
+/// The best transforms for this CPU. `SIGHTLINE_SIMD=avx2` or
+/// `SIGHTLINE_SIMD=generic` caps them, as it does the micro-kernels; read
+/// once.
 pub(super) fn transforms_kind() -> Transforms {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Transforms::Avx2;
+    static KIND: OnceLock<Transforms> = OnceLock::new();
+    *KIND.get_or_init(|| {
+        let cap = std::env::var("SIGHTLINE_SIMD").unwrap_or_default();
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected;
+            if cap != "avx2" && cap != "generic" && is_x86_feature_detected!("avx512f") {
+                return Transforms::Avx512;
+            }
+            if cap != "generic" && is_x86_feature_detected!("avx2") {
+                return Transforms::Avx2;
+            }
         }
-    }
-    Transforms::Baseline
+        let _ = cap;
+        Transforms::Baseline
+    })
+}
+
+/// `x` as `f32`s, if `T` is `f32`.
+fn as_f32<T: 'static>(x: &[T]) -> Option<&[f32]> {
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        // SAFETY: `T` is `f32`.
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+/// `x` as mutable `f32`s, if `T` is `f32`.
+fn as_f32_mut<T: 'static>(x: &mut [T]) -> Option<&mut [f32]> {
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        // SAFETY: `T` is `f32`.
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
 }
 
 /// The input transform of `variant` (see the two `input_transform_impl`s),
@@ -47,6 +87,18 @@ pub(super) fn input_transform<T: Element>(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx2` is only chosen when the CPU has AVX2.
         Transforms::Avx2 => unsafe { input_transform_avx2(variant, x, g, tw, span, ldv, v) },
+        #[cfg(target_arch = "x86_64")]
+        Transforms::Avx512 => match (as_f32(x), as_f32_mut(v)) {
+            // SAFETY: `Avx512` is only chosen when the CPU has AVX-512F.
+            (Some(x), Some(v)) => unsafe {
+                match variant {
+                    Variant::F2x2 => input_f2_avx512(x, g, tw, span, ldv, v),
+                    Variant::F4x4 => transforms_f4::input_avx512(x, g, tw, span, ldv, v),
+                }
+            },
+            // SAFETY: a CPU with AVX-512F has AVX2.
+            _ => unsafe { input_transform_avx2(variant, x, g, tw, span, ldv, v) },
+        },
     }
 }
 
@@ -112,8 +164,10 @@ pub(super) fn output_transform<T: Element>(
     match kind {
         Transforms::Baseline => output_variant(variant, m, g, &o, dst),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx2` is only chosen when the CPU has AVX2.
-        Transforms::Avx2 => unsafe { output_transform_avx2(variant, m, g, &o, dst) },
+        // SAFETY: `Avx2` and `Avx512` are only chosen when the CPU has AVX2.
+        Transforms::Avx2 | Transforms::Avx512 => unsafe {
+            output_transform_avx2(variant, m, g, &o, dst)
+        },
     }
 }
 
@@ -344,6 +398,249 @@ fn output_transform_impl<T: Element>(
                 }
             }
             f += nt;
+        }
+    }
+}
+
+/// Tiles per run of the AVX-512 input transforms: a run and the tile after
+/// it fit one 16-lane register.
+#[cfg(target_arch = "x86_64")]
+pub(super) const RUN_AVX512: usize = 15;
+
+/// Tiles per window of the AVX-512 input transforms: the results of one
+/// channel and window are staged in a [`Stage`], then copied to `v`.
+#[cfg(target_arch = "x86_64")]
+pub(super) const WINDOW: usize = 64;
+
+/// The results of the AVX-512 input transforms for one channel and window
+/// of tiles, one row per tile element (a register's room past the window
+/// for the masked stores of a run).
+#[cfg(target_arch = "x86_64")]
+pub(super) type Stage<const XI: usize> = [[f32; WINDOW + 16]; XI];
+
+/// The lanes `k` of a 16-lane load at column `c` of a row of `w` columns
+/// that are inside the row (`0 <= c + k < w`); the others are padding.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) fn edge_mask(c: isize, w: isize) -> u16 {
+    let lo = (-c).clamp(0, 16);
+    let hi = (w - c).clamp(0, 16);
+    if hi <= lo {
+        0
+    } else {
+        (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+    }
+}
+
+/// The first `n` lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) fn first_lanes(n: usize) -> u16 {
+    ((1u32 << n.min(16)) - 1) as u16
+}
+
+/// Copies columns `0..n` of each row `xi` of `stage` to `v` at row
+/// `xi * cin + ci`, column `l0` (rows of `ldv`): in whole registers, which
+/// the staging makes possible where runs of tiles are short (runs of 7
+/// tiles stored straight into `v` measured slower).
+///
+/// # Safety
+/// The CPU must have AVX-512F; `v` must hold `stage.len() * cin * ldv`
+/// elements, `ci < cin` and `l0 + n <= ldv`, `n <= WINDOW`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn unstage<const XI: usize>(
+    stage: &Stage<XI>,
+    n: usize,
+    v: *mut f32,
+    (ci, cin): (usize, usize),
+    (l0, ldv): (usize, usize),
+) {
+    use std::arch::x86_64::*;
+    for (xi, row) in stage.iter().enumerate() {
+        let d = v.add((xi * cin + ci) * ldv + l0);
+        let mut j = 0;
+        while j + 16 <= n {
+            _mm512_storeu_ps(d.add(j), _mm512_loadu_ps(row.as_ptr().add(j)));
+            j += 16;
+        }
+        if j < n {
+            let y = _mm512_loadu_ps(row.as_ptr().add(j));
+            _mm512_mask_storeu_ps(d.add(j), first_lanes(n - j), y);
+        }
+    }
+}
+
+/// The F(2x2) input transform (as [`input_transform_impl`], same bits) for
+/// `f32` with AVX-512: per channel and run of up to [`RUN_AVX512`] tiles
+/// along a tile row, the 4 input rows under the run are loaded in two
+/// registers each (32 columns, zero-masked outside the image), `B^T` is
+/// applied along the rows in registers, each transformed row is split by
+/// permutes into its columns 2j, 2j + 1, 2j + 2 and 2j + 3 (tile j in lane
+/// j), and the 16 results are staged, then copied to `v` a window at a time.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn input_f2_avx512(
+    x: &[f32],
+    g: &Geometry,
+    tw: usize,
+    (f0, f1): (usize, usize),
+    ldv: usize,
+    v: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (cin, h, w) = (g.cin, g.h, g.w);
+    // Every load is inside plane ci (or masked off), every store inside
+    // row `xi * cin + ci` of `v`, columns `0..f1 - f0`.
+    assert!(x.len() >= cin * h * w && f1 - f0 <= ldv && v.len() >= 16 * cin * ldv);
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    let even2 = _mm512_add_epi32(even, _mm512_set1_epi32(2));
+    let odd2 = _mm512_add_epi32(even, _mm512_set1_epi32(3));
+    let zero = _mm512_setzero_ps();
+    let mut stage: Stage<16> = [[0.0; WINDOW + 16]; 16];
+    for ci in 0..cin {
+        let plane = x.as_ptr().add(ci * h * w);
+        for w0 in (f0..f1).step_by(WINDOW) {
+            let w1 = (w0 + WINDOW).min(f1);
+            let mut f = w0;
+            while f < w1 {
+                let ty = f / tw;
+                let tx0 = f % tw;
+                let nt = (tw - tx0).min(RUN_AVX512).min(w1 - f);
+                // Tile tx0 + j starts at column xs + 2 j.
+                let xs = (2 * tx0) as isize - g.pw as isize;
+                let masks = [edge_mask(xs, w as isize), edge_mask(xs + 16, w as isize)];
+                let mut d = [[zero; 2]; 4];
+                for (r, dr) in d.iter_mut().enumerate() {
+                    let y = (2 * ty + r) as isize - g.ph as isize;
+                    if y >= 0 && (y as usize) < h {
+                        let p = plane.add(y as usize * w).wrapping_offset(xs);
+                        dr[0] = _mm512_maskz_loadu_ps(masks[0], p);
+                        dr[1] = _mm512_maskz_loadu_ps(masks[1], p.wrapping_add(16));
+                    }
+                }
+                // B^T along the rows: t[b][i] is transformed row i, columns
+                // 16 b .. 16 b + 16 of the run.
+                let mut t = [[zero; 4]; 2];
+                for (b, tb) in t.iter_mut().enumerate() {
+                    let [d0, d1, d2, d3] = [d[0][b], d[1][b], d[2][b], d[3][b]];
+                    *tb = [
+                        _mm512_sub_ps(d0, d2),
+                        _mm512_add_ps(d1, d2),
+                        _mm512_sub_ps(d2, d1),
+                        _mm512_sub_ps(d1, d3),
+                    ];
+                }
+                // B along the columns (tile j: columns 2j .. 2j + 3).
+                let keep = first_lanes(nt);
+                for i in 0..4 {
+                    let (lo, hi) = (t[0][i], t[1][i]);
+                    let e = _mm512_permutex2var_ps(lo, even, hi);
+                    let o = _mm512_permutex2var_ps(lo, odd, hi);
+                    let e2 = _mm512_permutex2var_ps(lo, even2, hi);
+                    let o2 = _mm512_permutex2var_ps(lo, odd2, hi);
+                    let out = [
+                        _mm512_sub_ps(e, e2),
+                        _mm512_add_ps(o, e2),
+                        _mm512_sub_ps(e2, o),
+                        _mm512_sub_ps(o, o2),
+                    ];
+                    for (k, y) in out.into_iter().enumerate() {
+                        let at = stage[4 * i + k].as_mut_ptr().add(f - w0);
+                        _mm512_mask_storeu_ps(at, keep, y);
+                    }
+                }
+                f += nt;
+            }
+            unstage(&stage, w1 - w0, v.as_mut_ptr(), (ci, cin), (w0 - f0, ldv));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pseudo-random `f32`s, with some zeros of both signs.
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                match s % 16 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0,
+                }
+            })
+            .collect()
+    }
+
+    /// The input transform of every build available on this CPU gives the
+    /// bits of the baseline one, for both variants, on images with every
+    /// width remainder, padding 0 to 2, tile rows longer than a run, and
+    /// spans starting and ending inside tile rows.
+    #[test]
+    fn input_transforms_give_the_same_bits_in_every_build() {
+        let mut kinds = vec![transforms_kind()];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            kinds.push(Transforms::Avx2);
+        }
+        for variant in [Variant::F2x2, Variant::F4x4] {
+            for &(cin, h, w, p) in &[
+                (3, 7, 9, 1),
+                (2, 10, 5, 0),
+                (2, 4, 3, 2),
+                (3, 14, 14, 1),
+                (2, 28, 28, 1),
+                (1, 35, 67, 1),
+                (2, 9, 150, 2),
+                (1, 6, 17, 0),
+                (2, 13, 30, 2),
+                (1, 3, 3, 0),
+            ] {
+                let g = Geometry {
+                    cin,
+                    h,
+                    w,
+                    ph: p,
+                    pw: p,
+                    cout: 1,
+                    ho: h + 2 * p - 2,
+                    wo: w + 2 * p - 2,
+                };
+                let t = variant.tile();
+                let tw = g.wo.div_ceil(t);
+                let tiles = g.ho.div_ceil(t) * tw;
+                let x = data(cin * h * w, (h * w + p) as u64);
+                for block in [16usize, 37, 128] {
+                    let ldv = block.div_ceil(16) * 16;
+                    for f0 in (0..tiles).step_by(block) {
+                        let span = (f0, (f0 + block).min(tiles));
+                        let run = |kind| {
+                            let mut v = data(variant.xi() * cin * ldv, 3);
+                            input_transform(kind, variant, &x, &g, tw, span, ldv, &mut v);
+                            v.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+                        };
+                        let want = run(Transforms::Baseline);
+                        for &kind in &kinds {
+                            assert!(
+                                run(kind) == want,
+                                "{kind:?} {variant:?} {cin} {h} {w} {p} {span:?}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -3,7 +3,8 @@
 //! (+ bias) of the products, 4 x 4 output tiles. Compiled for baseline
 //! x86-64 and for AVX2 (same bits: plain adds, subtracts and multiplies by
 //! constants on arrays, no fused operations) and chosen at run time by the
-//! dispatch in `transforms.rs`.
+//! dispatch in `transforms.rs`; the input transform also by hand for `f32`
+//! with AVX-512 ([`input_avx512`], same bits again).
 //!
 //! ```text
 //! B^T = [4  0 -5  0 1 0]      A^T = [1 1  1 1  1 0]
@@ -14,8 +15,12 @@
 //!       [0  4  0 -5 0 1]
 //! ```
 
+#[cfg(target_arch = "x86_64")]
+use super::transforms::{edge_mask, first_lanes, unstage, Stage, RUN_AVX512, WINDOW};
 use super::Geometry;
 use crate::element::Element;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
 
 /// Tiles handled per pass (stack buffers).
 const CHUNK: usize = 32;
@@ -174,6 +179,121 @@ pub(super) fn input_transform_impl<T: Element>(
                 }
             }
             f += nt;
+        }
+    }
+}
+
+/// `B^T d` for one column of 6 registers, as [`bt`] (same operations in the
+/// same order).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn bt_avx512(d: [__m512; 6]) -> [__m512; 6] {
+    let (add, sub, mul) = (_mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps);
+    let (two, four, five) = (
+        _mm512_set1_ps(2.0),
+        _mm512_set1_ps(4.0),
+        _mm512_set1_ps(5.0),
+    );
+    let [d0, d1, d2, d3, d4, d5] = d;
+    [
+        add(sub(mul(four, d0), mul(five, d2)), d4),
+        sub(add(d3, d4), mul(four, add(d1, d2))),
+        add(sub(d4, d3), mul(four, sub(d1, d2))),
+        add(sub(d4, d2), mul(two, sub(d3, d1))),
+        sub(sub(d4, d2), mul(two, sub(d3, d1))),
+        add(sub(mul(four, d1), mul(five, d3)), d5),
+    ]
+}
+
+/// The F(4x4) input transform (as [`input_transform_impl`], same bits) for
+/// `f32` with AVX-512: per channel and run of up to [`RUN_AVX512`] tiles
+/// along a tile row, each of the 6 input rows under the run is loaded in 4
+/// registers (64 columns, zero-masked outside the image) and split by
+/// permutes into its columns 4j + q (q = 0..3; tile j in lane j); `B^T` is
+/// applied along the rows, then `B` along the columns (columns 4j + 4 and
+/// 4j + 5 are those of q = 0 and 1 shifted by one lane), and the 36 results
+/// are staged, then copied to `v` a window at a time.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+pub(super) unsafe fn input_avx512(
+    x: &[f32],
+    g: &Geometry,
+    tw: usize,
+    (f0, f1): (usize, usize),
+    ldv: usize,
+    v: &mut [f32],
+) {
+    let (cin, h, w) = (g.cin, g.h, g.w);
+    // Every load is inside plane ci (or masked off), every store inside
+    // row `xi * cin + ci` of `v`, columns `0..f1 - f0`.
+    assert!(x.len() >= cin * h * w && f1 - f0 <= ldv && v.len() >= 36 * cin * ldv);
+    // Lanes 0..8 pick columns q, q + 4, .., q + 28 of the first two
+    // registers, lanes 8..16 the same of the last two.
+    let by4 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    let idx = [0, 1, 2, 3].map(|q| _mm512_add_epi32(by4, _mm512_set1_epi32(q)));
+    let zero = _mm512_setzero_ps();
+    let mut stage: Stage<36> = [[0.0; WINDOW + 16]; 36];
+    for ci in 0..cin {
+        let plane = x.as_ptr().add(ci * h * w);
+        for w0 in (f0..f1).step_by(WINDOW) {
+            let w1 = (w0 + WINDOW).min(f1);
+            let mut f = w0;
+            while f < w1 {
+                let ty = f / tw;
+                let tx0 = f % tw;
+                let nt = (tw - tx0).min(RUN_AVX512).min(w1 - f);
+                // Tile tx0 + j starts at column xs + 4 j.
+                let xs = (4 * tx0) as isize - g.pw as isize;
+                let mut masks = [0u16; 4];
+                for (b, m) in masks.iter_mut().enumerate() {
+                    *m = edge_mask(xs + 16 * b as isize, w as isize);
+                }
+                // d[q][r]: input row r at columns xs + 4 j + q.
+                let mut d = [[zero; 6]; 4];
+                for r in 0..6 {
+                    let y = (4 * ty + r) as isize - g.ph as isize;
+                    if y < 0 || y as usize >= h {
+                        continue;
+                    }
+                    let p = plane.add(y as usize * w).wrapping_offset(xs);
+                    let mut c = [zero; 4];
+                    for (k, ck) in c.iter_mut().enumerate() {
+                        *ck = _mm512_maskz_loadu_ps(masks[k], p.wrapping_add(16 * k));
+                    }
+                    for (dq, iq) in d.iter_mut().zip(idx) {
+                        let lo = _mm512_permutex2var_ps(c[0], iq, c[1]);
+                        let hi = _mm512_permutex2var_ps(c[2], iq, c[3]);
+                        dq[r] = _mm512_mask_blend_ps(0xFF00, lo, hi);
+                    }
+                }
+                // B^T along the rows: t[q][i].
+                let mut t = [[zero; 6]; 4];
+                for (tq, dq) in t.iter_mut().zip(d) {
+                    *tq = bt_avx512(dq);
+                }
+                // B along the columns (tile j: columns 4j .. 4j + 5).
+                let keep = first_lanes(nt);
+                for i in 0..6 {
+                    let [a, b] = [t[0][i], t[1][i]].map(|a| _mm512_castps_si512(a));
+                    let a4 = _mm512_castsi512_ps(_mm512_alignr_epi32(a, a, 1));
+                    let b4 = _mm512_castsi512_ps(_mm512_alignr_epi32(b, b, 1));
+                    let c = [t[0][i], t[1][i], t[2][i], t[3][i], a4, b4];
+                    for (k, y) in bt_avx512(c).into_iter().enumerate() {
+                        let at = stage[6 * i + k].as_mut_ptr().add(f - w0);
+                        _mm512_mask_storeu_ps(at, keep, y);
+                    }
+                }
+                f += nt;
+            }
+            unstage(&stage, w1 - w0, v.as_mut_ptr(), (ci, cin), (w0 - f0, ldv));
         }
     }
 }
