@@ -7,7 +7,7 @@ use crate::postprocess::{
 };
 use crate::target::Target;
 use sightline_autograd::ops::{conv::ExcitationConv, linear::ExcitationLinear};
-use sightline_autograd::{OpKind, Retain, RuleSet, Tape, Var, VarId};
+use sightline_autograd::{OpKind, Pass, Retain, RuleSet, Tape, Var, VarId};
 use sightline_layers::Model;
 use sightline_tensor::elementwise::sub;
 use sightline_tensor::{Element, ResizeMode, Tensor};
@@ -235,9 +235,19 @@ impl<'m, T: Element> Explainer<'m, T> {
         let mut out: Vec<Vec<Saliency<T>>> = requests.iter().map(|_| Vec::new()).collect();
         for target in targets {
             let seed = target.seed(self.logits.shape())?;
+            // All rule sets walk the tape together (linear layers read their
+            // weight once for the passes that share their standard rule).
+            let walk: Vec<Pass<'_, T>> = passes
+                .iter()
+                .map(|(rules, ids)| Pass {
+                    seed: &seed,
+                    rules,
+                    wrt: ids,
+                })
+                .collect();
+            let results = self.tape.backward_passes(self.logits.id(), &walk)?;
             let mut grads: Vec<(&str, VarId, Tensor<T>)> = Vec::new();
-            for (rules, ids) in &passes {
-                let gs = self.tape.backward(self.logits.id(), &seed, rules, ids)?;
+            for ((rules, ids), gs) in passes.iter().zip(results) {
                 grads.extend(ids.iter().zip(gs).map(|(&id, g)| (rules.name(), id, g)));
             }
             let lookup = |rules: &RuleSet<T>, id: VarId| -> Tensor<T> {

@@ -122,6 +122,25 @@ impl<T: Element> Op<T> {
             Op::Resize(o) => o.standard(ctx, grad),
         }
     }
+
+    /// [`Op::standard_backward`] of several passes' output gradients at
+    /// once, one result per gradient, each the same bits as computing it
+    /// alone: a linear layer's input gradients are computed together
+    /// (reading the weight once) where the kernel allows it, the other ops
+    /// run once per gradient.
+    pub fn standard_backward_many(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grads: &[&Tensor<T>],
+    ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
+        match self {
+            Op::Linear(o) => o.standard_many(ctx, grads),
+            _ => grads
+                .iter()
+                .map(|g| self.standard_backward(ctx, g))
+                .collect(),
+        }
+    }
 }
 
 impl OpKind {

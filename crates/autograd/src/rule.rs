@@ -189,18 +189,27 @@ impl<T: Element> RuleSet<T> {
 
     /// The rule for a node: the last matching layer rule, else its kind's rule, else [`Standard`].
     pub fn resolve<'a>(&'a self, node: &Node<T>) -> &'a dyn Rule<T> {
-        let kind = node.op.kind();
-        if let Some(r) = self
-            .by_layer
-            .iter()
-            .rev()
-            .find(|r| *r.layer == *node.layer && r.kind.is_none_or(|k| k == kind))
-        {
-            return r.rule.as_ref();
-        }
-        match self.by_kind.get(&kind) {
+        match self.chosen(node) {
             Some(r) => r.as_ref(),
             None => &Standard,
         }
+    }
+
+    /// Whether the set leaves `node` to the built-in [`Standard`] rule (no
+    /// layer or kind rule matches it): then several passes can run it as
+    /// one batch ([`crate::Tape::backward_passes`]).
+    pub(crate) fn is_standard_at(&self, node: &Node<T>) -> bool {
+        self.chosen(node).is_none()
+    }
+
+    /// The layer or kind rule that matches `node`, if any.
+    fn chosen(&self, node: &Node<T>) -> Option<&Arc<dyn Rule<T>>> {
+        let kind = node.op.kind();
+        self.by_layer
+            .iter()
+            .rev()
+            .find(|r| *r.layer == *node.layer && r.kind.is_none_or(|k| k == kind))
+            .map(|r| &r.rule)
+            .or_else(|| self.by_kind.get(&kind))
     }
 }

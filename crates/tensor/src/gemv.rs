@@ -15,7 +15,7 @@ use crate::simd::has_avx2;
 use rayon::prelude::*;
 
 /// Rows of `A` up to which a product takes these paths.
-const GEMV_MAX_ROWS: usize = 4;
+pub(crate) const GEMV_MAX_ROWS: usize = 4;
 
 /// Work (multiply-adds) below which the ordinary GEMM path is as good.
 const MIN_WORK: usize = 1 << 18;
@@ -46,7 +46,7 @@ pub(crate) fn gemv<T: Element, F: Fn(T) -> T + Sync>(
     map: &F,
 ) -> bool {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    if m > GEMV_MAX_ROWS || k == 0 || m * n * k < MIN_WORK {
+    if !takes_gemv(m, k, n) {
         return false;
     }
     let job = Job {
@@ -81,6 +81,13 @@ pub(crate) fn gemv<T: Element, F: Fn(T) -> T + Sync>(
         return true;
     }
     false
+}
+
+/// Whether an `m x k` by `k x n` product with a suitable `B` takes these
+/// paths (each row of `C` is then computed on its own, in an order set by
+/// `k` and `n` only).
+pub(crate) fn takes_gemv(m: usize, k: usize, n: usize) -> bool {
+    m <= GEMV_MAX_ROWS && k > 0 && m * n * k >= MIN_WORK
 }
 
 /// One product, shared by its tasks.

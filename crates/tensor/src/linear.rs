@@ -50,6 +50,19 @@ pub fn linear_backward_input<T: Element>(g: &Tensor<T>, weight: &Tensor<T>) -> R
     Ok(out)
 }
 
+/// Whether [`linear_backward_input`] of `rows` gradient rows streams
+/// `weight` once for all of them, each row's result independent of the
+/// others (the same bits as computing it alone when that streams too):
+/// true for a few rows (up to 4) of a large enough layer. A caller with
+/// several gradients of the same layer (several backward passes) can then
+/// stack them and read the weight once.
+pub fn backward_input_streams<T: Element>(rows: usize, weight: &Tensor<T>) -> bool {
+    match weight.shape() {
+        &[fout, fin] => rows > 0 && crate::gemv::takes_gemv(rows, fout, fin),
+        _ => false,
+    }
+}
+
 /// `x map(W)^T` (no bias), with `map` applied to every entry of the weight:
 /// bit-identical to [`linear`] on `weight.map(map)`, without making that
 /// copy at batch sizes up to 4 (the weight is streamed once).

@@ -6,7 +6,7 @@ use crate::ops::{excitation_denominator, excitation_with_denominator, Excitation
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::linear::{
-    linear as linear_kernel, linear_backward_bias, linear_backward_input,
+    backward_input_streams, linear as linear_kernel, linear_backward_bias, linear_backward_input,
     linear_backward_input_map_weight, linear_backward_weight, linear_map_weight,
 };
 use sightline_tensor::{Element, Tensor};
@@ -74,6 +74,54 @@ impl<T: Element> LinearOp<T> {
             });
         }
         Ok(out)
+    }
+
+    /// [`LinearOp::standard`] of several gradients: their input gradients
+    /// stacked into one product that reads the weight once, where each row
+    /// is computed as it would be alone (see
+    /// [`sightline_tensor::linear::backward_input_streams`]) and only the
+    /// input gradient is wanted (weight and bias gradients would sum over
+    /// the stack); one product per gradient otherwise.
+    pub(crate) fn standard_many(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grads: &[&Tensor<T>],
+    ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
+        let rows: Vec<usize> = grads
+            .iter()
+            .map(|g| g.shape().first().copied().unwrap_or(0))
+            .collect();
+        let total: usize = rows.iter().sum();
+        let stackable = grads.len() > 1
+            && ctx.needs(0)
+            && !ctx.needs(1)
+            && !(self.has_bias && ctx.needs(2))
+            && grads
+                .iter()
+                .all(|g| g.ndim() == 2 && g.shape()[1..] == grads[0].shape()[1..])
+            && rows
+                .iter()
+                .all(|&r| backward_input_streams(r, &self.weight))
+            && backward_input_streams(total, &self.weight);
+        if !stackable {
+            return grads.iter().map(|g| self.standard(ctx, g)).collect();
+        }
+        let owned: Vec<Tensor<T>> = grads.iter().map(|&g| g.clone()).collect();
+        let stacked = Tensor::concat0(&owned).map_err(|e| ctx.kernel(e))?;
+        let all = linear_backward_input(&stacked, &self.weight).map_err(|e| ctx.kernel(e))?;
+        let fin = all.shape()[1];
+        let mut parts = all.data().chunks(fin);
+        rows.iter()
+            .map(|&r| {
+                let data: Vec<T> = parts.by_ref().take(r).flatten().copied().collect();
+                let part = Tensor::from_vec([r, fin], data).map_err(|e| ctx.kernel(e))?;
+                let mut out = vec![Some(part), None];
+                if self.has_bias {
+                    out.push(None);
+                }
+                Ok(out)
+            })
+            .collect()
     }
 }
 
