@@ -2,7 +2,7 @@
 //! `Y = A^T M A` (+ bias) of the products; and the dispatch of both
 //! variants' transforms (F(4x4) in `transforms_f4.rs`), compiled for
 //! baseline x86-64 and for AVX2 (same bits) and chosen at run time, plus
-//! hand-written AVX-512 input transforms for `f32` (same bits again).
+//! hand-written AVX-512 transforms for `f32` (same bits again).
 
 use super::{transforms_f4, Geometry, Variant};
 use crate::element::Element;
@@ -21,14 +21,16 @@ const CHUNK: usize = 32;
 /// too short for the compiler to vectorize; `Avx512` takes hand-written
 /// AVX-512 input transforms for `f32` instead, which compute a run of up to
 /// 15 tiles in whole registers (masked at the edges), with the same
-/// operations per element (the same bits).
+/// operations per element (the same bits). Its output transforms, also by
+/// hand, compute chunks of 16 tiles (across tile rows) in whole registers
+/// and interleave each tile's output columns by permutes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Transforms {
     Baseline,
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// AVX-512 input transforms for `f32` (other types take `Avx2`); the
-    /// AVX2 build of the output transforms.
+    /// AVX-512 input and output transforms for `f32` (other types take
+    /// `Avx2`).
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
@@ -164,21 +166,40 @@ pub(super) fn output_transform<T: Element>(
     match kind {
         Transforms::Baseline => output_variant(variant, m, g, &o, dst),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx2` and `Avx512` are only chosen when the CPU has AVX2.
-        Transforms::Avx2 | Transforms::Avx512 => unsafe {
-            output_transform_avx2(variant, m, g, &o, dst)
+        // SAFETY: `Avx2` is only chosen when the CPU has AVX2.
+        Transforms::Avx2 => unsafe { output_transform_avx2(variant, m, g, &o, dst) },
+        #[cfg(target_arch = "x86_64")]
+        Transforms::Avx512 => match (as_f32(m), as_f32_mut(dst)) {
+            // SAFETY: `Avx512` is only chosen when the CPU has AVX-512F.
+            (Some(m), Some(dst)) => unsafe {
+                let bias = bias.and_then(as_f32);
+                let o = OutputArgs {
+                    tw,
+                    span,
+                    ldm,
+                    rows,
+                    chans,
+                    bias,
+                };
+                match variant {
+                    Variant::F2x2 => output_f2_avx512(m, g, &o, dst),
+                    Variant::F4x4 => transforms_f4::output_avx512(m, g, &o, dst),
+                }
+            },
+            // SAFETY: a CPU with AVX-512F has AVX2.
+            _ => unsafe { output_transform_avx2(variant, m, g, &o, dst) },
         },
     }
 }
 
 /// The scalar arguments of an output transform.
-struct OutputArgs<'a, T> {
-    tw: usize,
-    span: (usize, usize),
-    ldm: usize,
-    rows: usize,
-    chans: (usize, usize),
-    bias: Option<&'a [T]>,
+pub(super) struct OutputArgs<'a, T> {
+    pub(super) tw: usize,
+    pub(super) span: (usize, usize),
+    pub(super) ldm: usize,
+    pub(super) rows: usize,
+    pub(super) chans: (usize, usize),
+    pub(super) bias: Option<&'a [T]>,
 }
 
 /// # Safety
@@ -563,6 +584,182 @@ unsafe fn input_f2_avx512(
     }
 }
 
+/// The lanes `lo..hi` (clamped to `0..16`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn lanes(lo: isize, hi: isize) -> u16 {
+    edge_mask(-lo, hi - lo)
+}
+
+/// Where the AVX-512 output transforms store the part of a chunk of up to
+/// 16 tiles (tile j of the chunk in lane j of the transform's registers)
+/// that lies in one tile row: a row of output tile `t x t` is `t`
+/// registers (tile j at lanes `t j .. t j + t` of the chunk's `16 t`
+/// lanes), stored at `at` (an offset in the channel's output plane, of
+/// lane 0 of the first register, output row 0 of the tile row; it may lie
+/// outside the row or plane) plus `16 b` for register `b`, under
+/// `masks[b]`: the lanes of this tile row's tiles that are inside the
+/// output. Output rows `0..rows` of the tile row are inside it.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Default)]
+pub(super) struct Segment {
+    at: isize,
+    rows: usize,
+    masks: [u16; 4],
+}
+
+/// A window of up to [`WINDOW`] tiles, cut into chunks of 16 (lane j of a
+/// chunk's registers holding tile `16 k + j` of the window) and the chunks
+/// into [`Segment`]s, one per tile row a chunk touches.
+#[cfg(target_arch = "x86_64")]
+pub(super) struct Segments {
+    segs: [[Segment; 16]; WINDOW / 16],
+    counts: [usize; WINDOW / 16],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Segments {
+    /// The segments of tiles `w0..w1` (`w1 - w0 <= WINDOW`) of `t x t`
+    /// output tiles (`t` 2 or 4), `tw` tiles per tile row, in an output of
+    /// `ho x wo`.
+    pub(super) fn new(
+        t: usize,
+        (w0, w1): (usize, usize),
+        tw: usize,
+        (ho, wo): (usize, usize),
+    ) -> Self {
+        debug_assert!(w1 - w0 <= WINDOW && (t == 2 || t == 4));
+        let mut s = Segments {
+            segs: [[Segment::default(); 16]; WINDOW / 16],
+            counts: [0; WINDOW / 16],
+        };
+        let (ti, wi) = (t as isize, wo as isize);
+        let mut ty = w0 / tw;
+        let mut tx = w0 % tw;
+        for (k, f) in (w0..w1).step_by(16).enumerate() {
+            let n = (w1 - f).min(16);
+            let mut j0 = 0;
+            while j0 < n {
+                let j1 = (j0 + tw - tx).min(n);
+                // Lane 0 of register 0 is at column x.
+                let x = ti * (tx as isize - j0 as isize);
+                let mut masks = [0u16; 4];
+                for (b, mb) in masks.iter_mut().enumerate().take(t) {
+                    let o = 16 * b as isize;
+                    *mb = lanes(ti * j0 as isize - o, (ti * j1 as isize - o).min(wi - x - o));
+                }
+                s.segs[k][s.counts[k]] = Segment {
+                    at: (t * ty * wo) as isize + x,
+                    rows: ho.saturating_sub(t * ty).min(t),
+                    masks,
+                };
+                s.counts[k] += 1;
+                tx += j1 - j0;
+                if tx == tw {
+                    tx = 0;
+                    ty += 1;
+                }
+                j0 = j1;
+            }
+        }
+        s
+    }
+
+    /// The segments of chunk `k`.
+    #[inline(always)]
+    pub(super) fn chunk(&self, k: usize) -> &[Segment] {
+        &self.segs[k][..self.counts[k]]
+    }
+}
+
+/// Stores output row `a` of the tiles of a chunk (the `B` registers `out`,
+/// as described at [`Segment`]) into `plane` (`wo` columns), in each of
+/// the chunk's tile rows `segs` that has that row.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `plane` must be the output plane the
+/// segments were made for.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn store_row<const B: usize>(
+    plane: *mut f32,
+    segs: &[Segment],
+    a: usize,
+    wo: usize,
+    out: [std::arch::x86_64::__m512; B],
+) {
+    use std::arch::x86_64::*;
+    for s in segs {
+        if a < s.rows {
+            let p = plane.wrapping_offset(s.at + (a * wo) as isize);
+            for (b, y) in out.into_iter().enumerate() {
+                if s.masks[b] != 0 {
+                    _mm512_mask_storeu_ps(p.wrapping_add(16 * b), s.masks[b], y);
+                }
+            }
+        }
+    }
+}
+
+/// The F(2x2) output transform (as [`output_transform_impl`], same bits)
+/// for `f32` with AVX-512: per window of tiles, channel and chunk of 16
+/// tiles (tile j in lane j, across tile rows), the 16 rows of `M` are
+/// loaded in one register each, `A^T` is applied along the rows and the
+/// columns in registers (plus bias), each output row's two columns per
+/// tile are interleaved by permutes into two registers, and those are
+/// stored (masked) into each tile row the chunk touches.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn output_f2_avx512(m: &[f32], g: &Geometry, o: &OutputArgs<'_, f32>, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (tw, (f0, f1), ldm, rows, (c0, c1)) = (o.tw, o.span, o.ldm, o.rows, o.chans);
+    let hw = g.ho * g.wo;
+    // Every load is inside row `xi * rows + c - c0` of `m`, columns
+    // `0..f1 - f0`; every store inside plane `c - c0` of `dst` (masked to
+    // the output).
+    assert!(f1 - f0 <= ldm && c1 - c0 <= rows && m.len() >= 16 * rows * ldm);
+    assert!(dst.len() >= (c1 - c0) * hw && o.bias.is_none_or(|b| b.len() >= c1));
+    let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
+    let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    for w0 in (f0..f1).step_by(WINDOW) {
+        let w1 = (w0 + WINDOW).min(f1);
+        let segs = Segments::new(2, (w0, w1), tw, (g.ho, g.wo));
+        for c in c0..c1 {
+            let bv = _mm512_set1_ps(o.bias.map_or(0.0, |b| b[c]));
+            let plane = dst.as_mut_ptr().add((c - c0) * hw);
+            let base = m.as_ptr().add((c - c0) * ldm);
+            for (k, f) in (w0..w1).step_by(16).enumerate() {
+                let keep = first_lanes(w1 - f);
+                let col = base.add(f - f0);
+                let ld = |xi: usize| _mm512_maskz_loadu_ps(keep, col.add(xi * rows * ldm));
+                // s[a][jj]: A^T along the rows, column jj.
+                let mut s = [[_mm512_setzero_ps(); 4]; 2];
+                let [s0, s1] = &mut s;
+                for (jj, (s0, s1)) in s0.iter_mut().zip(s1.iter_mut()).enumerate() {
+                    let [m0, m1, m2, m3] = [ld(jj), ld(4 + jj), ld(8 + jj), ld(12 + jj)];
+                    *s0 = add(add(m0, m1), m2);
+                    *s1 = sub(sub(m1, m2), m3);
+                }
+                for (a, &[q0, q1, q2, q3]) in s.iter().enumerate() {
+                    let y0 = add(add(add(q0, q1), q2), bv);
+                    let y1 = add(sub(sub(q1, q2), q3), bv);
+                    let out = [
+                        _mm512_permutex2var_ps(y0, lo, y1),
+                        _mm512_permutex2var_ps(y0, hi, y1),
+                    ];
+                    store_row(plane, segs.chunk(k), a, g.wo, out);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,6 +834,81 @@ mod tests {
                                 run(kind) == want,
                                 "{kind:?} {variant:?} {cin} {h} {w} {p} {span:?}"
                             );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The output transform of every build available on this CPU gives the
+    /// bits of the baseline one, for both variants, on outputs with odd and
+    /// even widths and heights (tiles cut at the right and bottom edges),
+    /// tile rows of 1 to 38 tiles, spans starting and ending inside tile
+    /// rows and longer than a window, channel ranges not starting at 0, with
+    /// and without bias; pixels outside the span's tiles and channels are
+    /// left as they were.
+    #[test]
+    fn output_transforms_give_the_same_bits_in_every_build() {
+        let mut kinds = vec![transforms_kind()];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            kinds.push(Transforms::Avx2);
+        }
+        for variant in [Variant::F2x2, Variant::F4x4] {
+            for &(ho, wo) in &[
+                (1, 1),
+                (2, 3),
+                (7, 9),
+                (8, 5),
+                (14, 14),
+                (28, 28),
+                (13, 30),
+                (5, 150),
+                (33, 67),
+                (6, 17),
+                (56, 56),
+            ] {
+                let g = Geometry {
+                    cin: 1,
+                    h: ho,
+                    w: wo,
+                    ph: 1,
+                    pw: 1,
+                    cout: 40,
+                    ho,
+                    wo,
+                };
+                let t = variant.tile();
+                let tw = wo.div_ceil(t);
+                let tiles = ho.div_ceil(t) * tw;
+                for (block, chans, rows) in [
+                    (16usize, (0, 40), 40),
+                    (37, (5, 17), 13),
+                    (150, (24, 39), 16),
+                ] {
+                    let ldm = block.div_ceil(16) * 16;
+                    let m = data(variant.xi() * rows * ldm, (ho * wo + block) as u64);
+                    let b = data(40, 7);
+                    for f0 in (0..tiles).step_by(block) {
+                        let span = (f0, (f0 + block).min(tiles));
+                        for bias in [None, Some(&b[..])] {
+                            let run = |kind| {
+                                let mut dst = data((chans.1 - chans.0) * ho * wo, 5);
+                                output_transform(
+                                    kind, variant, &m, &g, tw, span, ldm, rows, chans, bias,
+                                    &mut dst,
+                                );
+                                dst.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+                            };
+                            let want = run(Transforms::Baseline);
+                            for &kind in &kinds {
+                                assert!(
+                                    run(kind) == want,
+                                    "{kind:?} {variant:?} {ho} {wo} {span:?} {chans:?} {}",
+                                    bias.is_some()
+                                );
+                            }
                         }
                     }
                 }

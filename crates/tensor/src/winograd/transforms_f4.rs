@@ -3,8 +3,8 @@
 //! (+ bias) of the products, 4 x 4 output tiles. Compiled for baseline
 //! x86-64 and for AVX2 (same bits: plain adds, subtracts and multiplies by
 //! constants on arrays, no fused operations) and chosen at run time by the
-//! dispatch in `transforms.rs`; the input transform also by hand for `f32`
-//! with AVX-512 ([`input_avx512`], same bits again).
+//! dispatch in `transforms.rs`; both also by hand for `f32` with AVX-512
+//! ([`input_avx512`], [`output_avx512`], same bits again).
 //!
 //! ```text
 //! B^T = [4  0 -5  0 1 0]      A^T = [1 1  1 1  1 0]
@@ -16,7 +16,9 @@
 //! ```
 
 #[cfg(target_arch = "x86_64")]
-use super::transforms::{edge_mask, first_lanes, unstage, Stage, RUN_AVX512, WINDOW};
+use super::transforms::{
+    edge_mask, first_lanes, store_row, unstage, OutputArgs, Segments, Stage, RUN_AVX512, WINDOW,
+};
 use super::Geometry;
 use crate::element::Element;
 #[cfg(target_arch = "x86_64")]
@@ -374,6 +376,100 @@ pub(super) fn output_transform_impl<T: Element>(
                 }
             }
             f += nt;
+        }
+    }
+}
+
+/// `A^T m` for one column of 6 registers, as [`at`] (same operations in the
+/// same order).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn at_avx512(m: [__m512; 6]) -> [__m512; 4] {
+    let (add, sub, mul) = (_mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps);
+    let (two, four, eight) = (
+        _mm512_set1_ps(2.0),
+        _mm512_set1_ps(4.0),
+        _mm512_set1_ps(8.0),
+    );
+    let [m0, m1, m2, m3, m4, m5] = m;
+    let (a, b, c, d) = (add(m1, m2), sub(m1, m2), add(m3, m4), sub(m3, m4));
+    [
+        add(add(m0, a), c),
+        add(b, mul(two, d)),
+        add(a, mul(four, c)),
+        add(add(b, mul(eight, d)), m5),
+    ]
+}
+
+/// The F(4x4) output transform (as [`output_transform_impl`], same bits)
+/// for `f32` with AVX-512: per window of tiles, channel and chunk of 16
+/// tiles (tile j in lane j, across tile rows), the 36 rows of `M` are
+/// loaded in one register each, `A^T` is applied along the rows and the
+/// columns in registers (plus bias), each output row's four columns per
+/// tile are interleaved by permutes into four registers, and those are
+/// stored (masked) into each tile row the chunk touches.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+pub(super) unsafe fn output_avx512(
+    m: &[f32],
+    g: &Geometry,
+    o: &OutputArgs<'_, f32>,
+    dst: &mut [f32],
+) {
+    let (tw, (f0, f1), ldm, rows, (c0, c1)) = (o.tw, o.span, o.ldm, o.rows, o.chans);
+    let hw = g.ho * g.wo;
+    // Every load is inside row `xi * rows + c - c0` of `m`, columns
+    // `0..f1 - f0`; every store inside plane `c - c0` of `dst` (masked to
+    // the output).
+    assert!(f1 - f0 <= ldm && c1 - c0 <= rows && m.len() >= 36 * rows * ldm);
+    assert!(dst.len() >= (c1 - c0) * hw && o.bias.is_none_or(|b| b.len() >= c1));
+    let add = _mm512_add_ps;
+    // Pairs (columns 0 and 1, or 2 and 3) of tiles 0..8, then of 8..16.
+    let pairs = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let pairs = [pairs, _mm512_add_epi32(pairs, _mm512_set1_epi32(8))];
+    // Tiles 0..4 (then 4..8) from the pairs of columns 0, 1 and 2, 3.
+    let quads = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+    let quads = [quads, _mm512_add_epi32(quads, _mm512_set1_epi32(8))];
+    for w0 in (f0..f1).step_by(WINDOW) {
+        let w1 = (w0 + WINDOW).min(f1);
+        let segs = Segments::new(4, (w0, w1), tw, (g.ho, g.wo));
+        for c in c0..c1 {
+            let bv = _mm512_set1_ps(o.bias.map_or(0.0, |b| b[c]));
+            let plane = dst.as_mut_ptr().add((c - c0) * hw);
+            let base = m.as_ptr().add((c - c0) * ldm);
+            for (k, f) in (w0..w1).step_by(16).enumerate() {
+                let keep = first_lanes(w1 - f);
+                let col = base.add(f - f0);
+                let ld = |xi: usize| _mm512_maskz_loadu_ps(keep, col.add(xi * rows * ldm));
+                // s[a][jj]: A^T along the rows, column jj.
+                let mut s = [[_mm512_setzero_ps(); 6]; 4];
+                for jj in 0..6 {
+                    let y = at_avx512([0, 1, 2, 3, 4, 5].map(|r| ld(6 * r + jj)));
+                    for (sa, y) in s.iter_mut().zip(y) {
+                        sa[jj] = y;
+                    }
+                }
+                for (a, &sa) in s.iter().enumerate() {
+                    let [y0, y1, y2, y3] = at_avx512(sa).map(|y| add(y, bv));
+                    let p = pairs.map(|i| _mm512_permutex2var_ps(y0, i, y1));
+                    let q = pairs.map(|i| _mm512_permutex2var_ps(y2, i, y3));
+                    let out = [
+                        _mm512_permutex2var_ps(p[0], quads[0], q[0]),
+                        _mm512_permutex2var_ps(p[0], quads[1], q[0]),
+                        _mm512_permutex2var_ps(p[1], quads[0], q[1]),
+                        _mm512_permutex2var_ps(p[1], quads[1], q[1]),
+                    ];
+                    store_row(plane, segs.chunk(k), a, g.wo, out);
+                }
+            }
         }
     }
 }
