@@ -6,6 +6,7 @@ after the other on the same machine, and prints both and their ratio.
     python3 benches/pytorch/compare.py --arch vgg16 --method gradient,grad_cam --iters 5
     python3 benches/pytorch/compare.py --python ~/torch-venv/bin/python
     python3 benches/pytorch/compare.py --table --python ~/torch-venv/bin/python   # issue 7's table
+    python3 benches/pytorch/compare.py --table --rounds 3 --python ~/torch-venv/bin/python
 
 PyTorch is optional: the PyTorch side runs in the interpreter given by
 `--python` (default: this one) and is skipped, with a note, when that
@@ -159,6 +160,8 @@ def main():
     p.add_argument("--json", action="store_true", help="print one JSON object per job")
     p.add_argument("--table", action="store_true",
                    help="run the jobs of issue 7's table instead of --arch x --method")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="--table: rounds per job, alternating which side runs first")
     a = p.parse_args()
 
     have_torch, why = torch_available(a.python)
@@ -203,45 +206,81 @@ def main():
               f"{fmt(t.get('peak_rss_mib')):>12} {fmt(s.get('peak_rss_mib')):>14}")
 
 
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
 def run_table(a, have_torch, exe):
-    """Issue 7's jobs, PyTorch then sightline for each, with time and peak
-    RSS ratios (sightline / PyTorch) against the targets."""
+    """Issue 7's jobs, with time and peak RSS ratios (sightline / PyTorch)
+    against the targets. Each job runs `--rounds` rounds of one PyTorch and
+    one sightline run, alternating which goes first; a ratio is taken per
+    round (the two runs were seconds apart), and the table shows the median
+    of the rounds' times and ratios, and the range of the ratios (this
+    machine's speed drifts by tens of percent over minutes)."""
     rows = []
     for label, arch, methods, torch_method, batch, target in TABLE:
-        torch_r = (run_torch(a.python, arch, torch_method, a.size, batch, a.iters, a.threads)
-                   if have_torch else None) or {}
-        sl = run_sightline(exe, arch, methods, a.size, batch, a.iters, a.threads)
-        t_ms, s_ms = torch_r.get("ms_median"), sl.get("ms_median")
-        t_mib, s_mib = torch_r.get("peak_rss_mib"), sl.get("peak_rss_mib")
-        row = dict(job=label, arch=arch, methods=methods, batch=batch, pytorch=torch_r,
-                   sightline=sl, target=target,
-                   time_ratio=None if not (t_ms and s_ms) else round(s_ms / t_ms, 2),
-                   rss_ratio=None if not (t_mib and s_mib) else round(s_mib / t_mib, 2))
-        if batch > 1 and s_ms:
-            one = run_sightline(exe, arch, methods, a.size, 1, a.iters, a.threads)
-            row["sightline_batch1_ms"] = one.get("ms_median")
-            row["per_image_ms"] = round(s_ms / batch, 1)
+        rounds = []
+        for k in range(a.rounds):
+            def torch_side():
+                return (run_torch(a.python, arch, torch_method, a.size, batch, a.iters, a.threads)
+                        if have_torch else None) or {}
+
+            def sightline_side():
+                return run_sightline(exe, arch, methods, a.size, batch, a.iters, a.threads)
+
+            if k % 2 == 0:
+                torch_r, sl = torch_side(), sightline_side()
+            else:
+                sl, torch_r = sightline_side(), torch_side()
+            one = None
+            if batch > 1 and sl.get("ms_median"):
+                one = run_sightline(exe, arch, methods, a.size, 1, a.iters, a.threads)
+            rounds.append((torch_r, sl, one))
+        t_ms = [t.get("ms_median") for t, _, _ in rounds]
+        s_ms = [s.get("ms_median") for _, s, _ in rounds]
+        t_mib = [t.get("peak_rss_mib") for t, _, _ in rounds]
+        s_mib = [s.get("peak_rss_mib") for _, s, _ in rounds]
+        ratios = [s / t for t, s in zip(t_ms, s_ms) if t and s]
+        rss = [s / t for t, s in zip(t_mib, s_mib) if t and s]
+        errors = [s["error"] for _, s, _ in rounds if "error" in s]
+        row = dict(job=label, arch=arch, methods=methods, batch=batch, rounds=a.rounds,
+                   target=target, error=errors[0] if errors else None,
+                   pytorch_ms=t_ms, sightline_ms=s_ms, pytorch_mib=t_mib, sightline_mib=s_mib,
+                   time_ratio=None if not ratios else round(median(ratios), 2),
+                   time_ratio_range=None if not ratios else [round(min(ratios), 2),
+                                                             round(max(ratios), 2)],
+                   rss_ratio=None if not rss else round(median(rss), 2))
+        if batch > 1:
+            row["sightline_batch1_ms"] = [o.get("ms_median") for _, _, o in rounds if o]
+            per_image = [s / batch for s in s_ms if s]
+            row["per_image_ms"] = None if not per_image else round(median(per_image), 1)
         rows.append(row)
         if a.json:
             print(json.dumps(row), flush=True)
     if a.json:
         return
-    print(f"{'job':32} {'PyTorch ms':>10} {'sightline ms':>12} {'ratio':>6} {'target':>7} "
-          f"{'PyTorch MiB':>11} {'sightline MiB':>13} {'RSS ratio':>9}")
+    print(f"{'job':32} {'PyTorch ms':>10} {'sightline ms':>12} {'ratio':>6} {'range':>11} "
+          f"{'target':>7} {'PyTorch MiB':>11} {'sightline MiB':>13} {'RSS ratio':>9}")
     for r in rows:
-        t, s = r["pytorch"], r["sightline"]
-        if "error" in s:
-            print(f"{r['job']:32} sightline failed: {s['error']}")
+        if r["error"]:
+            print(f"{r['job']:32} sightline failed: {r['error']}")
             continue
         target = "-" if r["target"] is None else f"<= {r['target']}"
         ratio = "-" if r["time_ratio"] is None else str(r["time_ratio"])
+        spread = ("-" if r["time_ratio_range"] is None
+                  else "{}-{}".format(*r["time_ratio_range"]))
         rss = "-" if r["rss_ratio"] is None else str(r["rss_ratio"])
-        print(f"{r['job']:32} {fmt(t.get('ms_median')):>10} {fmt(s.get('ms_median')):>12} "
-              f"{ratio:>6} {target:>7} {fmt(t.get('peak_rss_mib')):>11} "
-              f"{fmt(s.get('peak_rss_mib')):>13} {rss:>9}")
+        print(f"{r['job']:32} {fmt(median(r['pytorch_ms'])):>10} "
+              f"{fmt(median(r['sightline_ms'])):>12} {ratio:>6} {spread:>11} {target:>7} "
+              f"{fmt(median(r['pytorch_mib'])):>11} {fmt(median(r['sightline_mib'])):>13} "
+              f"{rss:>9}")
         if "per_image_ms" in r:
-            print(f"{'':32} per image {r['per_image_ms']} ms vs batch 1 "
-                  f"{fmt(r.get('sightline_batch1_ms'))} ms (target: no slower)")
+            print(f"{'':32} per image {fmt(r['per_image_ms'])} ms vs batch 1 "
+                  f"{fmt(median(r['sightline_batch1_ms']))} ms (target: no slower)")
 
 
 if __name__ == "__main__":
