@@ -3,7 +3,7 @@
 //! kernel cached per weight) for stride 1, GEMM + col2im otherwise.
 
 use super::col2im::backward_input_col2im;
-use super::dispatch::{cached_winograd_variant, WINOGRAD_MIN_TILES_CACHED};
+use super::dispatch::{input_gradient_winograd_variant, WINOGRAD_MIN_TILES_CACHED};
 use super::forward::{
     cached_packed, cached_winograd, conv2d_im2col, conv2d_im2col_checked, conv2d_unfolded_packed,
     ForwardCache,
@@ -175,7 +175,7 @@ pub fn conv2d_backward_input_cached<T: Element>(
         };
         // The geometry of the transposed convolution.
         let tg = ConvGeometry::new(gout.shape(), &[g.cin, g.cout_g(), kh, kw], tp)?;
-        if let Some(variant) = cached_winograd_variant(&tg, WINOGRAD_MIN_TILES_CACHED) {
+        if let Some(variant) = input_gradient_winograd_variant(&tg, WINOGRAD_MIN_TILES_CACHED) {
             if variant == Variant::F2x2 {
                 // The forward kernel, read transposed.
                 let k = cached_winograd(&cache.winograd, || {

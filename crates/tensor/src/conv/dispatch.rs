@@ -59,6 +59,37 @@ fn f4_pays(g: &ConvGeometry) -> bool {
     side >= F4_MIN_SIDE || (side >= F4_MIN_SIDE_SMALL && g.cin * g.cout <= F4_SMALL_MAX_CHANNELS2)
 }
 
+/// The Winograd variant of a stride-1 input gradient, given the geometry
+/// `tg` of its transposed convolution: as [`cached_winograd_variant`], except
+/// that F(4x4, 3x3) is kept only where its kernel is small
+/// ([`F4_INPUT_GRADIENT_MAX_KERNEL`]). An F(2x2) input gradient reads the
+/// forward pass's F(2x2) kernel transposed, with no kernel of its own; an
+/// F(4x4) one needs its own (4x the weight), which for VGG16's 256 x 256
+/// layers at 56 x 56 is 9.4 MB each: there F(2x2) costs ~1.5 ms per layer
+/// and pass (measured 1.1-1.25x slower) and saves 19 MB of the peak.
+pub(super) fn input_gradient_winograd_variant(
+    tg: &ConvGeometry,
+    min_tiles: usize,
+) -> Option<Variant> {
+    let variant = cached_winograd_variant(tg, min_tiles)?;
+    let f4_kernel = Variant::F4x4.xi() * tg.cin * tg.cout;
+    Some(
+        if variant == Variant::F4x4
+            && winograd_mode() == WinogradMode::Auto
+            && f4_kernel > F4_INPUT_GRADIENT_MAX_KERNEL
+        {
+            Variant::F2x2
+        } else {
+            variant
+        },
+    )
+}
+
+/// Elements of the largest F(4x4) input-gradient kernel kept (2 Mi
+/// elements, 8 MiB in `f32`): VGG16's 128 x 256 layer (4.7 MB) keeps
+/// F(4x4), its 256 x 256 layers take F(2x2).
+const F4_INPUT_GRADIENT_MAX_KERNEL: usize = 2 << 20;
+
 /// Output side from which F(4x4, 3x3) wins at any channel count.
 const F4_MIN_SIDE: usize = 56;
 /// Output side from which F(4x4, 3x3) wins with few channels.
@@ -107,4 +138,45 @@ fn winograd_mode() -> WinogradMode {
         Ok("f4") => WinogradMode::F4,
         _ => WinogradMode::Auto,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::Conv2dParams;
+
+    fn geometry(cin: usize, cout: usize, side: usize) -> ConvGeometry {
+        let p = Conv2dParams::new(1, 1);
+        ConvGeometry::new(&[1, cin, side, side], &[cout, cin, 3, 3], p).unwrap()
+    }
+
+    /// Where F(4x4) wins, the forward pass takes it; the input gradient keeps
+    /// it only while its own kernel is small, and reads the forward F(2x2)
+    /// kernel instead on VGG16's 256 x 256 layers.
+    #[test]
+    fn input_gradient_keeps_f4_only_with_a_small_kernel() {
+        if winograd_mode() != WinogradMode::Auto {
+            return; // SIGHTLINE_WINOGRAD set: another policy on purpose
+        }
+        let min = WINOGRAD_MIN_TILES_CACHED;
+        for (cin, cout, side, backward) in [
+            (64, 64, 224, Variant::F4x4),
+            (128, 256, 56, Variant::F4x4),
+            (256, 256, 56, Variant::F2x2),
+            (512, 512, 28, Variant::F2x2),
+        ] {
+            let g = geometry(cin, cout, side);
+            assert_eq!(input_gradient_winograd_variant(&g, min), Some(backward));
+            let forward = if side >= F4_MIN_SIDE {
+                Variant::F4x4
+            } else {
+                Variant::F2x2
+            };
+            assert_eq!(cached_winograd_variant(&g, min), Some(forward));
+        }
+        assert_eq!(
+            input_gradient_winograd_variant(&geometry(512, 512, 7), min),
+            None
+        );
+    }
 }

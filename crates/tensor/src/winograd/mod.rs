@@ -31,8 +31,10 @@
 //!
 //! Which convolutions take which variant is decided in `conv/dispatch.rs`:
 //! F(4x4) where the kernel is cached (`conv2d_cached`, the cached input
-//! gradient) and the output is at least 56 x 56, or 28 x 28 with at most
-//! 128 x 128 channels (where it measured 1.1x to 1.55x faster than F(2x2);
+//! gradient, the latter only where its own kernel is at most 8 MiB, since
+//! an F(2x2) input gradient needs no kernel of its own: see
+//! [`conv3x3_input_gradient`]) and the output is at least 56 x 56, or 28 x 28
+//! with at most 128 x 128 channels (where it measured 1.1x to 1.55x faster than F(2x2);
 //! at 28 x 28 with 256 or more channels it is about even, at 14 x 14 and
 //! below, where its tiles overhang the output, slower), F(2x2) otherwise
 //! and in the uncached `conv2d`
