@@ -781,17 +781,23 @@ mod tests {
             .collect()
     }
 
+    /// The builds of the transforms this CPU can run, besides the baseline.
+    fn builds() -> Vec<Transforms> {
+        let mut kinds = vec![transforms_kind()];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            kinds.push(Transforms::Avx2);
+        }
+        kinds
+    }
+
     /// The input transform of every build available on this CPU gives the
     /// bits of the baseline one, for both variants, on images with every
     /// width remainder, padding 0 to 2, tile rows longer than a run, and
     /// spans starting and ending inside tile rows.
     #[test]
     fn input_transforms_give_the_same_bits_in_every_build() {
-        let mut kinds = vec![transforms_kind()];
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            kinds.push(Transforms::Avx2);
-        }
+        let kinds = builds();
         for variant in [Variant::F2x2, Variant::F4x4] {
             for &(cin, h, w, p) in &[
                 (3, 7, 9, 1),
@@ -850,11 +856,7 @@ mod tests {
     /// left as they were.
     #[test]
     fn output_transforms_give_the_same_bits_in_every_build() {
-        let mut kinds = vec![transforms_kind()];
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            kinds.push(Transforms::Avx2);
-        }
+        let kinds = builds();
         for variant in [Variant::F2x2, Variant::F4x4] {
             for &(ho, wo) in &[
                 (1, 1),
