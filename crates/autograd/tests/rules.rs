@@ -295,3 +295,33 @@ fn replayed_excitation_passes_equal_the_first_and_a_fresh_tape() {
     // The negated classifier changes the result (the caches are per sign).
     assert_ne!(first[0], first[1]);
 }
+
+/// Through a linear layer large enough that its products stream the weight,
+/// a forward pass that keeps everything makes the excitation denominator in
+/// the same read as the forward product: the rule's result is still the
+/// bits of `x * ((g / (x W+^T + 1e-20)) W+)` computed step by step.
+#[test]
+fn excitation_through_a_streamed_linear_layer_is_the_formula() {
+    use sightline_tensor::linear::{linear_backward_input_map_weight, linear_map_weight};
+    let (fin, fout) = (300, 1000);
+    let x: Tensor<f32> = uniform(&[1, fin], 1, 0.0, 1.0);
+    let w: Tensor<f32> = uniform(&[fout, fin], 2, -1.0, 1.0);
+    let g: Tensor<f32> = uniform(&[1, fout], 3, -1.0, 1.0);
+    let plus = |v: f32| v.max(0.0);
+    let mut z = linear_map_weight(&x, &w, plus).unwrap();
+    z.data_mut().iter_mut().for_each(|z| *z += 1e-20);
+    let s = g.zip_map(&z, "test", |g, d| g / d).unwrap();
+    let back = linear_backward_input_map_weight(&s, &w, plus).unwrap();
+    let want = back.zip_map(&x, "test", |b, a| b * a).unwrap();
+
+    let mut tape = Tape::new(Retain::All);
+    let xv = tape.input(x);
+    let wv = tape.constant(Arc::new(w));
+    let y = linear::linear(&mut tape, &xv, &wv, None).unwrap();
+    let got = tape
+        .backward(y.id(), &g, &RuleSet::excitation_backprop(), &[xv.id()])
+        .unwrap()
+        .remove(0);
+    let bits = |t: &Tensor<f32>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want));
+}

@@ -83,6 +83,53 @@ pub(crate) fn gemv<T: Element, F: Fn(T) -> T + Sync>(
     false
 }
 
+/// `C = A B + beta C` and `D = A map(B)` in one sweep over `B`, for `B`
+/// with contiguous columns (`B = W^T` of a linear layer's forward pass),
+/// when the shapes take the dot-product path; returns whether they did.
+/// Each output is the same bits as [`gemv`] gives for its product alone
+/// (the same lanes and order), but the weight is read once for both.
+pub(crate) fn gemv_and_mapped<T: Element, F: Fn(T) -> T + Sync>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+    d: &mut [T],
+    map: &F,
+) -> bool {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if !takes_gemv(m, k, n) || b.rs != 1 || c.len() != m * n || d.len() != m * n {
+        return false;
+    }
+    let identity = |w: T| w;
+    let plain = Job {
+        alpha: T::one(),
+        beta,
+        a,
+        b,
+        c: SendPtr(c.as_mut_ptr()),
+        map: &identity,
+    };
+    let mapped = Job {
+        alpha: T::one(),
+        beta: T::zero(),
+        a,
+        b,
+        c: SendPtr(d.as_mut_ptr()),
+        map,
+    };
+    let rows: Vec<Vec<T>> = (0..m)
+        .map(|i| (0..k).map(|p| a.data[i * a.rs + p * a.cs]).collect())
+        .collect();
+    let avx2 = has_avx2();
+    (0..n.div_ceil(DOT_COLS)).into_par_iter().for_each(|blk| {
+        let cols = (blk * DOT_COLS, ((blk + 1) * DOT_COLS).min(n));
+        // SAFETY: AVX2 is used only where the CPU has it; the task writes
+        // only columns `cols` of C and D.
+        unsafe { dispatch_dots_pair(avx2, (&plain, &mapped), &rows, cols) }
+    });
+    true
+}
+
 /// Whether an `m x k` by `k x n` product with a suitable `B` takes these
 /// paths (each row of `C` is then computed on its own, in an order set by
 /// `k` and `n` only).
@@ -180,6 +227,85 @@ unsafe fn dots_task<T: Element, F: Fn(T) -> T>(
             finish(job, i, j, dot(row, col(j), job.map));
         }
     }
+}
+
+/// # Safety
+/// As [`dispatch_dots`], for both jobs.
+unsafe fn dispatch_dots_pair<T: Element, F: Fn(T) -> T, G: Fn(T) -> T>(
+    avx2: bool,
+    jobs: (&Job<'_, '_, T, F>, &Job<'_, '_, T, G>),
+    rows: &[Vec<T>],
+    cols: (usize, usize),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        return dots_pair_task_avx2(jobs, rows, cols);
+    }
+    let _ = avx2;
+    dots_pair_task(jobs, rows, cols)
+}
+
+/// # Safety
+/// The CPU must have AVX2; as [`dots_pair_task`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn dots_pair_task_avx2<T: Element, F: Fn(T) -> T, G: Fn(T) -> T>(
+    jobs: (&Job<'_, '_, T, F>, &Job<'_, '_, T, G>),
+    rows: &[Vec<T>],
+    cols: (usize, usize),
+) {
+    dots_pair_task(jobs, rows, cols)
+}
+
+/// [`dots_task`] for two jobs on the same `A` and `B` with different maps:
+/// each column of `B` is read once for both, each output summed as in
+/// [`dot`].
+///
+/// # Safety
+/// No other task writes columns `j0..j1` of either job's `C`.
+#[inline(always)]
+unsafe fn dots_pair_task<T: Element, F: Fn(T) -> T, G: Fn(T) -> T>(
+    (p, q): (&Job<'_, '_, T, F>, &Job<'_, '_, T, G>),
+    rows: &[Vec<T>],
+    (j0, j1): (usize, usize),
+) {
+    let (b, k) = (p.b, p.a.cols);
+    for j in j0..j1 {
+        let w = &b.data[j * b.cs..j * b.cs + k];
+        for (i, row) in rows.iter().enumerate() {
+            let (s, t) = dot_two_maps(row, w, p.map, q.map);
+            finish(p, i, j, s);
+            finish(q, i, j, t);
+        }
+    }
+}
+
+/// [`dot`] of `x` with `f(w)` and with `g(w)` in one sweep: the same two
+/// results, bit for bit.
+#[inline(always)]
+fn dot_two_maps<T: Element, F: Fn(T) -> T, G: Fn(T) -> T>(
+    x: &[T],
+    w: &[T],
+    f: &F,
+    g: &G,
+) -> (T, T) {
+    let mut a0 = [T::zero(); DOT_LANES];
+    let mut a1 = [T::zero(); DOT_LANES];
+    let mut xs = x.chunks_exact(DOT_LANES);
+    let mut ws = w.chunks_exact(DOT_LANES);
+    for (x, w) in (&mut xs).zip(&mut ws) {
+        for l in 0..DOT_LANES {
+            a0[l] += x[l] * f(w[l]);
+            a1[l] += x[l] * g(w[l]);
+        }
+    }
+    for (l, (x, w)) in xs.remainder().iter().zip(ws.remainder()).enumerate() {
+        a0[l] += *x * f(*w);
+        a1[l] += *x * g(*w);
+    }
+    let sum = |a: [T; DOT_LANES]| a.iter().fold(T::zero(), |s, &v| s + v);
+    (sum(a0), sum(a1))
 }
 
 /// [`dot`] of `x` with `w0` and with `w1` in one sweep: the same two

@@ -13,18 +13,7 @@ pub fn linear<T: Element>(
 ) -> Result<Tensor<T>> {
     let (n, fin, fout) = forward_dims(x, weight)?;
     let mut out = Tensor::zeros([n, fout]);
-    if let Some(b) = bias {
-        if b.shape() != [fout] {
-            return Err(TensorError::ShapeMismatch {
-                op: "linear bias",
-                left: vec![fout],
-                right: b.shape().to_vec(),
-            });
-        }
-        for row in out.data_mut().chunks_mut(fout) {
-            row.copy_from_slice(b.data());
-        }
-    }
+    fill_bias(&mut out, bias, fout)?;
     let beta = if bias.is_some() { T::one() } else { T::zero() };
     gemm(
         T::one(),
@@ -34,6 +23,34 @@ pub fn linear<T: Element>(
         out.data_mut(),
     )?;
     Ok(out)
+}
+
+/// [`linear`] and `x map(W)^T` (no bias) in one read of the weight, where
+/// both are streamed products (a few rows of a large layer: see
+/// [`backward_input_streams`]); each result the same bits as [`linear`] and
+/// [`linear_map_weight`] give alone. `None` for the second where the shapes
+/// do not stream (then compute it apart if it is needed).
+///
+/// The excitation rule's denominator needs `x max(W, 0)^T`: a forward pass
+/// that keeps what every rule needs makes it here, sharing the read of
+/// VGG16's 411 MB `fc6` weight with the forward product.
+pub fn linear_and_mapped<T: Element>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    map: impl Fn(T) -> T + Sync + Send,
+) -> Result<(Tensor<T>, Option<Tensor<T>>)> {
+    let (n, fin, fout) = forward_dims(x, weight)?;
+    let mut out = Tensor::zeros([n, fout]);
+    fill_bias(&mut out, bias, fout)?;
+    let beta = if bias.is_some() { T::one() } else { T::zero() };
+    let mut mapped = Tensor::zeros([n, fout]);
+    let a = MatRef::row_major(x.data(), n, fin);
+    let b = MatRef::row_major(weight.data(), fout, fin).t();
+    if crate::gemv::gemv_and_mapped(a, b, beta, out.data_mut(), mapped.data_mut(), &map) {
+        return Ok((out, Some(mapped)));
+    }
+    Ok((linear(x, weight, bias)?, None))
 }
 
 /// Gradient with respect to the input: `g W` (N x In).
@@ -103,6 +120,23 @@ pub fn linear_backward_input_map_weight<T: Element>(
         map,
     )?;
     Ok(out)
+}
+
+/// Writes `bias` (of `fout`) into every row of `out`, or the mismatch.
+fn fill_bias<T: Element>(out: &mut Tensor<T>, bias: Option<&Tensor<T>>, fout: usize) -> Result<()> {
+    if let Some(b) = bias {
+        if b.shape() != [fout] {
+            return Err(TensorError::ShapeMismatch {
+                op: "linear bias",
+                left: vec![fout],
+                right: b.shape().to_vec(),
+            });
+        }
+        for row in out.data_mut().chunks_mut(fout) {
+            row.copy_from_slice(b.data());
+        }
+    }
+    Ok(())
 }
 
 /// `(N, In, Out)` of a forward product, or the mismatch.
@@ -219,6 +253,33 @@ mod tests {
         let x = Tensor::<f32>::zeros([1, 3]);
         assert!(linear_map_weight(&x, &Tensor::zeros([2, 4]), |w| w).is_err());
         assert!(linear_backward_input_map_weight(&x, &Tensor::zeros([2, 4]), |w| w).is_err());
+    }
+
+    /// The forward product and the mapped one from one read are the bits of
+    /// each computed alone, with and without bias, at 1 and 3 rows; small
+    /// layers (not streamed) give no mapped product.
+    #[test]
+    fn forward_and_mapped_in_one_read() {
+        let (fin, fout) = (300, 1000);
+        let w = crate::testing::seq::<f32>(&[fout, fin], 5);
+        let b = crate::testing::seq::<f32>(&[fout], 3);
+        let clamp = |v: f32| v.max(0.0);
+        let bits = |t: &Tensor<f32>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for rows in [1, 3] {
+            let x = crate::testing::seq::<f32>(&[rows, fin], 7);
+            for bias in [None, Some(&b)] {
+                let (y, z) = linear_and_mapped(&x, &w, bias, clamp).unwrap();
+                assert_eq!(bits(&y), bits(&linear(&x, &w, bias).unwrap()));
+                let want = linear_map_weight(&x, &w, clamp).unwrap();
+                assert_eq!(bits(&z.unwrap()), bits(&want));
+            }
+        }
+        let small = crate::testing::seq::<f32>(&[10, 20], 5);
+        let x = crate::testing::seq::<f32>(&[1, 20], 7);
+        let (y, z) = linear_and_mapped(&x, &small, None, clamp).unwrap();
+        assert!(z.is_none());
+        assert_eq!(bits(&y), bits(&linear(&x, &small, None).unwrap()));
+        assert!(linear_and_mapped(&x, &w, None, clamp).is_err());
     }
 
     #[test]

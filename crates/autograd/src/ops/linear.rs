@@ -2,12 +2,15 @@
 
 use crate::error::Result;
 use crate::op::Op;
-use crate::ops::{excitation_denominator, excitation_with_denominator, ExcitationSlots};
+use crate::ops::{
+    add_excitation_epsilon, excitation_denominator, excitation_with_denominator, ExcitationSlots,
+};
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::linear::{
-    backward_input_streams, linear as linear_kernel, linear_backward_bias, linear_backward_input,
-    linear_backward_input_map_weight, linear_backward_weight, linear_map_weight,
+    backward_input_streams, linear as linear_kernel, linear_and_mapped, linear_backward_bias,
+    linear_backward_input, linear_backward_input_map_weight, linear_backward_weight,
+    linear_map_weight,
 };
 use sightline_tensor::{Element, Tensor};
 use std::sync::Arc;
@@ -35,14 +38,28 @@ pub fn linear<T: Element>(
     weight: &Var<T>,
     bias: Option<&Var<T>>,
 ) -> Result<Var<T>> {
-    let y = linear_kernel(x.value(), weight.value(), bias.map(|b| b.value()))
-        .map_err(tape.kernel_err("linear"))?;
+    let (xv, wv, bv) = (x.value(), weight.value(), bias.map(|b| b.value()));
+    let excitation = ExcitationSlots::new();
+    let y = if tape.keeps_all() {
+        // A forward pass for every rule: the excitation rule's denominator
+        // `x max(W, 0)^T + 1e-20` comes from the same read of the weight
+        // (where the product streams it), the same bits as made later.
+        let (y, plus) = linear_and_mapped(xv, wv, bv, |w: T| w.max(T::zero()))
+            .map_err(tape.kernel_err("linear"))?;
+        if let Some(mut z) = plus {
+            add_excitation_epsilon(&mut z);
+            excitation.preset(false, z);
+        }
+        y
+    } else {
+        linear_kernel(xv, wv, bv).map_err(tape.kernel_err("linear"))?
+    };
     let keep_input = tape.keeps_all() || tape.requires_grad(weight.id());
     let op = Op::Linear(LinearOp {
         weight: weight.value_arc().clone(),
         input: keep_input.then(|| x.value_arc().clone()),
         has_bias: bias.is_some(),
-        excitation: ExcitationSlots::new(),
+        excitation,
     });
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
@@ -164,6 +181,8 @@ impl<T: Element> Rule<T> for ExcitationLinear {
         // products stream the weight once each; bit-identical to the
         // products with a clamped copy.
         let clamp = move |w: T| (w * sign).max(T::zero());
+        // (For the positive sign, a forward pass that keeps everything
+        // already made the denominator: see `linear`.)
         let negate = self.negate_weights;
         let denominator = op.excitation.denominator(negate, || {
             excitation_denominator(ctx, x, |a| linear_map_weight(a, &op.weight, clamp))

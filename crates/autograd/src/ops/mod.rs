@@ -40,10 +40,16 @@ pub(crate) fn excitation_denominator<T: Element>(
     input: &Tensor<T>,
     op_plus: impl FnOnce(&Tensor<T>) -> sightline_tensor::Result<Tensor<T>>,
 ) -> Result<Tensor<T>> {
-    let eps = cst_eps::<T>();
     let mut z = op_plus(input).map_err(|e| ctx.kernel(e))?;
-    z.data_mut().iter_mut().for_each(|z| *z += eps);
+    add_excitation_epsilon(&mut z);
     Ok(z)
+}
+
+/// `z + 1e-20`, in place: the excitation rule's denominator from
+/// `op_plus(x)`.
+pub(crate) fn add_excitation_epsilon<T: Element>(z: &mut Tensor<T>) {
+    let eps = cst_eps::<T>();
+    z.data_mut().iter_mut().for_each(|z| *z += eps);
 }
 
 /// [`excitation`] with the denominator `op_plus(a) + 1e-20` given: the same
@@ -79,6 +85,12 @@ impl<T> ExcitationSlots<T> {
         Box::new(Self {
             denominators: [OnceLock::new(), OnceLock::new()],
         })
+    }
+
+    /// Sets the sign's denominator, made ahead of the first excitation pass
+    /// (no effect if it is already set).
+    pub(crate) fn preset(&self, negate: bool, denominator: Tensor<T>) {
+        let _ = self.denominators[usize::from(negate)].set(denominator);
     }
 
     /// The sign's denominator, made with `make` on first use.
