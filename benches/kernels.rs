@@ -301,6 +301,7 @@ fn linear_backward(c: &mut Criterion) {
                 seed: &gout,
                 rules,
                 wrt: &wrt,
+                branch: None,
             })
             .collect();
         g.bench_function(format!("{fin}to{fout}_three_passes"), |b| {

@@ -7,9 +7,8 @@ use crate::postprocess::{
 };
 use crate::target::Target;
 use sightline_autograd::ops::{conv::ExcitationConv, linear::ExcitationLinear};
-use sightline_autograd::{OpKind, Pass, Retain, RuleSet, Tape, Var, VarId};
+use sightline_autograd::{Branch, OpKind, Pass, Retain, RuleSet, Tape, Var, VarId};
 use sightline_layers::Model;
-use sightline_tensor::elementwise::sub;
 use sightline_tensor::{Element, ResizeMode, Tensor};
 use std::sync::Arc;
 
@@ -235,20 +234,57 @@ impl<'m, T: Element> Explainer<'m, T> {
         let mut out: Vec<Vec<Saliency<T>>> = requests.iter().map(|_| Vec::new()).collect();
         for target in targets {
             let seed = target.seed(self.logits.shape())?;
-            // All rule sets walk the tape together (linear layers read their
-            // weight once for the passes that share their standard rule).
-            let walk: Vec<Pass<'_, T>> = passes
+            // Each contrastive request's contrast first (its pass to the
+            // contrast layer with the classifier negated is short); then all
+            // rule sets walk the tape together, the contrastive passes
+            // branching off their rule set's pass at the contrast layer
+            // (linear layers read their weight once for the passes that run
+            // the same rule there).
+            let negatives = requests
+                .iter()
+                .map(|r| {
+                    r.contrast
+                        .as_ref()
+                        .map(|c| self.contrast(&seed, c))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut walk: Vec<Pass<'_, T>> = passes
                 .iter()
                 .map(|(rules, ids)| Pass {
                     seed: &seed,
                     rules,
                     wrt: ids,
+                    branch: None,
                 })
                 .collect();
-            let results = self.tape.backward_passes(self.logits.id(), &walk)?;
+            let mut branch_of: Vec<Option<usize>> = vec![None; requests.len()];
+            for (k, r) in requests.iter().enumerate() {
+                let (Some(c), Some(negative)) = (&r.contrast, &negatives[k]) else {
+                    continue;
+                };
+                let Some(from) = passes
+                    .iter()
+                    .position(|(rules, _)| rules.name() == r.rules.name())
+                else {
+                    continue;
+                };
+                branch_of[k] = Some(walk.len());
+                walk.push(Pass {
+                    seed: negative,
+                    rules: &passes[from].0,
+                    wrt: std::slice::from_ref(&r.probe),
+                    branch: Some(Branch { from, at: c.id }),
+                });
+            }
+            let mut results = self.tape.backward_passes(self.logits.id(), &walk)?;
             let mut grads: Vec<(&str, VarId, Tensor<T>)> = Vec::new();
-            for ((rules, ids), gs) in passes.iter().zip(results) {
-                grads.extend(ids.iter().zip(gs).map(|(&id, g)| (rules.name(), id, g)));
+            for ((rules, ids), gs) in passes.iter().zip(results.iter_mut()) {
+                grads.extend(
+                    ids.iter()
+                        .zip(gs.drain(..))
+                        .map(|(&id, g)| (rules.name(), id, g)),
+                );
             }
             let lookup = |rules: &RuleSet<T>, id: VarId| -> Tensor<T> {
                 grads
@@ -258,12 +294,9 @@ impl<'m, T: Element> Explainer<'m, T> {
                     .unwrap_or_else(|| Tensor::zeros(vec![0]))
             };
             for (k, r) in requests.iter().enumerate() {
-                let gradient = match &r.contrast {
+                let gradient = match branch_of[k] {
                     None => lookup(&r.rules, r.probe),
-                    Some(c) => {
-                        let positive = lookup(&r.rules, c.id);
-                        self.contrastive(&seed, &positive, r.probe, c)?
-                    }
+                    Some(i) => results[i].remove(0),
                 };
                 let map = self.reduce(r, &gradient)?;
                 out[k].push(Saliency {
@@ -355,19 +388,11 @@ impl<'m, T: Element> Explainer<'m, T> {
         smooth_map(map, opts.smooth)
     }
 
-    /// Contrastive excitation backprop: the excitation at the contrast layer
-    /// with the classifier's weights negated is subtracted from the normal one
-    /// (`positive`) there, and the difference propagates on to the probe.
-    fn contrastive(
-        &self,
-        seed: &Tensor<T>,
-        positive: &Tensor<T>,
-        probe: VarId,
-        c: &Contrast,
-    ) -> Result<Tensor<T>> {
-        let eb = RuleSet::excitation_backprop();
-        let negated = eb
-            .clone()
+    /// The contrast of contrastive excitation backprop: the excitation
+    /// pass with the classifier's weights negated, from the output to the
+    /// contrast layer.
+    fn contrast(&self, seed: &Tensor<T>, c: &Contrast) -> Result<Tensor<T>> {
+        let negated = RuleSet::excitation_backprop()
             .named("contrastive_excitation_backprop")
             .with_layer(
                 &c.classifier,
@@ -383,12 +408,10 @@ impl<'m, T: Element> Explainer<'m, T> {
                     negate_weights: true,
                 }),
             );
-        let negative = self
+        Ok(self
             .tape
             .backward(self.logits.id(), seed, &negated, &[c.id])?
-            .remove(0);
-        let diff = sub(positive, &negative)?;
-        Ok(self.tape.backward(c.id, &diff, &eb, &[probe])?.remove(0))
+            .remove(0))
     }
 }
 

@@ -5,20 +5,35 @@
 use crate::error::{AutogradError, Result};
 use crate::rule::{RuleContext, RuleSet};
 use crate::tape::{Node, Tape, VarId};
-use sightline_tensor::elementwise::add_assign;
+use sightline_tensor::elementwise::{add_assign, sub};
 use sightline_tensor::{Element, Tensor};
 
-/// One backward pass of a walk ([`Tape::backward_passes`]): its seed (shaped
-/// like the walk's start variable), its rules and the variables whose
-/// (pseudo-)gradients it wants.
+/// One backward pass of a walk ([`Tape::backward_passes`]): its seed, its
+/// rules and the variables whose (pseudo-)gradients it wants.
 #[derive(Clone, Copy, Debug)]
 pub struct Pass<'a, T> {
-    /// The gradient at the start variable.
+    /// The gradient at the walk's start variable; for a pass that
+    /// branches, what is subtracted where it starts (see [`Branch`]).
     pub seed: &'a Tensor<T>,
     /// The rules of the pass.
     pub rules: &'a RuleSet<T>,
     /// The variables whose gradients are returned, in order.
     pub wrt: &'a [VarId],
+    /// `None` for a pass from the walk's start variable.
+    pub branch: Option<Branch>,
+}
+
+/// Where a pass branches off another one: it starts at variable `at`, when
+/// the walk has computed pass `from`'s whole gradient there, with that
+/// gradient minus the pass's `seed` (shaped like `at`), and goes on from
+/// there. Contrastive excitation backprop is such a pass: the excitation
+/// pass's gradient at the contrast layer, minus the contrast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Branch {
+    /// The pass it branches off (one that starts at the walk's variable).
+    pub from: usize,
+    /// The variable where it starts.
+    pub at: VarId,
 }
 
 /// A pass's state during a walk.
@@ -48,7 +63,13 @@ impl<T: Element> Tape<T> {
         rules: &RuleSet<T>,
         wrt: &[VarId],
     ) -> Result<Vec<Tensor<T>>> {
-        let mut out = self.backward_passes(from, &[Pass { seed, rules, wrt }])?;
+        let pass = Pass {
+            seed,
+            rules,
+            wrt,
+            branch: None,
+        };
+        let mut out = self.backward_passes(from, &[pass])?;
         Ok(out.pop().unwrap_or_default())
     }
 
@@ -56,13 +77,15 @@ impl<T: Element> Tape<T> {
     /// same results, bit for bit, as [`Tape::backward`] per pass, one list
     /// per pass.
     ///
-    /// The passes visit each op together, so where several of them leave an
-    /// op to the standard rule with the same inputs wanted, the op can run
-    /// them as one batch ([`crate::op::Op::standard_backward_many`]): a
-    /// linear layer then reads its weight once for all of them (the
-    /// gradient, deconvnet and guided-backprop passes of VGG16 differ only
-    /// at the ReLUs, and share each read of its 411 MB `fc6` weight). The
-    /// price is memory: the passes' gradients are alive at the same time.
+    /// The passes visit each op together, so where several of them run the
+    /// same rule object with the same inputs wanted, the rule runs them as
+    /// one batch ([`crate::Rule::backward_many`]): the standard rule of a
+    /// linear layer, and its excitation rule, then read the weight once for
+    /// all of them (the gradient, deconvnet and guided-backprop passes of
+    /// VGG16 differ only at the ReLUs, and share each read of its 411 MB
+    /// `fc6` weight). A pass can also branch off another one mid-way
+    /// ([`Branch`]). The price is memory: the passes' gradients are alive
+    /// at the same time.
     pub fn backward_passes(
         &self,
         from: VarId,
@@ -71,11 +94,26 @@ impl<T: Element> Tape<T> {
         if !self.is_recording() {
             return Err(AutogradError::NotRecording);
         }
-        let from_shape = self.var_shape(from)?;
-        for pass in passes {
-            if pass.seed.shape() != from_shape {
+        for (p, pass) in passes.iter().enumerate() {
+            let start = match pass.branch {
+                None => from,
+                Some(b) => {
+                    let source = passes
+                        .get(b.from)
+                        .filter(|q| b.from != p && q.branch.is_none());
+                    if source.is_none() || b.at > from {
+                        return Err(AutogradError::InvalidBranch {
+                            pass: p,
+                            from: b.from,
+                        });
+                    }
+                    b.at
+                }
+            };
+            let shape = self.var_shape(start)?;
+            if pass.seed.shape() != shape {
                 return Err(AutogradError::SeedShape {
-                    expected: from_shape.to_vec(),
+                    expected: shape.to_vec(),
                     found: pass.seed.shape().to_vec(),
                 });
             }
@@ -88,10 +126,20 @@ impl<T: Element> Tape<T> {
         let end = nodes.partition_point(|n| n.output <= from);
         let mut walks: Vec<Walk<T>> = passes
             .iter()
-            .map(|pass| self.start_walk(from, pass, end))
+            .map(|pass| {
+                let start = pass.branch.map_or(from, |b| b.at);
+                let end = nodes.partition_point(|n| n.output <= start);
+                self.start_walk(start, pass, end)
+            })
+            .collect();
+        // Branching passes wait for their variable.
+        let mut waiting: Vec<usize> = (0..passes.len())
+            .filter(|&p| passes[p].branch.is_some())
             .collect();
         let first = walks.iter().map(|w| w.start).min().unwrap_or(end);
         for (at, node) in nodes.iter().enumerate().take(end).skip(first).rev() {
+            // A branch starts once every node above its variable has run.
+            self.start_branches(&mut waiting, &mut walks, passes, node.output)?;
             // The passes with a gradient at this node's output.
             let mut active: Vec<(usize, Tensor<T>)> = Vec::new();
             for (p, walk) in walks.iter_mut().enumerate() {
@@ -108,31 +156,38 @@ impl<T: Element> Tape<T> {
                 }
                 active.push((p, g));
             }
-            // Passes left to the standard rule with the same inputs wanted
-            // run together; the others one by one.
-            let mut groups: Vec<(Vec<bool>, Vec<usize>)> = Vec::new();
+            // Passes that run the same rule object with the same inputs
+            // wanted run together.
+            let mut groups: Vec<(Option<*const ()>, Vec<bool>, Vec<usize>)> = Vec::new();
             for (i, &(p, _)) in active.iter().enumerate() {
                 let needs: Vec<bool> = node.inputs.iter().map(|&v| walks[p].reaches[v]).collect();
-                let standard = passes[p].rules.is_standard_at(node);
-                match groups.iter_mut().find(|(n, members)| {
-                    standard
-                        && *n == needs
-                        && passes[active[members[0]].0].rules.is_standard_at(node)
-                }) {
-                    Some((_, members)) => members.push(i),
-                    None => groups.push((needs, vec![i])),
+                let rule = passes[p].rules.rule_identity(node);
+                match groups
+                    .iter_mut()
+                    .find(|(r, n, _)| *r == rule && *n == needs)
+                {
+                    Some((_, _, members)) => members.push(i),
+                    None => groups.push((rule, needs, vec![i])),
                 }
             }
-            for (needs, members) in &groups {
+            for (_, needs, members) in &groups {
                 let ctx = RuleContext { node, needs };
+                let rule = passes[active[members[0]].0].rules.resolve(node);
                 let results = if members.len() > 1 {
                     let gs: Vec<&Tensor<T>> = members.iter().map(|&i| &active[i].1).collect();
-                    node.op.standard_backward_many(&ctx, &gs)?
+                    rule.backward_many(&ctx, &gs)?
                 } else {
-                    let (p, g) = &active[members[0]];
-                    let rule = passes[*p].rules.resolve(node);
-                    vec![rule.backward(&ctx, g)?]
+                    vec![rule.backward(&ctx, &active[members[0]].1)?]
                 };
+                if results.len() != members.len() {
+                    return Err(AutogradError::RuleOutput {
+                        rule: rule.name().to_string(),
+                        op: node.op.name(),
+                        layer: node.layer.to_string(),
+                        expected: vec![members.len()],
+                        found: vec![results.len()],
+                    });
+                }
                 for (&i, gins) in members.iter().zip(results) {
                     let p = active[i].0;
                     let rule = passes[p].rules.resolve(node).name().to_string();
@@ -140,6 +195,8 @@ impl<T: Element> Tape<T> {
                 }
             }
         }
+        // Branches whose variable lies below every node walked.
+        self.start_branches(&mut waiting, &mut walks, passes, 0)?;
         passes
             .iter()
             .zip(walks)
@@ -158,9 +215,44 @@ impl<T: Element> Tape<T> {
             .collect()
     }
 
-    /// A pass's walk before its first node: its seed at `from`, the nodes it
-    /// visits (from its lowest wanted variable up to `end`) and the
-    /// variables that lead to a wanted one.
+    /// Starts the waiting branches whose variable is at or above `output`
+    /// (every node above it has run, so the pass they branch off has its
+    /// whole gradient there): seed = that gradient (zeros if it has none)
+    /// minus the branch's own seed.
+    fn start_branches(
+        &self,
+        waiting: &mut Vec<usize>,
+        walks: &mut [Walk<T>],
+        passes: &[Pass<'_, T>],
+        output: VarId,
+    ) -> Result<()> {
+        let (ready, still): (Vec<usize>, Vec<usize>) = waiting
+            .iter()
+            .partition(|&&p| passes[p].branch.is_some_and(|b| b.at >= output));
+        *waiting = still;
+        for p in ready {
+            let Some(b) = passes[p].branch else { continue };
+            let seed = match &walks[b.from].grads[b.at] {
+                Some(g) => sub(g, passes[p].seed),
+                None => sub(
+                    &Tensor::zeros(self.var_shape(b.at)?.to_vec()),
+                    passes[p].seed,
+                ),
+            }
+            .map_err(|source| AutogradError::Kernel {
+                op: "branch",
+                layer: String::new(),
+                source,
+            })?;
+            walks[p].grads[b.at] = Some(seed);
+        }
+        Ok(())
+    }
+
+    /// A pass's walk before its first node: its seed at `from` (for a
+    /// branch, set when it starts), the nodes it visits (from its lowest
+    /// wanted variable up to `end`) and the variables that lead to a wanted
+    /// one.
     fn start_walk(&self, from: VarId, pass: &Pass<'_, T>, end: usize) -> Walk<T> {
         let nodes = self.nodes();
         let mut reaches = vec![false; self.num_vars()];
@@ -184,7 +276,9 @@ impl<T: Element> Tape<T> {
                 reaches[node.output] = true;
             }
         }
-        grads[from] = Some(pass.seed.clone());
+        if pass.branch.is_none() {
+            grads[from] = Some(pass.seed.clone());
+        }
         Walk {
             start,
             reaches,

@@ -34,6 +34,14 @@ pub enum AutogradError {
         /// Shape of the seed.
         found: Vec<usize>,
     },
+    /// A pass of a walk branches from a pass it cannot branch from.
+    #[error("pass {pass} of the walk branches from pass {from}, which is not a pass of the walk that starts at the walk's variable")]
+    InvalidBranch {
+        /// The branching pass.
+        pass: usize,
+        /// The pass it names.
+        from: usize,
+    },
     /// A rule needs a value that the forward pass did not keep.
     #[error("rule `{rule}` for {op} in layer `{layer}` needs the {what}, which the tape did not retain (record with Retain::All)")]
     NotRetained {

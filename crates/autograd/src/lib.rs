@@ -19,7 +19,7 @@ pub mod ops;
 pub mod rule;
 pub mod tape;
 
-pub use backward::Pass;
+pub use backward::{Branch, Pass};
 pub use error::{AutogradError, Result};
 pub use op::{Op, OpKind};
 pub use rule::{Rule, RuleContext, RuleSet, Standard};

@@ -68,6 +68,20 @@ pub trait Rule<T: Element>: Send + Sync + Debug {
         ctx: &RuleContext<'_, T>,
         grad: &Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>>;
+
+    /// [`Rule::backward`] for the output gradients of several passes that
+    /// walk the tape together ([`crate::Tape::backward_passes`]) with this
+    /// same rule: one result per gradient, each what `backward` returns for
+    /// it. The default runs `backward` per gradient; a rule can override it
+    /// to share work between the passes (read a weight once for all), as
+    /// long as every result stays what `backward` would give.
+    fn backward_many(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grads: &[&Tensor<T>],
+    ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
+        grads.iter().map(|g| self.backward(ctx, g)).collect()
+    }
 }
 
 /// The exact gradient of every op.
@@ -85,6 +99,14 @@ impl<T: Element> Rule<T> for Standard {
         grad: &Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
         ctx.node.op.standard_backward(ctx, grad)
+    }
+
+    fn backward_many(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grads: &[&Tensor<T>],
+    ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
+        ctx.node.op.standard_backward_many(ctx, grads)
     }
 }
 
@@ -195,11 +217,12 @@ impl<T: Element> RuleSet<T> {
         }
     }
 
-    /// Whether the set leaves `node` to the built-in [`Standard`] rule (no
-    /// layer or kind rule matches it): then several passes can run it as
-    /// one batch ([`crate::Tape::backward_passes`]).
-    pub(crate) fn is_standard_at(&self, node: &Node<T>) -> bool {
-        self.chosen(node).is_none()
+    /// Which rule runs `node`, as an identity: passes whose sets give the
+    /// same identity run the same rule object (the built-in [`Standard`],
+    /// `None`, or one shared rule), and can run as one batch
+    /// ([`crate::Tape::backward_passes`]).
+    pub(crate) fn rule_identity(&self, node: &Node<T>) -> Option<*const ()> {
+        self.chosen(node).map(|r| Arc::as_ptr(r) as *const ())
     }
 
     /// The layer or kind rule that matches `node`, if any.

@@ -5,7 +5,7 @@ mod common;
 use common::uniform;
 use proptest::prelude::*;
 use sightline_autograd::ops::{conv, linear, pool, relu, shape};
-use sightline_autograd::{Pass, Retain, RuleSet, Tape, Var};
+use sightline_autograd::{AutogradError, Branch, Pass, Retain, RuleSet, Tape, Var};
 use sightline_tensor::linear::backward_input_streams;
 use sightline_tensor::{Conv2dParams, MaxPool2dParams, Tensor};
 use std::sync::Arc;
@@ -69,6 +69,7 @@ proptest! {
                 seed: &seeds[usize::from(k >= 4)],
                 rules,
                 wrt: &wants[k.saturating_sub(3)],
+                branch: None,
             })
             .collect();
         let together = tape.backward_passes(y.id(), &passes).unwrap();
@@ -106,6 +107,7 @@ fn an_empty_walk_and_bad_seeds() {
         seed: &bad,
         rules: &rules,
         wrt: &[xv.id()],
+        branch: None,
     };
     assert!(tape.backward_passes(y.id(), &[pass]).is_err());
     let good = Tensor::ones([1, 10]);
@@ -113,6 +115,7 @@ fn an_empty_walk_and_bad_seeds() {
         seed: &good,
         rules: &rules,
         wrt: &[],
+        branch: None,
     };
     let out = tape
         .backward_passes(
@@ -127,5 +130,81 @@ fn an_empty_walk_and_bad_seeds() {
         )
         .unwrap();
     assert!(out[0].is_empty());
+    assert_eq!(out[1][0].shape(), &[1, 3, 8, 8]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, .. ProptestConfig::default() })]
+
+    /// A pass that branches off another at a layer equals walking to the
+    /// layer, subtracting, and walking on from there, bit for bit; the
+    /// excitation passes run their rules together (the wide layer's weight
+    /// read once for both).
+    #[test]
+    fn a_branch_equals_walking_on_from_the_layer(seed in any::<u64>()) {
+        let x: Tensor<f32> = uniform(&[1, 3, 8, 8], seed, 0.0, 1.0);
+        let mut tape = Tape::new(Retain::All);
+        let xv = tape.input(x);
+        let (y, pooled) = net(&mut tape, &xv, seed);
+        let g: Tensor<f32> = uniform(&[1, 10], seed + 9, -1.0, 1.0);
+        // Branch at the wide layer's output (after its ReLU's input).
+        let at = tape.nodes().iter().find(|n| n.input_shapes.get(1) == Some(&vec![WIDE, FEATURES])).unwrap().output;
+        let minus: Tensor<f32> = uniform(&[1, WIDE], seed + 7, 0.0, 0.1);
+        let eb = RuleSet::excitation_backprop();
+        let (main_wrt, branch_wrt) = ([pooled.id(), at], [pooled.id()]);
+        let passes = [
+            Pass { seed: &g, rules: &eb, wrt: &main_wrt, branch: None },
+            Pass { seed: &minus, rules: &eb, wrt: &branch_wrt, branch: Some(Branch { from: 0, at }) },
+        ];
+        let together = tape.backward_passes(y.id(), &passes).unwrap();
+        let alone = tape.backward(y.id(), &g, &eb, &main_wrt).unwrap();
+        let diff = sightline_tensor::elementwise::sub(&alone[1], &minus).unwrap();
+        let branch = tape.backward(at, &diff, &eb, &branch_wrt).unwrap();
+        let bits = |t: &Tensor<f32>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&together[0][0]), bits(&alone[0]));
+        prop_assert_eq!(bits(&together[1][0]), bits(&branch[0]));
+    }
+}
+
+#[test]
+fn branches_must_name_a_pass_from_the_start() {
+    let mut tape = Tape::new(Retain::All);
+    let xv = tape.input(uniform(&[1, 3, 8, 8], 3, 0.0, 1.0));
+    let (y, pooled) = net(&mut tape, &xv, 3);
+    let rules = RuleSet::standard();
+    let g = Tensor::ones([1, 10]);
+    let minus = Tensor::zeros(pooled.shape().to_vec());
+    let wrt = [xv.id()];
+    let main = Pass {
+        seed: &g,
+        rules: &rules,
+        wrt: &wrt,
+        branch: None,
+    };
+    let branch = |from| Pass {
+        seed: &minus,
+        rules: &rules,
+        wrt: &wrt,
+        branch: Some(Branch {
+            from,
+            at: pooled.id(),
+        }),
+    };
+    for from in [1, 5] {
+        let err = tape
+            .backward_passes(y.id(), &[main, branch(from)])
+            .unwrap_err();
+        assert!(
+            matches!(err, AutogradError::InvalidBranch { pass: 1, .. }),
+            "{err}"
+        );
+    }
+    // A seed not shaped like the branch's variable.
+    let bad = Pass {
+        seed: &g,
+        ..branch(0)
+    };
+    assert!(tape.backward_passes(y.id(), &[main, bad]).is_err());
+    let out = tape.backward_passes(y.id(), &[main, branch(0)]).unwrap();
     assert_eq!(out[1][0].shape(), &[1, 3, 8, 8]);
 }

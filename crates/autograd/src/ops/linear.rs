@@ -104,41 +104,26 @@ impl<T: Element> LinearOp<T> {
         ctx: &RuleContext<'_, T>,
         grads: &[&Tensor<T>],
     ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
-        let rows: Vec<usize> = grads
-            .iter()
-            .map(|g| g.shape().first().copied().unwrap_or(0))
-            .collect();
-        let total: usize = rows.iter().sum();
-        let stackable = grads.len() > 1
-            && ctx.needs(0)
+        if !(ctx.needs(0)
             && !ctx.needs(1)
             && !(self.has_bias && ctx.needs(2))
-            && grads
-                .iter()
-                .all(|g| g.ndim() == 2 && g.shape()[1..] == grads[0].shape()[1..])
-            && rows
-                .iter()
-                .all(|&r| backward_input_streams(r, &self.weight))
-            && backward_input_streams(total, &self.weight);
-        if !stackable {
+            && stackable(grads, &self.weight))
+        {
             return grads.iter().map(|g| self.standard(ctx, g)).collect();
         }
         let owned: Vec<Tensor<T>> = grads.iter().map(|&g| g.clone()).collect();
-        let stacked = Tensor::concat0(&owned).map_err(|e| ctx.kernel(e))?;
-        let all = linear_backward_input(&stacked, &self.weight).map_err(|e| ctx.kernel(e))?;
-        let fin = all.shape()[1];
-        let mut parts = all.data().chunks(fin);
-        rows.iter()
-            .map(|&r| {
-                let data: Vec<T> = parts.by_ref().take(r).flatten().copied().collect();
-                let part = Tensor::from_vec([r, fin], data).map_err(|e| ctx.kernel(e))?;
+        let parts = stacked_product(&owned, |s| linear_backward_input(s, &self.weight))
+            .map_err(|e| ctx.kernel(e))?;
+        Ok(parts
+            .into_iter()
+            .map(|part| {
                 let mut out = vec![Some(part), None];
                 if self.has_bias {
                     out.push(None);
                 }
-                Ok(out)
+                out
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -192,4 +177,89 @@ impl<T: Element> Rule<T> for ExcitationLinear {
         })?);
         Ok(out)
     }
+
+    /// The passes' normalised gradients `g / denominator`, stacked into one
+    /// product with `W+` that reads the weight once (where it streams, each
+    /// row as it would be alone), then each multiplied by `x`: the same
+    /// operations in the same order as [`Rule::backward`] per pass.
+    fn backward_many(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grads: &[&Tensor<T>],
+    ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
+        let Op::Linear(op) = &ctx.node.op else {
+            return Err(ctx.mismatch(Rule::<T>::name(self)));
+        };
+        let x = match (&op.input, ctx.needs(0)) {
+            (Some(x), true) if stackable(grads, &op.weight) => x,
+            _ => return grads.iter().map(|g| self.backward(ctx, g)).collect(),
+        };
+        let sign = if self.negate_weights {
+            -T::one()
+        } else {
+            T::one()
+        };
+        let clamp = move |w: T| (w * sign).max(T::zero());
+        let denominator = op.excitation.denominator(self.negate_weights, || {
+            excitation_denominator(ctx, x, |a| linear_map_weight(a, &op.weight, clamp))
+        })?;
+        let normalised = grads
+            .iter()
+            .map(|g| g.zip_map(denominator, "excitation normalise", |g, d| g / d))
+            .collect::<sightline_tensor::Result<Vec<_>>>()
+            .map_err(|e| ctx.kernel(e))?;
+        let backs = stacked_product(&normalised, |s| {
+            linear_backward_input_map_weight(s, &op.weight, clamp)
+        })
+        .map_err(|e| ctx.kernel(e))?;
+        backs
+            .into_iter()
+            .map(|back| {
+                let gin = back
+                    .zip_map(x, "excitation multiply", |b, a| b * a)
+                    .map_err(|e| ctx.kernel(e))?;
+                let mut out: Vec<Option<Tensor<T>>> =
+                    (0..ctx.node.inputs.len()).map(|_| None).collect();
+                out[0] = Some(gin);
+                Ok(out)
+            })
+            .collect()
+    }
+}
+
+/// Whether several passes' gradients at a linear layer can be stacked into
+/// one product that streams `weight`, each row computed as it would be
+/// alone: two or more 2-d gradients of one width, each and all of them few
+/// enough rows to stream.
+fn stackable<T: Element>(grads: &[&Tensor<T>], weight: &Tensor<T>) -> bool {
+    let rows: Vec<usize> = grads
+        .iter()
+        .map(|g| g.shape().first().copied().unwrap_or(0))
+        .collect();
+    grads.len() > 1
+        && grads
+            .iter()
+            .all(|g| g.ndim() == 2 && g.shape()[1..] == grads[0].shape()[1..])
+        && rows.iter().all(|&r| backward_input_streams(r, weight))
+        && backward_input_streams(rows.iter().sum(), weight)
+}
+
+/// `product` of the gradients stacked along the rows, split back into one
+/// result per gradient.
+fn stacked_product<T: Element>(
+    grads: &[Tensor<T>],
+    product: impl FnOnce(&Tensor<T>) -> sightline_tensor::Result<Tensor<T>>,
+) -> sightline_tensor::Result<Vec<Tensor<T>>> {
+    let stacked = Tensor::concat0(grads)?;
+    let all = product(&stacked)?;
+    let width = all.shape()[1];
+    let mut rows = all.data().chunks(width);
+    grads
+        .iter()
+        .map(|g| {
+            let r = g.shape()[0];
+            let data: Vec<T> = rows.by_ref().take(r).flatten().copied().collect();
+            Tensor::from_vec([r, width], data)
+        })
+        .collect()
 }
