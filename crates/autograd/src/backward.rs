@@ -189,9 +189,14 @@ impl<T: Element> Tape<T> {
                     });
                 }
                 for (&i, gins) in members.iter().zip(results) {
-                    let p = active[i].0;
-                    let rule = passes[p].rules.resolve(node).name().to_string();
-                    accumulate(&mut walks[p], node, needs, gins, &rule, &ctx)?;
+                    accumulate(
+                        &mut walks[active[i].0],
+                        node,
+                        needs,
+                        gins,
+                        rule.name(),
+                        &ctx,
+                    )?;
                 }
             }
         }

@@ -58,10 +58,7 @@ pub(crate) fn gemv<T: Element, F: Fn(T) -> T + Sync>(
         map,
     };
     if b.rs == 1 {
-        // Rows of A, made contiguous.
-        let rows: Vec<Vec<T>> = (0..m)
-            .map(|i| (0..k).map(|p| a.data[i * a.rs + p * a.cs]).collect())
-            .collect();
+        let rows = contiguous_rows(a);
         let avx2 = has_avx2();
         (0..n.div_ceil(DOT_COLS)).into_par_iter().for_each(|blk| {
             let cols = (blk * DOT_COLS, ((blk + 1) * DOT_COLS).min(n));
@@ -117,9 +114,7 @@ pub(crate) fn gemv_and_mapped<T: Element, F: Fn(T) -> T + Sync>(
         c: SendPtr(d.as_mut_ptr()),
         map,
     };
-    let rows: Vec<Vec<T>> = (0..m)
-        .map(|i| (0..k).map(|p| a.data[i * a.rs + p * a.cs]).collect())
-        .collect();
+    let rows = contiguous_rows(a);
     let avx2 = has_avx2();
     (0..n.div_ceil(DOT_COLS)).into_par_iter().for_each(|blk| {
         let cols = (blk * DOT_COLS, ((blk + 1) * DOT_COLS).min(n));
@@ -135,6 +130,14 @@ pub(crate) fn gemv_and_mapped<T: Element, F: Fn(T) -> T + Sync>(
 /// `k` and `n` only).
 pub(crate) fn takes_gemv(m: usize, k: usize, n: usize) -> bool {
     m <= GEMV_MAX_ROWS && k > 0 && m * n * k >= MIN_WORK
+}
+
+/// The rows of `A`, each made contiguous (the dot-product path reads them
+/// once per column of `B`).
+fn contiguous_rows<T: Element>(a: MatRef<'_, T>) -> Vec<Vec<T>> {
+    (0..a.rows)
+        .map(|i| (0..a.cols).map(|p| a.data[i * a.rs + p * a.cs]).collect())
+        .collect()
 }
 
 /// One product, shared by its tasks.

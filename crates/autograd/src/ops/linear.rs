@@ -146,12 +146,37 @@ impl<T: Element> Rule<T> for ExcitationLinear {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        let mut out = self.passes(ctx, &[g])?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    fn backward_many(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grads: &[&Tensor<T>],
+    ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
+        self.passes(ctx, grads)
+    }
+}
+
+impl ExcitationLinear {
+    /// The rule for the gradients of one or several passes. The passes'
+    /// normalised gradients `g / denominator` are stacked into one product
+    /// with `W+` that reads the weight once where it streams (each row as
+    /// it would be alone), one product per pass otherwise; then each is
+    /// multiplied by `x`. The same operations in the same order either way.
+    fn passes<T: Element>(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grads: &[&Tensor<T>],
+    ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
         let Op::Linear(op) = &ctx.node.op else {
             return Err(ctx.mismatch(Rule::<T>::name(self)));
         };
-        let mut out: Vec<Option<Tensor<T>>> = (0..ctx.node.inputs.len()).map(|_| None).collect();
+        let none =
+            || -> Vec<Option<Tensor<T>>> { (0..ctx.node.inputs.len()).map(|_| None).collect() };
         if !ctx.needs(0) {
-            return Ok(out);
+            return Ok(grads.iter().map(|_| none()).collect());
         }
         let x = op
             .input
@@ -168,62 +193,41 @@ impl<T: Element> Rule<T> for ExcitationLinear {
         let clamp = move |w: T| (w * sign).max(T::zero());
         // (For the positive sign, a forward pass that keeps everything
         // already made the denominator: see `linear`.)
-        let negate = self.negate_weights;
-        let denominator = op.excitation.denominator(negate, || {
-            excitation_denominator(ctx, x, |a| linear_map_weight(a, &op.weight, clamp))
-        })?;
-        out[0] = Some(excitation_with_denominator(ctx, x, g, denominator, |s| {
-            linear_backward_input_map_weight(s, &op.weight, clamp)
-        })?);
-        Ok(out)
-    }
-
-    /// The passes' normalised gradients `g / denominator`, stacked into one
-    /// product with `W+` that reads the weight once (where it streams, each
-    /// row as it would be alone), then each multiplied by `x`: the same
-    /// operations in the same order as [`Rule::backward`] per pass.
-    fn backward_many(
-        &self,
-        ctx: &RuleContext<'_, T>,
-        grads: &[&Tensor<T>],
-    ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
-        let Op::Linear(op) = &ctx.node.op else {
-            return Err(ctx.mismatch(Rule::<T>::name(self)));
-        };
-        let x = match (&op.input, ctx.needs(0)) {
-            (Some(x), true) if stackable(grads, &op.weight) => x,
-            _ => return grads.iter().map(|g| self.backward(ctx, g)).collect(),
-        };
-        let sign = if self.negate_weights {
-            -T::one()
-        } else {
-            T::one()
-        };
-        let clamp = move |w: T| (w * sign).max(T::zero());
         let denominator = op.excitation.denominator(self.negate_weights, || {
             excitation_denominator(ctx, x, |a| linear_map_weight(a, &op.weight, clamp))
         })?;
-        let normalised = grads
-            .iter()
-            .map(|g| g.zip_map(denominator, "excitation normalise", |g, d| g / d))
-            .collect::<sightline_tensor::Result<Vec<_>>>()
-            .map_err(|e| ctx.kernel(e))?;
-        let backs = stacked_product(&normalised, |s| {
-            linear_backward_input_map_weight(s, &op.weight, clamp)
-        })
-        .map_err(|e| ctx.kernel(e))?;
-        backs
-            .into_iter()
-            .map(|back| {
-                let gin = back
-                    .zip_map(x, "excitation multiply", |b, a| b * a)
-                    .map_err(|e| ctx.kernel(e))?;
-                let mut out: Vec<Option<Tensor<T>>> =
-                    (0..ctx.node.inputs.len()).map(|_| None).collect();
-                out[0] = Some(gin);
-                Ok(out)
+        let gins = if stackable(grads, &op.weight) {
+            let normalised = grads
+                .iter()
+                .map(|g| g.zip_map(denominator, "excitation normalise", |g, d| g / d))
+                .collect::<sightline_tensor::Result<Vec<_>>>()
+                .map_err(|e| ctx.kernel(e))?;
+            stacked_product(&normalised, |s| {
+                linear_backward_input_map_weight(s, &op.weight, clamp)
             })
-            .collect()
+            .map_err(|e| ctx.kernel(e))?
+            .into_iter()
+            .map(|back| back.zip_map(x, "excitation multiply", |b, a| b * a))
+            .collect::<sightline_tensor::Result<Vec<_>>>()
+            .map_err(|e| ctx.kernel(e))?
+        } else {
+            grads
+                .iter()
+                .map(|g| {
+                    excitation_with_denominator(ctx, x, g, denominator, |s| {
+                        linear_backward_input_map_weight(s, &op.weight, clamp)
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        Ok(gins
+            .into_iter()
+            .map(|gin| {
+                let mut out = none();
+                out[0] = Some(gin);
+                out
+            })
+            .collect())
     }
 }
 
