@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sightline_attribution::captum::{self, Baseline, IgOptions, Integration};
 use sightline_attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
+use sightline_autograd::Retain;
 use sightline_layers::{Architecture, Model};
 use sightline_tensor::{ResizeMode, Tensor};
 use std::collections::BTreeMap;
@@ -213,11 +214,46 @@ impl ModelEntry {
     }
 }
 
-/// Runs every case of one model, in manifest order.
+/// How [`run_model_with`] records the forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recording {
+    /// As `sightline explain` does: the layers the cases probe kept, batch
+    /// norms folded into the convolutions before them elsewhere
+    /// ([`Explainer::with_retention`]).
+    Folded,
+    /// Every layer kept, nothing folded ([`Explainer::new`]).
+    Unfolded,
+}
+
+/// Runs every case of one model, in manifest order, as `sightline explain`
+/// records the forward pass ([`Recording::Folded`]).
 pub fn run_model(entry: &ModelEntry, root: &Path) -> Result<Vec<CaseResult>> {
+    run_model_with(entry, root, Recording::Folded)
+}
+
+/// Runs every case of one model, in manifest order, with the forward pass
+/// recorded as `recording` says.
+pub fn run_model_with(
+    entry: &ModelEntry,
+    root: &Path,
+    recording: Recording,
+) -> Result<Vec<CaseResult>> {
     let model = entry.model(root)?;
     let data = entry.case_data(root)?;
-    let explainer = Explainer::new(&model, &data.input)?;
+    let explainer = match recording {
+        Recording::Unfolded => Explainer::new(&model, &data.input)?,
+        Recording::Folded => {
+            // Every layer a case names (unknown ones fail in their case).
+            let layers: Vec<&str> = entry
+                .cases
+                .iter()
+                .flat_map(|c| c.params.values())
+                .filter_map(Value::as_str)
+                .filter(|l| model.has_layer(l))
+                .collect();
+            Explainer::with_retention(&model, &data.input, Retain::All, &layers)?
+        }
+    };
     Ok(entry
         .cases
         .iter()

@@ -7,6 +7,7 @@ use sightline::attribution::captum::{
 use sightline::attribution::{
     saliency, AttributionError, Explainer, Method, Resize, SaliencyOptions, Target,
 };
+use sightline::autograd::Retain;
 use sightline::layers::{Architecture, LayerError, Model};
 use sightline::tensor::Tensor;
 
@@ -40,7 +41,8 @@ fn input(n: usize, h: usize, w: usize) -> Tensor<f32> {
 fn one_forward_answers_every_method_and_target_as_separate_calls() {
     for model in [vgg_bn(), resnet_bottleneck()] {
         let x = input(2, 61, 53);
-        let ex = Explainer::new(&model, &x).unwrap();
+        // Batch norms folded, as the one-method calls fold them.
+        let ex = Explainer::with_retention(&model, &x, Retain::All, &[]).unwrap();
         let top = Target::top_k(ex.logits(), 3).unwrap();
         let targets: Vec<Target<f32>> = (0..3)
             .map(|k| Target::PerItem(top.iter().map(|t| t[k]).collect()))
@@ -82,6 +84,48 @@ fn default_layers_follow_torchray() {
         (r.contrast.as_str(), r.classifier.as_str()),
         ("avgpool", "fc")
     );
+}
+
+/// An explainer that names its layers folds batch norms elsewhere: a
+/// folded convolution cannot be probed later (a typed error saying so), a
+/// named one can, and the maps match the unfolded explainer's to rounding.
+#[test]
+fn folded_batch_norms_keep_named_layers_and_match_unfolded_maps() {
+    let model = resnet_bottleneck();
+    let x = input(1, 45, 38);
+    let conv = "layer1.0.conv1";
+    let folded = Explainer::with_retention(&model, &x, Retain::Minimal, &[]).unwrap();
+    let at = SaliencyOptions::at(conv);
+    let e = folded
+        .saliency(&Method::GradCam, &Target::Class(3), &at)
+        .unwrap_err();
+    assert!(
+        matches!(&e, AttributionError::InvalidOption(m) if m.contains("folded") && m.contains(conv)),
+        "{e}"
+    );
+    let kept = Explainer::with_retention(&model, &x, Retain::Minimal, &[conv]).unwrap();
+    let plain = Explainer::new(&model, &x).unwrap();
+    let a = kept
+        .saliency(&Method::GradCam, &Target::Class(3), &at)
+        .unwrap();
+    let b = plain
+        .saliency(&Method::GradCam, &Target::Class(3), &at)
+        .unwrap();
+    assert_close(&a.map, &b.map);
+    let opts = SaliencyOptions::default();
+    for method in [Method::Gradient, Method::GuidedBackprop] {
+        let a = folded.saliency(&method, &Target::Class(3), &opts).unwrap();
+        let b = plain.saliency(&method, &Target::Class(3), &opts).unwrap();
+        assert_close(&a.map, &b.map);
+    }
+}
+
+fn assert_close(a: &Tensor<f32>, b: &Tensor<f32>) {
+    assert_eq!(a.shape(), b.shape());
+    let scale = b.max_abs();
+    assert!(scale > 0.0);
+    let diff = a.max_abs_diff(b).unwrap();
+    assert!(diff <= 1e-5 * scale, "{diff} vs {scale}");
 }
 
 #[test]

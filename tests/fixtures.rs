@@ -1,7 +1,7 @@
 //! Every case of the reference fixtures (TorchRay and Captum on PyTorch),
 //! run through the library, within `1e-4 * max|expected|`.
 
-use sightline::manifest::{run_model, Manifest, TOLERANCE};
+use sightline::manifest::{run_model_with, Manifest, Recording, TOLERANCE};
 use std::path::Path;
 
 fn manifest() -> Manifest {
@@ -9,10 +9,10 @@ fn manifest() -> Manifest {
     Manifest::load(&path).expect("fixture manifest")
 }
 
-fn check_model(name: &str) {
+fn check_model(name: &str, recording: Recording) {
     let m = manifest();
     let entry = &m.models[name];
-    let results = run_model(entry, &m.root).expect("model runs");
+    let results = run_model_with(entry, &m.root, recording).expect("model runs");
     assert_eq!(results.len(), entry.cases.len());
     let failures: Vec<String> = results
         .iter()
@@ -21,18 +21,21 @@ fn check_model(name: &str) {
         .collect();
     assert!(
         failures.is_empty(),
-        "{name} cases over {TOLERANCE}: {failures:#?}"
+        "{name} ({recording:?}) cases over {TOLERANCE}: {failures:#?}"
     );
 }
 
 #[test]
 fn tiny_vgg_matches_torchray_and_captum() {
-    check_model("tiny_vgg");
+    check_model("tiny_vgg", Recording::Folded);
 }
 
+/// With batch norms folded into the convolutions (as `explain` and `bench`
+/// record) and without: both within the bar.
 #[test]
 fn tiny_resnet_matches_torchray_and_captum() {
-    check_model("tiny_resnet");
+    check_model("tiny_resnet", Recording::Folded);
+    check_model("tiny_resnet", Recording::Unfolded);
 }
 
 #[test]

@@ -97,6 +97,8 @@ pub struct Tape<T> {
     keep: Vec<String>,
     retain: Retain,
     train: bool,
+    fold_batch_norm: bool,
+    folded: Vec<String>,
     params: Vec<(String, VarId)>,
 }
 
@@ -113,6 +115,8 @@ impl<T: Element> Tape<T> {
             keep: Vec::new(),
             retain,
             train: false,
+            fold_batch_norm: false,
+            folded: Vec::new(),
             params: Vec::new(),
         }
     }
@@ -156,6 +160,38 @@ impl<T: Element> Tape<T> {
         let mut t = Self::new(retain);
         t.keep = layers.iter().map(|s| s.to_string()).collect();
         t
+    }
+
+    /// Lets layers fold a batch norm into the convolution before it
+    /// ([`crate::ops::conv::conv2d_batch_norm_folded`]): one op instead of
+    /// two, forward and backward. The convolution's own output then never
+    /// exists, so it is not a layer output of this tape, unless the layer is
+    /// one of the kept layers ([`Tape::with_kept_layers`]), which are never
+    /// folded. Rules keyed to the batch norm's layer path do not apply to a
+    /// folded pair (it is one convolution, under the convolution's path).
+    /// A training tape never folds.
+    pub fn folding_batch_norm(mut self) -> Self {
+        self.fold_batch_norm = true;
+        self
+    }
+
+    /// Whether the convolution `conv_path` may fold the batch norm after it:
+    /// folding is on, the tape does not train, and the layer is not kept.
+    pub fn folds_batch_norm_after(&self, conv_path: &str) -> bool {
+        self.fold_batch_norm && !self.train && !self.keep.iter().any(|k| k == conv_path)
+    }
+
+    /// Notes that the layer `conv_path` had a batch norm folded into it, so
+    /// its own output was not computed.
+    pub fn mark_folded(&mut self, conv_path: &str) {
+        if !self.is_folded(conv_path) {
+            self.folded.push(conv_path.to_string());
+        }
+    }
+
+    /// Whether the layer `path` had a batch norm folded into it on this tape.
+    pub fn is_folded(&self, path: &str) -> bool {
+        self.folded.iter().any(|f| f == path)
     }
 
     /// The retention policy.

@@ -136,6 +136,21 @@ proptest! {
     }
 
     #[test]
+    fn conv2d_batch_norm_folded(c in 1usize..4, cout in 1usize..4, hw in 3usize..7, k in 1usize..4,
+                                stride in 1usize..3, bias in any::<bool>(), seed in any::<u64>()) {
+        let stat = |s: u64| values(&[cout], s, 0.1);
+        let affine = BatchNormAffine::new(&stat(seed), &stat(seed + 1).map(f64::abs), &stat(seed + 2), &stat(seed + 3), 1e-5).unwrap();
+        let weight = Arc::new(values(&[cout, c, k, k], seed + 4, 0.0));
+        let b = values(&[cout], seed + 5, 0.0);
+        let folded = conv::FoldedBatchNorm::new(&weight, bias.then_some(&b), &affine).unwrap();
+        let cache = conv::Conv2dCache::new();
+        let p = Conv2dParams::new(stride, k / 2);
+        check(&[values(&[2, c, hw, hw + 1], seed + 6, 0.0)], &|t, v| {
+            conv::conv2d_batch_norm_folded(t, &v[0], &weight, &folded, p, &cache)
+        });
+    }
+
+    #[test]
     fn add_mul_reshape(len in 1usize..12, seed in any::<u64>()) {
         let inputs = [values(&[2, len], seed, 0.0), values(&[2, len], seed + 1, 0.0)];
         check(&inputs, &|t, v| arith::add(t, &v[0], &v[1]));

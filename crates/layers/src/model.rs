@@ -107,10 +107,11 @@ impl<T: Element> Model<T> {
         self.network.forward(tape, x)
     }
 
-    /// The logits of `x`, from a forward pass on a [`Retain::Nothing`] tape.
+    /// The logits of `x`, from a forward pass on a [`Retain::Nothing`] tape
+    /// that folds batch norms into the convolutions before them.
     pub fn logits(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         check_input(x)?;
-        let mut tape = Tape::new(Retain::Nothing);
+        let mut tape = Tape::new(Retain::Nothing).folding_batch_norm();
         let input = tape.input(x.clone());
         let y = self.network.forward(&mut tape, &input)?;
         Ok(y.value().clone())

@@ -83,6 +83,50 @@ pub fn batch_norm_backward_input<T: Element>(
     Ok(out)
 }
 
+/// Folds a batch norm into the convolution (or linear map) before it: the
+/// kernel `W'[o] = W[o] * scale[o]` (each output channel's slice scaled) and
+/// the bias `b'[o] = b[o] * scale[o] + shift[o]` (`shift[o]` without a bias),
+/// so that one convolution with `W'` and `b'` computes `bn(conv(x, W) + b)`
+/// up to rounding.
+///
+/// Fails when the kernel's first dimension, the bias and the batch norm do
+/// not have the same number of channels.
+pub fn fold_batch_norm<T: Element>(
+    weight: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    bn: &BatchNormAffine<T>,
+) -> Result<(Tensor<T>, Tensor<T>)> {
+    let op = "fold_batch_norm";
+    let c = bn.channels();
+    let mismatch = |t: &Tensor<T>| TensorError::ShapeMismatch {
+        op,
+        left: t.shape().to_vec(),
+        right: vec![c],
+    };
+    if weight.ndim() < 1 || weight.shape()[0] != c || weight.is_empty() {
+        return Err(mismatch(weight));
+    }
+    if let Some(b) = bias {
+        if b.shape() != [c] {
+            return Err(mismatch(b));
+        }
+    }
+    let per_channel = weight.len() / c;
+    let mut folded = weight.clone();
+    folded
+        .data_mut()
+        .chunks_mut(per_channel)
+        .zip(&bn.scale)
+        .for_each(|(w, &s)| w.iter_mut().for_each(|v| *v *= s));
+    let b = (0..c)
+        .map(|o| match bias {
+            Some(b) => b.data()[o] * bn.scale[o] + bn.shift[o],
+            None => bn.shift[o],
+        })
+        .collect();
+    Ok((folded, Tensor::from_vec([c], b)?))
+}
+
 fn check<T: Element>(x: &Tensor<T>, c: usize, op: &'static str) -> Result<usize> {
     if x.ndim() < 2 || x.shape()[1] != c || x.is_empty() {
         return Err(TensorError::ShapeMismatch {
@@ -115,5 +159,44 @@ mod tests {
         let g = batch_norm_backward_input(&Tensor::ones([1, 2, 1, 2]), &bn).unwrap();
         assert_eq!(g.data(), &[1., 1., 2., 2.]);
         assert!(batch_norm(&Tensor::<f64>::zeros([1, 3, 1, 1]), &bn).is_err());
+    }
+
+    /// A convolution with the folded kernel and bias equals the convolution
+    /// followed by the batch norm (to rounding), with and without a bias;
+    /// mismatched channels are errors.
+    #[test]
+    fn folding_into_a_convolution_matches_conv_then_batch_norm() {
+        use crate::conv::{conv2d, Conv2dParams};
+        let t = |shape: Vec<usize>, seed: usize| {
+            let n: usize = shape.iter().product();
+            let v = (0..n)
+                .map(|i| (((i * 7919 + seed * 104_729) % 97) as f64 - 48.0) / 31.0)
+                .collect();
+            Tensor::from_vec(shape, v).unwrap()
+        };
+        let bn = BatchNormAffine::new(
+            &t(vec![3], 1),
+            &t(vec![3], 2).map(|v| v * v + 0.1),
+            &t(vec![3], 3),
+            &t(vec![3], 4),
+            1e-5,
+        )
+        .unwrap();
+        let (x, w, b) = (
+            t(vec![2, 2, 5, 4], 5),
+            t(vec![3, 2, 3, 3], 6),
+            t(vec![3], 7),
+        );
+        let p = Conv2dParams::new(1, 1);
+        for bias in [None, Some(&b)] {
+            let want = batch_norm(&conv2d(&x, &w, bias, p).unwrap(), &bn).unwrap();
+            let (fw, fb) = fold_batch_norm(&w, bias, &bn).unwrap();
+            let got = conv2d(&x, &fw, Some(&fb), p).unwrap();
+            for (g, w) in got.data().iter().zip(want.data()) {
+                assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "{g} vs {w}");
+            }
+        }
+        assert!(fold_batch_norm(&t(vec![4, 2, 3, 3], 1), None, &bn).is_err());
+        assert!(fold_batch_norm(&w, Some(&t(vec![2], 1)), &bn).is_err());
     }
 }

@@ -9,7 +9,8 @@ use sightline_tensor::conv::{
     conv2d as conv_kernel, conv2d_backward_bias, conv2d_backward_input_cached,
     conv2d_backward_weight, conv2d_cached, BackwardInputCache, ForwardCache,
 };
-use sightline_tensor::{Conv2dParams, Element, Tensor};
+use sightline_tensor::norm::{fold_batch_norm, BatchNormAffine};
+use sightline_tensor::{Conv2dParams, Element, Tensor, TensorError};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -18,8 +19,12 @@ use std::sync::{Arc, OnceLock};
 pub struct Conv2dOp<T> {
     /// Stride, padding, dilation, groups.
     pub params: Conv2dParams,
-    /// The kernel (shared with the layer, not copied).
+    /// The kernel convolved (shared with the layer, not copied): with a batch
+    /// norm folded in ([`conv2d_batch_norm_folded`]), the folded kernel.
     pub weight: Arc<Tensor<T>>,
+    /// With a batch norm folded in, the layer's own kernel: the excitation
+    /// rule, which treats batch norm as the identity (TorchRay), uses it.
+    pub unfolded_weight: Option<Arc<Tensor<T>>>,
     /// The input, kept when a rule or a weight gradient may need it.
     pub input: Option<Arc<Tensor<T>>>,
     /// Whether a bias was added (a third input).
@@ -180,6 +185,7 @@ fn record<T: Element>(
     let op = Op::Conv2d(Conv2dOp {
         params,
         weight: weight.value_arc().clone(),
+        unfolded_weight: None,
         input: keep_input.then(|| x.value_arc().clone()),
         has_bias: bias.is_some(),
         backward_kernel,
@@ -189,6 +195,84 @@ fn record<T: Element>(
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
     Ok(tape.record(op, &inputs, y))
+}
+
+/// A convolution's kernel and bias with the batch norm after it folded in
+/// ([`fold_batch_norm`]), and the kernels derived from them: made once by
+/// the layer that owns the convolution and the batch norm, and passed to
+/// [`conv2d_batch_norm_folded`].
+#[derive(Debug)]
+pub struct FoldedBatchNorm<T> {
+    weight: Arc<Tensor<T>>,
+    bias: Arc<Tensor<T>>,
+    cache: Conv2dCache<T>,
+}
+
+impl<T: Element> FoldedBatchNorm<T> {
+    /// Folds `bn` into the convolution `weight` (and `bias`): fails when
+    /// their channels differ.
+    pub fn new(
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        bn: &BatchNormAffine<T>,
+    ) -> std::result::Result<Self, TensorError> {
+        let (weight, bias) = fold_batch_norm(weight, bias, bn)?;
+        Ok(Self {
+            weight: Arc::new(weight),
+            bias: Arc::new(bias),
+            cache: Conv2dCache::new(),
+        })
+    }
+
+    /// The folded kernel.
+    pub fn weight(&self) -> &Arc<Tensor<T>> {
+        &self.weight
+    }
+
+    /// The folded bias.
+    pub fn bias(&self) -> &Arc<Tensor<T>> {
+        &self.bias
+    }
+}
+
+/// Records `bn(conv2d(x, weight, bias))` as one convolution with the batch
+/// norm folded in (`folded`, made from `weight`, the bias and the batch
+/// norm): no batch-norm pass forward or backward, and one activation fewer.
+///
+/// The node is a [`Conv2dOp`] whose standard rule is the folded kernel's
+/// input gradient, equal to the batch norm's then the convolution's to
+/// rounding. Its excitation rule uses `weight` (the batch norm counts as the
+/// identity there, as in TorchRay), as the unfolded pair does. `cache` is the layer's own (unfolded) cache: the
+/// excitation rule's positive weights come from it. The weight is a
+/// constant: a tape that trains parameters should not fold.
+pub fn conv2d_batch_norm_folded<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    weight: &Arc<Tensor<T>>,
+    folded: &FoldedBatchNorm<T>,
+    params: Conv2dParams,
+    cache: &Conv2dCache<T>,
+) -> Result<Var<T>> {
+    let y = conv2d_cached(
+        x.value(),
+        &folded.weight,
+        Some(&folded.bias),
+        params,
+        &folded.cache.forward,
+    )
+    .map_err(tape.kernel_err("conv2d"))?;
+    let w = tape.constant(folded.weight.clone());
+    let op = Op::Conv2d(Conv2dOp {
+        params,
+        weight: folded.weight.clone(),
+        unfolded_weight: Some(weight.clone()),
+        input: tape.keeps_all().then(|| x.value_arc().clone()),
+        has_bias: false,
+        backward_kernel: folded.cache.backward_input.clone(),
+        excitation: ExcitationSlots::new(),
+        positive: cache.positive.clone(),
+    });
+    Ok(tape.record(op, &[x, &w], y))
 }
 
 impl<T: Element> Conv2dOp<T> {
@@ -277,7 +361,11 @@ impl<T: Element> Rule<T> for ExcitationConv {
         let plus = op.positive.0[usize::from(negate)].get_or_init(|| {
             let forward = ForwardCache::new();
             PositiveConv {
-                weight: op.weight.map(|w| (w * sign).max(T::zero())),
+                weight: op
+                    .unfolded_weight
+                    .as_ref()
+                    .unwrap_or(&op.weight)
+                    .map(|w| (w * sign).max(T::zero())),
                 backward_kernel: BackwardInputCache::sharing(&forward),
                 forward,
             }

@@ -1,5 +1,6 @@
 //! torchvision's residual blocks: `BasicBlock` and `Bottleneck`.
 
+use super::fold::conv_then_batch_norm;
 use super::{BatchNorm2d, Conv2d, ConvSpec, ReLU, Sequential};
 use crate::error::Result;
 use crate::module::{child_paths, join_path, run_child, Module, NamedTensor};
@@ -102,11 +103,9 @@ impl<T: Element> BasicBlock<T> {
 
 impl<T: Element> Module<T> for BasicBlock<T> {
     fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
-        let out = run_child(tape, "conv1", &self.conv1, x)?;
-        let out = run_child(tape, "bn1", &self.bn1, &out)?;
+        let out = conv_then_batch_norm(tape, "conv1", &self.conv1, "bn1", &self.bn1, x)?;
         let out = run_child(tape, "relu", &self.relu, &out)?;
-        let out = run_child(tape, "conv2", &self.conv2, &out)?;
-        let out = run_child(tape, "bn2", &self.bn2, &out)?;
+        let out = conv_then_batch_norm(tape, "conv2", &self.conv2, "bn2", &self.bn2, &out)?;
         residual(tape, &self.relu, self.downsample.as_ref(), x, out)
     }
 
@@ -204,14 +203,11 @@ impl<T: Element> Bottleneck<T> {
 
 impl<T: Element> Module<T> for Bottleneck<T> {
     fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
-        let out = run_child(tape, "conv1", &self.conv1, x)?;
-        let out = run_child(tape, "bn1", &self.bn1, &out)?;
+        let out = conv_then_batch_norm(tape, "conv1", &self.conv1, "bn1", &self.bn1, x)?;
         let out = run_child(tape, "relu", &self.relu, &out)?;
-        let out = run_child(tape, "conv2", &self.conv2, &out)?;
-        let out = run_child(tape, "bn2", &self.bn2, &out)?;
+        let out = conv_then_batch_norm(tape, "conv2", &self.conv2, "bn2", &self.bn2, &out)?;
         let out = run_child(tape, "relu", &self.relu, &out)?;
-        let out = run_child(tape, "conv3", &self.conv3, &out)?;
-        let out = run_child(tape, "bn3", &self.bn3, &out)?;
+        let out = conv_then_batch_norm(tape, "conv3", &self.conv3, "bn3", &self.bn3, &out)?;
         residual(tape, &self.relu, self.downsample.as_ref(), x, out)
     }
 

@@ -1,13 +1,16 @@
 //! `Conv2d`: a 2-d convolution with an optional bias.
 
+use super::BatchNorm2d;
 use crate::error::{LayerError, Result};
 use crate::module::{join_path, Module, NamedTensor, TensorRole};
 use crate::weights::{Init, WeightSource};
-use sightline_autograd::ops::conv::{conv2d_with_cache, Conv2dCache};
+use sightline_autograd::ops::conv::{
+    conv2d_batch_norm_folded, conv2d_with_cache, Conv2dCache, FoldedBatchNorm,
+};
 use sightline_autograd::{Tape, Var};
 use sightline_tensor::conv::window_output_len;
 use sightline_tensor::{Conv2dParams, Element, Tensor};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Shape of a convolution layer, for building it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +78,10 @@ pub struct Conv2d<T> {
     /// `weight` may change. Tapes recorded before keep the old cache together
     /// with the old weight's `Arc`.
     cache: Arc<Conv2dCache<T>>,
+    /// The kernel and bias with the following batch norm folded in, made on
+    /// the first forward pass that folds ([`Conv2d::forward_folded`]) and
+    /// replaced like `cache`.
+    folded: Arc<OnceLock<FoldedBatchNorm<T>>>,
 }
 
 impl<T: Element> Conv2d<T> {
@@ -115,6 +122,7 @@ impl<T: Element> Conv2d<T> {
             bias,
             params,
             cache: Arc::new(Conv2dCache::new()),
+            folded: Arc::new(OnceLock::new()),
         })
     }
 
@@ -149,6 +157,45 @@ impl<T: Element> Conv2d<T> {
     /// Stride, padding, dilation and groups.
     pub fn params(&self) -> Conv2dParams {
         self.params
+    }
+
+    /// `bn(conv(x))` recorded as one convolution with `bn` folded into the
+    /// kernel and bias ([`conv2d_batch_norm_folded`]). The fold is made on
+    /// the first call and kept: `bn` must be the batch norm that always
+    /// follows this layer (its parent pairs them once, at build time).
+    pub(crate) fn forward_folded(
+        &self,
+        tape: &mut Tape<T>,
+        x: &Var<T>,
+        bn: &BatchNorm2d<T>,
+    ) -> Result<Var<T>> {
+        self.check_fits(tape, x.shape())?;
+        let folded = match self.folded.get() {
+            Some(f) => f,
+            None => {
+                let f = FoldedBatchNorm::new(&self.weight, self.bias.as_deref(), bn.affine())
+                    .map_err(|e| {
+                        LayerError::arch(format!(
+                            "batch norm does not fit convolution `{}`: {e}",
+                            tape.layer_path()
+                        ))
+                    })?;
+                self.folded.get_or_init(|| f)
+            }
+        };
+        Ok(conv2d_batch_norm_folded(
+            tape,
+            x,
+            &self.weight,
+            folded,
+            self.params,
+            &self.cache,
+        )?)
+    }
+
+    /// The number of output channels.
+    pub fn out_channels(&self) -> usize {
+        self.weight.shape()[0]
     }
 
     /// Fails with [`LayerError::InputTooSmall`] when the kernel does not fit the padded input.
@@ -217,6 +264,7 @@ impl<T: Element> Module<T> for Conv2d<T> {
         // The caller may change the weight (in place through `Arc::make_mut`
         // or by replacing it): never keep kernels derived from the old one.
         self.cache = Arc::new(Conv2dCache::new());
+        self.folded = Arc::new(OnceLock::new());
         out.push((join_path(prefix, "weight"), &mut self.weight));
         if let Some(b) = &mut self.bias {
             out.push((join_path(prefix, "bias"), b));

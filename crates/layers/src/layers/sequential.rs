@@ -1,5 +1,6 @@
 //! `Sequential`: children named `0`, `1`, ... run in order.
 
+use super::fold::conv_then_batch_norm;
 use super::Layer;
 use crate::error::Result;
 use crate::module::{child_paths, join_path, run_child, Module, NamedTensor};
@@ -49,8 +50,19 @@ impl<T: Element> Sequential<T> {
 impl<T: Element> Module<T> for Sequential<T> {
     fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
         let mut h = x.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = run_child(tape, &i.to_string(), layer, &h)?;
+        let mut i = 0;
+        while i < self.layers.len() {
+            // A convolution followed by a batch norm may run as one.
+            if let (Layer::Conv2d(conv), Some(Layer::BatchNorm2d(bn))) =
+                (&self.layers[i], self.layers.get(i + 1))
+            {
+                let (c, b) = (i.to_string(), (i + 1).to_string());
+                h = conv_then_batch_norm(tape, &c, conv, &b, bn, &h)?;
+                i += 2;
+                continue;
+            }
+            h = run_child(tape, &i.to_string(), &self.layers[i], &h)?;
+            i += 1;
         }
         Ok(h)
     }

@@ -3,6 +3,7 @@
 use crate::arch::{BlockKind, ResNetConfig};
 use crate::default_layers::DefaultLayers;
 use crate::error::Result;
+use crate::layers::conv_then_batch_norm;
 use crate::layers::{
     AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Bottleneck, Conv2d, ConvSpec, Flatten, Linear,
     MaxPool2d, ReLU, Sequential,
@@ -110,8 +111,7 @@ impl<T: Element> ResNet<T> {
 
 impl<T: Element> Module<T> for ResNet<T> {
     fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
-        let mut x = run_child(tape, "conv1", &self.conv1, x)?;
-        x = run_child(tape, "bn1", &self.bn1, &x)?;
+        let mut x = conv_then_batch_norm(tape, "conv1", &self.conv1, "bn1", &self.bn1, x)?;
         x = run_child(tape, "relu", &self.relu, &x)?;
         x = run_child(tape, "maxpool", &self.maxpool, &x)?;
         for (name, stage) in STAGES.iter().zip(&self.stages) {
