@@ -141,7 +141,7 @@ impl<T: Element> Tape<T> {
             // A branch starts once every node above its variable has run.
             self.start_branches(&mut waiting, &mut walks, passes, node.output)?;
             // The passes with a gradient at this node's output.
-            let mut active: Vec<(usize, Tensor<T>)> = Vec::new();
+            let mut active: Vec<(usize, Option<Tensor<T>>)> = Vec::new();
             for (p, walk) in walks.iter_mut().enumerate() {
                 if at < walk.start || !walk.reaches[node.output] {
                     continue;
@@ -154,7 +154,7 @@ impl<T: Element> Tape<T> {
                         walk.found[k] = Some(g.clone());
                     }
                 }
-                active.push((p, g));
+                active.push((p, Some(g)));
             }
             // Passes that run the same rule object with the same inputs
             // wanted run together.
@@ -174,10 +174,18 @@ impl<T: Element> Tape<T> {
                 let ctx = RuleContext { node, needs };
                 let rule = passes[active[members[0]].0].rules.resolve(node);
                 let results = if members.len() > 1 {
-                    let gs: Vec<&Tensor<T>> = members.iter().map(|&i| &active[i].1).collect();
+                    let gs: Vec<&Tensor<T>> = members
+                        .iter()
+                        .filter_map(|&i| active[i].1.as_ref())
+                        .collect();
                     rule.backward_many(&ctx, &gs)?
                 } else {
-                    vec![rule.backward(&ctx, &active[members[0]].1)?]
+                    // The walk drops the gradient after this: the rule may
+                    // reuse its buffer.
+                    match active[members[0]].1.take() {
+                        Some(g) => vec![rule.backward_owned(&ctx, g)?],
+                        None => Vec::new(),
+                    }
                 };
                 if results.len() != members.len() {
                     return Err(AutogradError::RuleOutput {

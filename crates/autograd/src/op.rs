@@ -123,6 +123,23 @@ impl<T: Element> Op<T> {
         }
     }
 
+    /// [`Op::standard_backward`] with the output gradient by value: ReLU
+    /// masks it in place, the sum hands it to its first term (a copy to the
+    /// second only), a reshape relabels it; the same values as
+    /// `standard_backward`, with no new buffer.
+    pub fn standard_backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grad: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        match self {
+            Op::Relu(o) => o.standard_owned(ctx, grad),
+            Op::Add(o) => o.standard_owned(ctx, grad),
+            Op::Reshape(o) => o.standard_owned(ctx, grad),
+            _ => self.standard_backward(ctx, &grad),
+        }
+    }
+
     /// [`Op::standard_backward`] of several passes' output gradients at
     /// once, one result per gradient, each the same bits as computing it
     /// alone: a linear layer's input gradients are computed together

@@ -82,6 +82,19 @@ pub trait Rule<T: Element>: Send + Sync + Debug {
     ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
         grads.iter().map(|g| self.backward(ctx, g)).collect()
     }
+
+    /// [`Rule::backward`] given the output gradient by value, by a walk
+    /// that owns it and would drop it afterwards: a rule may reuse its
+    /// buffer (an elementwise rule writes its result in place, the sum's
+    /// standard rule hands it to one term) as long as the result is what
+    /// `backward` would give. The default calls `backward`.
+    fn backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grad: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        self.backward(ctx, &grad)
+    }
 }
 
 /// The exact gradient of every op.
@@ -107,6 +120,14 @@ impl<T: Element> Rule<T> for Standard {
         grads: &[&Tensor<T>],
     ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
         ctx.node.op.standard_backward_many(ctx, grads)
+    }
+
+    fn backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grad: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        ctx.node.op.standard_backward_owned(ctx, grad)
     }
 }
 

@@ -78,8 +78,8 @@ impl SignMask {
     }
 
     /// Applies `f(g, positive, non_negative)` to every gradient element in
-    /// place: [`SignMask::map`], copied back into `g`. The rules use `map`,
-    /// which writes a fresh buffer and saves the copy.
+    /// place: the same values as [`SignMask::map`], written over `g` (no
+    /// second buffer), for a caller that owns the gradient.
     ///
     /// # Errors
     /// [`TensorError::LengthMismatch`] if `g.len()` differs from
@@ -90,8 +90,14 @@ impl SignMask {
         f: impl Fn(T, bool, bool) -> T + Sync + Send,
     ) -> Result<()> {
         self.check_len("SignMask::apply", g.len())?;
-        let out = self.map(g, f)?;
-        g.copy_from_slice(&out);
+        let avx2 = has_avx2();
+        g.par_chunks_mut(CHUNK)
+            .zip(self.positive.par_chunks(CHUNK_WORDS))
+            .zip(self.non_negative.par_chunks(CHUNK_WORDS))
+            .for_each(|((g, p), nn)| {
+                // SAFETY: AVX2 is used only where the CPU has it.
+                unsafe { dispatch_apply(avx2, g, p, nn, &f) }
+            });
         Ok(())
     }
 
@@ -428,6 +434,60 @@ fn map_words<T: Element, F: Fn(T, bool, bool) -> T>(
         let (pb, nb) = (word_bits(p[full]), word_bits(nn[full]));
         for (((o, &v), &p), &nn) in ot.iter_mut().zip(gt).zip(&pb).zip(&nb) {
             o.write(f(v, p, nn));
+        }
+    }
+}
+
+/// [`map_words`] in place, with AVX2 where `avx2`.
+///
+/// # Safety
+/// `avx2` only if the CPU has AVX2; `p` and `nn` cover `g`.
+unsafe fn dispatch_apply<T: Element, F: Fn(T, bool, bool) -> T>(
+    avx2: bool,
+    g: &mut [T],
+    p: &[u64],
+    nn: &[u64],
+    f: &F,
+) {
+    assert!(p.len() == g.len().div_ceil(WORD) && nn.len() == p.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        return apply_avx2(g, p, nn, f);
+    }
+    let _ = avx2;
+    apply_words(g, p, nn, f)
+}
+
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn apply_avx2<T: Element, F: Fn(T, bool, bool) -> T>(
+    g: &mut [T],
+    p: &[u64],
+    nn: &[u64],
+    f: &F,
+) {
+    apply_words(g, p, nn, f)
+}
+
+/// `g = f(g, positive, non_negative)` over the words `p`, `nn` of `g`, as
+/// [`map_words`] does into a second buffer.
+#[inline(always)]
+fn apply_words<T: Element, F: Fn(T, bool, bool) -> T>(g: &mut [T], p: &[u64], nn: &[u64], f: &F) {
+    let (gw, gt) = g.as_chunks_mut::<WORD>();
+    let full = gw.len();
+    for ((g, &p), &nn) in gw.iter_mut().zip(p).zip(nn) {
+        let (pb, nb) = (word_bits(p), word_bits(nn));
+        for b in 0..WORD {
+            g[b] = f(g[b], pb[b], nb[b]);
+        }
+    }
+    if !gt.is_empty() {
+        let (pb, nb) = (word_bits(p[full]), word_bits(nn[full]));
+        for ((v, &p), &nn) in gt.iter_mut().zip(&pb).zip(&nb) {
+            *v = f(*v, p, nn);
         }
     }
 }

@@ -36,6 +36,20 @@ impl<T: Element> AddOp<T> {
             ctx.needs(1).then(|| g.clone()),
         ])
     }
+
+    /// [`AddOp::standard`] owning `g`: the first term wanted gets `g` itself.
+    pub(crate) fn standard_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        Ok(match (ctx.needs(0), ctx.needs(1)) {
+            (true, true) => vec![Some(g.clone()), Some(g)],
+            (true, false) => vec![Some(g), None],
+            (false, true) => vec![None, Some(g)],
+            (false, false) => vec![None, None],
+        })
+    }
 }
 
 /// Excitation backprop through a sum `y = a1 + a2`: term `k` gets `a_k / y * g`

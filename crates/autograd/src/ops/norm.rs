@@ -61,4 +61,15 @@ impl<T: Element> Rule<T> for ExcitationBatchNorm {
         }
         Ok(vec![ctx.needs(0).then(|| g.clone())])
     }
+
+    fn backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        if !matches!(ctx.node.op, Op::BatchNorm(_)) {
+            return Err(ctx.mismatch(Rule::<T>::name(self)));
+        }
+        Ok(vec![ctx.needs(0).then_some(g)])
+    }
 }

@@ -38,6 +38,55 @@ fn masked<T: Element>(
     Ok(vec![Some(out)])
 }
 
+/// [`masked`] owning `g`: the result is written over it.
+fn masked_owned<T: Element>(
+    ctx: &RuleContext<'_, T>,
+    name: &str,
+    mut g: Tensor<T>,
+    f: impl Fn(T, bool, bool) -> T + Sync + Send,
+) -> Result<Vec<Option<Tensor<T>>>> {
+    let Op::Relu(op) = &ctx.node.op else {
+        return Err(ctx.mismatch(name));
+    };
+    if !ctx.needs(0) {
+        return Ok(vec![None]);
+    }
+    op.mask.apply(g.data_mut(), f).map_err(|e| ctx.kernel(e))?;
+    Ok(vec![Some(g)])
+}
+
+/// The standard rule's element: `g` where `x > 0`, 0 elsewhere.
+fn standard_element<T: Element>(g: T, pos: bool, _: bool) -> T {
+    if pos {
+        g
+    } else {
+        T::zero()
+    }
+}
+
+/// TorchRay's guided element: 0 where `x < 0`, else `max(g, 0)`.
+fn guided_element<T: Element>(g: T, _: bool, non_neg: bool) -> T {
+    if non_neg {
+        g.max(T::zero())
+    } else {
+        T::zero()
+    }
+}
+
+/// Captum's guided element: `max(g, 0)` where `x > 0`, else 0.
+fn captum_guided_element<T: Element>(g: T, pos: bool, _: bool) -> T {
+    if pos {
+        g.max(T::zero())
+    } else {
+        T::zero()
+    }
+}
+
+/// The deconvnet element: `max(g, 0)`.
+fn deconvnet_element<T: Element>(g: T, _: bool, _: bool) -> T {
+    g.max(T::zero())
+}
+
 impl ReluOp {
     /// Standard: `g` where `x > 0`, 0 elsewhere (0 at `x == 0`, PyTorch's convention).
     pub(crate) fn standard<T: Element>(
@@ -45,12 +94,16 @@ impl ReluOp {
         ctx: &RuleContext<'_, T>,
         g: &Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        masked(
-            ctx,
-            "standard",
-            g,
-            |g, pos, _| if pos { g } else { T::zero() },
-        )
+        masked(ctx, "standard", g, standard_element)
+    }
+
+    /// [`ReluOp::standard`] owning `g`: masked in place.
+    pub(crate) fn standard_owned<T: Element>(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        masked_owned(ctx, "standard", g, standard_element)
     }
 }
 
@@ -65,13 +118,15 @@ impl<T: Element> Rule<T> for GuidedRelu {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        masked(ctx, Rule::<T>::name(self), g, |g, _, non_neg| {
-            if non_neg {
-                g.max(T::zero())
-            } else {
-                T::zero()
-            }
-        })
+        masked(ctx, Rule::<T>::name(self), g, guided_element)
+    }
+
+    fn backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        masked_owned(ctx, Rule::<T>::name(self), g, guided_element)
     }
 }
 
@@ -85,13 +140,15 @@ impl<T: Element> Rule<T> for CaptumGuidedRelu {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        masked(ctx, Rule::<T>::name(self), g, |g, pos, _| {
-            if pos {
-                g.max(T::zero())
-            } else {
-                T::zero()
-            }
-        })
+        masked(ctx, Rule::<T>::name(self), g, captum_guided_element)
+    }
+
+    fn backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        masked_owned(ctx, Rule::<T>::name(self), g, captum_guided_element)
     }
 }
 
@@ -105,7 +162,15 @@ impl<T: Element> Rule<T> for DeconvnetRelu {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        masked(ctx, Rule::<T>::name(self), g, |g, _, _| g.max(T::zero()))
+        masked(ctx, Rule::<T>::name(self), g, deconvnet_element)
+    }
+
+    fn backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        masked_owned(ctx, Rule::<T>::name(self), g, deconvnet_element)
     }
 }
 

@@ -32,6 +32,20 @@ pub fn flatten<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
 }
 
 impl ReshapeOp {
+    /// [`ReshapeOp::standard`] owning `g`: relabelled, not copied.
+    pub(crate) fn standard_owned<T: Element>(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        if !ctx.needs(0) {
+            return Ok(vec![None]);
+        }
+        Ok(vec![Some(
+            g.reshape(self.from.clone()).map_err(|e| ctx.kernel(e))?,
+        )])
+    }
+
     pub(crate) fn standard<T: Element>(
         &self,
         ctx: &RuleContext<'_, T>,
