@@ -240,22 +240,42 @@ fn relu_and_pool_forward(c: &mut Criterion) {
     g.finish();
 }
 
-fn max_pool_backward(c: &mut Criterion) {
-    let mut g = c.benchmark_group("max_pool2d_backward");
-    // VGG16's first pool (2 x 2, stride 2) and ResNet-50's stem pool
-    // (3 x 3, stride 2, padding 1).
-    for (id, shape, p) in [
-        (
-            "vgg16_64x224x224_k2s2",
-            [1, 64, 224, 224],
-            MaxPool2dParams::new(2, 2, 0),
-        ),
+/// The max pools of VGG16 (2 x 2, stride 2, the five of them) and
+/// ResNet-50's stem pool (3 x 3, stride 2, padding 1), batch 1: name, input
+/// shape and parameters.
+fn max_pools() -> [(&'static str, [usize; 4], MaxPool2dParams); 6] {
+    let vgg = MaxPool2dParams::new(2, 2, 0);
+    [
+        ("vgg16_64x224x224_k2s2", [1, 64, 224, 224], vgg),
+        ("vgg16_128x112x112_k2s2", [1, 128, 112, 112], vgg),
+        ("vgg16_256x56x56_k2s2", [1, 256, 56, 56], vgg),
+        ("vgg16_512x28x28_k2s2", [1, 512, 28, 28], vgg),
+        ("vgg16_512x14x14_k2s2", [1, 512, 14, 14], vgg),
         (
             "resnet50_64x112x112_k3s2",
             [1, 64, 112, 112],
             MaxPool2dParams::new(3, 2, 1),
         ),
-    ] {
+    ]
+}
+
+/// The max-pool kernel (output and argmax indices) at the networks' shapes.
+fn max_pool_forward(c: &mut Criterion) {
+    let mut g = c.benchmark_group("max_pool2d");
+    for (id, shape, p) in max_pools() {
+        let x = filled(&shape, 4);
+        g.bench_function(id, |b| {
+            b.iter(|| sightline::tensor::pool::max_pool2d(black_box(&x), p).expect("valid shapes"))
+        });
+    }
+    g.finish();
+}
+
+/// The standard backward rule of the max pool (the gradient to each
+/// window's first maximum) at the networks' shapes, through the tape.
+fn max_pool_backward(c: &mut Criterion) {
+    let mut g = c.benchmark_group("max_pool2d_backward");
+    for (id, shape, p) in max_pools() {
         let mut tape = Tape::new(Retain::Minimal);
         let xv = tape.input(filled(&shape, 5));
         let y = pool::max_pool2d(&mut tape, &xv, p).expect("pool");
@@ -320,6 +340,7 @@ criterion_group!(
     conv_forward,
     relu_rules,
     relu_and_pool_forward,
+    max_pool_forward,
     max_pool_backward,
     linear_backward
 );

@@ -122,7 +122,9 @@ impl ProductCount {
     /// kw` multiply-adds (the weight's size over its output channels), a
     /// linear output element `in_features`.
     fn record(model: &Model<f32>, x: &Tensor<f32>) -> Result<Self, CliError> {
-        let mut tape = Tape::new(Retain::Minimal);
+        // Folding batch norms as the timed jobs do: the same convolutions,
+        // and no second set of kernels built for the unfolded ones.
+        let mut tape = Tape::new(Retain::Minimal).folding_batch_norm();
         let input = tape.input(x.clone());
         model.forward(&mut tape, &input)?;
         let mut nodes = Vec::new();
