@@ -1,18 +1,31 @@
 //! Input gradient through GEMM + col2im: `W^T gout` gives the gradient of
-//! the unfolded input, which col2im scatter-adds back into the image, in
-//! parallel over bands of rows with a fixed summation order.
+//! the unfolded input, which col2im scatter-adds back into the image with a
+//! fixed summation order.
+//!
+//! With a packed `W^T` (one group) the product runs on the micro-kernels
+//! ([`super::panels`]), in bands of output rows and groups of input
+//! channels: each task's block of the unfolded gradient stays in cache and
+//! is scattered at once ([`banded_col2im`]). Otherwise (several groups) the
+//! whole unfolded gradient is made first with `matrixmultiply`, then
+//! scattered in parallel over bands of input rows.
 
-use super::packed::{packed_product, PackedWeight};
+use super::packed::PackedWeight;
+use super::panels::{product_block, with_matrix_block};
 use super::ConvGeometry;
 use crate::element::Element;
 use crate::error::Result;
 use crate::gemm::{gemm, MatRef};
 use crate::scratch::with_scratch;
+use crate::simd::has_avx2;
 use crate::tensor::Tensor;
+use crate::winograd::NR;
 use rayon::prelude::*;
 
 /// Input rows per col2im task.
 const COL2IM_BAND: usize = 16;
+
+/// Output pixels per band of [`banded_col2im`] at least (whole rows).
+const BAND_COLS: usize = 448;
 
 /// The input gradient through col2im; the unfolded gradient `W^T gout` is
 /// computed with `packed` (`W^T` packed for the micro-kernels, one group)
@@ -26,14 +39,15 @@ pub(super) fn backward_input_col2im<T: Element>(
     let hwo = g.ho * g.wo;
     let rows = g.k_rows();
     let mut gin = Tensor::zeros([g.n, g.cin, g.h, g.w]);
+    if let Some(k) = packed {
+        banded_col2im(gout.data(), k, g, gin.data_mut());
+        return Ok(gin);
+    }
     let img_in = g.cin * g.h * g.w;
     with_scratch(g.p.groups * rows * hwo, |cols: &mut [T]| {
         for n in 0..g.n {
             let go = &gout.data()[n * g.cout * hwo..(n + 1) * g.cout * hwo];
-            if let Some(k) = packed {
-                packed_product(k, go, 1, hwo, None, &mut cols[..rows * hwo]);
-            }
-            for grp in (0..g.p.groups).filter(|_| packed.is_none()) {
+            for grp in 0..g.p.groups {
                 let cog = g.cout_g();
                 let wmat = MatRef::row_major(
                     &weight.data()[grp * cog * rows..(grp + 1) * cog * rows],
@@ -70,9 +84,239 @@ pub(super) fn backward_input_col2im<T: Element>(
     })
 }
 
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: only used to give rayon tasks disjoint regions of one buffer.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Output rows per band of [`banded_col2im`]: enough for [`BAND_COLS`]
+/// pixels, and enough that bands two apart reach disjoint input rows
+/// (`(kh - 1) dh < (rows + 1) sh`).
+fn band_rows(g: &ConvGeometry) -> usize {
+    let reach = (g.kh - 1) * g.p.dilation.0;
+    let min = (reach / g.p.stride.0).max(1);
+    min.max(BAND_COLS.div_ceil(g.wo)).min(g.ho)
+}
+
+/// Input channels per task of [`banded_col2im`]: their rows of the unfolded
+/// gradient (`kh kw` each) are whole micro-panels of `W^T` (`mr` rows).
+fn channel_group(g: &ConvGeometry, mr: usize) -> usize {
+    let kk = g.kh * g.kw;
+    let (mut a, mut b) = (kk, mr);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    mr / a
+}
+
+/// The input rows `lo..hi` that output rows `oy0..oy1` reach.
+fn reach(g: &ConvGeometry, oy0: usize, oy1: usize) -> (usize, usize) {
+    let (sh, dh, ph) = (g.p.stride.0, g.p.dilation.0, g.p.padding.0);
+    let lo = (oy0 * sh).saturating_sub(ph).min(g.h);
+    let hi = ((oy1 - 1) * sh + (g.kh - 1) * dh + 1)
+        .saturating_sub(ph)
+        .min(g.h);
+    (lo, hi.max(lo))
+}
+
+/// col2im of a packed product in bands of output rows and groups of input
+/// channels: each task computes its block of the unfolded gradient
+/// `W^T gout` (its channels' rows, its band's columns) into scratch and
+/// scatter-adds it into the input rows the band reaches. Even bands go
+/// first (in parallel: they reach disjoint rows), then odd ones. Each input
+/// element sums the contributions of its first band in (ki, kj, oy, ox)
+/// order, then those of the next: a fixed order, whatever the number of
+/// threads.
+fn banded_col2im<T: Element>(gout: &[T], k: &PackedWeight<T>, g: &ConvGeometry, gin: &mut [T]) {
+    let hwo = g.ho * g.wo;
+    let rows = band_rows(g);
+    let bands = g.ho.div_ceil(rows);
+    let kk = g.kh * g.kw;
+    let mr = k.mr();
+    let cg = channel_group(g, mr);
+    let groups = g.cin.div_ceil(cg);
+    let plane = g.h * g.w;
+    let gin_ptr = SendPtr(gin.as_mut_ptr());
+    let gin_len = gin.len();
+    for parity in 0..2 {
+        let tasks: Vec<(usize, usize)> = (0..g.n)
+            .flat_map(|n| (parity..bands).step_by(2).map(move |b| (n, b)))
+            .collect();
+        tasks.into_par_iter().for_each(|(n, b)| {
+            let (oy0, oy1) = (b * rows, ((b + 1) * rows).min(g.ho));
+            let width = (oy1 - oy0) * g.wo;
+            let ldacc = width.next_multiple_of(NR);
+            let go = &gout[n * g.cout * hwo..(n + 1) * g.cout * hwo];
+            let (lo, hi) = reach(g, oy0, oy1);
+            with_matrix_block(go, g.cout, hwo, oy0 * g.wo, width, |bv| {
+                (0..groups).into_par_iter().for_each(|grp| {
+                    let (c0, c1) = (grp * cg, ((grp + 1) * cg).min(g.cin));
+                    let (r0, r1) = (c0 * kk, c1 * kk);
+                    let panels = r0 / mr..r1.div_ceil(mr);
+                    with_scratch::<T, _>((r1 - r0) * ldacc, |acc| {
+                        product_block(k, bv, width, panels, r1 - r0, acc, ldacc, None);
+                        for c in c0..c1 {
+                            let start = (n * g.cin + c) * plane + lo * g.w;
+                            let len = (hi - lo) * g.w;
+                            assert!(start + len <= gin_len);
+                            let p = gin_ptr;
+                            // SAFETY: input rows lo..hi of channel c of image
+                            // n, inside `gin` (asserted). Tasks of one parity
+                            // have distinct channels or bands two or more
+                            // apart, which reach disjoint rows
+                            // (`band_rows`), and the parities run one after
+                            // the other, so no other task touches these
+                            // elements now.
+                            let dst =
+                                unsafe { std::slice::from_raw_parts_mut(p.0.add(start), len) };
+                            let acc = &acc[(c - c0) * kk * ldacc..];
+                            scatter_band(acc, ldacc, g, (oy0, oy1), lo, dst);
+                        }
+                    });
+                });
+            });
+        });
+    }
+}
+
+/// Scatter-adds the unfolded gradient of output rows `oy0..oy1` of one input
+/// channel (`acc`, row `(ki, kj)` at `acc[row * ldacc..]`, column
+/// `(oy - oy0) * wo + ox`) into its rows `lo..` (`dst`), in (ki, kj, oy, ox)
+/// order.
+fn scatter_band<T: Element>(
+    acc: &[T],
+    ldacc: usize,
+    g: &ConvGeometry,
+    oys: (usize, usize),
+    lo: usize,
+    dst: &mut [T],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked).
+        unsafe { scatter_band_avx2(acc, ldacc, g, oys, lo, dst) };
+        return;
+    }
+    scatter_band_impl(acc, ldacc, g, oys, lo, dst)
+}
+
+/// [`scatter_band`] compiled for AVX2 (the same additions in the same
+/// order, in wider registers).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn scatter_band_avx2<T: Element>(
+    acc: &[T],
+    ldacc: usize,
+    g: &ConvGeometry,
+    oys: (usize, usize),
+    lo: usize,
+    dst: &mut [T],
+) {
+    scatter_band_impl(acc, ldacc, g, oys, lo, dst)
+}
+
+#[inline(always)]
+fn scatter_band_impl<T: Element>(
+    acc: &[T],
+    ldacc: usize,
+    g: &ConvGeometry,
+    (oy0, oy1): (usize, usize),
+    lo: usize,
+    dst: &mut [T],
+) {
+    let (sh, sw) = g.p.stride;
+    let (ph, pw) = g.p.padding;
+    let (dh, dw) = g.p.dilation;
+    let hi = lo + dst.len() / g.w;
+    for ki in 0..g.kh {
+        let mut kj = 0;
+        while kj < g.kw {
+            let row = ki * g.kw + kj;
+            let (ox0, ox1) = valid_range(g.wo, g.w, sw, kj * dw, pw);
+            // Stride 2, taps kj and kj + 1 one column apart: they write
+            // alternate columns, so both go in one interleaved pass (each
+            // element still gets one of them, in kj order).
+            let paired = sw == 2 && dw == 1 && kj + 1 < g.kw;
+            let (px0, px1) = if paired {
+                valid_range(g.wo, g.w, sw, kj + 1, pw)
+            } else {
+                (0, 0)
+            };
+            for oy in oy0..oy1 {
+                let iy = (oy * sh + ki * dh).wrapping_sub(ph);
+                if iy < lo || iy >= hi {
+                    continue;
+                }
+                let prow = &mut dst[(iy - lo) * g.w..(iy - lo + 1) * g.w];
+                let s = (oy - oy0) * g.wo;
+                let a = &acc[row * ldacc + s..row * ldacc + s + g.wo];
+                if !paired {
+                    if ox0 < ox1 {
+                        let ix0 = ox0 * sw + kj * dw - pw;
+                        add_strided(&mut prow[ix0..], sw, &a[ox0..ox1]);
+                    }
+                    continue;
+                }
+                let b = &acc[(row + 1) * ldacc + s..(row + 1) * ldacc + s + g.wo];
+                add_pair(prow, (kj, pw), a, (ox0, ox1), b, (px0, px1));
+            }
+            kj += if paired { 2 } else { 1 };
+        }
+    }
+}
+
+/// Stride 2: `d[2 ox + kj - pw] += a[ox]` for `ox` in `ra`, and
+/// `d[2 ox + kj + 1 - pw] += b[ox]` for `ox` in `rb`; the two write
+/// alternate elements, and the common range goes in one interleaved loop.
+#[inline(always)]
+fn add_pair<T: Element>(
+    d: &mut [T],
+    (kj, pw): (usize, usize),
+    a: &[T],
+    (a0, a1): (usize, usize),
+    b: &[T],
+    (b0, b1): (usize, usize),
+) {
+    let (c0, c1) = (a0.max(b0), a1.min(b1));
+    let at = |ox: usize, t: usize| 2 * ox + kj + t - pw;
+    if c0 < c1 {
+        let x0 = at(c0, 0);
+        let dd = &mut d[x0..x0 + 2 * (c1 - c0)];
+        for (d2, (&x, &y)) in dd.chunks_exact_mut(2).zip(a[c0..c1].iter().zip(&b[c0..c1])) {
+            d2[0] += x;
+            d2[1] += y;
+        }
+    }
+    let c1 = c1.max(c0);
+    for (lo, hi, t, v) in [(a0, a1, 0, a), (b0, b1, 1, b)] {
+        for ox in (lo..hi.min(c0)).chain(lo.max(c1)..hi) {
+            d[at(ox, t)] += v[ox];
+        }
+    }
+}
+
+/// `d[i * stride] += s[i]`.
+#[inline(always)]
+fn add_strided<T: Element>(d: &mut [T], stride: usize, s: &[T]) {
+    if stride == 1 {
+        for (d, &v) in d[..s.len()].iter_mut().zip(s) {
+            *d += v;
+        }
+    } else {
+        for (d, &v) in d.iter_mut().step_by(stride).zip(s) {
+            *d += v;
+        }
+    }
+}
+
 /// Output positions `o` along one axis with `o * stride + offset - pad` in
 /// `0..len`: the range of `o` in `0..out_len`, and the first input index.
-fn valid_range(
+pub(super) fn valid_range(
     out_len: usize,
     len: usize,
     stride: usize,
@@ -117,16 +361,7 @@ fn col2im_band<T: Element>(cols: &[T], g: &ConvGeometry, c: usize, y0: usize, ba
                     continue;
                 }
                 let prow = &mut band[(iy - y0) * g.w..(iy - y0 + 1) * g.w];
-                let srow = &src[oy * g.wo + ox0..oy * g.wo + ox1];
-                if sw == 1 {
-                    for (d, &v) in prow[ix0..ix0 + srow.len()].iter_mut().zip(srow) {
-                        *d += v;
-                    }
-                } else {
-                    for (d, &v) in prow[ix0..].iter_mut().step_by(sw).zip(srow) {
-                        *d += v;
-                    }
-                }
+                add_strided(&mut prow[ix0..], sw, &src[oy * g.wo + ox0..oy * g.wo + ox1]);
             }
         }
     }

@@ -7,8 +7,8 @@ use super::dispatch::{
 use super::gemm_blocks::{
     conv2d_column_blocks, conv2d_shared_panel, CHANNEL_BLOCK, SHARED_PANEL_COLS,
 };
-use super::im2col::unfold_row;
-use super::packed::{conv1x1, packed_product, PackedWeight};
+use super::packed::{conv1x1, PackedWeight};
+use super::panels::panel_product;
 use super::{Conv2dParams, ConvGeometry};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
@@ -165,24 +165,15 @@ pub fn conv2d_cached<T: Element>(
 }
 
 /// A one-group convolution as `W X` with `X` the unfolded input of each
-/// image (all images unfolded first, in parallel over rows).
+/// image, packed into micro-panels block by block ([`panel_product`]).
 pub(super) fn conv2d_unfolded_packed<T: Element>(
     input: &Tensor<T>,
     k: &PackedWeight<T>,
     bias: Option<&[T]>,
     g: &ConvGeometry,
 ) -> Result<Tensor<T>> {
-    let (rows, hwo) = (g.unfolded_rows(), g.ho * g.wo);
-    let img = g.cin * g.h * g.w;
-    let mut cols = vec![T::zero(); g.n * rows * hwo];
-    cols.par_chunks_mut(hwo.max(1))
-        .enumerate()
-        .for_each(|(i, row)| {
-            let (n, r) = (i / rows, i % rows);
-            unfold_row(&input.data()[n * img..(n + 1) * img], g, 0, r, row);
-        });
     let mut out: Tensor<T> = Tensor::zeros([g.n, g.cout, g.ho, g.wo]);
-    packed_product(k, &cols, g.n, hwo, bias, out.data_mut());
+    panel_product(k, input.data(), g, bias, out.data_mut());
     Ok(out)
 }
 

@@ -15,12 +15,16 @@
 //! The parts: `forward.rs` (the entry points, with and without a cached
 //! kernel, and the im2col reference),
 //! `backward_input.rs` (the input gradient's paths and its kernel cache),
-//! `backward_weight.rs` (weight and bias gradients), `packed.rs` (products
-//! with a weight packed once, on the Winograd micro-kernels: 1 x 1
-//! convolutions, and the cached im2col and col2im paths), and what they
-//! share:
-//! `dispatch.rs` (Winograd or not, which variant), `im2col.rs` (unfolding),
-//! `gemm_blocks.rs` (parallel GEMMs over unfolded panels) and `col2im.rs`.
+//! `backward_weight.rs` (weight and bias gradients), `packed.rs` (a weight
+//! packed once for the Winograd micro-kernels, and 1 x 1 convolutions on
+//! it), `panels.rs` (the cached im2col path: the unfolded input packed
+//! block by block into the micro-kernels' panels, never whole; and the
+//! products of col2im), `thin.rs` (the last few columns of those products
+//! and of the 1 x 1 ones),
+//! and what they share:
+//! `dispatch.rs` (Winograd or not, which variant), `im2col.rs` (unfolding,
+//! for `matrixmultiply`), `gemm_blocks.rs` (parallel GEMMs over unfolded
+//! panels) and `col2im.rs` (in bands of output rows on a packed weight).
 
 mod backward_input;
 mod backward_weight;
@@ -30,8 +34,10 @@ mod forward;
 mod gemm_blocks;
 mod im2col;
 mod packed;
+mod panels;
 #[cfg(test)]
 mod reference;
+mod thin;
 
 pub use backward_input::{
     backward_input_im2col, conv2d_backward_input, conv2d_backward_input_cached,

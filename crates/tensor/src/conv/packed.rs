@@ -9,13 +9,15 @@
 //!   same product with the transposed weight (`W^T gout`).
 //! * other one-group convolutions that do not take Winograd: `B` is the
 //!   unfolded input (im2col), and for the input gradient through col2im,
-//!   `W^T gout` gives the unfolded gradient ([`packed_product`]).
+//!   `W^T gout` gives the unfolded gradient; those pack `B` into panels
+//!   block by block ([`super::panels`]).
 //!
 //! Work is split into tasks by shape only (image, block of columns, block of
 //! output channels); each output element is one micro-kernel dot product
 //! over all input channels in order, so results do not depend on the number
 //! of threads.
 
+use super::thin::{thin_available, thin_product, LANES, THIN_MAX, THIN_PANELS};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
 use crate::scratch::with_scratch;
@@ -94,9 +96,25 @@ impl<T: Element> PackedWeight<T> {
         }
     }
 
-    fn panel(&self, p: usize) -> &[T] {
+    /// Panel `p` of the packed rows: `K x mr`, step-major.
+    pub(super) fn panel(&self, p: usize) -> &[T] {
         let len = self.cin * self.mr;
         &self.data[p * len..(p + 1) * len]
+    }
+
+    /// Number of micro-panels of rows.
+    pub(super) fn panels(&self) -> usize {
+        self.panels
+    }
+
+    /// Rows per micro-panel.
+    pub(super) fn mr(&self) -> usize {
+        self.mr
+    }
+
+    /// The micro-kernels the weight was packed for.
+    pub(super) fn micro(&self) -> Micro {
+        self.micro
     }
 }
 
@@ -208,6 +226,8 @@ pub(super) fn packed_product<T: Element>(
         // HW is not a multiple of NR) is copied, zero padded, into scratch.
         let full_end = tp1.min(hw / NR);
         let partial = tp1 > full_end;
+        // The partial panel's columns by the thin kernel, where there is one.
+        let thin = thin_columns::<T>(kernel, partial, hw);
         if cin > KC {
             let t = BlockTask {
                 img,
@@ -257,14 +277,15 @@ pub(super) fn packed_product<T: Element>(
                     }
                     tp += if two { 2 } else { 1 };
                 }
-                if partial {
+                if partial && thin == 0 {
                     let c0 = full_end * NR;
                     micro(cin, a, tail, NR, tile, 2 * NR, false);
                     // SAFETY: as above, the `hw - c0` columns that exist.
                     unsafe { copy_rows(tile, 2 * NR, dst.add(c0), hw, rows, hw - c0) };
                 }
                 if let Some(bias) = bias {
-                    let (c0, c1) = (tp0 * NR, (tp1 * NR).min(hw));
+                    let c1 = if thin > 0 { full_end * NR } else { hw };
+                    let (c0, c1) = (tp0 * NR, (tp1 * NR).min(c1));
                     for r in 0..rows {
                         let bv = bias[p * mr + r];
                         // SAFETY: row r of this panel, columns c0..c1: this
@@ -276,8 +297,91 @@ pub(super) fn packed_product<T: Element>(
                     }
                 }
             }
+            if thin > 0 {
+                let c0 = full_end * NR;
+                thin_tail(
+                    kernel,
+                    tail,
+                    (0, cin),
+                    (p0, p1),
+                    thin,
+                    None,
+                    |p, r, t, v| {
+                        let ch = p * mr + r;
+                        let v = bias.map_or(v, |b| v + b[ch]);
+                        // SAFETY: channel `ch` (a row of panels p0..p1 that
+                        // exists), column c0 + t < hw of image `img`: this
+                        // task's own, inside `out`.
+                        unsafe { *o.0.add((img * cout + ch) * hw + c0 + t) = v };
+                    },
+                );
+            }
         });
     });
+}
+
+/// The last `cols` columns (fewer than [`NR`], at most [`THIN_MAX`]) of
+/// panels `p0..p1` by the thin kernel, over steps `k0 .. k0 + kl`: `tail`
+/// holds them (`K x NR`, row stride `NR`); the sums start from
+/// `init(p, r, t)` where given (a later block of steps), from zero
+/// otherwise, and go to `put(p, r, t, value)` for the rows that exist.
+fn thin_tail<T: Element>(
+    kernel: &PackedWeight<T>,
+    tail: &[T],
+    (k0, kl): (usize, usize),
+    (p0, p1): (usize, usize),
+    cols: usize,
+    init: Option<&dyn Fn(usize, usize, usize) -> T>,
+    mut put: impl FnMut(usize, usize, usize, T),
+) {
+    let mr = kernel.mr;
+    for first in (p0..p1).step_by(THIN_PANELS) {
+        let np = THIN_PANELS.min(p1 - first);
+        let a: [&[T]; THIN_PANELS] =
+            std::array::from_fn(|i| &kernel.panel(first + i.min(np - 1))[k0 * mr..]);
+        let mut acc = [[T::zero(); LANES]; THIN_PANELS * THIN_MAX];
+        let rows = |i: usize| (kernel.cout - (first + i) * mr).min(mr);
+        if let Some(init) = init {
+            for i in 0..np {
+                let block = &mut acc[i * THIN_MAX..i * THIN_MAX + cols];
+                for (t, col) in block.iter_mut().enumerate() {
+                    for (r, v) in col[..rows(i)].iter_mut().enumerate() {
+                        *v = init(first + i, r, t);
+                    }
+                }
+            }
+        }
+        thin_product(
+            kernel.micro,
+            kl,
+            mr,
+            &a[..np],
+            &tail[k0 * NR..],
+            NR,
+            cols,
+            &mut acc,
+        );
+        for i in 0..np {
+            let block = &acc[i * THIN_MAX..i * THIN_MAX + cols];
+            for (t, col) in block.iter().enumerate() {
+                for (r, &v) in col[..rows(i)].iter().enumerate() {
+                    put(first + i, r, t, v);
+                }
+            }
+        }
+    }
+}
+
+/// Columns of a partial last column panel that go through the thin kernel
+/// (`hw % NR` when there is a partial panel, at most [`THIN_MAX`], and the
+/// kernel exists for `T` on this CPU), or 0.
+fn thin_columns<T: Element>(kernel: &PackedWeight<T>, partial: bool, hw: usize) -> usize {
+    let rem = hw % NR;
+    if partial && (1..=THIN_MAX).contains(&rem) && thin_available::<T>(kernel.micro) {
+        rem
+    } else {
+        0
+    }
 }
 
 /// Rows of `B` (input channels) per block of the product when there are more
@@ -317,6 +421,7 @@ unsafe fn blocked_task<T: Element>(
     let width = (tp1 - tp0) * NR;
     let rows = (p1 - p0) * mr;
     let partial = tp1 > full_end;
+    let thin = thin_columns::<T>(kernel, partial, hw);
     with_scratch::<T, _>(cin * NR + rows * width, |s| {
         let (tail, acc) = s.split_at_mut(cin * NR);
         if partial {
@@ -341,9 +446,31 @@ unsafe fn blocked_task<T: Element>(
                     kern(kl, a, b, hw, &mut c[(tp - tp0) * NR..], width, more);
                     tp += if two { 2 } else { 1 };
                 }
-                if partial {
+                if partial && thin == 0 {
                     let b = &tail[k0 * NR..];
                     micro(kl, a, b, NR, &mut c[(full_end - tp0) * NR..], width, more);
+                }
+            }
+            if thin > 0 {
+                let at = |p: usize, r: usize, t: usize| {
+                    ((p - p0) * mr + r) * width + (full_end - tp0) * NR + t
+                };
+                let acc_ro = &*acc;
+                let mut vals = Vec::with_capacity((p1 - p0) * mr * thin);
+                let init = |p: usize, r: usize, t: usize| acc_ro[at(p, r, t)];
+                let init: Option<&dyn Fn(usize, usize, usize) -> T> =
+                    if more { Some(&init) } else { None };
+                thin_tail(
+                    kernel,
+                    tail,
+                    (k0, kl),
+                    (p0, p1),
+                    thin,
+                    init,
+                    |p, r, t, v| vals.push((at(p, r, t), v)),
+                );
+                for (i, v) in vals {
+                    acc[i] = v;
                 }
             }
         }
@@ -481,16 +608,31 @@ mod tests {
 
     #[test]
     fn f32_matches_im2col_and_is_identical_across_thread_counts() {
-        let x = seq::<f32>(&[2, 600, 14, 14], 7);
-        let wt = seq::<f32>(&[200, 600, 1, 1], 5);
-        let want = conv2d_im2col(&x, &wt, None, Conv2dParams::default()).unwrap();
+        // 600 channels in (the sum in blocks) and 200 (in one block), with
+        // 1 to 4 columns past the last whole panel (the thin kernel).
+        for (xs, cout) in [
+            ([2, 600, 14, 14], 200),
+            ([1, 200, 7, 7], 130),
+            ([2, 64, 3, 6], 50),
+            ([1, 300, 5, 10], 40),
+        ] {
+            f32_case(&xs, cout);
+        }
+    }
+
+    fn f32_case(xs: &[usize; 4], cout: usize) {
+        let x = seq::<f32>(xs, 7);
+        let wt = seq::<f32>(&[cout, xs[1], 1, 1], 5);
+        let bias = seq::<f32>(&[cout], 3);
+        let p = Conv2dParams::default();
+        let want = conv2d_im2col(&x, &wt, Some(&bias), p).unwrap();
         let k = PackedWeight::forward(&wt).unwrap();
         let run = |threads| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| conv1x1(&x, &k, None).unwrap())
+                .install(|| conv1x1(&x, &k, Some(bias.data())).unwrap())
         };
         let got = run(1);
         let max = want.max_abs();
