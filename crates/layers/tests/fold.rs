@@ -59,6 +59,14 @@ fn record(tape: Tape<f64>, seq: &Sequential<f64>) -> (Tape<f64>, Var<f64>, Var<f
     (tape, x, y)
 }
 
+/// Equal to rounding, element by element.
+fn assert_close(a: &Tensor<f64>, b: &Tensor<f64>) {
+    assert_eq!(a.shape(), b.shape());
+    for (u, v) in a.data().iter().zip(b.data()) {
+        assert!((u - v).abs() <= 1e-12 * (1.0 + u.abs()), "{u} vs {v}");
+    }
+}
+
 fn batch_norms(tape: &Tape<f64>) -> usize {
     tape.nodes()
         .iter()
@@ -75,10 +83,7 @@ fn folded_pairs_compute_the_same_as_the_two_layers() {
         assert_eq!(batch_norms(&plain), 2);
         assert_eq!(batch_norms(&folded), 0);
         let (a, b) = (py.value(), fy.value());
-        assert_eq!(a.shape(), b.shape());
-        for (u, v) in a.data().iter().zip(b.data()) {
-            assert!((u - v).abs() <= 1e-12 * (1.0 + u.abs()), "{u} vs {v}");
-        }
+        assert_close(a, b);
         // The batch norm's path names the pair's output; the conv's own
         // output was never computed.
         for l in ["net.1", "net.4"] {
@@ -101,9 +106,7 @@ fn folded_pairs_compute_the_same_as_the_two_layers() {
             let g = plain.backward(py.id(), &seed, &rules, &[px.id()]).unwrap();
             let h = folded.backward(fy.id(), &seed, &rules, &[fx.id()]).unwrap();
             assert!(g[0].data().iter().any(|v| *v != 0.0));
-            for (u, v) in g[0].data().iter().zip(h[0].data()) {
-                assert!((u - v).abs() <= 1e-12 * (1.0 + u.abs()), "{u} vs {v}");
-            }
+            assert_close(&g[0], &h[0]);
         }
     }
 }
@@ -123,9 +126,7 @@ fn excitation_maps_are_the_same_folded_or_not() {
     let g = plain.backward(py.id(), &seed, &rules, &[px.id()]).unwrap();
     let h = folded.backward(fy.id(), &seed, &rules, &[fx.id()]).unwrap();
     assert!(g[0].data().iter().any(|v| *v != 0.0));
-    for (u, v) in g[0].data().iter().zip(h[0].data()) {
-        assert!((u - v).abs() <= 1e-12 * (1.0 + u.abs()), "{u} vs {v}");
-    }
+    assert_close(&g[0], &h[0]);
 }
 
 /// A kept convolution keeps its own output (its pair is not folded); a
