@@ -6,6 +6,7 @@ use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::elementwise::{relu as relu_kernel, SignMask};
 use sightline_tensor::{Element, Tensor};
+use std::borrow::Cow;
 
 /// A recorded ReLU: the signs of its input, two bits per element.
 #[derive(Debug)]
@@ -20,10 +21,13 @@ pub fn relu<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
     Ok(tape.record(Op::Relu(ReluOp { mask }), &[x], y))
 }
 
+/// Applies `f(g, x > 0, x >= 0)` to the gradient: a borrowed one in one
+/// pass into a new buffer (`g` read once, the result written once), an
+/// owned one in place.
 fn masked<T: Element>(
     ctx: &RuleContext<'_, T>,
     name: &str,
-    g: &Tensor<T>,
+    g: Cow<'_, Tensor<T>>,
     f: impl Fn(T, bool, bool) -> T + Sync + Send,
 ) -> Result<Vec<Option<Tensor<T>>>> {
     let Op::Relu(op) = &ctx.node.op else {
@@ -32,27 +36,17 @@ fn masked<T: Element>(
     if !ctx.needs(0) {
         return Ok(vec![None]);
     }
-    // One pass: `g` read once, the result written once (no copy of `g`).
-    let out = op.mask.map(g.data(), f).map_err(|e| ctx.kernel(e))?;
-    let out = Tensor::from_vec(g.shape().to_vec(), out).map_err(|e| ctx.kernel(e))?;
+    let out = match g {
+        Cow::Borrowed(g) => {
+            let out = op.mask.map(g.data(), f).map_err(|e| ctx.kernel(e))?;
+            Tensor::from_vec(g.shape().to_vec(), out).map_err(|e| ctx.kernel(e))?
+        }
+        Cow::Owned(mut g) => {
+            op.mask.apply(g.data_mut(), f).map_err(|e| ctx.kernel(e))?;
+            g
+        }
+    };
     Ok(vec![Some(out)])
-}
-
-/// [`masked`] owning `g`: the result is written over it.
-fn masked_owned<T: Element>(
-    ctx: &RuleContext<'_, T>,
-    name: &str,
-    mut g: Tensor<T>,
-    f: impl Fn(T, bool, bool) -> T + Sync + Send,
-) -> Result<Vec<Option<Tensor<T>>>> {
-    let Op::Relu(op) = &ctx.node.op else {
-        return Err(ctx.mismatch(name));
-    };
-    if !ctx.needs(0) {
-        return Ok(vec![None]);
-    }
-    op.mask.apply(g.data_mut(), f).map_err(|e| ctx.kernel(e))?;
-    Ok(vec![Some(g)])
 }
 
 /// The standard rule's element: `g` where `x > 0`, 0 elsewhere.
@@ -94,7 +88,7 @@ impl ReluOp {
         ctx: &RuleContext<'_, T>,
         g: &Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        masked(ctx, "standard", g, standard_element)
+        masked(ctx, "standard", Cow::Borrowed(g), standard_element)
     }
 
     /// [`ReluOp::standard`] owning `g`: masked in place.
@@ -103,7 +97,7 @@ impl ReluOp {
         ctx: &RuleContext<'_, T>,
         g: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        masked_owned(ctx, "standard", g, standard_element)
+        masked(ctx, "standard", Cow::Owned(g), standard_element)
     }
 }
 
@@ -118,7 +112,7 @@ impl<T: Element> Rule<T> for GuidedRelu {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        masked(ctx, Rule::<T>::name(self), g, guided_element)
+        masked(ctx, Rule::<T>::name(self), Cow::Borrowed(g), guided_element)
     }
 
     fn backward_owned(
@@ -126,7 +120,7 @@ impl<T: Element> Rule<T> for GuidedRelu {
         ctx: &RuleContext<'_, T>,
         g: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        masked_owned(ctx, Rule::<T>::name(self), g, guided_element)
+        masked(ctx, Rule::<T>::name(self), Cow::Owned(g), guided_element)
     }
 }
 
@@ -140,7 +134,12 @@ impl<T: Element> Rule<T> for CaptumGuidedRelu {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        masked(ctx, Rule::<T>::name(self), g, captum_guided_element)
+        masked(
+            ctx,
+            Rule::<T>::name(self),
+            Cow::Borrowed(g),
+            captum_guided_element,
+        )
     }
 
     fn backward_owned(
@@ -148,7 +147,12 @@ impl<T: Element> Rule<T> for CaptumGuidedRelu {
         ctx: &RuleContext<'_, T>,
         g: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        masked_owned(ctx, Rule::<T>::name(self), g, captum_guided_element)
+        masked(
+            ctx,
+            Rule::<T>::name(self),
+            Cow::Owned(g),
+            captum_guided_element,
+        )
     }
 }
 
@@ -162,7 +166,12 @@ impl<T: Element> Rule<T> for DeconvnetRelu {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        masked(ctx, Rule::<T>::name(self), g, deconvnet_element)
+        masked(
+            ctx,
+            Rule::<T>::name(self),
+            Cow::Borrowed(g),
+            deconvnet_element,
+        )
     }
 
     fn backward_owned(
@@ -170,7 +179,7 @@ impl<T: Element> Rule<T> for DeconvnetRelu {
         ctx: &RuleContext<'_, T>,
         g: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        masked_owned(ctx, Rule::<T>::name(self), g, deconvnet_element)
+        masked(ctx, Rule::<T>::name(self), Cow::Owned(g), deconvnet_element)
     }
 }
 

@@ -16,6 +16,7 @@
 
 use super::{MR, MR_AVX512, NR};
 use crate::element::Element;
+use crate::simd::{simd_level, SimdLevel};
 use std::any::TypeId;
 use std::sync::OnceLock;
 
@@ -169,31 +170,19 @@ impl Micro {
     }
 }
 
-/// The best micro-kernel for `T` on this CPU. `SIGHTLINE_SIMD=avx2` or
-/// `SIGHTLINE_SIMD=generic` caps it (to measure what a CPU without AVX-512
-/// would run); read once.
+/// The best micro-kernel for `T` on this CPU, at the [`simd_level`]
+/// (`SIGHTLINE_SIMD` caps it); the AVX2 one also needs FMA. Read once.
 pub(crate) fn micro_kind<T: 'static>() -> Micro {
     static F32: OnceLock<Micro> = OnceLock::new();
     if TypeId::of::<T>() != TypeId::of::<f32>() {
         return Micro::Generic;
     }
-    *F32.get_or_init(|| {
-        let cap = std::env::var("SIGHTLINE_SIMD").unwrap_or_default();
+    *F32.get_or_init(|| match simd_level() {
         #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected;
-            if cap != "avx2" && cap != "generic" && is_x86_feature_detected!("avx512f") {
-                return Micro::Avx512;
-            }
-            if cap != "generic"
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-            {
-                return Micro::Avx2;
-            }
-        }
-        let _ = cap;
-        Micro::Generic
+        SimdLevel::Avx512 => Micro::Avx512,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 if std::arch::is_x86_feature_detected!("fma") => Micro::Avx2,
+        _ => Micro::Generic,
     })
 }
 

@@ -57,9 +57,10 @@ pub(crate) use micro::{micro_kind, Micro};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
 use crate::scratch::with_scratch2;
+use crate::simd::simd_level;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
-use transforms::{input_transform, output_transform, transforms_kind};
+use transforms::{input_transform, output_transform};
 
 /// Output channels per micro-panel of the transformed kernel, for the
 /// portable and AVX2 micro-kernels (the AVX-512 one takes [`MR_AVX512`]).
@@ -295,7 +296,7 @@ fn run<T: Element>(
     let out_ptr = SendPtr(out.data_mut().as_mut_ptr());
     let out_len = out.len();
     let mr = kernel.mr;
-    let tk = transforms_kind();
+    let tk = simd_level();
     let tasks = n * b.tile_blocks * b.chan_blocks;
     (0..tasks).into_par_iter().for_each(|task| {
         let img = task / (b.tile_blocks * b.chan_blocks);

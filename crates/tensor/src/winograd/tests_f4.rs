@@ -174,7 +174,7 @@ fn f4_baseline_and_avx2_transforms_give_the_same_bits() {
     };
     let (tw, tiles): (usize, usize) = (6, 5 * 6);
     let ldm = tiles.div_ceil(NR) * NR;
-    let kinds = [Transforms::Baseline, transforms_kind()];
+    let kinds = [Transforms::Baseline, crate::simd::simd_level()];
     let outs: Vec<Vec<f32>> = kinds
         .iter()
         .map(|&tk| {

@@ -6,8 +6,8 @@
 
 use super::{transforms_f4, Geometry, Variant};
 use crate::element::Element;
+use crate::simd::SimdLevel;
 use std::any::TypeId;
-use std::sync::OnceLock;
 
 /// Tiles handled per pass of the input transform (stack buffers).
 const CHUNK: usize = 32;
@@ -24,38 +24,9 @@ const CHUNK: usize = 32;
 /// operations per element (the same bits). Its output transforms, also by
 /// hand, compute chunks of 16 tiles (across tile rows) in whole registers
 /// and interleave each tile's output columns by permutes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Transforms {
-    Baseline,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// AVX-512 input and output transforms for `f32` (other types take
-    /// `Avx2`).
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-/// The best transforms for this CPU. `SIGHTLINE_SIMD=avx2` or
-/// `SIGHTLINE_SIMD=generic` caps them, as it does the micro-kernels; read
-/// once.
-pub(super) fn transforms_kind() -> Transforms {
-    static KIND: OnceLock<Transforms> = OnceLock::new();
-    *KIND.get_or_init(|| {
-        let cap = std::env::var("SIGHTLINE_SIMD").unwrap_or_default();
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected;
-            if cap != "avx2" && cap != "generic" && is_x86_feature_detected!("avx512f") {
-                return Transforms::Avx512;
-            }
-            if cap != "generic" && is_x86_feature_detected!("avx2") {
-                return Transforms::Avx2;
-            }
-        }
-        let _ = cap;
-        Transforms::Baseline
-    })
-}
+/// `Avx512` has hand-written input and output transforms for `f32` only
+/// (other types take the `Avx2` build).
+pub(super) type Transforms = SimdLevel;
 
 /// `x` as `f32`s, if `T` is `f32`.
 fn as_f32<T: 'static>(x: &[T]) -> Option<&[f32]> {
@@ -781,23 +752,13 @@ mod tests {
             .collect()
     }
 
-    /// The builds of the transforms this CPU can run, besides the baseline.
-    fn builds() -> Vec<Transforms> {
-        let mut kinds = vec![transforms_kind()];
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            kinds.push(Transforms::Avx2);
-        }
-        kinds
-    }
-
     /// The input transform of every build available on this CPU gives the
     /// bits of the baseline one, for both variants, on images with every
     /// width remainder, padding 0 to 2, tile rows longer than a run, and
     /// spans starting and ending inside tile rows.
     #[test]
     fn input_transforms_give_the_same_bits_in_every_build() {
-        let kinds = builds();
+        let kinds = Transforms::available();
         for variant in [Variant::F2x2, Variant::F4x4] {
             for &(cin, h, w, p) in &[
                 (3, 7, 9, 1),
@@ -856,7 +817,7 @@ mod tests {
     /// left as they were.
     #[test]
     fn output_transforms_give_the_same_bits_in_every_build() {
-        let kinds = builds();
+        let kinds = Transforms::available();
         for variant in [Variant::F2x2, Variant::F4x4] {
             for &(ho, wo) in &[
                 (1, 1),

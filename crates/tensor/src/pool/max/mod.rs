@@ -25,11 +25,11 @@
 use super::{shape4, MaxPool2dParams};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
+use crate::simd::{simd_level, SimdLevel as Level};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
-use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -208,53 +208,6 @@ fn max_pool2d_with<T: Element>(
         indices.set_len(len);
     }
     Ok((Tensor::from_vec([n, c, ho, wo], out)?, indices))
-}
-
-/// The instruction sets the forward kernels are built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Level {
-    /// Baseline x86-64 (SSE2), or whatever the target has elsewhere.
-    Baseline,
-    /// AVX2.
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// AVX-512 (foundation).
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl Level {
-    /// Whether this CPU runs the level.
-    fn runs(self) -> bool {
-        match self {
-            Level::Baseline => true,
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-        }
-    }
-}
-
-/// The best level this CPU runs, capped by `SIGHTLINE_SIMD` (`avx2` or
-/// `generic`) as the convolution kernels are; read once.
-fn simd_level() -> Level {
-    static LEVEL: OnceLock<Level> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let cap = std::env::var("SIGHTLINE_SIMD").unwrap_or_default();
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected;
-            if cap != "avx2" && cap != "generic" && is_x86_feature_detected!("avx512f") {
-                return Level::Avx512;
-            }
-            if cap != "generic" && is_x86_feature_detected!("avx2") {
-                return Level::Avx2;
-            }
-        }
-        let _ = cap;
-        Level::Baseline
-    })
 }
 
 /// What an interior kernel computes: for output rows `r < rows` and columns

@@ -150,18 +150,6 @@ fn max_pool_backward_is_adjoint_of_gather() {
     assert!((lhs - rhs).abs() < 1e-12, "{lhs} vs {rhs}");
 }
 
-/// The builds of the kernels this CPU runs (whatever `SIGHTLINE_SIMD` says).
-fn levels() -> Vec<Level> {
-    let all = [
-        Level::Baseline,
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2,
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512,
-    ];
-    all.into_iter().filter(|l| l.runs()).collect()
-}
-
 /// Max pooling written out from the parameters alone: every window scanned
 /// in row-major order over its taps, padding skipped, an element taken when
 /// it is greater than the maximum so far or NaN, the index starting at the
@@ -274,7 +262,7 @@ fn same_bits<T: Element>(a: &[T], b: &[T]) -> bool {
 /// [`reference_backward`], on `x`.
 fn check_against_reference<T: Element>(x: &Tensor<T>, p: MaxPool2dParams) {
     let expected = reference(x, p);
-    for level in levels() {
+    for level in Level::available() {
         let got = max_pool2d_with(level, x, p);
         match (&expected, got) {
             (None, Err(TensorError::InvalidParameter { .. })) => {}
