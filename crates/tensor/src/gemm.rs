@@ -262,6 +262,50 @@ mod tests {
     }
 
     #[test]
+    fn row_update_path_skips_zero_scales_exactly() {
+        // A gradient after a ReLU: many zeros, some negative zeros, and rows
+        // of A that are zero at different places (a column of B is skipped
+        // only where every row of A is zero there). Each output must be the
+        // same bits as adding every term, zeros included, one at a time in
+        // k order.
+        let (m, k, n) = (3, 1500, 700);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| match (i * 7919) % 10 {
+                0..=4 => 0.0,
+                5 => -0.0,
+                r => (((i * 31) % 17) as f32 - 8.0) * 0.37 + r as f32 * 1e-3,
+            })
+            .map(|v| if (v as i32) % 3 == 0 { 0.0 } else { v })
+            .collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| (((i * 13) % 23) as f32 - 11.0) * 0.113)
+            .collect();
+        for rows in 1..=m {
+            let mut want = vec![0.0f32; rows * n];
+            for i in 0..rows {
+                for j in 0..n {
+                    let mut s = 0.0f32;
+                    for p in 0..k {
+                        s += a[i * k + p] * w[p * n + j];
+                    }
+                    want[i * n + j] = s;
+                }
+            }
+            let mut c = vec![f32::NAN; rows * n];
+            gemm(
+                1.0,
+                MatRef::row_major(&a[..rows * k], rows, k),
+                MatRef::row_major(&w, k, n),
+                0.0,
+                &mut c,
+            )
+            .unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&c), bits(&want), "{rows} rows");
+        }
+    }
+
+    #[test]
     fn rejects_mismatched_inner_dimension() {
         let a = Tensor::<f32>::zeros([2, 3]);
         let b = Tensor::<f32>::zeros([4, 2]);
