@@ -3,7 +3,7 @@
 //! passes (rule sets, seeds) can walk the tape together.
 
 use crate::error::{AutogradError, Result};
-use crate::rule::{RuleContext, RuleSet};
+use crate::rule::{Elementwise, RuleContext, RuleSet};
 use crate::tape::{Node, Tape, VarId};
 use sightline_tensor::elementwise::{add_assign, sub};
 use sightline_tensor::{Element, Tensor};
@@ -47,6 +47,18 @@ struct Walk<T> {
     /// Gradients of the wanted variables that are node outputs, as they
     /// were when their node was reached.
     found: Vec<Option<Tensor<T>>>,
+    /// Variables whose gradient already went through their op's rule,
+    /// inside the kernel of the op above (see [`Tape::fusable_below`]).
+    fused: Vec<bool>,
+}
+
+/// What the walk knows of the tape to fuse an elementwise rule into the
+/// kernel of the op above it.
+struct Fusion {
+    /// How many times each variable is an input of a node.
+    uses: Vec<u32>,
+    /// The variables where a pass branches off.
+    branch_points: Vec<VarId>,
 }
 
 impl<T: Element> Tape<T> {
@@ -136,6 +148,19 @@ impl<T: Element> Tape<T> {
         let mut waiting: Vec<usize> = (0..passes.len())
             .filter(|&p| passes[p].branch.is_some())
             .collect();
+        let mut uses = vec![0u32; self.num_vars()];
+        for node in nodes {
+            for &v in &node.inputs {
+                uses[v] += 1;
+            }
+        }
+        let fusion = Fusion {
+            uses,
+            branch_points: passes
+                .iter()
+                .filter_map(|p| p.branch.map(|b| b.at))
+                .collect(),
+        };
         let first = walks.iter().map(|w| w.start).min().unwrap_or(end);
         for (at, node) in nodes.iter().enumerate().take(end).skip(first).rev() {
             // A branch starts once every node above its variable has run.
@@ -149,6 +174,16 @@ impl<T: Element> Tape<T> {
                 let Some(g) = walk.grads[node.output].take() else {
                     continue;
                 };
+                if walk.fused[node.output] {
+                    // The op's rule already ran inside the kernel above:
+                    // the gradient passes on as it is.
+                    let ctx = RuleContext {
+                        node,
+                        needs: &[true],
+                    };
+                    accumulate(walk, node, &[true], vec![Some(g)], "fused", &ctx)?;
+                    continue;
+                }
                 for (k, &w) in passes[p].wrt.iter().enumerate() {
                     if w == node.output {
                         walk.found[k] = Some(g.clone());
@@ -173,6 +208,27 @@ impl<T: Element> Tape<T> {
             for (_, needs, members) in &groups {
                 let ctx = RuleContext { node, needs };
                 let rule = passes[active[members[0]].0].rules.resolve(node);
+                if rule.fuses_then(&ctx) {
+                    // One member at a time, each with the elementwise rule
+                    // below this op in its kernel where there is one.
+                    for &i in members {
+                        let p = active[i].0;
+                        let Some(g) = active[i].1.take() else {
+                            continue;
+                        };
+                        let below = self.fusable_below(node, &walks[p], &passes[p], &fusion, needs);
+                        let gins = match below {
+                            Some((below, f)) => {
+                                let gins = rule.backward_owned_then(&ctx, g, &*f)?;
+                                walks[p].fused[below] = true;
+                                gins
+                            }
+                            None => rule.backward_owned(&ctx, g)?,
+                        };
+                        accumulate(&mut walks[p], node, needs, gins, rule.name(), &ctx)?;
+                    }
+                    continue;
+                }
                 let results = if members.len() > 1 {
                     let gs: Vec<&Tensor<T>> = members
                         .iter()
@@ -278,6 +334,7 @@ impl<T: Element> Tape<T> {
                 reaches,
                 grads,
                 found,
+                fused: Vec::new(),
             };
         };
         let start = nodes.partition_point(|n| n.output <= lowest);
@@ -297,7 +354,45 @@ impl<T: Element> Tape<T> {
             reaches,
             grads,
             found,
+            fused: vec![false; self.num_vars()],
         }
+    }
+
+    /// Where the rule of the op that produced `node`'s first input can run
+    /// inside `node`'s kernel for this pass: that variable and the rule's
+    /// elementwise form. Only where nothing else needs the gradient there
+    /// before that rule: the variable feeds `node` alone, once; it is not
+    /// wanted (its gradient would be returned), nor where a pass branches;
+    /// its op, on one input, is on the pass's way and has an elementwise
+    /// rule in the pass's set (the ReLU rules).
+    fn fusable_below<'a>(
+        &'a self,
+        node: &Node<T>,
+        walk: &Walk<T>,
+        pass: &Pass<'a, T>,
+        fusion: &Fusion,
+        needs: &[bool],
+    ) -> Option<(VarId, Elementwise<'a, T>)> {
+        let x = *node.inputs.first()?;
+        if !needs.first().copied().unwrap_or(false)
+            || fusion.uses[x] != 1
+            || pass.wrt.contains(&x)
+            || fusion.branch_points.contains(&x)
+        {
+            return None;
+        }
+        let nodes = self.nodes();
+        let at = nodes.binary_search_by_key(&x, |n| n.output).ok()?;
+        let below = &nodes[at];
+        if at < walk.start || below.inputs.len() != 1 || !walk.reaches[below.inputs[0]] {
+            return None;
+        }
+        let ctx = RuleContext {
+            node: below,
+            needs: &[true],
+        };
+        let f = pass.rules.resolve(below).elementwise(&ctx)?;
+        Some((x, f))
     }
 }
 

@@ -3,7 +3,8 @@
 use crate::error::Result;
 use crate::ops;
 use crate::rule::RuleContext;
-use sightline_tensor::{Element, Tensor};
+use sightline_tensor::epilogue::apply_all;
+use sightline_tensor::{Element, Epilogue, Tensor};
 
 /// One recorded op and what it saved for its backward rules.
 ///
@@ -106,7 +107,7 @@ impl<T: Element> Op<T> {
         grad: &Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
         match self {
-            Op::Conv2d(o) => o.standard(ctx, grad),
+            Op::Conv2d(o) => o.standard_then(ctx, grad, None),
             Op::Linear(o) => o.standard(ctx, grad),
             Op::Relu(o) => o.standard(ctx, grad),
             Op::MaxPool2d(o) => o.standard(ctx, grad),
@@ -137,6 +138,38 @@ impl<T: Element> Op<T> {
             Op::Add(o) => o.standard_owned(ctx, grad),
             Op::Reshape(o) => o.standard_owned(ctx, grad),
             _ => self.standard_backward(ctx, &grad),
+        }
+    }
+
+    /// The standard rule in elementwise form, where it is one (ReLU; see
+    /// [`crate::Rule::elementwise`]).
+    pub fn standard_elementwise<'a>(
+        &'a self,
+        ctx: &RuleContext<'a, T>,
+    ) -> Option<crate::rule::Elementwise<'a, T>> {
+        match self {
+            Op::Relu(o) => o.standard_elementwise(ctx),
+            _ => None,
+        }
+    }
+
+    /// [`Op::standard_backward_owned`] with `then` applied to input 0's
+    /// gradient: inside the kernel for a convolution, after it otherwise.
+    pub fn standard_backward_owned_then(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grad: Tensor<T>,
+        then: Epilogue<'_, T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        match self {
+            Op::Conv2d(o) => o.standard_then(ctx, &grad, Some(then)),
+            _ => {
+                let mut out = self.standard_backward_owned(ctx, grad)?;
+                if let Some(Some(g)) = out.first_mut() {
+                    apply_all(g.data_mut(), then).map_err(|e| ctx.kernel(e))?;
+                }
+                Ok(out)
+            }
         }
     }
 

@@ -4,7 +4,8 @@ use crate::error::{AutogradError, Result};
 use crate::op::OpKind;
 use crate::ops;
 use crate::tape::Node;
-use sightline_tensor::{Element, Tensor, TensorError};
+use sightline_tensor::epilogue::apply_all;
+use sightline_tensor::{Element, Epilogue, Tensor, TensorError};
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -53,6 +54,14 @@ impl<T: Element> RuleContext<'_, T> {
     }
 }
 
+/// A rule in elementwise form ([`Rule::elementwise`]): called as
+/// `f(values, offset)` on elements `offset .. offset + values.len()` of the
+/// gradient at the op's output, it overwrites them with the gradient at the
+/// op's input. It has the contract of an [`Epilogue`], so a kernel can run
+/// it on each block of the gradient it computes.
+pub type Elementwise<'a, T> =
+    Box<dyn Fn(&mut [T], usize) -> sightline_tensor::Result<()> + Sync + 'a>;
+
 /// A backward rule: maps the gradient at an op's output to (pseudo-)gradients at its inputs.
 ///
 /// Return one entry per input of the node, `None` where `ctx.needs(i)` is false
@@ -95,6 +104,46 @@ pub trait Rule<T: Element>: Send + Sync + Debug {
     ) -> Result<Vec<Option<Tensor<T>>>> {
         self.backward(ctx, &grad)
     }
+
+    /// This rule as an elementwise map ([`Elementwise`]), if it is one for
+    /// this node: an op with one input, of its output's shape, where the
+    /// gradient at each input element depends only on the output gradient
+    /// at that element and what the op saved (the ReLU rules). The walk can
+    /// then run it inside the kernel of the op above
+    /// ([`Rule::backward_owned_then`]) instead of as its own sweep; the
+    /// results must be what [`Rule::backward`] gives. `None` (the default):
+    /// the rule always runs on its own.
+    fn elementwise<'a>(&'a self, ctx: &RuleContext<'a, T>) -> Option<Elementwise<'a, T>> {
+        let _ = ctx;
+        None
+    }
+
+    /// Whether [`Rule::backward_owned_then`] applies its epilogue inside its
+    /// kernel for this node (then the walk hands it the elementwise rule of
+    /// the op below, see [`Rule::elementwise`]). A rule that says so must
+    /// give, one gradient at a time, what [`Rule::backward_many`] gives for
+    /// several. The default: `false`.
+    fn fuses_then(&self, ctx: &RuleContext<'_, T>) -> bool {
+        let _ = ctx;
+        false
+    }
+
+    /// [`Rule::backward_owned`], with `then` applied to the gradient of
+    /// input 0 (the values it would have, then `then` on each element).
+    /// The default applies it after the fact; a rule for which
+    /// [`Rule::fuses_then`] is true passes it to its kernel.
+    fn backward_owned_then(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grad: Tensor<T>,
+        then: Epilogue<'_, T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        let mut out = self.backward_owned(ctx, grad)?;
+        if let Some(Some(g)) = out.first_mut() {
+            apply_all(g.data_mut(), then).map_err(|e| ctx.kernel(e))?;
+        }
+        Ok(out)
+    }
 }
 
 /// The exact gradient of every op.
@@ -128,6 +177,23 @@ impl<T: Element> Rule<T> for Standard {
         grad: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
         ctx.node.op.standard_backward_owned(ctx, grad)
+    }
+
+    fn elementwise<'a>(&'a self, ctx: &RuleContext<'a, T>) -> Option<Elementwise<'a, T>> {
+        ctx.node.op.standard_elementwise(ctx)
+    }
+
+    fn fuses_then(&self, ctx: &RuleContext<'_, T>) -> bool {
+        matches!(ctx.node.op, crate::Op::Conv2d(_))
+    }
+
+    fn backward_owned_then(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grad: Tensor<T>,
+        then: Epilogue<'_, T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        ctx.node.op.standard_backward_owned_then(ctx, grad, then)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod blur;
 pub mod conv;
 pub mod element;
 pub mod elementwise;
+pub mod epilogue;
 pub mod error;
 pub mod gemm;
 mod gemv;
@@ -34,6 +35,7 @@ pub mod winograd;
 
 pub use conv::Conv2dParams;
 pub use element::{cst, cst_eps, Element};
+pub use epilogue::Epilogue;
 pub use error::{Result, TensorError};
 pub use pool::{AvgPool2dParams, MaxPool2dParams};
 pub use resize::ResizeMode;

@@ -101,6 +101,54 @@ impl SignMask {
         Ok(())
     }
 
+    /// [`SignMask::apply`] on elements `offset .. offset + g.len()` only
+    /// (`g` holds them), sequentially: for a kernel that applies a ReLU
+    /// rule to each block of a gradient as it computes it (an
+    /// [`Epilogue`](crate::epilogue::Epilogue)). The same values as
+    /// `apply` gives those elements.
+    ///
+    /// # Errors
+    /// [`TensorError::LengthMismatch`] if the range ends past
+    /// [`SignMask::len`].
+    pub fn apply_at<T: Element>(
+        &self,
+        g: &mut [T],
+        offset: usize,
+        f: impl Fn(T, bool, bool) -> T,
+    ) -> Result<()> {
+        let end = offset.checked_add(g.len()).filter(|&e| e <= self.len);
+        if end.is_none() {
+            return Err(TensorError::LengthMismatch {
+                op: "SignMask::apply_at",
+                shape: vec![self.len],
+                expected: self.len,
+                found: offset.saturating_add(g.len()),
+            });
+        }
+        // Runs of up to 64 elements, each with its bits shifted out of the
+        // one or two mask words it straddles into one word, then applied as
+        // `apply` applies a word.
+        let shifted = |words: &[u64], bit: usize| {
+            let (k, s) = (bit / WORD, bit % WORD);
+            let lo = words[k] >> s;
+            match (s, words.get(k + 1)) {
+                (0, _) | (_, None) => lo,
+                (_, Some(&hi)) => lo | hi << (WORD - s),
+            }
+        };
+        for (c, run) in g.chunks_mut(WORD).enumerate() {
+            let bit = offset + c * WORD;
+            let (pb, nb) = (
+                word_bits(shifted(&self.positive, bit)),
+                word_bits(shifted(&self.non_negative, bit)),
+            );
+            for ((v, &p), &nn) in run.iter_mut().zip(&pb).zip(&nb) {
+                *v = f(*v, p, nn);
+            }
+        }
+        Ok(())
+    }
+
     fn check_len(&self, op: &'static str, found: usize) -> Result<()> {
         if found != self.len {
             return Err(TensorError::LengthMismatch {
@@ -512,6 +560,41 @@ mod tests {
         let mut g = vec![1.0f32; 5];
         m.apply(&mut g, |g, p, _| if p { g } else { 0.0 }).unwrap();
         assert_eq!(g, [0.0, 0.0, 1.0, 0.0, 1.0]);
+    }
+
+    /// Any range, aligned to the mask's words or not, short or long, gets
+    /// the values `apply` gives it; a range past the end is an error.
+    #[test]
+    fn apply_at_a_range_matches_apply() {
+        let n = 1000;
+        let x: Vec<f32> = (0..n)
+            .map(|i| match i % 7 {
+                0 => 0.0,
+                1 => -0.0,
+                k => (k as f32 - 3.5) * (i as f32 * 0.01 + 0.3),
+            })
+            .collect();
+        let m = SignMask::of(&x);
+        let g: Vec<f32> = (0..n).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+        let guided = |g: f32, _: bool, nn: bool| if nn { g.max(0.0) } else { 0.0 };
+        let mut want = g.clone();
+        m.apply(&mut want, guided).unwrap();
+        for &(off, len) in &[
+            (0, n),
+            (0, 64),
+            (3, 5),
+            (60, 10),
+            (64, 128),
+            (13, 700),
+            (999, 1),
+            (5, 0),
+        ] {
+            let mut part = g[off..off + len].to_vec();
+            m.apply_at(&mut part, off, guided).unwrap();
+            assert_eq!(part, want[off..off + len], "{off}+{len}");
+        }
+        assert!(m.apply_at(&mut [0.0f32; 2], n - 1, guided).is_err());
+        assert!(m.apply_at(&mut [0.0f32; 1], usize::MAX, guided).is_err());
     }
 
     #[test]

@@ -7,10 +7,11 @@ use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::conv::{
     conv2d as conv_kernel, conv2d_backward_bias, conv2d_backward_input_cached,
-    conv2d_backward_weight, conv2d_cached, BackwardInputCache, ForwardCache,
+    conv2d_backward_input_then, conv2d_backward_weight, conv2d_cached, BackwardInputCache,
+    ForwardCache,
 };
 use sightline_tensor::norm::{fold_batch_norm, BatchNormAffine};
-use sightline_tensor::{Conv2dParams, Element, Tensor, TensorError};
+use sightline_tensor::{Conv2dParams, Element, Epilogue, Tensor, TensorError};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -281,23 +282,23 @@ impl<T: Element> Conv2dOp<T> {
         (s[2], s[3])
     }
 
-    pub(crate) fn standard(
+    /// The standard rule, with `then` (if any) applied to the input
+    /// gradient inside the kernel (see
+    /// [`conv2d_backward_input_then`]).
+    pub(crate) fn standard_then(
         &self,
         ctx: &RuleContext<'_, T>,
         g: &Tensor<T>,
+        then: Option<Epilogue<'_, T>>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
         let mut out = vec![None, None];
         if ctx.needs(0) {
-            out[0] = Some(
-                conv2d_backward_input_cached(
-                    g,
-                    &self.weight,
-                    Self::input_hw(ctx),
-                    self.params,
-                    &self.backward_kernel,
-                )
-                .map_err(|e| ctx.kernel(e))?,
-            );
+            let (hw, p, cache) = (Self::input_hw(ctx), self.params, &self.backward_kernel);
+            let gin = match then {
+                Some(then) => conv2d_backward_input_then(g, &self.weight, hw, p, cache, then),
+                None => conv2d_backward_input_cached(g, &self.weight, hw, p, cache),
+            };
+            out[0] = Some(gin.map_err(|e| ctx.kernel(e))?);
         }
         if ctx.needs(1) {
             let x = self

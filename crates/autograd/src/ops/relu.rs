@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::op::Op;
-use crate::rule::{Rule, RuleContext};
+use crate::rule::{Elementwise, Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::elementwise::{relu as relu_kernel, SignMask};
 use sightline_tensor::{Element, Tensor};
@@ -81,7 +81,34 @@ fn deconvnet_element<T: Element>(g: T, _: bool, _: bool) -> T {
     g.max(T::zero())
 }
 
+/// A ReLU rule's element `f` as an [`Elementwise`] map over ranges of the
+/// gradient (see [`SignMask::apply_at`]), for a ReLU whose input gradient is
+/// wanted.
+fn elementwise<'a, T: Element>(
+    ctx: &RuleContext<'a, T>,
+    f: fn(T, bool, bool) -> T,
+) -> Option<Elementwise<'a, T>> {
+    let Op::Relu(op) = &ctx.node.op else {
+        return None;
+    };
+    if !ctx.needs(0) {
+        return None;
+    }
+    let mask = &op.mask;
+    Some(Box::new(move |g: &mut [T], offset: usize| {
+        mask.apply_at(g, offset, f)
+    }))
+}
+
 impl ReluOp {
+    /// The standard rule in elementwise form.
+    pub(crate) fn standard_elementwise<'a, T: Element>(
+        &'a self,
+        ctx: &RuleContext<'a, T>,
+    ) -> Option<Elementwise<'a, T>> {
+        elementwise(ctx, standard_element)
+    }
+
     /// Standard: `g` where `x > 0`, 0 elsewhere (0 at `x == 0`, PyTorch's convention).
     pub(crate) fn standard<T: Element>(
         &self,
@@ -122,6 +149,10 @@ impl<T: Element> Rule<T> for GuidedRelu {
     ) -> Result<Vec<Option<Tensor<T>>>> {
         masked(ctx, Rule::<T>::name(self), Cow::Owned(g), guided_element)
     }
+
+    fn elementwise<'a>(&'a self, ctx: &RuleContext<'a, T>) -> Option<Elementwise<'a, T>> {
+        elementwise(ctx, guided_element)
+    }
 }
 
 /// Guided backprop (Captum): `max(g, 0)` where `x > 0`, 0 elsewhere (also at `x == 0`).
@@ -154,6 +185,10 @@ impl<T: Element> Rule<T> for CaptumGuidedRelu {
             captum_guided_element,
         )
     }
+
+    fn elementwise<'a>(&'a self, ctx: &RuleContext<'a, T>) -> Option<Elementwise<'a, T>> {
+        elementwise(ctx, captum_guided_element)
+    }
 }
 
 /// Deconvnet: `max(g, 0)`, whatever the input.
@@ -180,6 +215,10 @@ impl<T: Element> Rule<T> for DeconvnetRelu {
         g: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
         masked(ctx, Rule::<T>::name(self), Cow::Owned(g), deconvnet_element)
+    }
+
+    fn elementwise<'a>(&'a self, ctx: &RuleContext<'a, T>) -> Option<Elementwise<'a, T>> {
+        elementwise(ctx, deconvnet_element)
     }
 }
 

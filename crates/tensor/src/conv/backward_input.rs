@@ -9,9 +9,10 @@ use super::forward::{
     ForwardCache,
 };
 use super::gemm_blocks::column_blocks;
-use super::packed::{conv1x1, PackedWeight};
+use super::packed::{conv1x1_then, PackedWeight};
 use super::{Conv2dParams, ConvGeometry};
 use crate::element::Element;
+use crate::epilogue::{apply_all, Epilogue};
 use crate::error::{Result, TensorError};
 use crate::gemm::MatRef;
 use crate::tensor::Tensor;
@@ -146,6 +147,62 @@ pub fn conv2d_backward_input_cached<T: Element>(
     p: Conv2dParams,
     cache: &BackwardInputCache<T>,
 ) -> Result<Tensor<T>> {
+    backward_input(gout, weight, input_hw, p, cache, None)
+}
+
+/// [`conv2d_backward_input_cached`] with `then` applied to every element of
+/// the result, in place: the same values as applying it afterwards, but
+/// where the kernel allows (Winograd, 1 x 1 convolutions) each block is
+/// handed to `then` by the task that computed it, while it is in cache,
+/// instead of in a second sweep over the whole gradient (see
+/// [`Epilogue`]). A saliency walk passes the ReLU rule below the
+/// convolution here.
+pub fn conv2d_backward_input_then<T: Element>(
+    gout: &Tensor<T>,
+    weight: &Tensor<T>,
+    input_hw: (usize, usize),
+    p: Conv2dParams,
+    cache: &BackwardInputCache<T>,
+    then: Epilogue<'_, T>,
+) -> Result<Tensor<T>> {
+    backward_input(gout, weight, input_hw, p, cache, Some(then))
+}
+
+/// The input gradient by whichever path the shapes call for, with `then`
+/// fused where the path has it and applied afterwards otherwise.
+fn backward_input<T: Element>(
+    gout: &Tensor<T>,
+    weight: &Tensor<T>,
+    input_hw: (usize, usize),
+    p: Conv2dParams,
+    cache: &BackwardInputCache<T>,
+    then: Option<Epilogue<'_, T>>,
+) -> Result<Tensor<T>> {
+    let mut out = match fused_input_gradient(gout, weight, input_hw, p, cache, then)? {
+        Fused::Done(out) => return Ok(out),
+        Fused::Unfused(out) => out,
+    };
+    if let Some(then) = then {
+        apply_all(out.data_mut(), then)?;
+    }
+    Ok(out)
+}
+
+/// An input gradient with the epilogue applied (or none asked), or without it.
+enum Fused<T> {
+    Done(Tensor<T>),
+    Unfused(Tensor<T>),
+}
+
+fn fused_input_gradient<T: Element>(
+    gout: &Tensor<T>,
+    weight: &Tensor<T>,
+    input_hw: (usize, usize),
+    p: Conv2dParams,
+    cache: &BackwardInputCache<T>,
+    then: Option<Epilogue<'_, T>>,
+) -> Result<Fused<T>> {
+    use Fused::{Done, Unfused};
     let g = backward_geometry(gout, weight, input_hw, p)?;
     if g.is_packed_pointwise() {
         let k = cached_packed(
@@ -154,10 +211,10 @@ pub fn conv2d_backward_input_cached<T: Element>(
             (g.cin, g.cout),
             PackedWeight::transposed,
         )?;
-        return conv1x1(gout, k, None);
+        return conv1x1_then(gout, k, None, then).map(Done);
     }
     if g.is_pointwise() {
-        return pointwise_backward_input(gout, weight, &g);
+        return pointwise_backward_input(gout, weight, &g).map(Unfused);
     }
     let (kh, kw) = (g.kh, g.kw);
     let (dh, dw) = p.dilation;
@@ -187,7 +244,7 @@ pub fn conv2d_backward_input_cached<T: Element>(
                         &[k.out_channels(), k.in_channels(), 3, 3],
                     ));
                 }
-                return winograd::conv3x3_input_gradient(gout, k, tp.padding);
+                return winograd::conv3x3_input_gradient_then(gout, k, tp.padding, then).map(Done);
             }
             let k = cached_winograd(&cache.winograd_f4, || {
                 WinogradKernel::backward_input_with(weight, variant)
@@ -198,7 +255,7 @@ pub fn conv2d_backward_input_cached<T: Element>(
                     &[k.in_channels(), k.out_channels(), 3, 3],
                 ));
             }
-            return winograd::conv3x3(gout, k, tp.padding, None);
+            return winograd::conv3x3_then(gout, k, tp.padding, then).map(Done);
         }
         let wt = match cache.flipped.get() {
             Some(w) => w,
@@ -217,9 +274,9 @@ pub fn conv2d_backward_input_cached<T: Element>(
                 (g.cin, tg.unfolded_rows()),
                 PackedWeight::forward,
             )?;
-            return conv2d_unfolded_packed(gout, k, None, &tg);
+            return conv2d_unfolded_packed(gout, k, None, &tg).map(Unfused);
         }
-        return conv2d_im2col_checked(gout, wt, None, &tg);
+        return conv2d_im2col_checked(gout, wt, None, &tg).map(Unfused);
     }
     let packed = if g.p.groups == 1 {
         Some(cached_packed(
@@ -231,7 +288,7 @@ pub fn conv2d_backward_input_cached<T: Element>(
     } else {
         None
     };
-    backward_input_col2im(gout, weight, &g, packed)
+    backward_input_col2im(gout, weight, &g, packed).map(Unfused)
 }
 
 /// The error of a cache used with a weight of another shape than the one it
@@ -395,6 +452,68 @@ mod tests {
             }
             assert!(cache.winograd_f4.get().is_some() && cache.winograd.get().is_none());
         }
+    }
+
+    /// With an epilogue, every path gives the bits of the plain input
+    /// gradient with the epilogue applied afterwards: each element exactly
+    /// once (the epilogue here is not idempotent), with its own index, after
+    /// its last write. The paths: Winograd F(2x2) on the forward kernel
+    /// read transposed and F(4x4) on its own kernel, with tile blocks that
+    /// split rows of tiles; 1 x 1 packed, with a partial column panel and
+    /// with more input channels than one block of steps; and the unfused
+    /// ones (col2im, the flipped kernel, grouped 1 x 1).
+    #[test]
+    fn an_epilogue_is_applied_once_per_element_on_every_path() {
+        let then = |v: &mut [f32], offset: usize| {
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = *x * 3.0 + ((offset + i) % 7) as f32;
+            }
+            Ok(())
+        };
+        let cases = [
+            ([14, 12], [16, 18, 3, 3], Conv2dParams::new(1, 1)),
+            ([30, 28], [16, 18, 3, 3], Conv2dParams::new(1, 1)),
+            ([61, 37], [20, 17, 3, 3], Conv2dParams::new(1, 0)),
+            ([9, 7], [40, 24, 1, 1], Conv2dParams::default()),
+            ([6, 6], [24, 300, 1, 1], Conv2dParams::default()),
+            ([5, 7], [6, 2, 3, 3], Conv2dParams::new(2, 1)),
+            ([6, 6], [5, 20, 2, 2], Conv2dParams::new(1, 1)),
+            (
+                [3, 5],
+                [24, 10, 1, 1],
+                Conv2dParams {
+                    groups: 2,
+                    ..Conv2dParams::default()
+                },
+            ),
+        ];
+        for ([h, w], ws, p) in cases {
+            let wt = crate::testing::seq::<f32>(&ws, 5);
+            let ho = window_output_len(h, ws[2], p.stride.0, p.padding.0, 1).unwrap();
+            let wo = window_output_len(w, ws[3], p.stride.1, p.padding.1, 1).unwrap();
+            let g = crate::testing::seq::<f32>(&[2, ws[0], ho, wo], 3);
+            let cache = BackwardInputCache::new();
+            let mut want = conv2d_backward_input_cached(&g, &wt, (h, w), p, &cache).unwrap();
+            then(want.data_mut(), 0).unwrap();
+            let got = conv2d_backward_input_then(&g, &wt, (h, w), p, &cache, &then).unwrap();
+            let bits = |t: &Tensor<f32>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{ws:?} {p:?}");
+        }
+        // An error of the epilogue is the call's error.
+        let fail = |_: &mut [f32], _: usize| {
+            Err(TensorError::InvalidParameter {
+                op: "test epilogue",
+                message: "refused".into(),
+            })
+        };
+        let (wt, p) = (
+            crate::testing::seq::<f32>(&[16, 18, 3, 3], 5),
+            Conv2dParams::new(1, 1),
+        );
+        let g = crate::testing::seq::<f32>(&[1, 16, 14, 12], 3);
+        let cache = BackwardInputCache::new();
+        let e = conv2d_backward_input_then(&g, &wt, (14, 12), p, &cache, &fail).unwrap_err();
+        assert!(matches!(e, TensorError::InvalidParameter { .. }));
     }
 
     #[test]

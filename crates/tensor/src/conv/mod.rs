@@ -41,7 +41,7 @@ mod thin;
 
 pub use backward_input::{
     backward_input_im2col, conv2d_backward_input, conv2d_backward_input_cached,
-    transpose_flip_kernel, BackwardInputCache,
+    conv2d_backward_input_then, transpose_flip_kernel, BackwardInputCache,
 };
 pub use backward_weight::{conv2d_backward_bias, conv2d_backward_weight};
 pub use forward::{add_channel_bias, conv2d, conv2d_cached, conv2d_im2col, ForwardCache};

@@ -19,6 +19,7 @@
 
 use super::thin::{thin_available, thin_product, LANES, THIN_MAX, THIN_PANELS};
 use crate::element::Element;
+use crate::epilogue::Epilogue;
 use crate::error::{Result, TensorError};
 use crate::scratch::with_scratch;
 use crate::tensor::Tensor;
@@ -151,6 +152,17 @@ pub fn conv1x1<T: Element>(
     kernel: &PackedWeight<T>,
     bias: Option<&[T]>,
 ) -> Result<Tensor<T>> {
+    conv1x1_then(x, kernel, bias, None)
+}
+
+/// [`conv1x1`] handing each block of the output to `then` as soon as it is
+/// final (see [`Epilogue`]).
+pub(crate) fn conv1x1_then<T: Element>(
+    x: &Tensor<T>,
+    kernel: &PackedWeight<T>,
+    bias: Option<&[T]>,
+    then: Option<Epilogue<'_, T>>,
+) -> Result<Tensor<T>> {
     let [n, cin, h, w] = x.dims4("pointwise conv")?;
     if cin != kernel.cin || bias.is_some_and(|b| b.len() != kernel.cout) {
         return Err(TensorError::ShapeMismatch {
@@ -160,13 +172,14 @@ pub fn conv1x1<T: Element>(
         });
     }
     let mut out: Tensor<T> = Tensor::zeros([n, kernel.cout, h, w]);
-    packed_product(kernel, x.data(), n, h * w, bias, out.data_mut());
+    packed_product(kernel, x.data(), n, h * w, bias, out.data_mut(), then)?;
     Ok(out)
 }
 
 /// `out[i] = K b[i] (+ bias)` for `n` right-hand sides: `b` holds `n`
 /// row-major `K.in_channels() x cols` matrices one after the other, `out`
-/// receives `n` matrices of `K.out_channels() x cols`.
+/// receives `n` matrices of `K.out_channels() x cols`; each task hands its
+/// block to `then` when done. An error of `then` is returned.
 ///
 /// # Panics
 /// If the lengths of `b`, `out` or `bias` do not match those shapes (the
@@ -178,7 +191,8 @@ pub(super) fn packed_product<T: Element>(
     hw: usize,
     bias: Option<&[T]>,
     out: &mut [T],
-) {
+    then: Option<Epilogue<'_, T>>,
+) -> Result<()> {
     let cin = kernel.cin;
     assert_eq!(
         b.len(),
@@ -196,7 +210,7 @@ pub(super) fn packed_product<T: Element>(
     );
     let (cout, mr) = (kernel.cout, kernel.mr);
     if n == 0 || hw == 0 || cout == 0 {
-        return;
+        return Ok(());
     }
     // Blocks of columns (whole micro-panels), then blocks of output
     // channels when the columns alone give too few tasks.
@@ -212,7 +226,7 @@ pub(super) fn packed_product<T: Element>(
     let wide = kernel.micro.wide_function::<T>();
     let out_ptr = SendPtr(out.as_mut_ptr());
     let tasks = n * col_blocks * chan_blocks;
-    (0..tasks).into_par_iter().for_each(|task| {
+    (0..tasks).into_par_iter().try_for_each(|task| {
         let img = task / (col_blocks * chan_blocks);
         let cb = (task / chan_blocks) % col_blocks;
         let kb = task % chan_blocks;
@@ -237,87 +251,103 @@ pub(super) fn packed_product<T: Element>(
             // SAFETY: as below: this task alone writes these channels and
             // columns of image `img`.
             unsafe { blocked_task(kernel, xs, hw, bias, o, &t) };
-            return;
-        }
-        with_scratch::<T, _>(cin * NR + mr * 2 * NR, |s| {
-            let (tail, tile) = s.split_at_mut(cin * NR);
-            if partial {
-                let c0 = full_end * NR;
-                for (i, row) in tail.chunks_exact_mut(NR).enumerate() {
-                    let src = &xs[i * hw + c0..(i + 1) * hw];
-                    row[..src.len()].copy_from_slice(src);
-                    row[src.len()..].fill(T::zero());
-                }
-            }
-            for p in p0..p1 {
-                let a = kernel.panel(p);
-                let rows = (cout - p * mr).min(mr);
-                let direct = rows == mr;
-                // SAFETY: this task alone writes channels of panels p0..p1,
-                // columns of panels tp0..tp1, of image img; the pointer is
-                // to the first of its rows, inside `out`.
-                let dst = unsafe { o.0.add((img * cout + p * mr) * hw) };
-                let mut tp = tp0;
-                while tp < full_end {
-                    let two = wide.is_some() && tp + 2 <= full_end;
-                    let width = if two { 2 * NR } else { NR };
-                    let kern = if two { wide.expect("checked") } else { micro };
-                    if direct {
-                        // SAFETY: rows p*mr .. p*mr+mr of this image, columns
-                        // tp*NR .. tp*NR+width, all inside `out` and this
-                        // task's own (see above).
-                        let c = unsafe {
-                            std::slice::from_raw_parts_mut(dst.add(tp * NR), (mr - 1) * hw + width)
-                        };
-                        kern(cin, a, &xs[tp * NR..], hw, c, hw, false);
-                    } else {
-                        kern(cin, a, &xs[tp * NR..], hw, tile, 2 * NR, false);
-                        // SAFETY: as above, for the `rows` rows that exist.
-                        unsafe { copy_rows(tile, 2 * NR, dst.add(tp * NR), hw, rows, width) };
-                    }
-                    tp += if two { 2 } else { 1 };
-                }
-                if partial && thin == 0 {
+        } else {
+            with_scratch::<T, _>(cin * NR + mr * 2 * NR, |s| {
+                let (tail, tile) = s.split_at_mut(cin * NR);
+                if partial {
                     let c0 = full_end * NR;
-                    micro(cin, a, tail, NR, tile, 2 * NR, false);
-                    // SAFETY: as above, the `hw - c0` columns that exist.
-                    unsafe { copy_rows(tile, 2 * NR, dst.add(c0), hw, rows, hw - c0) };
-                }
-                if let Some(bias) = bias {
-                    let c1 = if thin > 0 { full_end * NR } else { hw };
-                    let (c0, c1) = (tp0 * NR, (tp1 * NR).min(c1));
-                    for r in 0..rows {
-                        let bv = bias[p * mr + r];
-                        // SAFETY: row r of this panel, columns c0..c1: this
-                        // task's own, inside `out`.
-                        let row = unsafe {
-                            std::slice::from_raw_parts_mut(dst.add(r * hw + c0), c1 - c0)
-                        };
-                        row.iter_mut().for_each(|v| *v += bv);
+                    for (i, row) in tail.chunks_exact_mut(NR).enumerate() {
+                        let src = &xs[i * hw + c0..(i + 1) * hw];
+                        row[..src.len()].copy_from_slice(src);
+                        row[src.len()..].fill(T::zero());
                     }
                 }
-            }
-            if thin > 0 {
-                let c0 = full_end * NR;
-                thin_tail(
-                    kernel,
-                    tail,
-                    (0, cin),
-                    (p0, p1),
-                    thin,
-                    None,
-                    |p, r, t, v| {
-                        let ch = p * mr + r;
-                        let v = bias.map_or(v, |b| v + b[ch]);
-                        // SAFETY: channel `ch` (a row of panels p0..p1 that
-                        // exists), column c0 + t < hw of image `img`: this
-                        // task's own, inside `out`.
-                        unsafe { *o.0.add((img * cout + ch) * hw + c0 + t) = v };
-                    },
-                );
-            }
-        });
-    });
+                for p in p0..p1 {
+                    let a = kernel.panel(p);
+                    let rows = (cout - p * mr).min(mr);
+                    let direct = rows == mr;
+                    // SAFETY: this task alone writes channels of panels p0..p1,
+                    // columns of panels tp0..tp1, of image img; the pointer is
+                    // to the first of its rows, inside `out`.
+                    let dst = unsafe { o.0.add((img * cout + p * mr) * hw) };
+                    let mut tp = tp0;
+                    while tp < full_end {
+                        let two = wide.is_some() && tp + 2 <= full_end;
+                        let width = if two { 2 * NR } else { NR };
+                        let kern = if two { wide.expect("checked") } else { micro };
+                        if direct {
+                            // SAFETY: rows p*mr .. p*mr+mr of this image, columns
+                            // tp*NR .. tp*NR+width, all inside `out` and this
+                            // task's own (see above).
+                            let c = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    dst.add(tp * NR),
+                                    (mr - 1) * hw + width,
+                                )
+                            };
+                            kern(cin, a, &xs[tp * NR..], hw, c, hw, false);
+                        } else {
+                            kern(cin, a, &xs[tp * NR..], hw, tile, 2 * NR, false);
+                            // SAFETY: as above, for the `rows` rows that exist.
+                            unsafe { copy_rows(tile, 2 * NR, dst.add(tp * NR), hw, rows, width) };
+                        }
+                        tp += if two { 2 } else { 1 };
+                    }
+                    if partial && thin == 0 {
+                        let c0 = full_end * NR;
+                        micro(cin, a, tail, NR, tile, 2 * NR, false);
+                        // SAFETY: as above, the `hw - c0` columns that exist.
+                        unsafe { copy_rows(tile, 2 * NR, dst.add(c0), hw, rows, hw - c0) };
+                    }
+                    if let Some(bias) = bias {
+                        let c1 = if thin > 0 { full_end * NR } else { hw };
+                        let (c0, c1) = (tp0 * NR, (tp1 * NR).min(c1));
+                        for r in 0..rows {
+                            let bv = bias[p * mr + r];
+                            // SAFETY: row r of this panel, columns c0..c1: this
+                            // task's own, inside `out`.
+                            let row = unsafe {
+                                std::slice::from_raw_parts_mut(dst.add(r * hw + c0), c1 - c0)
+                            };
+                            row.iter_mut().for_each(|v| *v += bv);
+                        }
+                    }
+                }
+                if thin > 0 {
+                    let c0 = full_end * NR;
+                    thin_tail(
+                        kernel,
+                        tail,
+                        (0, cin),
+                        (p0, p1),
+                        thin,
+                        None,
+                        |p, r, t, v| {
+                            let ch = p * mr + r;
+                            let v = bias.map_or(v, |b| v + b[ch]);
+                            // SAFETY: channel `ch` (a row of panels p0..p1 that
+                            // exists), column c0 + t < hw of image `img`: this
+                            // task's own, inside `out`.
+                            unsafe { *o.0.add((img * cout + ch) * hw + c0 + t) = v };
+                        },
+                    );
+                }
+            });
+        }
+        let Some(then) = then else {
+            return Ok(());
+        };
+        let cols = (tp0 * NR, (tp1 * NR).min(hw));
+        for ch in p0 * mr..(p1 * mr).min(cout) {
+            let at = (img * cout + ch) * hw + cols.0;
+            // SAFETY: channel `ch` of image `img`, columns `cols`: written by
+            // this task alone (see above), inside `out`, and no longer
+            // written.
+            let row = unsafe { std::slice::from_raw_parts_mut(o.0.add(at), cols.1 - cols.0) };
+            then(row, at)?;
+        }
+        Ok(())
+    })
 }
 
 /// The last `cols` columns (fewer than [`NR`], at most [`THIN_MAX`]) of

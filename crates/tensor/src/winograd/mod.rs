@@ -55,6 +55,7 @@ pub use kernel::WinogradKernel;
 pub(crate) use micro::{micro_kind, Micro};
 
 use crate::element::Element;
+use crate::epilogue::Epilogue;
 use crate::error::{Result, TensorError};
 use crate::scratch::with_scratch2;
 use crate::simd::simd_level;
@@ -156,7 +157,18 @@ pub fn conv3x3<T: Element>(
     padding: (usize, usize),
     bias: Option<&[T]>,
 ) -> Result<Tensor<T>> {
-    run(input, Read::Direct(kernel), padding, bias)
+    run(input, Read::Direct(kernel), padding, bias, None)
+}
+
+/// [`conv3x3`] handing each block of the output to `then` as soon as it is
+/// final (see [`Epilogue`]).
+pub(crate) fn conv3x3_then<T: Element>(
+    input: &Tensor<T>,
+    kernel: &WinogradKernel<T>,
+    padding: (usize, usize),
+    then: Option<Epilogue<'_, T>>,
+) -> Result<Tensor<T>> {
+    run(input, Read::Direct(kernel), padding, None, then)
 }
 
 /// The input gradient of a stride-1 3 x 3 convolution, from its output
@@ -172,13 +184,24 @@ pub fn conv3x3_input_gradient<T: Element>(
     forward: &WinogradKernel<T>,
     padding: (usize, usize),
 ) -> Result<Tensor<T>> {
+    conv3x3_input_gradient_then(gout, forward, padding, None)
+}
+
+/// [`conv3x3_input_gradient`] handing each block of the result to `then` as
+/// soon as it is final (see [`Epilogue`]).
+pub(crate) fn conv3x3_input_gradient_then<T: Element>(
+    gout: &Tensor<T>,
+    forward: &WinogradKernel<T>,
+    padding: (usize, usize),
+    then: Option<Epilogue<'_, T>>,
+) -> Result<Tensor<T>> {
     if forward.variant != Variant::F2x2 {
         return Err(TensorError::InvalidParameter {
             op: "winograd conv3x3_input_gradient",
             message: "only an F(2x2, 3x3) kernel can be read transposed".into(),
         });
     }
-    run(gout, Read::Flipped(forward), padding, None)
+    run(gout, Read::Flipped(forward), padding, None, then)
 }
 
 /// How the driver reads a transformed kernel.
@@ -259,6 +282,7 @@ fn run<T: Element>(
     read: Read<'_, T>,
     padding: (usize, usize),
     bias: Option<&[T]>,
+    then: Option<Epilogue<'_, T>>,
 ) -> Result<Tensor<T>> {
     let [n, cin, h, w] = input.dims4("winograd conv3x3")?;
     let (cout, kcin, panels) = read.dims();
@@ -298,7 +322,7 @@ fn run<T: Element>(
     let mr = kernel.mr;
     let tk = simd_level();
     let tasks = n * b.tile_blocks * b.chan_blocks;
-    (0..tasks).into_par_iter().for_each(|task| {
+    (0..tasks).into_par_iter().try_for_each(|task| {
         let img = task / (b.tile_blocks * b.chan_blocks);
         let tb = (task / b.chan_blocks) % b.tile_blocks;
         let cb = task % b.chan_blocks;
@@ -336,9 +360,53 @@ fn run<T: Element>(
             debug_assert!(base + c1 * g.ho * g.wo <= out_len);
             let span = (f0, f1);
             output_transform(tk, variant, m, &g, tw, span, ldm, rows, (c0, c1), bias, dst);
-        });
-    });
+            match then {
+                Some(then) => {
+                    let origin = base + c0 * g.ho * g.wo;
+                    tiles_epilogue(dst, origin, &g, variant.tile(), tw, span, then)
+                }
+                None => Ok(()),
+            }
+        })
+    })?;
     Ok(out)
+}
+
+/// Hands the pixels of tiles `f0..f1` (row-major, `tw` per row of tiles of
+/// side `tile`) of every channel in `dst` (whole `ho x wo` planes, the first
+/// at flat offset `origin` of the output) to `then`: rows of pixels, with
+/// the whole rows of tiles in between as one run.
+fn tiles_epilogue<T>(
+    dst: &mut [T],
+    origin: usize,
+    g: &Geometry,
+    tile: usize,
+    tw: usize,
+    (f0, f1): (usize, usize),
+    then: Epilogue<'_, T>,
+) -> Result<()> {
+    let plane = g.ho * g.wo;
+    // The runs of one plane (start, length), the same for every channel.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut push = |at: usize, len: usize| match runs.last_mut() {
+        Some((start, n)) if *start + *n == at => *n += len,
+        _ => runs.push((at, len)),
+    };
+    for ty in f0 / tw..f1.div_ceil(tw) {
+        let tx0 = f0.max(ty * tw) - ty * tw;
+        let tx1 = f1.min((ty + 1) * tw) - ty * tw;
+        let r0 = ty * tile;
+        let (c0, c1) = (tx0 * tile, (tx1 * tile).min(g.wo));
+        for r in r0..(r0 + tile).min(g.ho) {
+            push(r * g.wo + c0, c1 - c0);
+        }
+    }
+    for (c, dst) in dst.chunks_exact_mut(plane).enumerate() {
+        for &(at, len) in &runs {
+            then(&mut dst[at..at + len], origin + c * plane + at)?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug)]
