@@ -10,16 +10,19 @@
 //! weight packed once for the same micro-kernels, the derived kernels cached
 //! as the layers and tapes cache them); the forward's `auto` is `conv2d`
 //! without a cache (the Winograd kernel transformed per call). Their ratio is
-//! the gain of the dispatch on this machine. docs/performance.md records the
-//! numbers.
+//! the gain of the dispatch on this machine. The input gradient is also
+//! measured with the guided ReLU rule below it, applied by the kernel as it
+//! writes (`auto_then_relu`, what a walk runs) against a sweep after it
+//! (`auto_and_relu_sweep`). docs/performance.md records the numbers.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use sightline::autograd::ops::{linear, pool, relu};
 use sightline::autograd::{Pass, Retain, RuleSet, Tape};
 use sightline::tensor::conv::{
-    backward_input_im2col, conv2d, conv2d_backward_input_cached, conv2d_cached, conv2d_im2col,
-    BackwardInputCache, ForwardCache,
+    backward_input_im2col, conv2d, conv2d_backward_input_cached, conv2d_backward_input_then,
+    conv2d_cached, conv2d_im2col, BackwardInputCache, ForwardCache,
 };
+use sightline::tensor::elementwise::SignMask;
 use sightline::tensor::{Conv2dParams, MaxPool2dParams, Tensor};
 use std::time::Duration;
 
@@ -185,6 +188,23 @@ fn conv_group(c: &mut Criterion, name: &str, layers: &[Layer], forward: bool) {
             g.bench_function(BenchmarkId::new("im2col", l.id()), |b| {
                 b.iter(|| backward_input_im2col(black_box(&gout), &w, hw, p).expect("valid shapes"))
             });
+            let mask = SignMask::of(filled(&[1, l.cin, l.hw, l.hw], 3).data());
+            let guided = |g: f32, _: bool, nn: bool| if nn { g.max(0.0) } else { 0.0 };
+            let then = |v: &mut [f32], at: usize| mask.apply_at(v, at, guided);
+            g.bench_function(BenchmarkId::new("auto_then_relu", l.id()), |b| {
+                b.iter(|| {
+                    conv2d_backward_input_then(black_box(&gout), &w, hw, p, &cache, &then)
+                        .expect("valid shapes")
+                })
+            });
+            g.bench_function(BenchmarkId::new("auto_and_relu_sweep", l.id()), |b| {
+                b.iter(|| {
+                    let mut gin = conv2d_backward_input_cached(black_box(&gout), &w, hw, p, &cache)
+                        .expect("valid shapes");
+                    mask.apply(gin.data_mut(), guided).expect("same length");
+                    gin
+                })
+            });
         }
     }
     g.finish();
@@ -304,6 +324,21 @@ fn linear_backward(c: &mut Criterion) {
             b.iter(|| {
                 tape.backward(y.id(), black_box(&gout), &RuleSet::standard(), &[xv.id()])
                     .expect("backward")
+            })
+        });
+        // A gradient that came back through a ReLU: zero where the unit was
+        // off (here about half of the units), so about half of the rows of the
+        // weight are never read.
+        let after_relu = gout.map(|v| v.max(0.0));
+        g.bench_function(format!("{fin}to{fout}_after_relu"), |b| {
+            b.iter(|| {
+                tape.backward(
+                    y.id(),
+                    black_box(&after_relu),
+                    &RuleSet::standard(),
+                    &[xv.id()],
+                )
+                .expect("backward")
             })
         });
         // The gradient, deconvnet and guided-backprop passes walked
