@@ -86,7 +86,7 @@ fn deconvnet_element<T: Element>(g: T, _: bool, _: bool) -> T {
 /// wanted.
 fn elementwise<'a, T: Element>(
     ctx: &RuleContext<'a, T>,
-    f: fn(T, bool, bool) -> T,
+    f: impl Fn(T, bool, bool) -> T + Copy + Sync + 'a,
 ) -> Option<Elementwise<'a, T>> {
     let Op::Relu(op) = &ctx.node.op else {
         return None;
