@@ -139,12 +139,15 @@ pub(crate) fn takes_gemv(m: usize, k: usize, n: usize) -> bool {
 /// A row whose scales are all zero adds `0 * w`, a signed zero, to each
 /// accumulator, and that changes no sum: an accumulator starts at `+0` and
 /// can only become `-0` by adding `-0` to `-0`, so adding a zero leaves its
-/// bits as they are (for finite `map(w)`; an infinite or NaN weight would
-/// have made the term NaN). Skipping those rows is exact, and it is where
-/// the saliency case saves memory traffic: a gradient that came back
-/// through a ReLU is zero wherever the unit was off (half of VGG16's `fc6`
-/// outputs; three quarters under the guided rule), so half or more of the
-/// 411 MB weight is never read.
+/// bits as they are. Skipping those rows is exact for finite `map(w)`; an
+/// infinite or NaN weight, which would have made such a term NaN, is
+/// skipped with it (a zero gradient contributes nothing whatever the
+/// weight; the layers refuse non-finite weights when they load them).
+///
+/// It is where the saliency case saves memory traffic: a gradient that came
+/// back through a ReLU is zero wherever the unit was off (half of VGG16's
+/// `fc6` outputs; three quarters under the guided rule), so half or more of
+/// the 411 MB weight is never read.
 fn live_rows<T: Element>(a: MatRef<'_, T>) -> Vec<usize> {
     (0..a.cols)
         .filter(|&p| (0..a.rows).any(|i| a.data[i * a.rs + p * a.cs] != T::zero()))

@@ -54,6 +54,11 @@ pub fn linear_and_mapped<T: Element>(
 }
 
 /// Gradient with respect to the input: `g W` (N x In).
+///
+/// Up to 4 rows of `g` stream the weight once and read only the rows of
+/// `W` that some row of `g` scales by a non-zero (after a ReLU, half or
+/// more of them): a zero in `g` contributes nothing, also against an
+/// infinite or NaN weight (where `0 * inf` would be NaN).
 pub fn linear_backward_input<T: Element>(g: &Tensor<T>, weight: &Tensor<T>) -> Result<Tensor<T>> {
     let (n, fout, fin) = backward_input_dims(g, weight)?;
     let mut out = Tensor::zeros([n, fin]);

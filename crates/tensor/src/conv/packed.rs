@@ -338,13 +338,20 @@ pub(super) fn packed_product<T: Element>(
             return Ok(());
         };
         let cols = (tp0 * NR, (tp1 * NR).min(hw));
-        for ch in p0 * mr..(p1 * mr).min(cout) {
-            let at = (img * cout + ch) * hw + cols.0;
-            // SAFETY: channel `ch` of image `img`, columns `cols`: written by
-            // this task alone (see above), inside `out`, and no longer
-            // written.
-            let row = unsafe { std::slice::from_raw_parts_mut(o.0.add(at), cols.1 - cols.0) };
-            then(row, at)?;
+        let chans = (p0 * mr, (p1 * mr).min(cout));
+        // Whole rows are one run; else a run per channel.
+        let (runs, len) = if cols == (0, hw) {
+            (1, (chans.1 - chans.0) * hw)
+        } else {
+            (chans.1 - chans.0, cols.1 - cols.0)
+        };
+        for r in 0..runs {
+            let at = (img * cout + chans.0 + r) * hw + cols.0;
+            // SAFETY: channels `chans` of image `img`, columns `cols` (all
+            // of them when there is one run): written by this task alone
+            // (see above), inside `out`, and no longer written.
+            let run = unsafe { std::slice::from_raw_parts_mut(o.0.add(at), len) };
+            then(run, at)?;
         }
         Ok(())
     })

@@ -361,10 +361,21 @@ fn run<T: Element>(
             let span = (f0, f1);
             output_transform(tk, variant, m, &g, tw, span, ldm, rows, (c0, c1), bias, dst);
             match then {
-                Some(then) => {
-                    let origin = base + c0 * g.ho * g.wo;
-                    tiles_epilogue(dst, origin, &g, variant.tile(), tw, span, then)
-                }
+                // SAFETY: as above: the runs are pixels of tiles f0..f1 of
+                // channels c0..c1 of image img, inside `out`, written by
+                // this task alone and no longer written.
+                Some(then) => unsafe {
+                    tiles_epilogue(
+                        o,
+                        base + c0 * g.ho * g.wo,
+                        c1 - c0,
+                        &g,
+                        variant,
+                        tw,
+                        span,
+                        then,
+                    )
+                },
                 None => Ok(()),
             }
         })
@@ -372,20 +383,28 @@ fn run<T: Element>(
     Ok(out)
 }
 
-/// Hands the pixels of tiles `f0..f1` (row-major, `tw` per row of tiles of
-/// side `tile`) of every channel in `dst` (whole `ho x wo` planes, the first
-/// at flat offset `origin` of the output) to `then`: rows of pixels, with
-/// the whole rows of tiles in between as one run.
-fn tiles_epilogue<T>(
-    dst: &mut [T],
+/// Hands the pixels of tiles `f0..f1` (row-major, `tw` per row of tiles)
+/// of `chans` channels, whose whole `ho x wo` planes start at flat offset
+/// `origin` of the output at `out`, to `then`: rows of pixels within those
+/// tiles, with the whole rows of tiles in between as one run. Each run's
+/// slice is made from the pointer alone, so this task holds no reference to
+/// pixels that other tasks write.
+///
+/// # Safety
+/// Those pixels lie inside the output, and no other task reads or writes
+/// them while this runs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tiles_epilogue<T>(
+    out: SendPtr<T>,
     origin: usize,
+    chans: usize,
     g: &Geometry,
-    tile: usize,
+    variant: Variant,
     tw: usize,
     (f0, f1): (usize, usize),
     then: Epilogue<'_, T>,
 ) -> Result<()> {
-    let plane = g.ho * g.wo;
+    let (plane, tile) = (g.ho * g.wo, variant.tile());
     // The runs of one plane (start, length), the same for every channel.
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut push = |at: usize, len: usize| match runs.last_mut() {
@@ -401,9 +420,10 @@ fn tiles_epilogue<T>(
             push(r * g.wo + c0, c1 - c0);
         }
     }
-    for (c, dst) in dst.chunks_exact_mut(plane).enumerate() {
+    for c in 0..chans {
         for &(at, len) in &runs {
-            then(&mut dst[at..at + len], origin + c * plane + at)?;
+            let at = origin + c * plane + at;
+            then(std::slice::from_raw_parts_mut(out.0.add(at), len), at)?;
         }
     }
     Ok(())
