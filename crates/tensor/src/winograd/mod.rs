@@ -61,7 +61,7 @@ use crate::scratch::with_scratch2;
 use crate::simd::simd_level;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
-use transforms::{input_transform, output_transform};
+use transforms::{input_transform, output_transform, OutPlanes};
 
 /// Output channels per micro-panel of the transformed kernel, for the
 /// portable and AVX2 micro-kernels (the AVX-512 one takes [`MR_AVX512`]).
@@ -347,19 +347,17 @@ fn run<T: Element>(
             let c1 = (p1 * mr).min(g.cout);
             let o = out_ptr;
             let base = img * g.cout * g.ho * g.wo;
-            // SAFETY: this task alone writes the pixels of tiles f0..f1 of
-            // channels c0..c1 of image img; the slice covers that image's
-            // channels c0..c1, inside `out`, and other tasks write only other
-            // tiles or channels (which this task leaves untouched).
-            let dst = unsafe {
-                std::slice::from_raw_parts_mut(
-                    o.0.add(base + c0 * g.ho * g.wo),
-                    (c1 - c0) * g.ho * g.wo,
-                )
-            };
             debug_assert!(base + c1 * g.ho * g.wo <= out_len);
             let span = (f0, f1);
-            output_transform(tk, variant, m, &g, tw, span, ldm, rows, (c0, c1), bias, dst);
+            // SAFETY: the planes of channels c0..c1 of image img lie inside
+            // `out`; this task alone writes the pixels of tiles f0..f1 in
+            // them, and the transform makes references only to those (other
+            // tasks write other tiles of the same planes meanwhile).
+            unsafe {
+                let dst =
+                    OutPlanes::from_raw(o.0.add(base + c0 * g.ho * g.wo), (c1 - c0) * g.ho * g.wo);
+                output_transform(tk, variant, m, &g, tw, span, ldm, rows, (c0, c1), bias, dst);
+            }
             match then {
                 // SAFETY: as above: the runs are pixels of tiles f0..f1 of
                 // channels c0..c1 of image img, inside `out`, written by

@@ -193,19 +193,23 @@ fn f4_baseline_and_avx2_transforms_give_the_same_bits() {
             let mut dst = vec![0f32; 20 * g.ho * g.wo];
             let b: Vec<f32> = (0..20).map(|i| i as f32).collect();
             let m = &v[..];
-            transforms::output_transform(
-                tk,
-                Variant::F4x4,
-                m,
-                &g,
-                tw,
-                (0, tiles),
-                ldm,
-                20,
-                (0, 20),
-                Some(&b),
-                &mut dst,
-            );
+            let planes = transforms::OutPlanes::new(&mut dst);
+            // SAFETY: `dst` is this call's alone.
+            unsafe {
+                transforms::output_transform(
+                    tk,
+                    Variant::F4x4,
+                    m,
+                    &g,
+                    tw,
+                    (0, tiles),
+                    ldm,
+                    20,
+                    (0, 20),
+                    Some(&b),
+                    planes,
+                )
+            };
             v.extend(dst);
             v
         })

@@ -42,6 +42,74 @@ fn as_f32_mut<T: 'static>(x: &mut [T]) -> Option<&mut [f32]> {
         .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
 }
 
+/// The planes an output transform writes: channels `c0..c1` of one image,
+/// `len` elements from `ptr`. Tasks that write other tiles of the same
+/// planes run at the same time, so a transform makes slices only of the
+/// pixels it writes ([`OutPlanes::run`]), never of a whole plane.
+#[derive(Clone, Copy)]
+pub(super) struct OutPlanes<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _planes: std::marker::PhantomData<&'a mut [T]>,
+}
+
+impl<'a, T> OutPlanes<'a, T> {
+    /// All of `dst`, which the caller holds alone.
+    #[cfg(test)]
+    pub(super) fn new(dst: &'a mut [T]) -> Self {
+        Self {
+            ptr: dst.as_mut_ptr(),
+            len: dst.len(),
+            _planes: std::marker::PhantomData,
+        }
+    }
+
+    /// The `len` elements from `ptr`.
+    ///
+    /// # Safety
+    /// They are valid for writes for `'a`, and while the planes are used no
+    /// one else reads or writes the pixels of the tiles and channels handed
+    /// to the transform (other pixels may be written by other tasks).
+    pub(super) unsafe fn from_raw(ptr: *mut T, len: usize) -> Self {
+        Self {
+            ptr,
+            len,
+            _planes: std::marker::PhantomData,
+        }
+    }
+
+    /// Elements `at .. at + n`.
+    ///
+    /// # Safety
+    /// They are pixels of the tiles and channels handed to the transform,
+    /// and the slice is the only reference to them while it lives.
+    pub(super) unsafe fn run(self, at: usize, n: usize) -> &'a mut [T] {
+        assert!(at + n <= self.len, "output run out of the planes");
+        std::slice::from_raw_parts_mut(self.ptr.add(at), n)
+    }
+
+    /// The first element, for the kernels that store through pointers.
+    pub(super) fn ptr(self) -> *mut T {
+        self.ptr
+    }
+
+    pub(super) fn len(self) -> usize {
+        self.len
+    }
+
+    /// The same planes as `f32`, if `T` is `f32`.
+    fn into_f32(self) -> Option<OutPlanes<'a, f32>>
+    where
+        T: 'static,
+    {
+        (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| OutPlanes {
+            ptr: self.ptr.cast::<f32>(),
+            len: self.len,
+            _planes: std::marker::PhantomData,
+        })
+    }
+}
+
 /// The input transform of `variant` (see the two `input_transform_impl`s),
 /// in the build chosen by `kind`.
 #[allow(clippy::too_many_arguments)]
@@ -112,8 +180,12 @@ fn input_variant<T: Element>(
 
 /// The output transform of `variant` (+ bias), in the build chosen by
 /// `kind`.
+///
+/// # Safety
+/// As [`OutPlanes::from_raw`]: no one else touches the pixels of tiles
+/// `span` of channels `chans` in `dst` while it runs.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn output_transform<T: Element>(
+pub(super) unsafe fn output_transform<T: Element>(
     kind: Transforms,
     variant: Variant,
     m: &[T],
@@ -124,7 +196,7 @@ pub(super) fn output_transform<T: Element>(
     rows: usize,
     chans: (usize, usize),
     bias: Option<&[T]>,
-    dst: &mut [T],
+    dst: OutPlanes<'_, T>,
 ) {
     let o = OutputArgs {
         tw,
@@ -140,7 +212,7 @@ pub(super) fn output_transform<T: Element>(
         // SAFETY: `Avx2` is only chosen when the CPU has AVX2.
         Transforms::Avx2 => unsafe { output_transform_avx2(variant, m, g, &o, dst) },
         #[cfg(target_arch = "x86_64")]
-        Transforms::Avx512 => match (as_f32(m), as_f32_mut(dst)) {
+        Transforms::Avx512 => match (as_f32(m), dst.into_f32()) {
             // SAFETY: `Avx512` is only chosen when the CPU has AVX-512F.
             (Some(m), Some(dst)) => unsafe {
                 let bias = bias.and_then(as_f32);
@@ -183,18 +255,20 @@ unsafe fn output_transform_avx2<T: Element>(
     m: &[T],
     g: &Geometry,
     o: &OutputArgs<'_, T>,
-    dst: &mut [T],
+    dst: OutPlanes<'_, T>,
 ) {
     output_variant(variant, m, g, o, dst)
 }
 
+/// # Safety
+/// As [`output_transform`].
 #[inline(always)]
-fn output_variant<T: Element>(
+unsafe fn output_variant<T: Element>(
     variant: Variant,
     m: &[T],
     g: &Geometry,
     o: &OutputArgs<'_, T>,
-    dst: &mut [T],
+    dst: OutPlanes<'_, T>,
 ) {
     let (tw, span, ldm, rows, chans, bias) = (o.tw, o.span, o.ldm, o.rows, o.chans, o.bias);
     match variant {
@@ -321,9 +395,12 @@ fn input_transform_impl<T: Element>(
 
 /// `Y = A^T M A` (`A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`) for tiles `f0..f1`
 /// and channels `c0..c1`, plus bias, into `dst` (channels c0..c1 of one image).
+///
+/// # Safety
+/// As [`output_transform`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn output_transform_impl<T: Element>(
+unsafe fn output_transform_impl<T: Element>(
     m: &[T],
     g: &Geometry,
     tw: usize,
@@ -332,14 +409,14 @@ fn output_transform_impl<T: Element>(
     rows: usize,
     (c0, c1): (usize, usize),
     bias: Option<&[T]>,
-    dst: &mut [T],
+    dst: OutPlanes<'_, T>,
 ) {
     let hw = g.ho * g.wo;
     // s[a][jj]: A^T applied along the rows, for each of the 4 columns jj.
     let mut s = [[[T::zero(); CHUNK]; 4]; 2];
     for c in c0..c1 {
         let bv = bias.map_or(T::zero(), |b| b[c]);
-        let plane = &mut dst[(c - c0) * hw..(c - c0 + 1) * hw];
+        let plane = (c - c0) * hw;
         let row_of = |xi: usize| &m[(xi * rows + (c - c0)) * ldm..][..ldm];
         let mut f = f0;
         while f < f1 {
@@ -370,11 +447,13 @@ fn output_transform_impl<T: Element>(
                 if y >= g.ho {
                     break;
                 }
-                let orow = &mut plane[y * g.wo..(y + 1) * g.wo];
                 let x0 = 2 * tx0;
+                // SAFETY: row y of tiles tx0 .. tx0 + nt, cut at the
+                // right edge: this call's own pixels.
+                let orow = dst.run(plane + y * g.wo + x0, (2 * nt).min(g.wo - x0));
                 let pairs = nt.min((g.wo - x0) / 2);
                 let [q0, q1, q2, q3] = sa;
-                for ((((o, a), b), c), d) in orow[x0..x0 + 2 * pairs]
+                for ((((o, a), b), c), d) in orow[..2 * pairs]
                     .chunks_exact_mut(2)
                     .zip(&q0[..pairs])
                     .zip(&q1[..pairs])
@@ -386,7 +465,7 @@ fn output_transform_impl<T: Element>(
                 }
                 if pairs < nt {
                     // Odd width: the last tile has one column.
-                    orow[x0 + 2 * pairs] = q0[pairs] + q1[pairs] + q2[pairs] + bv;
+                    orow[2 * pairs] = q0[pairs] + q1[pairs] + q2[pairs] + bv;
                 }
             }
             f += nt;
@@ -686,7 +765,12 @@ pub(super) unsafe fn store_row<const B: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
-unsafe fn output_f2_avx512(m: &[f32], g: &Geometry, o: &OutputArgs<'_, f32>, dst: &mut [f32]) {
+unsafe fn output_f2_avx512(
+    m: &[f32],
+    g: &Geometry,
+    o: &OutputArgs<'_, f32>,
+    dst: OutPlanes<'_, f32>,
+) {
     use std::arch::x86_64::*;
     let (tw, (f0, f1), ldm, rows, (c0, c1)) = (o.tw, o.span, o.ldm, o.rows, o.chans);
     let hw = g.ho * g.wo;
@@ -703,7 +787,7 @@ unsafe fn output_f2_avx512(m: &[f32], g: &Geometry, o: &OutputArgs<'_, f32>, dst
         let segs = Segments::new(2, (w0, w1), tw, (g.ho, g.wo));
         for c in c0..c1 {
             let bv = _mm512_set1_ps(o.bias.map_or(0.0, |b| b[c]));
-            let plane = dst.as_mut_ptr().add((c - c0) * hw);
+            let plane = dst.ptr().add((c - c0) * hw);
             let base = m.as_ptr().add((c - c0) * ldm);
             for (k, f) in (w0..w1).step_by(16).enumerate() {
                 let keep = first_lanes(w1 - f);
@@ -858,10 +942,14 @@ mod tests {
                         for bias in [None, Some(&b[..])] {
                             let run = |kind| {
                                 let mut dst = data((chans.1 - chans.0) * ho * wo, 5);
-                                output_transform(
-                                    kind, variant, &m, &g, tw, span, ldm, rows, chans, bias,
-                                    &mut dst,
-                                );
+                                let planes = OutPlanes::new(&mut dst);
+                                // SAFETY: `dst` is this call's alone.
+                                unsafe {
+                                    output_transform(
+                                        kind, variant, &m, &g, tw, span, ldm, rows, chans, bias,
+                                        planes,
+                                    )
+                                };
                                 dst.into_iter().map(f32::to_bits).collect::<Vec<_>>()
                             };
                             let want = run(Transforms::Baseline);

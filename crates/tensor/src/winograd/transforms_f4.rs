@@ -17,7 +17,8 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::transforms::{
-    edge_mask, first_lanes, store_row, unstage, OutputArgs, Segments, Stage, RUN_AVX512, WINDOW,
+    edge_mask, first_lanes, store_row, unstage, OutPlanes, OutputArgs, Segments, Stage, RUN_AVX512,
+    WINDOW,
 };
 use super::Geometry;
 use crate::element::Element;
@@ -303,9 +304,12 @@ pub(super) unsafe fn input_avx512(
 /// `Y = A^T M A` for tiles `f0..f1` and channels `c0..c1`, plus bias, into
 /// `dst` (channels c0..c1 of one image); output tiles cut at the right and
 /// bottom edges.
+///
+/// # Safety
+/// As [`super::transforms::output_transform`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn output_transform_impl<T: Element>(
+pub(super) unsafe fn output_transform_impl<T: Element>(
     m: &[T],
     g: &Geometry,
     tw: usize,
@@ -314,7 +318,7 @@ pub(super) fn output_transform_impl<T: Element>(
     rows: usize,
     (c0, c1): (usize, usize),
     bias: Option<&[T]>,
-    dst: &mut [T],
+    dst: OutPlanes<'_, T>,
 ) {
     let hw = g.ho * g.wo;
     let (two, four, eight) = (
@@ -326,7 +330,7 @@ pub(super) fn output_transform_impl<T: Element>(
     let mut s = [[[T::zero(); CHUNK]; 6]; 4];
     for c in c0..c1 {
         let bv = bias.map_or(T::zero(), |b| b[c]);
-        let plane = &mut dst[(c - c0) * hw..(c - c0 + 1) * hw];
+        let plane = (c - c0) * hw;
         let row_of = |xi: usize| &m[(xi * rows + (c - c0)) * ldm..][..ldm];
         let mut f = f0;
         while f < f1 {
@@ -353,13 +357,15 @@ pub(super) fn output_transform_impl<T: Element>(
                 if y >= g.ho {
                     break;
                 }
-                let orow = &mut plane[y * g.wo..(y + 1) * g.wo];
                 let x0 = 4 * tx0;
+                // SAFETY: row y of tiles tx0 .. tx0 + nt, cut at the
+                // right edge: this call's own pixels.
+                let orow = dst.run(plane + y * g.wo + x0, (4 * nt).min(g.wo - x0));
                 let full = nt.min((g.wo - x0) / 4);
                 let [q0, q1, q2, q3, q4, q5] = sa;
                 let col =
                     |t: usize| at([q0[t], q1[t], q2[t], q3[t], q4[t], q5[t]], two, four, eight);
-                for (t, o) in orow[x0..x0 + 4 * full].chunks_exact_mut(4).enumerate() {
+                for (t, o) in orow[..4 * full].chunks_exact_mut(4).enumerate() {
                     let y = col(t);
                     o[0] = y[0] + bv;
                     o[1] = y[1] + bv;
@@ -369,7 +375,7 @@ pub(super) fn output_transform_impl<T: Element>(
                 if full < nt {
                     // The last tile is cut by the right edge.
                     let y = col(full);
-                    let rest = &mut orow[x0 + 4 * full..];
+                    let rest = &mut orow[4 * full..];
                     for (o, y) in rest.iter_mut().zip(y) {
                         *o = y + bv;
                     }
@@ -422,7 +428,7 @@ pub(super) unsafe fn output_avx512(
     m: &[f32],
     g: &Geometry,
     o: &OutputArgs<'_, f32>,
-    dst: &mut [f32],
+    dst: OutPlanes<'_, f32>,
 ) {
     let (tw, (f0, f1), ldm, rows, (c0, c1)) = (o.tw, o.span, o.ldm, o.rows, o.chans);
     let hw = g.ho * g.wo;
@@ -443,7 +449,7 @@ pub(super) unsafe fn output_avx512(
         let segs = Segments::new(4, (w0, w1), tw, (g.ho, g.wo));
         for c in c0..c1 {
             let bv = _mm512_set1_ps(o.bias.map_or(0.0, |b| b[c]));
-            let plane = dst.as_mut_ptr().add((c - c0) * hw);
+            let plane = dst.ptr().add((c - c0) * hw);
             let base = m.as_ptr().add((c - c0) * ldm);
             for (k, f) in (w0..w1).step_by(16).enumerate() {
                 let keep = first_lanes(w1 - f);
