@@ -3,7 +3,6 @@
 use crate::error::Result;
 use crate::ops;
 use crate::rule::RuleContext;
-use sightline_tensor::epilogue::apply_all;
 use sightline_tensor::{Element, Epilogue, Tensor};
 
 /// One recorded op and what it saved for its backward rules.
@@ -163,13 +162,7 @@ impl<T: Element> Op<T> {
     ) -> Result<Vec<Option<Tensor<T>>>> {
         match self {
             Op::Conv2d(o) => o.standard_then(ctx, &grad, Some(then)),
-            _ => {
-                let mut out = self.standard_backward_owned(ctx, grad)?;
-                if let Some(Some(g)) = out.first_mut() {
-                    apply_all(g.data_mut(), then).map_err(|e| ctx.kernel(e))?;
-                }
-                Ok(out)
-            }
+            _ => crate::rule::then_after(ctx, self.standard_backward_owned(ctx, grad)?, then),
         }
     }
 

@@ -138,12 +138,21 @@ pub trait Rule<T: Element>: Send + Sync + Debug {
         grad: Tensor<T>,
         then: Epilogue<'_, T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        let mut out = self.backward_owned(ctx, grad)?;
-        if let Some(Some(g)) = out.first_mut() {
-            apply_all(g.data_mut(), then).map_err(|e| ctx.kernel(e))?;
-        }
-        Ok(out)
+        then_after(ctx, self.backward_owned(ctx, grad)?, then)
     }
+}
+
+/// `then` applied to the gradient of input 0 among a rule's results `out`,
+/// after the rule's kernel (a rule that does not fuse it).
+pub(crate) fn then_after<T: Element>(
+    ctx: &RuleContext<'_, T>,
+    mut out: Vec<Option<Tensor<T>>>,
+    then: Epilogue<'_, T>,
+) -> Result<Vec<Option<Tensor<T>>>> {
+    if let Some(Some(g)) = out.first_mut() {
+        apply_all(g.data_mut(), then).map_err(|e| ctx.kernel(e))?;
+    }
+    Ok(out)
 }
 
 /// The exact gradient of every op.

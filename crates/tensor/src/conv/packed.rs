@@ -255,12 +255,7 @@ pub(super) fn packed_product<T: Element>(
             with_scratch::<T, _>(cin * NR + mr * 2 * NR, |s| {
                 let (tail, tile) = s.split_at_mut(cin * NR);
                 if partial {
-                    let c0 = full_end * NR;
-                    for (i, row) in tail.chunks_exact_mut(NR).enumerate() {
-                        let src = &xs[i * hw + c0..(i + 1) * hw];
-                        row[..src.len()].copy_from_slice(src);
-                        row[src.len()..].fill(T::zero());
-                    }
+                    copy_partial_panel(tail, xs, hw, full_end * NR);
                 }
                 for p in p0..p1 {
                     let a = kernel.panel(p);
@@ -355,6 +350,17 @@ pub(super) fn packed_product<T: Element>(
         }
         Ok(())
     })
+}
+
+/// Copies columns `c0..hw` of every row of `xs` (rows of `hw`) into the
+/// rows of `tail` (rows of [`NR`]), zero padded: the last, partial column
+/// panel, which the micro-kernels read whole.
+fn copy_partial_panel<T: Element>(tail: &mut [T], xs: &[T], hw: usize, c0: usize) {
+    for (i, row) in tail.chunks_exact_mut(NR).enumerate() {
+        let src = &xs[i * hw + c0..(i + 1) * hw];
+        row[..src.len()].copy_from_slice(src);
+        row[src.len()..].fill(T::zero());
+    }
 }
 
 /// The last `cols` columns (fewer than [`NR`], at most [`THIN_MAX`]) of
@@ -462,12 +468,7 @@ unsafe fn blocked_task<T: Element>(
     with_scratch::<T, _>(cin * NR + rows * width, |s| {
         let (tail, acc) = s.split_at_mut(cin * NR);
         if partial {
-            let c0 = full_end * NR;
-            for (i, row) in tail.chunks_exact_mut(NR).enumerate() {
-                let src = &xs[i * hw + c0..(i + 1) * hw];
-                row[..src.len()].copy_from_slice(src);
-                row[src.len()..].fill(T::zero());
-            }
+            copy_partial_panel(tail, xs, hw, full_end * NR);
         }
         for k0 in (0..cin).step_by(KC) {
             let kl = KC.min(cin - k0);
