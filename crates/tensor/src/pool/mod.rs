@@ -146,6 +146,24 @@ pub(crate) fn shape4(op: &'static str, shape: &[usize]) -> Result<[usize; 4]> {
     Ok([n, c, h, w])
 }
 
+/// The dimensions of a pooling backward's output gradient and input, each
+/// N x C x H x W with no zero, and the same N and C.
+pub(crate) fn backward_dims(
+    op: &'static str,
+    gout: &[usize],
+    input: &[usize],
+) -> Result<([usize; 4], [usize; 4])> {
+    let (out, inp) = (shape4(op, gout)?, shape4(op, input)?);
+    if out[..2] != inp[..2] {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            left: gout.to_vec(),
+            right: input.to_vec(),
+        });
+    }
+    Ok((out, inp))
+}
+
 /// Window geometry shared by max and average pooling.
 #[derive(Clone, Copy, Debug)]
 struct Window {
@@ -360,15 +378,7 @@ pub fn adaptive_avg_pool2d_backward<T: Element>(
     input_shape: &[usize],
 ) -> Result<Tensor<T>> {
     let op = "adaptive_avg_pool2d_backward";
-    let [n, c, ho, wo] = shape4(op, gout.shape())?;
-    let [ni, ci, h, w] = shape4(op, input_shape)?;
-    if (n, c) != (ni, ci) {
-        return Err(TensorError::ShapeMismatch {
-            op,
-            left: gout.shape().to_vec(),
-            right: input_shape.to_vec(),
-        });
-    }
+    let ([_, _, ho, wo], [_, _, h, w]) = backward_dims(op, gout.shape(), input_shape)?;
     let (rows, cols) = (adaptive_bins::<T>(h, ho), adaptive_bins::<T>(w, wo));
     let mut gin = Tensor::zeros(input_shape.to_vec());
     gin.data_mut()

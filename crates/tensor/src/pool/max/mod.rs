@@ -22,7 +22,7 @@
 //! not depend on the number of threads. The outputs are written once each,
 //! without being zeroed first.
 
-use super::{shape4, MaxPool2dParams};
+use super::{backward_dims, MaxPool2dParams};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
 use crate::simd::{simd_level, SimdLevel as Level};
@@ -342,6 +342,24 @@ unsafe fn interior_baseline<T: Element, const S: usize>(
     interior::<T, S>(plane, b, out, idx)
 }
 
+/// `plane` and `out` as `f32`s, if `T` is `f32` (for the intrinsics kernels).
+#[cfg(target_arch = "x86_64")]
+fn as_f32<'a, T: 'static>(
+    plane: &'a [T],
+    out: &'a mut [MaybeUninit<T>],
+) -> Option<(&'a [f32], &'a mut [MaybeUninit<f32>])> {
+    use std::any::TypeId;
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is `f32`: the same layout.
+        unsafe {
+            (
+                &*(plane as *const [T] as *const [f32]),
+                &mut *(out as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]),
+            )
+        }
+    })
+}
+
 /// [`interior`] built for AVX2; for `f32`, the intrinsics kernel
 /// [`x86::interior_f32_avx2`].
 ///
@@ -356,14 +374,9 @@ unsafe fn interior_avx2<T: Element, const S: usize>(
     out: &mut [MaybeUninit<T>],
     idx: &mut [MaybeUninit<u32>],
 ) {
-    use std::any::TypeId;
-    if TypeId::of::<T>() == TypeId::of::<f32>() {
-        // SAFETY: `T` is `f32`; the CPU has AVX2.
-        unsafe {
-            let plane = &*(plane as *const [T] as *const [f32]);
-            let out = &mut *(out as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]);
-            return x86::interior_f32_avx2::<S>(plane, b, out, idx);
-        }
+    if let Some((plane, out)) = as_f32(plane, out) {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { x86::interior_f32_avx2::<S>(plane, b, out, idx) };
     }
     interior::<T, S>(plane, b, out, idx)
 }
@@ -382,14 +395,9 @@ unsafe fn interior_avx512<T: Element, const S: usize>(
     out: &mut [MaybeUninit<T>],
     idx: &mut [MaybeUninit<u32>],
 ) {
-    use std::any::TypeId;
-    if TypeId::of::<T>() == TypeId::of::<f32>() {
-        // SAFETY: `T` is `f32`; the CPU has AVX-512F.
-        unsafe {
-            let plane = &*(plane as *const [T] as *const [f32]);
-            let out = &mut *(out as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]);
-            return x86::interior_f32_avx512::<S>(plane, b, out, idx);
-        }
+    if let Some((plane, out)) = as_f32(plane, out) {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { x86::interior_f32_avx512::<S>(plane, b, out, idx) };
     }
     interior::<T, S>(plane, b, out, idx)
 }
@@ -571,15 +579,7 @@ pub fn max_pool2d_backward<T: Element>(
     input_shape: &[usize],
 ) -> Result<Tensor<T>> {
     let op = "max_pool2d_backward";
-    let [n, c, ho, wo] = shape4(op, gout.shape())?;
-    let [ni, ci, h, w] = shape4(op, input_shape)?;
-    if (n, c) != (ni, ci) {
-        return Err(TensorError::ShapeMismatch {
-            op,
-            left: gout.shape().to_vec(),
-            right: input_shape.to_vec(),
-        });
-    }
+    let ([n, c, ho, wo], [_, _, h, w]) = backward_dims(op, gout.shape(), input_shape)?;
     if indices.len() != gout.len() {
         return Err(TensorError::LengthMismatch {
             op,
