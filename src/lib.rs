@@ -14,6 +14,7 @@ pub use sightline_autograd as autograd;
 pub use sightline_layers as layers;
 pub use sightline_tensor as tensor;
 
+pub mod allocator;
 pub mod demo;
 pub mod imageio;
 pub mod labels;

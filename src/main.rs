@@ -32,7 +32,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    cli::allocator::keep_freed_memory();
+    sightline::allocator::keep_freed_memory();
     let args = Args::parse();
     let result = match args.command {
         Command::Compare(a) => cli::compare::run(a),

@@ -1,6 +1,5 @@
 //! One module per subcommand.
 
-pub mod allocator;
 pub mod compare;
 // (one `pub mod` line per subcommand below this marker)
 pub mod bench;

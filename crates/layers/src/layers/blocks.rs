@@ -1,6 +1,6 @@
 //! torchvision's residual blocks: `BasicBlock` and `Bottleneck`.
 
-use super::fold::conv_then_batch_norm;
+use super::fold::{build_conv_then_batch_norm, conv_then_batch_norm};
 use super::{BatchNorm2d, Conv2d, ConvSpec, ReLU, Sequential};
 use crate::error::Result;
 use crate::module::{child_paths, join_path, run_child, Module, NamedTensor};
@@ -27,10 +27,9 @@ fn build_downsample<T: Element>(
     let spec = ConvSpec::new(inplanes, outplanes, 1)
         .stride(stride)
         .no_bias();
-    let mut ds = Sequential::default();
-    ds.push(Conv2d::build(src, &join_path(&path, "0"), spec)?);
-    ds.push(BatchNorm2d::build(src, &join_path(&path, "1"), outplanes)?);
-    Ok(Some(ds))
+    let (conv, bn) =
+        build_conv_then_batch_norm(src, &join_path(&path, "0"), spec, &join_path(&path, "1"))?;
+    Ok(Some(Sequential::new(vec![conv.into(), bn.into()])))
 }
 
 /// The residual sum `out + identity`, recorded in the block's scope, then the block's shared ReLU.
@@ -74,23 +73,27 @@ impl<T: Element> BasicBlock<T> {
         stride: usize,
     ) -> Result<Self> {
         let p = |name: &str| join_path(path, name);
+        let (conv1, bn1) = build_conv_then_batch_norm(
+            src,
+            &p("conv1"),
+            ConvSpec::new(inplanes, planes, 3)
+                .stride(stride)
+                .padding(1)
+                .no_bias(),
+            &p("bn1"),
+        )?;
+        let (conv2, bn2) = build_conv_then_batch_norm(
+            src,
+            &p("conv2"),
+            ConvSpec::new(planes, planes, 3).padding(1).no_bias(),
+            &p("bn2"),
+        )?;
         Ok(Self {
-            conv1: Conv2d::build(
-                src,
-                &p("conv1"),
-                ConvSpec::new(inplanes, planes, 3)
-                    .stride(stride)
-                    .padding(1)
-                    .no_bias(),
-            )?,
-            bn1: BatchNorm2d::build(src, &p("bn1"), planes)?,
+            conv1,
+            bn1,
             relu: ReLU,
-            conv2: Conv2d::build(
-                src,
-                &p("conv2"),
-                ConvSpec::new(planes, planes, 3).padding(1).no_bias(),
-            )?,
-            bn2: BatchNorm2d::build(src, &p("bn2"), planes)?,
+            conv2,
+            bn2,
             downsample: build_downsample(src, path, inplanes, planes * Self::EXPANSION, stride)?,
         })
     }
@@ -172,24 +175,34 @@ impl<T: Element> Bottleneck<T> {
     ) -> Result<Self> {
         let p = |name: &str| join_path(path, name);
         let out = planes * Self::EXPANSION;
+        let (conv1, bn1) = build_conv_then_batch_norm(
+            src,
+            &p("conv1"),
+            ConvSpec::new(inplanes, planes, 1).no_bias(),
+            &p("bn1"),
+        )?;
+        let (conv2, bn2) = build_conv_then_batch_norm(
+            src,
+            &p("conv2"),
+            ConvSpec::new(planes, planes, 3)
+                .stride(stride)
+                .padding(1)
+                .no_bias(),
+            &p("bn2"),
+        )?;
+        let (conv3, bn3) = build_conv_then_batch_norm(
+            src,
+            &p("conv3"),
+            ConvSpec::new(planes, out, 1).no_bias(),
+            &p("bn3"),
+        )?;
         Ok(Self {
-            conv1: Conv2d::build(
-                src,
-                &p("conv1"),
-                ConvSpec::new(inplanes, planes, 1).no_bias(),
-            )?,
-            bn1: BatchNorm2d::build(src, &p("bn1"), planes)?,
-            conv2: Conv2d::build(
-                src,
-                &p("conv2"),
-                ConvSpec::new(planes, planes, 3)
-                    .stride(stride)
-                    .padding(1)
-                    .no_bias(),
-            )?,
-            bn2: BatchNorm2d::build(src, &p("bn2"), planes)?,
-            conv3: Conv2d::build(src, &p("conv3"), ConvSpec::new(planes, out, 1).no_bias())?,
-            bn3: BatchNorm2d::build(src, &p("bn3"), out)?,
+            conv1,
+            bn1,
+            conv2,
+            bn2,
+            conv3,
+            bn3,
             relu: ReLU,
             downsample: build_downsample(src, path, inplanes, out, stride)?,
         })

@@ -159,10 +159,37 @@ impl<T: Element> Conv2d<T> {
         self.params
     }
 
+    /// The kernel and bias with `bn` folded in, made on the first call and
+    /// kept until the weight may change: `bn` must be the batch norm that
+    /// always follows this layer (its parent pairs them once, when it is
+    /// built, and folds them then: [`build_conv_then_batch_norm`]). `path`
+    /// names the layer in the error when they do not fit.
+    ///
+    /// [`build_conv_then_batch_norm`]: super::fold::build_conv_then_batch_norm
+    pub(crate) fn fold_batch_norm(
+        &self,
+        path: &str,
+        bn: &BatchNorm2d<T>,
+    ) -> Result<&FoldedBatchNorm<T>> {
+        if let Some(f) = self.folded.get() {
+            return Ok(f);
+        }
+        let f = FoldedBatchNorm::new(&self.weight, self.bias.as_deref(), bn.affine()).map_err(
+            |e| LayerError::arch(format!("batch norm does not fit convolution `{path}`: {e}")),
+        )?;
+        Ok(self.folded.get_or_init(|| f))
+    }
+
+    /// Whether the fold with the following batch norm is made (at build
+    /// time, or again on the first folding pass after the weight was handed
+    /// out for change).
+    pub fn is_batch_norm_folded(&self) -> bool {
+        self.folded.get().is_some()
+    }
+
     /// `bn(conv(x))` recorded as one convolution with `bn` folded into the
-    /// kernel and bias ([`conv2d_batch_norm_folded`]). The fold is made on
-    /// the first call and kept: `bn` must be the batch norm that always
-    /// follows this layer (its parent pairs them once, at build time).
+    /// kernel and bias ([`conv2d_batch_norm_folded`]), using the fold made
+    /// at build time ([`Conv2d::fold_batch_norm`]).
     pub(crate) fn forward_folded(
         &self,
         tape: &mut Tape<T>,
@@ -170,19 +197,8 @@ impl<T: Element> Conv2d<T> {
         bn: &BatchNorm2d<T>,
     ) -> Result<Var<T>> {
         self.check_fits(tape, x.shape())?;
-        let folded = match self.folded.get() {
-            Some(f) => f,
-            None => {
-                let f = FoldedBatchNorm::new(&self.weight, self.bias.as_deref(), bn.affine())
-                    .map_err(|e| {
-                        LayerError::arch(format!(
-                            "batch norm does not fit convolution `{}`: {e}",
-                            tape.layer_path()
-                        ))
-                    })?;
-                self.folded.get_or_init(|| f)
-            }
-        };
+        let path = tape.layer_path().to_string();
+        let folded = self.fold_batch_norm(&path, bn)?;
         Ok(conv2d_batch_norm_folded(
             tape,
             x,

@@ -1,11 +1,28 @@
-//! A convolution followed by a batch norm, folded into one convolution when
-//! the tape allows it ([`Tape::folding_batch_norm`]).
+//! A convolution followed by a batch norm: folded into one convolution
+//! when the weights are loaded, and run as that one convolution when the tape
+//! allows it ([`Tape::folding_batch_norm`]).
 
-use super::{BatchNorm2d, Conv2d};
+use super::{BatchNorm2d, Conv2d, ConvSpec};
 use crate::error::Result;
 use crate::module::{join_path, run_child};
+use crate::weights::WeightSource;
 use sightline_autograd::{Tape, Var};
 use sightline_tensor::Element;
+
+/// Builds the convolution `conv_path` and the batch norm `bn_path` that
+/// follows it, and folds the batch norm into the convolution's kernel and
+/// bias now, when the weights are read, so that no forward pass pays for it.
+pub(crate) fn build_conv_then_batch_norm<T: Element>(
+    src: &mut dyn WeightSource<T>,
+    conv_path: &str,
+    spec: ConvSpec,
+    bn_path: &str,
+) -> Result<(Conv2d<T>, BatchNorm2d<T>)> {
+    let conv = Conv2d::build(src, conv_path, spec)?;
+    let bn = BatchNorm2d::build(src, bn_path, spec.out_channels)?;
+    conv.fold_batch_norm(conv_path, &bn)?;
+    Ok((conv, bn))
+}
 
 /// Runs the child `conv_name` (`conv`) then the child `bn_name` (`bn`).
 ///
@@ -37,4 +54,54 @@ pub(crate) fn conv_then_batch_norm<T: Element>(
     tape.mark_layer_output(&y);
     tape.pop_scope();
     Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::Module;
+    use crate::weights::random::RandomSource;
+    use sightline_autograd::{Op, Retain};
+    use sightline_tensor::Tensor;
+    use std::sync::Arc;
+
+    fn pair() -> (Conv2d<f64>, BatchNorm2d<f64>) {
+        let spec = ConvSpec::new(3, 4, 3).padding(1).no_bias();
+        build_conv_then_batch_norm(&mut RandomSource::new(7), "c", spec, "b").unwrap()
+    }
+
+    /// The folded kernel of the first node of a folding pass through the pair.
+    fn folded_kernel(conv: &Conv2d<f64>, bn: &BatchNorm2d<f64>) -> Arc<Tensor<f64>> {
+        let mut tape = Tape::new(Retain::Minimal).folding_batch_norm();
+        let x = tape.input(Tensor::full(vec![1, 3, 5, 5], 0.5));
+        conv_then_batch_norm(&mut tape, "c", conv, "b", bn, &x).unwrap();
+        let Op::Conv2d(op) = &tape.nodes()[0].op else {
+            panic!("not a convolution")
+        };
+        Arc::clone(&op.weight)
+    }
+
+    /// The fold is made when the pair is built; forward passes use it as
+    /// it is, and one that follows a change of the weight folds again.
+    #[test]
+    fn pairs_fold_when_built_and_again_after_a_change() {
+        let (mut conv, bn) = pair();
+        assert!(conv.is_batch_norm_folded());
+        let made = Arc::clone(conv.fold_batch_norm("c", &bn).unwrap().weight());
+        let first = folded_kernel(&conv, &bn);
+        assert!(Arc::ptr_eq(&first, &made));
+        assert!(Arc::ptr_eq(&folded_kernel(&conv, &bn), &made));
+
+        let mut handed = Vec::new();
+        conv.trainable_mut("c", &mut handed);
+        for v in Arc::make_mut(handed[0].1).data_mut() {
+            *v *= 2.0;
+        }
+        assert!(!conv.is_batch_norm_folded());
+        let again = folded_kernel(&conv, &bn);
+        assert!(conv.is_batch_norm_folded());
+        for (a, b) in again.data().iter().zip(made.data()) {
+            assert_eq!(*a, 2.0 * b);
+        }
+    }
 }

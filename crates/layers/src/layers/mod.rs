@@ -18,7 +18,7 @@ pub use blocks::{BasicBlock, Bottleneck};
 pub use conv::{Conv2d, ConvSpec};
 pub use dropout::Dropout;
 pub use flatten::Flatten;
-pub(crate) use fold::conv_then_batch_norm;
+pub(crate) use fold::{build_conv_then_batch_norm, conv_then_batch_norm};
 pub use layer::Layer;
 pub use linear::Linear;
 pub use norm::{BatchNorm2d, BATCH_NORM_EPS};

@@ -3,7 +3,7 @@
 use crate::arch::{BlockKind, ResNetConfig};
 use crate::default_layers::DefaultLayers;
 use crate::error::Result;
-use crate::layers::conv_then_batch_norm;
+use crate::layers::{build_conv_then_batch_norm, conv_then_batch_norm};
 use crate::layers::{
     AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Bottleneck, Conv2d, ConvSpec, Flatten, Linear,
     MaxPool2d, ReLU, Sequential,
@@ -62,12 +62,12 @@ impl<T: Element> ResNet<T> {
     pub(crate) fn build(src: &mut dyn WeightSource<T>, cfg: &ResNetConfig) -> Result<Self> {
         let w = &cfg.widths;
         let mut inplanes = w[0];
-        let conv1 = Conv2d::build(
+        let (conv1, bn1) = build_conv_then_batch_norm(
             src,
             "conv1",
             ConvSpec::new(3, inplanes, 7).stride(2).padding(3).no_bias(),
+            "bn1",
         )?;
-        let bn1 = BatchNorm2d::build(src, "bn1", inplanes)?;
         let mut stage = |i: usize, src: &mut dyn WeightSource<T>| {
             let stride = if i == 0 { 1 } else { 2 };
             make_layer(

@@ -5,7 +5,7 @@ use crate::arch::{VggConfig, VggItem};
 use crate::default_layers::DefaultLayers;
 use crate::error::Result;
 use crate::layers::{
-    AdaptiveAvgPool2d, BatchNorm2d, Conv2d, ConvSpec, Dropout, Linear, MaxPool2d, ReLU, Sequential,
+    build_conv_then_batch_norm, AdaptiveAvgPool2d, Conv2d, ConvSpec, Dropout, Linear, MaxPool2d, ReLU, Sequential,
 };
 use crate::module::join_path;
 use crate::weights::WeightSource;
@@ -27,15 +27,16 @@ fn make_layers<T: Element>(
                 features.push(MaxPool2d::new(2, 2, 0));
             }
             VggItem::Conv(out) => {
-                let path = join_path("features", &features.len().to_string());
-                features.push(Conv2d::build(
-                    src,
-                    &path,
-                    ConvSpec::new(channels, out, 3).padding(1),
-                )?);
+                let index = features.len();
+                let path = |i: usize| join_path("features", &i.to_string());
+                let spec = ConvSpec::new(channels, out, 3).padding(1);
                 if cfg.batch_norm {
-                    let path = join_path("features", &features.len().to_string());
-                    features.push(BatchNorm2d::build(src, &path, out)?);
+                    let (conv, bn) =
+                        build_conv_then_batch_norm(src, &path(index), spec, &path(index + 1))?;
+                    features.push(conv);
+                    features.push(bn);
+                } else {
+                    features.push(Conv2d::build(src, &path(index), spec)?);
                 }
                 last_relu = features.len();
                 features.push(ReLU);
