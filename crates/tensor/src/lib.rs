@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod blur;
+mod cblock;
 pub mod conv;
 pub mod element;
 pub mod elementwise;

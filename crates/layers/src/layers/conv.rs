@@ -174,9 +174,10 @@ impl<T: Element> Conv2d<T> {
         if let Some(f) = self.folded.get() {
             return Ok(f);
         }
-        let f = FoldedBatchNorm::new(&self.weight, self.bias.as_deref(), bn.affine()).map_err(
-            |e| LayerError::arch(format!("batch norm does not fit convolution `{path}`: {e}")),
-        )?;
+        let f =
+            FoldedBatchNorm::new(&self.weight, self.bias.as_deref(), bn.affine()).map_err(|e| {
+                LayerError::arch(format!("batch norm does not fit convolution `{path}`: {e}"))
+            })?;
         Ok(self.folded.get_or_init(|| f))
     }
 

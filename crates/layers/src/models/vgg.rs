@@ -5,7 +5,8 @@ use crate::arch::{VggConfig, VggItem};
 use crate::default_layers::DefaultLayers;
 use crate::error::Result;
 use crate::layers::{
-    build_conv_then_batch_norm, AdaptiveAvgPool2d, Conv2d, ConvSpec, Dropout, Linear, MaxPool2d, ReLU, Sequential,
+    build_conv_then_batch_norm, AdaptiveAvgPool2d, Conv2d, ConvSpec, Dropout, Linear, MaxPool2d,
+    ReLU, Sequential,
 };
 use crate::module::join_path;
 use crate::weights::WeightSource;

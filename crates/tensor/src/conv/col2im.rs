@@ -12,6 +12,7 @@
 use super::packed::PackedWeight;
 use super::panels::{product_block, with_matrix_block};
 use super::ConvGeometry;
+use crate::cblock::CBlock;
 use crate::element::Element;
 use crate::error::Result;
 use crate::gemm::{gemm, MatRef};
@@ -155,7 +156,8 @@ fn banded_col2im<T: Element>(gout: &[T], k: &PackedWeight<T>, g: &ConvGeometry, 
                     let (r0, r1) = (c0 * kk, c1 * kk);
                     let panels = r0 / mr..r1.div_ceil(mr);
                     with_scratch::<T, _>((r1 - r0) * ldacc, |acc| {
-                        product_block(k, bv, width, panels, r1 - r0, acc, ldacc, None);
+                        let c = CBlock::of_slice(acc, ldacc, r1 - r0);
+                        product_block(k, bv, width, panels, r1 - r0, c, None);
                         for c in c0..c1 {
                             let start = (n * g.cin + c) * plane + lo * g.w;
                             let len = (hi - lo) * g.w;

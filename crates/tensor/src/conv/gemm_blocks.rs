@@ -5,6 +5,7 @@
 
 use super::im2col::{im2col_block, unfold_row};
 use super::ConvGeometry;
+use crate::cblock::CBlock;
 use crate::element::Element;
 use crate::error::{Result, TensorError};
 use crate::gemm::MatRef;
@@ -121,14 +122,13 @@ pub(super) fn column_blocks<'w, T: Element>(
                 let wmat = weight(grp, r0, r1);
                 let o = out_ptr;
                 let start = n * g.cout * hwo + (grp * cog + r0) * hwo + j0;
+                assert!(start + (r1 - r0 - 1) * hwo + (j1 - j0) <= out_len);
                 // SAFETY: this task alone writes rows r0..r1 of image n, group
-                // grp, columns j0..j1 of the output; the view stays inside
-                // `out` and other tasks' writes fall outside those elements.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(o.0.add(start), (r1 - r0 - 1) * hwo + (j1 - j0))
-                };
-                debug_assert!(start + dst.len() <= out_len);
-                gemm_strided(wmat, bmat, dst, hwo)?;
+                // grp, columns j0..j1 of the output, inside `out` (asserted);
+                // the block claims only those columns of each row, not the
+                // other tasks' columns between them.
+                let dst = unsafe { CBlock::from_raw(o.0.add(start), hwo, r1 - r0, j1 - j0) };
+                gemm_strided(wmat, bmat, dst)?;
             }
             Ok::<(), TensorError>(())
         })
@@ -165,7 +165,7 @@ pub(super) fn conv2d_shared_panel<T: Element>(
                         let m = dst.len() / hwo;
                         let wmat =
                             MatRef::row_major(&weight.data()[r0 * rows..][..m * rows], m, rows);
-                        gemm_strided(wmat, bmat, dst, hwo)
+                        gemm_strided(wmat, bmat, CBlock::of_slice(dst, hwo, m))
                     })?;
             }
         }
@@ -181,14 +181,13 @@ impl<'a, T> MatRef<'a, T> {
     }
 }
 
-/// `C = A B` where C has row stride `ldc` inside `dst` (single-threaded call).
+/// `C = A B` into the block `dst` (single-threaded call).
 fn gemm_strided<T: Element>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
-    dst: &mut [T],
-    ldc: usize,
+    mut dst: CBlock<'_, T>,
 ) -> Result<()> {
-    if a.cols != b.rows || (a.rows > 0 && dst.len() < (a.rows - 1) * ldc + b.cols) {
+    if a.cols != b.rows || !dst.holds(a.rows, b.cols) {
         return Err(TensorError::ShapeMismatch {
             op: "conv2d gemm",
             left: vec![a.rows, a.cols],
@@ -196,7 +195,8 @@ fn gemm_strided<T: Element>(
         });
     }
     // SAFETY: sizes and strides were checked against the buffers above (views
-    // come from checked slices), and `dst` does not alias the inputs.
+    // come from checked slices; the product writes the `a.rows x b.cols`
+    // that `dst` holds), and `dst` does not alias the inputs.
     unsafe {
         T::gemm_raw(
             a.rows,
@@ -211,7 +211,7 @@ fn gemm_strided<T: Element>(
             b.cs as isize,
             T::zero(),
             dst.as_mut_ptr(),
-            ldc as isize,
+            dst.ldc() as isize,
             1,
         );
     }

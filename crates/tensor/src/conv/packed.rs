@@ -18,6 +18,7 @@
 //! of threads.
 
 use super::thin::{thin_available, thin_product, LANES, THIN_MAX, THIN_PANELS};
+use crate::cblock::CBlock;
 use crate::element::Element;
 use crate::epilogue::Epilogue;
 use crate::error::{Result, TensorError};
@@ -274,15 +275,11 @@ pub(super) fn packed_product<T: Element>(
                             // SAFETY: rows p*mr .. p*mr+mr of this image, columns
                             // tp*NR .. tp*NR+width, all inside `out` and this
                             // task's own (see above).
-                            let c = unsafe {
-                                std::slice::from_raw_parts_mut(
-                                    dst.add(tp * NR),
-                                    (mr - 1) * hw + width,
-                                )
-                            };
-                            kern(cin, a, &xs[tp * NR..], hw, c, hw, false);
+                            let c = unsafe { CBlock::from_raw(dst.add(tp * NR), hw, mr, width) };
+                            kern(cin, a, &xs[tp * NR..], hw, c, false);
                         } else {
-                            kern(cin, a, &xs[tp * NR..], hw, tile, 2 * NR, false);
+                            let c = CBlock::of_slice(tile, 2 * NR, mr);
+                            kern(cin, a, &xs[tp * NR..], hw, c, false);
                             // SAFETY: as above, for the `rows` rows that exist.
                             unsafe { copy_rows(tile, 2 * NR, dst.add(tp * NR), hw, rows, width) };
                         }
@@ -290,7 +287,7 @@ pub(super) fn packed_product<T: Element>(
                     }
                     if partial && thin == 0 {
                         let c0 = full_end * NR;
-                        micro(cin, a, tail, NR, tile, 2 * NR, false);
+                        micro(cin, a, tail, NR, CBlock::of_slice(tile, 2 * NR, mr), false);
                         // SAFETY: as above, the `hw - c0` columns that exist.
                         unsafe { copy_rows(tile, 2 * NR, dst.add(c0), hw, rows, hw - c0) };
                     }
@@ -481,12 +478,14 @@ unsafe fn blocked_task<T: Element>(
                     let two = wide.is_some() && tp + 2 <= full_end;
                     let kern = if two { wide.expect("checked") } else { micro };
                     let b = &xs[k0 * hw + tp * NR..];
-                    kern(kl, a, b, hw, &mut c[(tp - tp0) * NR..], width, more);
+                    let c = CBlock::of_slice(&mut c[(tp - tp0) * NR..], width, mr);
+                    kern(kl, a, b, hw, c, more);
                     tp += if two { 2 } else { 1 };
                 }
                 if partial && thin == 0 {
                     let b = &tail[k0 * NR..];
-                    micro(kl, a, b, NR, &mut c[(full_end - tp0) * NR..], width, more);
+                    let c = CBlock::of_slice(&mut c[(full_end - tp0) * NR..], width, mr);
+                    micro(kl, a, b, NR, c, more);
                 }
             }
             if thin > 0 {

@@ -37,6 +37,7 @@ use super::col2im::valid_range;
 use super::packed::PackedWeight;
 use super::thin::{thin_available, thin_product, LANES, THIN_MAX, THIN_PANELS};
 use super::ConvGeometry;
+use crate::cblock::CBlock;
 use crate::element::Element;
 use crate::scratch::with_scratch;
 use crate::simd::has_avx2;
@@ -452,8 +453,7 @@ pub(super) fn product_block<T: Element>(
     width: usize,
     panels: Range<usize>,
     rows: usize,
-    out: &mut [T],
-    ldo: usize,
+    mut out: CBlock<'_, T>,
     bias: Option<&[T]>,
 ) {
     let (k, mr) = (kernel.in_channels(), kernel.mr());
@@ -474,7 +474,7 @@ pub(super) fn product_block<T: Element>(
     // Every panel has a row below `rows`, and `out` holds them all.
     assert!(!panels.is_empty() && mr <= 16);
     assert!((panels.len() - 1) * mr < rows && rows <= panels.len() * mr);
-    assert!(out.len() >= (rows - 1) * ldo + width);
+    assert!(out.holds(rows, width));
     for k0 in (0..k).step_by(KC) {
         let kl = KC.min(k - k0);
         let more = k0 > 0;
@@ -486,32 +486,33 @@ pub(super) fn product_block<T: Element>(
                 let (bq, ldb) = b.pair(q, k0, k);
                 let cols = (width_main - q * PAIR).min(PAIR);
                 let span = cols.next_multiple_of(NR);
-                let at = r0 * ldo + q * PAIR;
-                let direct = prows == mr && cols == span;
-                let (c, ldc) = if direct {
-                    (&mut out[at..], ldo)
-                } else {
-                    if more {
-                        for r in 0..prows {
-                            let o = at + r * ldo;
-                            tile[r * PAIR..r * PAIR + cols].copy_from_slice(&out[o..o + cols]);
-                        }
+                let (j, direct) = (q * PAIR, prows == mr && cols == span);
+                if !direct && more {
+                    for r in 0..prows {
+                        tile[r * PAIR..r * PAIR + cols]
+                            .copy_from_slice(&out.row(r0 + r)[j..j + cols]);
                     }
-                    (&mut tile[..], PAIR)
-                };
-                match wide {
-                    Some(wide) if span == PAIR => wide(kl, a, bq, ldb, c, ldc, more),
-                    _ => {
-                        micro(kl, a, bq, ldb, c, ldc, more);
-                        if span == PAIR {
-                            micro(kl, a, &bq[NR..], ldb, &mut c[NR..], ldc, more);
+                }
+                {
+                    let mut c = if direct {
+                        out.sub(r0, j)
+                    } else {
+                        CBlock::of_slice(&mut tile[..], PAIR, mr)
+                    };
+                    match wide {
+                        Some(wide) if span == PAIR => wide(kl, a, bq, ldb, c, more),
+                        _ => {
+                            micro(kl, a, bq, ldb, c.sub(0, 0), more);
+                            if span == PAIR {
+                                micro(kl, a, &bq[NR..], ldb, c.sub(0, NR), more);
+                            }
                         }
                     }
                 }
                 if !direct {
                     for r in 0..prows {
-                        let o = at + r * ldo;
-                        out[o..o + cols].copy_from_slice(&tile[r * PAIR..r * PAIR + cols]);
+                        out.row(r0 + r)[j..j + cols]
+                            .copy_from_slice(&tile[r * PAIR..r * PAIR + cols]);
                     }
                 }
             }
@@ -525,12 +526,13 @@ pub(super) fn product_block<T: Element>(
                 let a: [&[T]; THIN_PANELS] =
                     std::array::from_fn(|i| &kernel.panel(first + i.min(np - 1))[k0 * mr..]);
                 let valid = |i: usize| (rows - (first + i - p0) * mr).min(mr);
-                let at = |i: usize, r: usize| ((first + i - p0) * mr + r) * ldo + width_main;
+                let row = |i: usize, r: usize| (first + i - p0) * mr + r;
                 if more {
                     for i in 0..np {
                         for r in 0..valid(i) {
-                            for t in 0..thin {
-                                accv[i * THIN_MAX + t][r] = out[at(i, r) + t];
+                            let o = &out.row(row(i, r))[width_main..width_main + thin];
+                            for (acc, &v) in accv[i * THIN_MAX..].iter_mut().zip(o) {
+                                acc[r] = v;
                             }
                         }
                     }
@@ -538,8 +540,9 @@ pub(super) fn product_block<T: Element>(
                 thin_product(kernel.micro(), kl, mr, &a[..np], bt, ldb, thin, &mut accv);
                 for i in 0..np {
                     for r in 0..valid(i) {
-                        for t in 0..thin {
-                            out[at(i, r) + t] = accv[i * THIN_MAX + t][r];
+                        let o = &mut out.row(row(i, r))[width_main..width_main + thin];
+                        for (v, acc) in o.iter_mut().zip(&accv[i * THIN_MAX..]) {
+                            *v = acc[r];
                         }
                     }
                 }
@@ -548,9 +551,7 @@ pub(super) fn product_block<T: Element>(
     }
     if let Some(bias) = bias {
         for (r, &bv) in bias[..rows].iter().enumerate() {
-            out[r * ldo..r * ldo + width]
-                .iter_mut()
-                .for_each(|v| *v += bv);
+            out.row(r)[..width].iter_mut().for_each(|v| *v += bv);
         }
     }
 }
@@ -653,18 +654,16 @@ pub(super) fn panel_product<T: Element>(
         let c0 = chans.start * kernel.mr();
         let rows = (chans.len() * kernel.mr()).min(m - c0);
         let start = (img * m + c0) * cols + j0;
-        let len = (rows - 1) * cols + width;
-        assert!(start + len <= out_len);
+        assert!(start + (rows - 1) * cols + width <= out_len);
         let o = out_ptr;
-        // SAFETY: from channel c0, column j0 to channel c0 + rows - 1,
-        // column j0 + width of image `img`: inside `out` (asserted). The
-        // view spans other tasks' columns between its rows (as the direct
-        // writes of `packed_product` do), but only the task's own elements
-        // (its channels, its columns) are read or written through it, and
-        // tasks own disjoint images, column blocks and kernel panels.
-        let dst = unsafe { std::slice::from_raw_parts_mut(o.0.add(start), len) };
+        // SAFETY: columns j0 .. j0 + width of channels c0 .. c0 + rows of
+        // image `img`: inside `out` (asserted), and this task's alone (tasks
+        // own disjoint images, column blocks and kernel panels). The block
+        // claims only those elements of each row, not the other tasks'
+        // columns between them.
+        let dst = unsafe { CBlock::from_raw(o.0.add(start), cols, rows, width) };
         let bias = bias.map(|bias| &bias[c0..c0 + rows]);
-        product_block(kernel, b, width, chans, rows, dst, cols, bias);
+        product_block(kernel, b, width, chans, rows, dst, bias);
     };
     // The source of B: the padded, phase-split planes of the images, or the
     // input itself.

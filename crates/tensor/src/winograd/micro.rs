@@ -15,22 +15,25 @@
 //! multiply-adds in the same order.
 
 use super::{MR, MR_AVX512, NR};
+use crate::cblock::CBlock;
 use crate::element::Element;
 use crate::simd::{simd_level, SimdLevel};
 use std::any::TypeId;
 use std::sync::OnceLock;
 
-/// `C (mr x NR, row stride ldc) = A B`, or `C += A B` when `accumulate`,
-/// with `A` packed `k x mr` and `B` `k x NR` with row stride `ldb`:
-/// `(k, a, b, ldb, c, ldc, accumulate)`. Accumulating starts the sums from
-/// `C` and then adds the products in `k` order (blocked products).
-pub(crate) type MicroKernel<T> = fn(usize, &[T], &[T], usize, &mut [T], usize, bool);
+/// `C (mr x NR) = A B`, or `C += A B` when `accumulate`, with `A` packed
+/// `k x mr` and `B` `k x NR` with row stride `ldb`: `(k, a, b, ldb, c,
+/// accumulate)`. Accumulating starts the sums from `C` and then adds the
+/// products in `k` order (blocked products). `C` is a [`CBlock`] (its own
+/// row stride), so that a task can write its columns of a plane that other
+/// tasks write too.
+pub(crate) type MicroKernel<T> = fn(usize, &[T], &[T], usize, CBlock<'_, T>, bool);
 
 /// [`MicroKernel`] with `A` read transposed: `(k, a, a_stride, b, ldb, c,
-/// ldc, accumulate)`, steps in groups of `mr`, group `q` an `mr x mr` block
-/// at `a[q * a_stride..]` holding row `r` of step `q * mr + s` at
+/// accumulate)`, steps in groups of `mr`, group `q` an `mr x mr` block at
+/// `a[q * a_stride..]` holding row `r` of step `q * mr + s` at
 /// `[r * mr + s]` (see the module documentation).
-pub(crate) type TransposedKernel<T> = fn(usize, &[T], usize, &[T], usize, &mut [T], usize, bool);
+pub(crate) type TransposedKernel<T> = fn(usize, &[T], usize, &[T], usize, CBlock<'_, T>, bool);
 
 /// The elements of `a` a transposed read of `k` steps touches.
 fn transposed_len(k: usize, mr: usize, a_stride: usize) -> usize {
@@ -62,35 +65,20 @@ impl Micro {
     pub(crate) fn function<T: Element>(self) -> MicroKernel<T> {
         match self {
             Micro::Generic => {
-                |k, a, b, ldb, c, ldc, acc| micro_generic::<T, false>(k, a, 0, b, ldb, c, ldc, acc)
+                |k, a, b, ldb, c, acc| micro_generic::<T, false>(k, a, 0, b, ldb, c, acc)
             }
             #[cfg(target_arch = "x86_64")]
-            Micro::Avx2 => |k, a, b, ldb, c, ldc, acc| {
+            Micro::Avx2 => |k, a, b, ldb, c, acc| {
                 let raw = micro_f32_avx2::<false>;
-                call_f32(raw, MR, NR, k * MR, k, a, 0, b, ldb, c, ldc, acc)
+                call_f32(raw, MR, NR, k * MR, k, a, 0, b, ldb, c, acc)
             },
             #[cfg(target_arch = "x86_64")]
-            Micro::Avx512 => |k, a, b, ldb, c, ldc, acc| {
+            Micro::Avx512 => |k, a, b, ldb, c, acc| {
                 let raw = micro_f32_avx512::<false>;
-                call_f32(
-                    raw,
-                    MR_AVX512,
-                    NR,
-                    k * MR_AVX512,
-                    k,
-                    a,
-                    0,
-                    b,
-                    ldb,
-                    c,
-                    ldc,
-                    acc,
-                )
+                call_f32(raw, MR_AVX512, NR, k * MR_AVX512, k, a, 0, b, ldb, c, acc)
             },
             #[cfg(not(target_arch = "x86_64"))]
-            _ => {
-                |k, a, b, ldb, c, ldc, acc| micro_generic::<T, false>(k, a, 0, b, ldb, c, ldc, acc)
-            }
+            _ => |k, a, b, ldb, c, acc| micro_generic::<T, false>(k, a, 0, b, ldb, c, acc),
         }
     }
 
@@ -102,7 +90,7 @@ impl Micro {
     pub(crate) fn wide_function<T: Element>(self) -> Option<MicroKernel<T>> {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Micro::Avx512 => Some(|k, a, b, ldb, c, ldc, acc| {
+            Micro::Avx512 => Some(|k, a, b, ldb, c, acc| {
                 let raw = micro_f32_avx512_wide::<false>;
                 call_f32(
                     raw,
@@ -115,7 +103,6 @@ impl Micro {
                     b,
                     ldb,
                     c,
-                    ldc,
                     acc,
                 )
             }),
@@ -128,7 +115,7 @@ impl Micro {
         match self {
             Micro::Generic => micro_generic::<T, true>,
             #[cfg(target_arch = "x86_64")]
-            Micro::Avx2 => |k, a, s, b, ldb, c, ldc, acc| {
+            Micro::Avx2 => |k, a, s, b, ldb, c, acc| {
                 let need = transposed_len(k, MR, s);
                 call_f32(
                     micro_f32_avx2::<true>,
@@ -141,15 +128,14 @@ impl Micro {
                     b,
                     ldb,
                     c,
-                    ldc,
                     acc,
                 )
             },
             #[cfg(target_arch = "x86_64")]
-            Micro::Avx512 => |k, a, s, b, ldb, c, ldc, acc| {
+            Micro::Avx512 => |k, a, s, b, ldb, c, acc| {
                 let (raw, mr) = (micro_f32_avx512::<true>, MR_AVX512);
                 let need = transposed_len(k, mr, s);
-                call_f32(raw, mr, NR, need, k, a, s, b, ldb, c, ldc, acc)
+                call_f32(raw, mr, NR, need, k, a, s, b, ldb, c, acc)
             },
             #[cfg(not(target_arch = "x86_64"))]
             _ => micro_generic::<T, true>,
@@ -160,10 +146,10 @@ impl Micro {
     pub(crate) fn transposed_wide_function<T: Element>(self) -> Option<TransposedKernel<T>> {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Micro::Avx512 => Some(|k, a, s, b, ldb, c, ldc, acc| {
+            Micro::Avx512 => Some(|k, a, s, b, ldb, c, acc| {
                 let (raw, mr) = (micro_f32_avx512_wide::<true>, MR_AVX512);
                 let need = transposed_len(k, mr, s);
-                call_f32(raw, mr, 2 * NR, need, k, a, s, b, ldb, c, ldc, acc)
+                call_f32(raw, mr, 2 * NR, need, k, a, s, b, ldb, c, acc)
             }),
             _ => None,
         }
@@ -206,15 +192,14 @@ fn micro_generic<T: Element, const TR: bool>(
     a_stride: usize,
     b: &[T],
     ldb: usize,
-    c: &mut [T],
-    ldc: usize,
+    mut c: CBlock<'_, T>,
     accumulate: bool,
 ) {
     let (rs, ks, gs) = a_strides::<TR>(MR, a_stride);
     let mut acc = [[T::zero(); NR]; MR];
     if accumulate {
         for (r, row) in acc.iter_mut().enumerate() {
-            row.copy_from_slice(&c[r * ldc..r * ldc + NR]);
+            row.copy_from_slice(&c.row(r)[..NR]);
         }
     }
     for p in 0..k {
@@ -228,7 +213,7 @@ fn micro_generic<T: Element, const TR: bool>(
         }
     }
     for (r, row) in acc.iter().enumerate() {
-        c[r * ldc..r * ldc + NR].copy_from_slice(row);
+        c.row(r)[..NR].copy_from_slice(row);
     }
 }
 
@@ -253,17 +238,16 @@ fn call_f32<T: Element>(
     a_stride: usize,
     b: &[T],
     ldb: usize,
-    c: &mut [T],
-    ldc: usize,
+    mut c: CBlock<'_, T>,
     accumulate: bool,
 ) {
-    assert!(
-        a.len() >= a_len && b.len() + ldb >= k * ldb + width && c.len() >= (mr - 1) * ldc + width
-    );
+    assert!(a.len() >= a_len && b.len() + ldb >= k * ldb + width && c.holds(mr, width));
     assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
     // SAFETY: T is f32 (asserted), so the pointer casts are identities; the
     // lengths were checked above (`a_len` is what the kernel reads of `a`
-    // for `k` steps); `c` does not alias `a` or `b` (distinct borrows);
+    // for `k` steps), and the kernel writes only the `mr` rows of `width`
+    // elements that `c` holds; `c` does not alias `a` or `b` (distinct
+    // borrows);
     // `raw` is only passed here by the `Micro` functions for the `Micro`
     // that `micro_kind` chose because the CPU has the kernel's features.
     unsafe {
@@ -274,7 +258,7 @@ fn call_f32<T: Element>(
             b.as_ptr() as *const f32,
             ldb,
             c.as_mut_ptr() as *mut f32,
-            ldc,
+            c.ldc(),
             accumulate,
         )
     }
@@ -460,9 +444,16 @@ mod tests {
             .collect();
         let mut c1 = vec![0f32; mr * ldc];
         let mut c2 = vec![0f32; mr * ldc];
-        wide(k, &a, &b, ldb, &mut c1, ldc, false);
-        narrow(k, &a, &b, ldb, &mut c2, ldc, false);
-        narrow(k, &a, &b[NR..], ldb, &mut c2[NR..], ldc, false);
+        wide(k, &a, &b, ldb, CBlock::of_slice(&mut c1, ldc, mr), false);
+        narrow(k, &a, &b, ldb, CBlock::of_slice(&mut c2, ldc, mr), false);
+        narrow(
+            k,
+            &a,
+            &b[NR..],
+            ldb,
+            CBlock::of_slice(&mut c2[NR..], ldc, mr),
+            false,
+        );
         assert_eq!(c1, c2);
         // And the products are right.
         for r in 0..mr {
@@ -501,8 +492,16 @@ mod tests {
                 .collect();
             let mut want = vec![0f32; mr * ldc];
             let mut got = vec![0f32; mr * ldc];
-            micro.function::<f32>()(k, &a, &b, ldb, &mut want, ldc, false);
-            micro.transposed_function::<f32>()(k, &at, stride, &b, ldb, &mut got, ldc, false);
+            micro.function::<f32>()(k, &a, &b, ldb, CBlock::of_slice(&mut want, ldc, mr), false);
+            micro.transposed_function::<f32>()(
+                k,
+                &at,
+                stride,
+                &b,
+                ldb,
+                CBlock::of_slice(&mut got, ldc, mr),
+                false,
+            );
             assert_eq!(got[..NR], want[..NR]);
             assert_eq!(got, want);
             if let (Some(w), Some(wt)) = (
@@ -510,8 +509,16 @@ mod tests {
                 micro.transposed_wide_function::<f32>(),
             ) {
                 // Accumulating onto what is there, over two tile panels.
-                w(k, &a, &b, ldb, &mut want, ldc, true);
-                wt(k, &at, stride, &b, ldb, &mut got, ldc, true);
+                w(k, &a, &b, ldb, CBlock::of_slice(&mut want, ldc, mr), true);
+                wt(
+                    k,
+                    &at,
+                    stride,
+                    &b,
+                    ldb,
+                    CBlock::of_slice(&mut got, ldc, mr),
+                    true,
+                );
                 assert_eq!(got, want);
             }
         }

@@ -54,6 +54,7 @@ mod transforms_f4;
 pub use kernel::WinogradKernel;
 pub(crate) use micro::{micro_kind, Micro};
 
+use crate::cblock::CBlock;
 use crate::element::Element;
 use crate::epilogue::Epilogue;
 use crate::error::{Result, TensorError};
@@ -251,26 +252,30 @@ impl<T: Element> Read<'_, T> {
                 let a = kernel.panel(p, xi);
                 if let Some(wide) = micro.wide_function::<T>() {
                     while tp + 2 <= tpanels {
-                        wide(k, a, &b[tp * NR..], ld, &mut c[tp * NR..], ld, false);
+                        let c = CBlock::of_slice(&mut c[tp * NR..], ld, micro.mr());
+                        wide(k, a, &b[tp * NR..], ld, c, false);
                         tp += 2;
                     }
                 }
                 let narrow = micro.function::<T>();
                 for tp in tp..tpanels {
-                    narrow(k, a, &b[tp * NR..], ld, &mut c[tp * NR..], ld, false);
+                    let c = CBlock::of_slice(&mut c[tp * NR..], ld, micro.mr());
+                    narrow(k, a, &b[tp * NR..], ld, c, false);
                 }
             }
             Read::Flipped(kernel) => {
                 let (a, s) = kernel.flipped_panel(p, xi);
                 if let Some(wide) = micro.transposed_wide_function::<T>() {
                     while tp + 2 <= tpanels {
-                        wide(k, a, s, &b[tp * NR..], ld, &mut c[tp * NR..], ld, false);
+                        let c = CBlock::of_slice(&mut c[tp * NR..], ld, micro.mr());
+                        wide(k, a, s, &b[tp * NR..], ld, c, false);
                         tp += 2;
                     }
                 }
                 let narrow = micro.transposed_function::<T>();
                 for tp in tp..tpanels {
-                    narrow(k, a, s, &b[tp * NR..], ld, &mut c[tp * NR..], ld, false);
+                    let c = CBlock::of_slice(&mut c[tp * NR..], ld, micro.mr());
+                    narrow(k, a, s, &b[tp * NR..], ld, c, false);
                 }
             }
         }
