@@ -30,11 +30,14 @@ impl<'a, T> CBlock<'a, T> {
     pub(crate) fn of_slice(c: &'a mut [T], ldc: usize, rows: usize) -> Self {
         let before_last = rows.saturating_sub(1) * ldc;
         assert!(
-            rows > 0 && c.len() > before_last,
+            rows > 0 && c.len() > before_last && (rows == 1 || ldc > 0),
             "C block of {rows} rows with stride {ldc} in {} elements",
             c.len()
         );
-        let width = (c.len() - before_last).min(ldc.max(1));
+        // One row may be as wide as the slice; rows of a taller block end
+        // where the next one starts.
+        let cap = if rows == 1 { c.len() } else { ldc };
+        let width = (c.len() - before_last).min(cap);
         Self {
             ptr: c.as_mut_ptr(),
             ldc,
@@ -129,6 +132,21 @@ mod tests {
         let mut corner = wide.sub(1, 3);
         assert!(corner.holds(1, 5) && !corner.holds(2, 1) && !corner.holds(1, 6));
         assert_eq!(corner.row(0), &[11, 12, 13, 14, 15]);
+    }
+
+    #[test]
+    fn one_row_is_as_wide_as_its_slice() {
+        let mut c = [0f32; 40];
+        let mut b = CBlock::of_slice(&mut c, 16, 1);
+        assert!(b.holds(1, 40));
+        assert_eq!(b.row(0).len(), 40);
+    }
+
+    #[test]
+    #[should_panic(expected = "C block of 2 rows with stride 0")]
+    fn rows_need_a_stride() {
+        let mut c = [0f32; 4];
+        CBlock::of_slice(&mut c, 0, 2);
     }
 
     #[test]

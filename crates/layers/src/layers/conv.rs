@@ -78,9 +78,9 @@ pub struct Conv2d<T> {
     /// `weight` may change. Tapes recorded before keep the old cache together
     /// with the old weight's `Arc`.
     cache: Arc<Conv2dCache<T>>,
-    /// The kernel and bias with the following batch norm folded in, made on
-    /// the first forward pass that folds ([`Conv2d::forward_folded`]) and
-    /// replaced like `cache`.
+    /// The kernel and bias with the following batch norm folded in, made
+    /// when the pair is built ([`Conv2d::fold_batch_norm`]), replaced like
+    /// `cache` and then made again by the next pass that folds.
     folded: Arc<OnceLock<FoldedBatchNorm<T>>>,
 }
 
@@ -190,7 +190,9 @@ impl<T: Element> Conv2d<T> {
 
     /// `bn(conv(x))` recorded as one convolution with `bn` folded into the
     /// kernel and bias ([`conv2d_batch_norm_folded`]), using the fold made
-    /// at build time ([`Conv2d::fold_batch_norm`]).
+    /// at build time ([`Conv2d::fold_batch_norm`]), or making it now for a
+    /// layer made with [`Conv2d::new`] or whose weight was handed out for
+    /// change.
     pub(crate) fn forward_folded(
         &self,
         tape: &mut Tape<T>,
@@ -198,8 +200,7 @@ impl<T: Element> Conv2d<T> {
         bn: &BatchNorm2d<T>,
     ) -> Result<Var<T>> {
         self.check_fits(tape, x.shape())?;
-        let path = tape.layer_path().to_string();
-        let folded = self.fold_batch_norm(&path, bn)?;
+        let folded = self.fold_batch_norm(tape.layer_path(), bn)?;
         Ok(conv2d_batch_norm_folded(
             tape,
             x,

@@ -531,8 +531,9 @@ unsafe fn blocked_task<T: Element>(
 /// stride `ldd`).
 ///
 /// # Safety
-/// `dst` must be valid for writes of `(rows - 1) * ldd + width` values, and
-/// no other task may access them.
+/// `dst` must be valid for writes of `width` values at `dst + r * ldd` for
+/// each row `r < rows`, and no other task may access those values (the
+/// values between the rows are not touched).
 unsafe fn copy_rows<T: Copy>(
     src: &[T],
     lds: usize,

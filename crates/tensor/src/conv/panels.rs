@@ -438,7 +438,8 @@ pub(super) fn with_matrix_block<T: Element, R>(
 
 /// `out = W[panels] B (+ bias)` for a packed block `b` (`[pair][k][PAIR]`,
 /// `width` valid columns): row `(p - panels.start) * mr + r` of the
-/// product (while below `rows`), column `j`, at `out[row * ldo + j]`;
+/// product (while below `rows`), column `j`, at row `row`, column `j` of
+/// the block `out`;
 /// `bias` (if any) indexed by the same row. Each entry is the micro-kernel
 /// chain over `k` in order (blocks of [`KC`] steps accumulated in place),
 /// then the bias added: the same bits whatever the blocking.
@@ -446,7 +447,6 @@ pub(super) fn with_matrix_block<T: Element, R>(
 /// Whole micro-tiles are written in place; a tile with rows or columns past
 /// the end goes through a scratch tile, of which only the valid part is
 /// copied (and read back, to accumulate the next block of `k`).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn product_block<T: Element>(
     kernel: &PackedWeight<T>,
     b: &BView<'_, T>,

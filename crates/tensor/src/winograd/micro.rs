@@ -83,7 +83,7 @@ impl Micro {
     }
 
     /// A micro-kernel over two adjacent tile panels (`mr x 2 NR`, with the
-    /// same `(k, a, b, ldb, c, ldc)` arguments and the same result as two
+    /// same `(k, a, b, ldb, c)` arguments and the same result as two
     /// calls of [`Micro::function`]), where one exists: it loads each
     /// kernel value once for twice the products, which keeps the AVX-512
     /// kernel from being bound by its loads.
@@ -185,7 +185,6 @@ fn a_strides<const TR: bool>(mr: usize, a_stride: usize) -> (usize, usize, usize
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn micro_generic<T: Element, const TR: bool>(
     k: usize,
     a: &[T],
@@ -224,8 +223,9 @@ fn micro_generic<T: Element, const TR: bool>(
 type RawKernel = unsafe fn(usize, *const f32, usize, *const f32, usize, *mut f32, usize, bool);
 
 /// Calls the raw kernel `raw` (`mr` rows, `width` columns, reading
-/// `a_len` elements of `a`) on slices, after checking their lengths and
-/// that `T` is `f32`.
+/// `a_len` elements of `a`) after checking the lengths of `a` and `b`, that
+/// `c` holds `mr` rows of `width` elements ([`CBlock::holds`]), and that `T`
+/// is `f32`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn call_f32<T: Element>(
@@ -268,8 +268,9 @@ fn call_f32<T: Element>(
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; `a` must hold what `k` steps read (see
-/// [`transposed_len`], or `k * 6` packed), `b` `(k - 1) * ldb + 16` and `c`
-/// `5 * ldc + 16` valid elements.
+/// [`transposed_len`], or `k * 6` packed) and `b` `(k - 1) * ldb + 16`
+/// valid elements; the kernel writes 16 elements at `c + r * ldc` for each
+/// row `r < 6`, which the caller alone may access.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -322,8 +323,10 @@ unsafe fn micro_f32_avx2<const TR: bool>(
 ///
 /// # Safety
 /// The CPU must have AVX-512F; `a` must hold what `k` steps read (see
-/// [`transposed_len`], or `k * MR_AVX512` packed), `b` `(k - 1) * ldb + 16`
-/// and `c` `(MR_AVX512 - 1) * ldc + 16` valid elements.
+/// [`transposed_len`], or `k * MR_AVX512` packed) and `b`
+/// `(k - 1) * ldb + 16` valid elements; the kernel writes 16 elements at
+/// `c + r * ldc` for each row `r < MR_AVX512`, which the caller alone may
+/// access.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -372,8 +375,8 @@ unsafe fn micro_f32_avx512<const TR: bool>(
 /// same order, as in [`micro_f32_avx512`], so the bits are the same.
 ///
 /// # Safety
-/// As [`micro_f32_avx512`], with `b` holding `(k - 1) * ldb + 32` and `c`
-/// `(MR_AVX512 - 1) * ldc + 32` valid elements.
+/// As [`micro_f32_avx512`], with `b` holding `(k - 1) * ldb + 32` valid
+/// elements and 32 elements written per row of `c`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
