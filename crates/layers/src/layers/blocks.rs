@@ -32,6 +32,17 @@ fn build_downsample<T: Element>(
     Ok(Some(Sequential::new(vec![conv.into(), bn.into()])))
 }
 
+/// The block's `conv{n}` and `bn{n}`, built and folded together.
+fn numbered_pair<T: Element>(
+    src: &mut dyn WeightSource<T>,
+    path: &str,
+    n: usize,
+    spec: ConvSpec,
+) -> Result<(Conv2d<T>, BatchNorm2d<T>)> {
+    let conv = join_path(path, &format!("conv{n}"));
+    build_conv_then_batch_norm(src, &conv, spec, &join_path(path, &format!("bn{n}")))
+}
+
 /// The residual sum `out + identity`, recorded in the block's scope, then the block's shared ReLU.
 fn residual<T: Element>(
     tape: &mut Tape<T>,
@@ -72,22 +83,10 @@ impl<T: Element> BasicBlock<T> {
         planes: usize,
         stride: usize,
     ) -> Result<Self> {
-        let p = |name: &str| join_path(path, name);
-        let (conv1, bn1) = build_conv_then_batch_norm(
-            src,
-            &p("conv1"),
-            ConvSpec::new(inplanes, planes, 3)
-                .stride(stride)
-                .padding(1)
-                .no_bias(),
-            &p("bn1"),
-        )?;
-        let (conv2, bn2) = build_conv_then_batch_norm(
-            src,
-            &p("conv2"),
-            ConvSpec::new(planes, planes, 3).padding(1).no_bias(),
-            &p("bn2"),
-        )?;
+        let spec1 = ConvSpec::new(inplanes, planes, 3).stride(stride).padding(1);
+        let (conv1, bn1) = numbered_pair(src, path, 1, spec1.no_bias())?;
+        let spec2 = ConvSpec::new(planes, planes, 3).padding(1);
+        let (conv2, bn2) = numbered_pair(src, path, 2, spec2.no_bias())?;
         Ok(Self {
             conv1,
             bn1,
@@ -173,29 +172,13 @@ impl<T: Element> Bottleneck<T> {
         planes: usize,
         stride: usize,
     ) -> Result<Self> {
-        let p = |name: &str| join_path(path, name);
         let out = planes * Self::EXPANSION;
-        let (conv1, bn1) = build_conv_then_batch_norm(
-            src,
-            &p("conv1"),
-            ConvSpec::new(inplanes, planes, 1).no_bias(),
-            &p("bn1"),
-        )?;
-        let (conv2, bn2) = build_conv_then_batch_norm(
-            src,
-            &p("conv2"),
-            ConvSpec::new(planes, planes, 3)
-                .stride(stride)
-                .padding(1)
-                .no_bias(),
-            &p("bn2"),
-        )?;
-        let (conv3, bn3) = build_conv_then_batch_norm(
-            src,
-            &p("conv3"),
-            ConvSpec::new(planes, out, 1).no_bias(),
-            &p("bn3"),
-        )?;
+        let spec1 = ConvSpec::new(inplanes, planes, 1);
+        let (conv1, bn1) = numbered_pair(src, path, 1, spec1.no_bias())?;
+        let spec2 = ConvSpec::new(planes, planes, 3).stride(stride).padding(1);
+        let (conv2, bn2) = numbered_pair(src, path, 2, spec2.no_bias())?;
+        let spec3 = ConvSpec::new(planes, out, 1);
+        let (conv3, bn3) = numbered_pair(src, path, 3, spec3.no_bias())?;
         Ok(Self {
             conv1,
             bn1,
