@@ -168,6 +168,19 @@ pub fn conv2d_backward_input_then<T: Element>(
     backward_input(gout, weight, input_hw, p, cache, Some(then))
 }
 
+/// `out` with `then` applied to every element afterwards: the paths whose
+/// kernel does not take an epilogue.
+fn then_after<T: Element>(
+    out: Result<Tensor<T>>,
+    then: Option<Epilogue<'_, T>>,
+) -> Result<Tensor<T>> {
+    let mut out = out?;
+    if let Some(then) = then {
+        apply_all(out.data_mut(), then)?;
+    }
+    Ok(out)
+}
+
 /// The input gradient by whichever path the shapes call for, with `then`
 /// fused where the path has it and applied afterwards otherwise.
 fn backward_input<T: Element>(
@@ -178,31 +191,6 @@ fn backward_input<T: Element>(
     cache: &BackwardInputCache<T>,
     then: Option<Epilogue<'_, T>>,
 ) -> Result<Tensor<T>> {
-    let mut out = match fused_input_gradient(gout, weight, input_hw, p, cache, then)? {
-        Fused::Done(out) => return Ok(out),
-        Fused::Unfused(out) => out,
-    };
-    if let Some(then) = then {
-        apply_all(out.data_mut(), then)?;
-    }
-    Ok(out)
-}
-
-/// An input gradient with the epilogue applied (or none asked), or without it.
-enum Fused<T> {
-    Done(Tensor<T>),
-    Unfused(Tensor<T>),
-}
-
-fn fused_input_gradient<T: Element>(
-    gout: &Tensor<T>,
-    weight: &Tensor<T>,
-    input_hw: (usize, usize),
-    p: Conv2dParams,
-    cache: &BackwardInputCache<T>,
-    then: Option<Epilogue<'_, T>>,
-) -> Result<Fused<T>> {
-    use Fused::{Done, Unfused};
     let g = backward_geometry(gout, weight, input_hw, p)?;
     if g.is_packed_pointwise() {
         let k = cached_packed(
@@ -211,10 +199,10 @@ fn fused_input_gradient<T: Element>(
             (g.cin, g.cout),
             PackedWeight::transposed,
         )?;
-        return conv1x1_then(gout, k, None, then).map(Done);
+        return conv1x1_then(gout, k, None, then);
     }
     if g.is_pointwise() {
-        return pointwise_backward_input(gout, weight, &g).map(Unfused);
+        return then_after(pointwise_backward_input(gout, weight, &g), then);
     }
     let (kh, kw) = (g.kh, g.kw);
     let (dh, dw) = p.dilation;
@@ -244,7 +232,7 @@ fn fused_input_gradient<T: Element>(
                         &[k.out_channels(), k.in_channels(), 3, 3],
                     ));
                 }
-                return winograd::conv3x3_input_gradient_then(gout, k, tp.padding, then).map(Done);
+                return winograd::conv3x3_input_gradient_then(gout, k, tp.padding, then);
             }
             let k = cached_winograd(&cache.winograd_f4, || {
                 WinogradKernel::backward_input_with(weight, variant)
@@ -255,7 +243,7 @@ fn fused_input_gradient<T: Element>(
                     &[k.in_channels(), k.out_channels(), 3, 3],
                 ));
             }
-            return winograd::conv3x3_then(gout, k, tp.padding, then).map(Done);
+            return winograd::conv3x3_then(gout, k, tp.padding, then);
         }
         let wt = match cache.flipped.get() {
             Some(w) => w,
@@ -274,9 +262,9 @@ fn fused_input_gradient<T: Element>(
                 (g.cin, tg.unfolded_rows()),
                 PackedWeight::forward,
             )?;
-            return conv2d_unfolded_packed(gout, k, None, &tg).map(Unfused);
+            return then_after(conv2d_unfolded_packed(gout, k, None, &tg), then);
         }
-        return conv2d_im2col_checked(gout, wt, None, &tg).map(Unfused);
+        return then_after(conv2d_im2col_checked(gout, wt, None, &tg), then);
     }
     let packed = if g.p.groups == 1 {
         Some(cached_packed(
@@ -288,7 +276,7 @@ fn fused_input_gradient<T: Element>(
     } else {
         None
     };
-    backward_input_col2im(gout, weight, &g, packed).map(Unfused)
+    then_after(backward_input_col2im(gout, weight, &g, packed), then)
 }
 
 /// The error of a cache used with a weight of another shape than the one it
