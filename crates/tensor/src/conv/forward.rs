@@ -119,7 +119,7 @@ impl<T> fmt::Debug for ForwardCache<T> {
 ///
 /// Since the kernel transform is paid once, Winograd is chosen for smaller
 /// outputs than in [`conv2d`] (the threshold of the cached input gradient,
-/// 40 tiles instead of 100: 14 x 14 outputs qualify, 7 x 7 do not), and
+/// 16 tiles instead of 100: 7 x 7 outputs qualify, 5 x 5 do not), and
 /// F(4x4, 3x3) for outputs of 56 x 56 and more, or 28 x 28 and more with
 /// at most 128 x 128 channels (F(2x2, 3x3) otherwise). Where
 /// both take the same path (F(2x2) Winograd) the results are bit-identical
@@ -349,10 +349,10 @@ mod tests {
     }
 
     #[test]
-    fn cached_forward_takes_winograd_from_40_tiles() {
-        // 14 x 14 output (49 tiles): im2col without a cache, Winograd with.
+    fn cached_forward_takes_winograd_from_16_tiles() {
+        // 7 x 7 output (16 tiles): im2col without a cache, Winograd with.
         let p = Conv2dParams::new(1, 1);
-        let (x, w) = (seq(&[1, 16, 14, 14], 7), seq(&[20, 16, 3, 3], 5));
+        let (x, w) = (seq(&[1, 16, 7, 7], 7), seq(&[20, 16, 3, 3], 5));
         let cache = ForwardCache::new();
         let got = conv2d_cached(&x, &w, None, p, &cache).unwrap();
         assert!(cache.is_built());
@@ -362,9 +362,9 @@ mod tests {
         let want = winograd::conv3x3(&x, &k, p.padding, None).unwrap();
         let got = conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap();
         assert_eq!(got.data(), want.data());
-        // 7 x 7 (16 tiles): no Winograd; the cached call unfolds the input
+        // 5 x 5 (9 tiles): no Winograd; the cached call unfolds the input
         // and runs the packed weight (kept), the uncached one matrixmultiply.
-        let x = seq(&[1, 16, 7, 7], 7);
+        let x = seq(&[1, 16, 5, 5], 7);
         let w = seq(&[20, 16, 3, 3], 5);
         let cache = ForwardCache::new();
         let got = conv2d_cached(&x, &w, None, p, &cache).unwrap();

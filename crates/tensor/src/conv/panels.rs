@@ -819,14 +819,14 @@ mod tests {
 
     /// (input, weight, params) of one-group convolutions off Winograd: the
     /// stem's 7 x 7 / 2 on 3 channels, thin outputs (7 x 7, one column past a
-    /// micro-panel), more than KC rows of the sum, partial panels of rows,
+    /// micro-panel; dilated, so not Winograd), more than KC rows of the sum, partial panels of rows,
     /// padding, dilation, strides 2 and 3, asymmetric kernels, batches.
     fn cases() -> Vec<([usize; 4], [usize; 4], Conv2dParams)> {
         vec![
             ([1, 3, 40, 38], [70, 3, 7, 7], params((2, 2), (3, 3), 1)),
             ([2, 3, 23, 30], [13, 3, 7, 7], params((2, 2), (3, 3), 1)),
             ([2, 20, 15, 13], [30, 20, 3, 3], params((2, 2), (1, 1), 1)),
-            ([1, 300, 7, 7], [40, 300, 3, 3], params((1, 1), (1, 1), 1)),
+            ([1, 300, 7, 7], [40, 300, 3, 3], params((1, 1), (2, 2), 2)),
             ([1, 3, 70, 70], [16, 3, 3, 3], params((1, 1), (1, 1), 1)),
             ([1, 40, 40, 40], [13, 40, 3, 3], params((1, 1), (1, 1), 1)),
             ([1, 6, 30, 30], [10, 6, 3, 3], params((1, 1), (2, 2), 2)),
