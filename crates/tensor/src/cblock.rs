@@ -107,6 +107,32 @@ impl<'a, T> CBlock<'a, T> {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r * self.ldc), self.width) }
     }
 
+    /// Writes `values` into row `r` from column `c0`, through the pointer:
+    /// the row may not have been initialised yet (an output written whole
+    /// for the first time).
+    pub(crate) fn write(&mut self, r: usize, c0: usize, values: &[T])
+    where
+        T: Copy,
+    {
+        assert!(
+            r < self.rows && c0 + values.len() <= self.width,
+            "{} values at ({r}, {c0}) of a {} x {} C block",
+            values.len(),
+            self.rows,
+            self.width
+        );
+        // SAFETY: row r < rows holds `width >= c0 + values.len()` elements
+        // that this block may write (the constructors' contract), and
+        // `values` is a distinct slice.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                values.as_ptr(),
+                self.ptr.add(r * self.ldc + c0),
+                values.len(),
+            )
+        };
+    }
+
     /// The first element, for a kernel that writes the block through
     /// pointers after checking [`CBlock::holds`].
     pub(crate) fn as_mut_ptr(&mut self) -> *mut T {
@@ -132,6 +158,8 @@ mod tests {
         let mut corner = wide.sub(1, 3);
         assert!(corner.holds(1, 5) && !corner.holds(2, 1) && !corner.holds(1, 6));
         assert_eq!(corner.row(0), &[11, 12, 13, 14, 15]);
+        corner.write(0, 1, &[-5, -6]);
+        assert_eq!(&c[11..15], &[11, -5, -6, 14]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 pub use crate::sign_mask::{relu, SignMask};
 
@@ -48,16 +49,19 @@ fn zip_par<T: Element>(
     f: impl Fn(T, T) -> T + Sync + Send,
 ) -> Result<Tensor<T>> {
     a.expect_same_shape(b, op)?;
-    let mut out = Tensor::zeros(a.shape().to_vec());
-    out.data_mut()
-        .par_chunks_mut(CHUNK)
-        .zip(a.data().par_chunks(CHUNK).zip(b.data().par_chunks(CHUNK)))
-        .for_each(|(o, (x, y))| {
-            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                *o = f(x, y);
-            }
-        });
-    Ok(out)
+    let write = |out: &mut [MaybeUninit<T>]| {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.data().par_chunks(CHUNK).zip(b.data().par_chunks(CHUNK)))
+            .for_each(|(o, (x, y))| {
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    o.write(f(x, y));
+                }
+            });
+        Ok(())
+    };
+    // SAFETY: the chunks of the output pair with equal chunks of `a` and
+    // `b` (one shape), and every element of each is written.
+    unsafe { Tensor::write_whole(a.shape().to_vec(), write) }
 }
 
 /// `clamp(x, lo, hi)` elementwise; either bound may be absent.

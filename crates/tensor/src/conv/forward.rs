@@ -16,6 +16,7 @@ use crate::tensor::Tensor;
 use crate::winograd::{self, Variant, WinogradKernel};
 use rayon::prelude::*;
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock};
 
 /// Convolution forward: `input` N x Cin x H x W, `weight` Cout x Cin/groups x kh x kw,
@@ -172,9 +173,12 @@ pub(super) fn conv2d_unfolded_packed<T: Element>(
     bias: Option<&[T]>,
     g: &ConvGeometry,
 ) -> Result<Tensor<T>> {
-    let mut out: Tensor<T> = Tensor::zeros([g.n, g.cout, g.ho, g.wo]);
-    panel_product(k, input.data(), g, bias, out.data_mut());
-    Ok(out)
+    let write = |out: &mut [MaybeUninit<T>]| {
+        panel_product(k, input.data(), g, bias, out);
+        Ok(())
+    };
+    // SAFETY: `panel_product` writes every element of the output.
+    unsafe { Tensor::write_whole([g.n, g.cout, g.ho, g.wo], write) }
 }
 
 /// The Winograd kernel in `slot`, built by `build` on first use.

@@ -26,6 +26,7 @@ use crate::scratch::with_scratch;
 use crate::tensor::Tensor;
 use crate::winograd::{micro_kind, Micro, NR};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// A one-group convolution's weight as a matrix (`Cout x K`, `K = Cin kh
 /// kw`, or its transpose) packed in micro-panels of rows: `[panel][K][mr]`,
@@ -172,15 +173,19 @@ pub(crate) fn conv1x1_then<T: Element>(
             right: vec![kernel.cout, kernel.cin, 1, 1],
         });
     }
-    let mut out: Tensor<T> = Tensor::zeros([n, kernel.cout, h, w]);
-    packed_product(kernel, x.data(), n, h * w, bias, out.data_mut(), then)?;
-    Ok(out)
+    // SAFETY: `packed_product` writes every element when it returns Ok.
+    unsafe {
+        Tensor::write_whole([n, kernel.cout, h, w], |out| {
+            packed_product(kernel, x.data(), n, h * w, bias, out, then)
+        })
+    }
 }
 
 /// `out[i] = K b[i] (+ bias)` for `n` right-hand sides: `b` holds `n`
 /// row-major `K.in_channels() x cols` matrices one after the other, `out`
-/// receives `n` matrices of `K.out_channels() x cols`; each task hands its
-/// block to `then` when done. An error of `then` is returned.
+/// receives `n` matrices of `K.out_channels() x cols`, every element
+/// written (it may start uninitialised); each task hands its block to
+/// `then` when done. An error of `then` is returned.
 ///
 /// # Panics
 /// If the lengths of `b`, `out` or `bias` do not match those shapes (the
@@ -191,7 +196,7 @@ pub(super) fn packed_product<T: Element>(
     n: usize,
     hw: usize,
     bias: Option<&[T]>,
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
     then: Option<Epilogue<'_, T>>,
 ) -> Result<()> {
     let cin = kernel.cin;
@@ -225,7 +230,8 @@ pub(super) fn packed_product<T: Element>(
 
     let micro = kernel.micro.function::<T>();
     let wide = kernel.micro.wide_function::<T>();
-    let out_ptr = SendPtr(out.as_mut_ptr());
+    // Written only through this pointer (never read before it is written).
+    let out_ptr = SendPtr(out.as_mut_ptr().cast::<T>());
     let tasks = n * col_blocks * chan_blocks;
     (0..tasks).into_par_iter().try_for_each(|task| {
         let img = task / (col_blocks * chan_blocks);
@@ -517,11 +523,11 @@ unsafe fn blocked_task<T: Element>(
             let bv = bias.map_or(T::zero(), |b| b[ch]);
             let src = &acc[r * width..r * width + (c1 - c0)];
             // SAFETY: channel `ch`, columns c0..c1 of image `img`: this
-            // task's own, inside `out` (see the function's contract).
-            let dst =
-                std::slice::from_raw_parts_mut(out.0.add((t.img * cout + ch) * hw + c0), c1 - c0);
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d = v + bv;
+            // task's own, inside `out` (see the function's contract); written
+            // through the pointer, as they may not be initialised yet.
+            let dst = out.0.add((t.img * cout + ch) * hw + c0);
+            for (i, &v) in src.iter().enumerate() {
+                dst.add(i).write(v + bv);
             }
         }
     });

@@ -43,6 +43,7 @@ use crate::scratch::with_scratch;
 use crate::simd::has_avx2;
 use crate::winograd::NR;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Columns of a packed micro-panel of `B`: two of the micro-kernels'
@@ -446,7 +447,9 @@ pub(super) fn with_matrix_block<T: Element, R>(
 ///
 /// Whole micro-tiles are written in place; a tile with rows or columns past
 /// the end goes through a scratch tile, of which only the valid part is
-/// copied (and read back, to accumulate the next block of `k`).
+/// copied (and read back, to accumulate the next block of `k`). The first
+/// block of `k` writes every element of the block before anything reads
+/// it, so `out` may start uninitialised.
 pub(super) fn product_block<T: Element>(
     kernel: &PackedWeight<T>,
     b: &BView<'_, T>,
@@ -511,8 +514,7 @@ pub(super) fn product_block<T: Element>(
                 }
                 if !direct {
                     for r in 0..prows {
-                        out.row(r0 + r)[j..j + cols]
-                            .copy_from_slice(&tile[r * PAIR..r * PAIR + cols]);
+                        out.write(r0 + r, j, &tile[r * PAIR..r * PAIR + cols]);
                     }
                 }
             }
@@ -539,11 +541,14 @@ pub(super) fn product_block<T: Element>(
                 }
                 thin_product(kernel.micro(), kl, mr, &a[..np], bt, ldb, thin, &mut accv);
                 for i in 0..np {
+                    // Row r of the panel: lane r of each of its `thin` columns.
+                    let cols = &accv[i * THIN_MAX..i * THIN_MAX + thin];
                     for r in 0..valid(i) {
-                        let o = &mut out.row(row(i, r))[width_main..width_main + thin];
-                        for (v, acc) in o.iter_mut().zip(&accv[i * THIN_MAX..]) {
-                            *v = acc[r];
+                        let mut vals = [T::zero(); THIN_MAX];
+                        for (v, col) in vals.iter_mut().zip(cols) {
+                            *v = col[r];
                         }
+                        out.write(row(i, r), width_main, &vals[..thin]);
                     }
                 }
             }
@@ -626,7 +631,7 @@ pub(super) fn panel_product<T: Element>(
     img: &[T],
     g: &ConvGeometry,
     bias: Option<&[T]>,
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
 ) {
     let (m, k) = (kernel.out_channels(), kernel.in_channels());
     let (n, cols) = (g.n, g.ho * g.wo);
@@ -644,7 +649,8 @@ pub(super) fn panel_product<T: Element>(
     }
     let panels = kernel.panels();
     let s = Split::new(n, k, cols, panels);
-    let out_ptr = SendPtr(out.as_mut_ptr());
+    // Written through this pointer only, every element (`product_block`).
+    let out_ptr = SendPtr(out.as_mut_ptr().cast::<T>());
     let out_len = out.len();
     // One task: image `img`, column block `cb`, kernel panels `chans`, B
     // packed in `b` (the block's pairs).

@@ -212,7 +212,7 @@ fn micro_generic<T: Element, const TR: bool>(
         }
     }
     for (r, row) in acc.iter().enumerate() {
-        c.row(r)[..NR].copy_from_slice(row);
+        c.write(r, 0, row);
     }
 }
 

@@ -62,6 +62,7 @@ use crate::scratch::with_scratch2;
 use crate::simd::simd_level;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use transforms::{input_transform, output_transform, OutPlanes};
 
 /// Output channels per micro-panel of the transformed kernel, for the
@@ -321,69 +322,75 @@ fn run<T: Element>(
     let tw = g.wo.div_ceil(variant.tile());
     let tiles = g.ho.div_ceil(variant.tile()) * tw;
     let b = blocking(n, tiles, cin, panels, variant);
-    let mut out: Tensor<T> = Tensor::zeros([n, g.cout, g.ho, g.wo]);
-    let out_ptr = SendPtr(out.data_mut().as_mut_ptr());
-    let out_len = out.len();
+    let out_len = n * g.cout * g.ho * g.wo;
     let mr = kernel.mr;
     let tk = simd_level();
     let tasks = n * b.tile_blocks * b.chan_blocks;
-    (0..tasks).into_par_iter().try_for_each(|task| {
-        let img = task / (b.tile_blocks * b.chan_blocks);
-        let tb = (task / b.chan_blocks) % b.tile_blocks;
-        let cb = task % b.chan_blocks;
-        let f0 = tb * b.tiles;
-        let f1 = (f0 + b.tiles).min(tiles);
-        let tpanels = (f1 - f0).div_ceil(NR);
-        let ldm = tpanels * NR;
-        let p0 = cb * b.panels;
-        let p1 = (p0 + b.panels).min(panels);
-        let rows = (p1 - p0) * mr;
-        let x = &input.data()[img * cin * h * w..(img + 1) * cin * h * w];
-        with_scratch2::<T, _>(xis * cin * ldm, xis * rows * ldm, |v, m| {
-            input_transform(tk, variant, x, &g, tw, (f0, f1), ldm, v);
-            for xi in 0..xis {
-                let vx = &v[xi * cin * ldm..(xi + 1) * cin * ldm];
-                for p in p0..p1 {
-                    let row = (xi * rows + (p - p0) * mr) * ldm;
-                    read.product(p, xi, cin, vx, ldm, &mut m[row..], tpanels);
+    let write = |out: &mut [MaybeUninit<T>]| -> Result<()> {
+        let out_ptr = SendPtr(out.as_mut_ptr().cast::<T>());
+        (0..tasks).into_par_iter().try_for_each(|task| {
+            let img = task / (b.tile_blocks * b.chan_blocks);
+            let tb = (task / b.chan_blocks) % b.tile_blocks;
+            let cb = task % b.chan_blocks;
+            let f0 = tb * b.tiles;
+            let f1 = (f0 + b.tiles).min(tiles);
+            let tpanels = (f1 - f0).div_ceil(NR);
+            let ldm = tpanels * NR;
+            let p0 = cb * b.panels;
+            let p1 = (p0 + b.panels).min(panels);
+            let rows = (p1 - p0) * mr;
+            let x = &input.data()[img * cin * h * w..(img + 1) * cin * h * w];
+            with_scratch2::<T, _>(xis * cin * ldm, xis * rows * ldm, |v, m| {
+                input_transform(tk, variant, x, &g, tw, (f0, f1), ldm, v);
+                for xi in 0..xis {
+                    let vx = &v[xi * cin * ldm..(xi + 1) * cin * ldm];
+                    for p in p0..p1 {
+                        let row = (xi * rows + (p - p0) * mr) * ldm;
+                        read.product(p, xi, cin, vx, ldm, &mut m[row..], tpanels);
+                    }
                 }
-            }
-            let c0 = p0 * mr;
-            let c1 = (p1 * mr).min(g.cout);
-            let o = out_ptr;
-            let base = img * g.cout * g.ho * g.wo;
-            debug_assert!(base + c1 * g.ho * g.wo <= out_len);
-            let span = (f0, f1);
-            // SAFETY: the planes of channels c0..c1 of image img lie inside
-            // `out`; this task alone writes the pixels of tiles f0..f1 in
-            // them, and the transform makes references only to those (other
-            // tasks write other tiles of the same planes meanwhile).
-            unsafe {
-                let dst =
-                    OutPlanes::from_raw(o.0.add(base + c0 * g.ho * g.wo), (c1 - c0) * g.ho * g.wo);
-                output_transform(tk, variant, m, &g, tw, span, ldm, rows, (c0, c1), bias, dst);
-            }
-            match then {
-                // SAFETY: as above: the runs are pixels of tiles f0..f1 of
-                // channels c0..c1 of image img, inside `out`, written by
-                // this task alone and no longer written.
-                Some(then) => unsafe {
-                    tiles_epilogue(
-                        o,
-                        base + c0 * g.ho * g.wo,
-                        c1 - c0,
-                        &g,
-                        variant,
-                        tw,
-                        span,
-                        then,
-                    )
-                },
-                None => Ok(()),
-            }
+                let c0 = p0 * mr;
+                let c1 = (p1 * mr).min(g.cout);
+                let o = out_ptr;
+                let base = img * g.cout * g.ho * g.wo;
+                debug_assert!(base + c1 * g.ho * g.wo <= out_len);
+                let span = (f0, f1);
+                // SAFETY: the planes of channels c0..c1 of image img lie inside
+                // `out`; this task alone writes the pixels of tiles f0..f1 in
+                // them, and the transform makes references only to those (other
+                // tasks write other tiles of the same planes meanwhile).
+                unsafe {
+                    let dst = OutPlanes::from_raw(
+                        o.0.add(base + c0 * g.ho * g.wo),
+                        (c1 - c0) * g.ho * g.wo,
+                    );
+                    output_transform(tk, variant, m, &g, tw, span, ldm, rows, (c0, c1), bias, dst);
+                }
+                match then {
+                    // SAFETY: as above: the runs are pixels of tiles f0..f1 of
+                    // channels c0..c1 of image img, inside `out`, written by
+                    // this task alone and no longer written.
+                    Some(then) => unsafe {
+                        tiles_epilogue(
+                            o,
+                            base + c0 * g.ho * g.wo,
+                            c1 - c0,
+                            &g,
+                            variant,
+                            tw,
+                            span,
+                            then,
+                        )
+                    },
+                    None => Ok(()),
+                }
+            })
         })
-    })?;
-    Ok(out)
+    };
+    // SAFETY: the tasks cover every tile of every channel of every image,
+    // and the output transforms write all the tile's pixels (through
+    // `OutPlanes` runs and masked stores; nothing reads them before).
+    unsafe { Tensor::write_whole([n, g.cout, g.ho, g.wo], write) }
 }
 
 /// Hands the pixels of tiles `f0..f1` (row-major, `tw` per row of tiles)

@@ -8,6 +8,7 @@ use super::{transforms_f4, Geometry, Variant};
 use crate::element::Element;
 use crate::simd::SimdLevel;
 use std::any::TypeId;
+use std::mem::MaybeUninit;
 
 /// Tiles handled per pass of the input transform (stack buffers).
 const CHUNK: usize = 32;
@@ -78,14 +79,15 @@ impl<'a, T> OutPlanes<'a, T> {
         }
     }
 
-    /// Elements `at .. at + n`.
+    /// Elements `at .. at + n`, to be written (they may not be initialised
+    /// yet).
     ///
     /// # Safety
     /// They are pixels of the tiles and channels handed to the transform,
     /// and the slice is the only reference to them while it lives.
-    pub(super) unsafe fn run(self, at: usize, n: usize) -> &'a mut [T] {
+    pub(super) unsafe fn run(self, at: usize, n: usize) -> &'a mut [MaybeUninit<T>] {
         assert!(at + n <= self.len, "output run out of the planes");
-        std::slice::from_raw_parts_mut(self.ptr.add(at), n)
+        std::slice::from_raw_parts_mut(self.ptr.add(at).cast::<MaybeUninit<T>>(), n)
     }
 
     /// The first element, for the kernels that store through pointers.
@@ -460,12 +462,12 @@ unsafe fn output_transform_impl<T: Element>(
                     .zip(&q2[..pairs])
                     .zip(&q3[..pairs])
                 {
-                    o[0] = *a + *b + *c + bv;
-                    o[1] = *b - *c - *d + bv;
+                    o[0].write(*a + *b + *c + bv);
+                    o[1].write(*b - *c - *d + bv);
                 }
                 if pairs < nt {
                     // Odd width: the last tile has one column.
-                    orow[2 * pairs] = q0[pairs] + q1[pairs] + q2[pairs] + bv;
+                    orow[2 * pairs].write(q0[pairs] + q1[pairs] + q2[pairs] + bv);
                 }
             }
             f += nt;

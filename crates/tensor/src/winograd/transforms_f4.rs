@@ -367,17 +367,17 @@ pub(super) unsafe fn output_transform_impl<T: Element>(
                     |t: usize| at([q0[t], q1[t], q2[t], q3[t], q4[t], q5[t]], two, four, eight);
                 for (t, o) in orow[..4 * full].chunks_exact_mut(4).enumerate() {
                     let y = col(t);
-                    o[0] = y[0] + bv;
-                    o[1] = y[1] + bv;
-                    o[2] = y[2] + bv;
-                    o[3] = y[3] + bv;
+                    o[0].write(y[0] + bv);
+                    o[1].write(y[1] + bv);
+                    o[2].write(y[2] + bv);
+                    o[3].write(y[3] + bv);
                 }
                 if full < nt {
                     // The last tile is cut by the right edge.
                     let y = col(full);
                     let rest = &mut orow[4 * full..];
                     for (o, y) in rest.iter_mut().zip(y) {
-                        *o = y + bv;
+                        o.write(y + bv);
                     }
                 }
             }
