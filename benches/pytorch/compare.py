@@ -71,13 +71,15 @@ def run():
         raise SystemExit("unknown method " + method)
 
 run()
-ts = []
+ts, cs = [], []
 for _ in range(a["iters"]):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     run()
     ts.append((time.perf_counter() - t) * 1000)
+    cs.append((time.process_time() - c) * 1000)
 print(json.dumps({
     "ms_median": round(statistics.median(ts), 1),
+    "cpu_ms_median": round(statistics.median(cs), 1),
     "ms_min": round(min(ts), 1),
     "images_per_s": round(a["batch"] * 1000 / statistics.median(ts), 2),
     "threads": torch.get_num_threads(),
@@ -220,7 +222,10 @@ def run_table(a, have_torch, exe):
     one sightline run, alternating which goes first; a ratio is taken per
     round (the two runs were seconds apart), and the table shows the median
     of the rounds' times and ratios, and the range of the ratios (this
-    machine's speed drifts by tens of percent over minutes)."""
+    machine's speed drifts by tens of percent over minutes). The CPU ratio
+    is that of the CPU time per call (user + system, all threads, idle
+    spinning included), which time the host takes away from the process
+    does not inflate."""
     rows = []
     for label, arch, methods, torch_method, batch, target in TABLE:
         rounds = []
@@ -244,7 +249,10 @@ def run_table(a, have_torch, exe):
         s_ms = [s.get("ms_median") for _, s, _ in rounds]
         t_mib = [t.get("peak_rss_mib") for t, _, _ in rounds]
         s_mib = [s.get("peak_rss_mib") for _, s, _ in rounds]
+        t_cpu = [t.get("cpu_ms_median") for t, _, _ in rounds]
+        s_cpu = [s.get("cpu_ms_median") for _, s, _ in rounds]
         ratios = [s / t for t, s in zip(t_ms, s_ms) if t and s]
+        cpu_ratios = [s / t for t, s in zip(t_cpu, s_cpu) if t and s]
         rss = [s / t for t, s in zip(t_mib, s_mib) if t and s]
         errors = [s["error"] for _, s, _ in rounds if "error" in s]
         row = dict(job=label, arch=arch, methods=methods, batch=batch, rounds=a.rounds,
@@ -253,6 +261,8 @@ def run_table(a, have_torch, exe):
                    time_ratio=None if not ratios else round(median(ratios), 2),
                    time_ratio_range=None if not ratios else [round(min(ratios), 2),
                                                              round(max(ratios), 2)],
+                   pytorch_cpu_ms=t_cpu, sightline_cpu_ms=s_cpu,
+                   cpu_ratio=None if not cpu_ratios else round(median(cpu_ratios), 2),
                    rss_ratio=None if not rss else round(median(rss), 2))
         if batch > 1:
             row["sightline_batch1_ms"] = [o.get("ms_median") for _, _, o in rounds if o]
@@ -264,7 +274,8 @@ def run_table(a, have_torch, exe):
     if a.json:
         return
     print(f"{'job':32} {'PyTorch ms':>10} {'sightline ms':>12} {'ratio':>6} {'range':>11} "
-          f"{'target':>7} {'PyTorch MiB':>11} {'sightline MiB':>13} {'RSS ratio':>9}")
+          f"{'target':>7} {'CPU ratio':>9} {'PyTorch MiB':>11} {'sightline MiB':>13} "
+          f"{'RSS ratio':>9}")
     for r in rows:
         if r["error"]:
             print(f"{r['job']:32} sightline failed: {r['error']}")
@@ -274,8 +285,10 @@ def run_table(a, have_torch, exe):
         spread = ("-" if r["time_ratio_range"] is None
                   else "{}-{}".format(*r["time_ratio_range"]))
         rss = "-" if r["rss_ratio"] is None else str(r["rss_ratio"])
+        cpu = "-" if r["cpu_ratio"] is None else str(r["cpu_ratio"])
         print(f"{r['job']:32} {fmt(median(r['pytorch_ms'])):>10} "
               f"{fmt(median(r['sightline_ms'])):>12} {ratio:>6} {spread:>11} {target:>7} "
+              f"{cpu:>9} "
               f"{fmt(median(r['pytorch_mib'])):>11} {fmt(median(r['sightline_mib'])):>13} "
               f"{rss:>9}")
         if "per_image_ms" in r:

@@ -199,6 +199,30 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU time this process has used so far (user and system, all threads),
+/// in ms, where `getrusage` has it. Beside the wall time of a call it shows
+/// how much of it the threads ran (rayon's idle workers spin for a while
+/// before they sleep, which counts too).
+#[cfg(unix)]
+pub fn cpu_ms() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given when it returns 0.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    Some(ms(usage.ru_utime) + ms(usage.ru_stime))
+}
+
+/// CPU time of this process: unknown off Unix.
+#[cfg(not(unix))]
+pub fn cpu_ms() -> Option<f64> {
+    None
+}
+
 /// GFLOP/s of an `n x n x n` sgemm (best of 3 after a warm-up): through the
 /// tensor crate's `gemm` (matrixmultiply's kernel in rayon column blocks, as
 /// the convolutions run it), and one plain `matrixmultiply::sgemm` call on
@@ -306,11 +330,17 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         job.run(&model, &x)?;
     }
     let mut times = Vec::with_capacity(args.iters);
+    let mut cpu_times = Vec::with_capacity(args.iters);
     for _ in 0..args.iters {
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_ms());
         job.run(&model, &x)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
+        if let (Some(before), Some(after)) = (cpu, cpu_ms()) {
+            cpu_times.push(after - before);
+        }
     }
+    cpu_times.sort_by(f64::total_cmp);
+    let cpu_median = (!cpu_times.is_empty()).then(|| median(&cpu_times));
     let peak = peak_rss_mib();
     let (sgemm, sgemm_1t) = sgemm_gflops(args.gemm_size)?;
 
@@ -339,6 +369,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         "ms_median": ms_median,
         "ms_min": ms_min,
         "ms_mean": ms_mean,
+        "cpu_ms_median": cpu_median,
         "images_per_s": images_per_s,
         "gflops": gflops,
         "gmacs": forward_macs as f64 / 1e9,
@@ -373,7 +404,7 @@ fn text_report(r: &serde_json::Value) -> String {
     };
     format!(
         "{arch} {methods} on {batch} x 3 x {size} x {size}, {threads} threads, {iters} iterations after {warmup} warm-up\n\
-         time     median {med:.1} ms, min {min:.1} ms, mean {mean:.1} ms\n\
+         time     median {med:.1} ms, min {min:.1} ms, mean {mean:.1} ms; CPU time median {cpu}\n\
          speed    {ips:.2} images/s\n\
          model    {gflops:.2} GFLOP per image forward ({gmacs:.2} G multiply-adds, conv + linear)\n\
          compute  conv {conv:.1} GFLOP/s effective | sgemm {sgemm:.1} GFLOP/s ({n}^3, {threads} threads), {sgemm1:.1} GFLOP/s (1 thread)\n\
@@ -388,6 +419,9 @@ fn text_report(r: &serde_json::Value) -> String {
         med = f("ms_median"),
         min = f("ms_min"),
         mean = f("ms_mean"),
+        cpu = r["cpu_ms_median"]
+            .as_f64()
+            .map_or("unknown".to_string(), |c| format!("{c:.1} ms (all threads)")),
         ips = f("images_per_s"),
         gflops = f("gflops"),
         gmacs = f("gmacs"),
