@@ -52,7 +52,10 @@ impl<'a, T> CBlock<'a, T> {
     /// # Safety
     /// For `'a`, the caller alone may read or write the `width` elements of
     /// each of the `rows` rows at `ptr + r * ldc`, which lie inside one
-    /// allocation; `width <= ldc` unless `rows` is 1.
+    /// allocation; `width <= ldc` unless `rows` is 1. Those elements may be
+    /// uninitialised (an output written whole for the first time): then
+    /// only [`CBlock::write`] and the micro-kernels without `accumulate`
+    /// may touch a row until it is written, not [`CBlock::row`].
     pub(crate) unsafe fn from_raw(ptr: *mut T, ldc: usize, rows: usize, width: usize) -> Self {
         Self {
             ptr,

@@ -61,6 +61,12 @@ const PAR_WORK: usize = 1 << 18;
 const COL_BLOCK: usize = 256;
 
 /// `C = alpha * A * B + beta * C`, with `C` row-major `m x n` in `c`.
+///
+/// Products with few rows of `A` and much work (up to 4 rows, or up to 12
+/// where `B` has contiguous rows) stream `B` instead of packing it (the
+/// matrix-vector paths); there a zero entry of `A` contributes nothing to a
+/// row of `C`, also against an infinite or NaN entry of `B`, and each row
+/// of `C` is the bits it has computed alone.
 pub fn gemm<T: Element>(
     alpha: T,
     a: MatRef<'_, T>,

@@ -155,8 +155,9 @@ pub(crate) fn gemv_and_mapped<T: Element, F: Fn(T) -> T + Sync>(
 }
 
 /// Whether an `m x k` by `k x n` product with a suitable `B` takes these
-/// paths (each row of `C` is then computed on its own, in an order set by
-/// `k` and `n` only).
+/// paths in one sweep over `B` (each row of `C` is then computed on its
+/// own, in an order set by `k` and `n` only). Up to
+/// [`GEMV_SPLIT_MAX_ROWS`] rows with `B = W` take them too, in groups.
 pub(crate) fn takes_gemv(m: usize, k: usize, n: usize) -> bool {
     m <= GEMV_MAX_ROWS && k > 0 && m * n * k >= MIN_WORK
 }

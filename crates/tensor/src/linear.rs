@@ -111,7 +111,8 @@ pub fn linear_map_weight<T: Element>(
 
 /// `g map(W)` (N x In), with `map` applied to every entry of the weight:
 /// bit-identical to [`linear_backward_input`] on `weight.map(map)`, without
-/// making that copy at batch sizes up to 4.
+/// making that copy at batch sizes up to 12 (the weight is streamed once
+/// per group of 4 rows).
 pub fn linear_backward_input_map_weight<T: Element>(
     g: &Tensor<T>,
     weight: &Tensor<T>,

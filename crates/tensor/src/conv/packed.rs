@@ -303,7 +303,7 @@ pub(super) fn packed_product<T: Element>(
                         for r in 0..rows {
                             let bv = bias[p * mr + r];
                             // SAFETY: row r of this panel, columns c0..c1: this
-                            // task's own, inside `out`.
+                            // task's own, inside `out`, and written above.
                             let row = unsafe {
                                 std::slice::from_raw_parts_mut(dst.add(r * hw + c0), c1 - c0)
                             };
@@ -326,7 +326,7 @@ pub(super) fn packed_product<T: Element>(
                             // SAFETY: channel `ch` (a row of panels p0..p1 that
                             // exists), column c0 + t < hw of image `img`: this
                             // task's own, inside `out`.
-                            unsafe { *o.0.add((img * cout + ch) * hw + c0 + t) = v };
+                            unsafe { o.0.add((img * cout + ch) * hw + c0 + t).write(v) };
                         },
                     );
                 }

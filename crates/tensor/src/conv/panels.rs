@@ -475,7 +475,9 @@ pub(super) fn product_block<T: Element>(
     let p0 = panels.start;
     let mut tile = [T::zero(); 16 * PAIR];
     // Every panel has a row below `rows`, and `out` holds them all.
-    assert!(!panels.is_empty() && mr <= 16);
+    // At least one block of `k`, which writes all of `out` (it may start
+    // uninitialised) before anything reads it.
+    assert!(!panels.is_empty() && mr <= 16 && k > 0);
     assert!((panels.len() - 1) * mr < rows && rows <= panels.len() * mr);
     assert!(out.holds(rows, width));
     for k0 in (0..k).step_by(KC) {
