@@ -575,6 +575,13 @@ fn bench_prints_json_with_exact_flops() {
             assert!(v[key].as_f64().unwrap() > 0.0, "{method}: {key} in {v}");
         }
         assert!(v["ms_min"].as_f64() <= v["ms_median"].as_f64());
+        // CPU time per call: measured on Linux (any amount, however small
+        // the job), null where the platform has no getrusage.
+        let cpu = &v["cpu_ms_median"];
+        assert!(
+            cpu.as_f64().is_some_and(|c| c >= 0.0) || (cpu.is_null() && !cfg!(unix)),
+            "{method}: cpu_ms_median in {v}"
+        );
         // Multiply-adds at 32 x 32: conv 4 x 3 x 3 x 3 on 32 x 32, conv 8 x 4 x 3 x 3 on
         // 16 x 16, then linear 32 -> 16 -> 16 -> 10.
         let macs = 32 * 32 * 4 * 27 + 16 * 16 * 8 * 36 + 32 * 16 + 16 * 16 + 16 * 10;
