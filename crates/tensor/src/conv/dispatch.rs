@@ -116,6 +116,13 @@ pub(super) const WINOGRAD_MIN_TILES: usize = 100;
 /// (9.4 MB each); 5 x 5 (9 tiles) does not.
 pub(super) const WINOGRAD_MIN_TILES_CACHED: usize = 16;
 
+/// Whether `SIGHTLINE_WINOGRAD` leaves the default policy (tests that pin
+/// which path a shape takes check it, and skip under another policy).
+#[cfg(test)]
+pub(super) fn default_policy() -> bool {
+    winograd_mode() == WinogradMode::Auto
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum WinogradMode {
     Off,
@@ -158,7 +165,7 @@ mod tests {
     /// kernel instead on VGG16's 256 x 256 layers.
     #[test]
     fn input_gradient_keeps_f4_only_with_a_small_kernel() {
-        if winograd_mode() != WinogradMode::Auto {
+        if !default_policy() {
             return; // SIGHTLINE_WINOGRAD set: another policy on purpose
         }
         let min = WINOGRAD_MIN_TILES_CACHED;
