@@ -184,22 +184,21 @@ impl SignMask {
         f: impl Fn(T, bool, bool) -> T + Sync + Send,
     ) -> Result<Vec<T>> {
         self.check_len("SignMask::map", g.len())?;
-        let n = g.len();
-        let mut out = Vec::with_capacity(n);
         let avx2 = has_avx2();
-        out.spare_capacity_mut()[..n]
-            .par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(self.positive.par_chunks(CHUNK_WORDS))
-            .zip(self.non_negative.par_chunks(CHUNK_WORDS))
-            .for_each(|(((o, g), p), nn)| {
-                // SAFETY: AVX2 is used only where the CPU has it.
-                unsafe { dispatch_map(avx2, g, o, p, nn, &f) }
-            });
-        // SAFETY: the chunks cover `out[..n]` and every task wrote every
-        // element of its chunk.
-        unsafe { out.set_len(n) };
-        Ok(out)
+        let write = |out: &mut [MaybeUninit<T>]| {
+            out.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(self.positive.par_chunks(CHUNK_WORDS))
+                .zip(self.non_negative.par_chunks(CHUNK_WORDS))
+                .for_each(|(((o, g), p), nn)| {
+                    // SAFETY: AVX2 is used only where the CPU has it.
+                    unsafe { dispatch_map(avx2, g, o, p, nn, &f) }
+                });
+            Ok(())
+        };
+        // SAFETY: the chunks cover the output (as long as `g`), and every
+        // task writes every element of its chunk.
+        unsafe { Tensor::write_whole([g.len()], write) }.map(Tensor::into_vec)
     }
 }
 
@@ -213,21 +212,22 @@ pub fn relu<T: Element>(x: &Tensor<T>) -> (Tensor<T>, SignMask) {
     let words = n.div_ceil(WORD);
     let mut positive = vec![0u64; words];
     let mut non_negative = vec![0u64; words];
-    let mut out = Vec::with_capacity(n);
     let avx2 = has_avx2();
-    out.spare_capacity_mut()[..n]
-        .par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK))
-        .zip(positive.par_chunks_mut(CHUNK_WORDS))
-        .zip(non_negative.par_chunks_mut(CHUNK_WORDS))
-        .for_each(|(((o, x), p), nn)| {
-            // SAFETY: AVX2 is used only where the CPU has it.
-            unsafe { dispatch_signs(avx2, x, Some(o), p, nn) }
-        });
-    // SAFETY: the chunks cover `out[..n]` and every task wrote every element
-    // of its chunk.
-    unsafe { out.set_len(n) };
-    let out = Tensor::from_vec(x.shape().to_vec(), out).expect("same length as the input");
+    let write = |out: &mut [MaybeUninit<T>]| {
+        out.par_chunks_mut(CHUNK)
+            .zip(xs.par_chunks(CHUNK))
+            .zip(positive.par_chunks_mut(CHUNK_WORDS))
+            .zip(non_negative.par_chunks_mut(CHUNK_WORDS))
+            .for_each(|(((o, x), p), nn)| {
+                // SAFETY: AVX2 is used only where the CPU has it.
+                unsafe { dispatch_signs(avx2, x, Some(o), p, nn) }
+            });
+        Ok(())
+    };
+    // SAFETY: the chunks cover the output (the input's shape), and every
+    // task writes every element of its chunk.
+    let out =
+        unsafe { Tensor::write_whole(x.shape().to_vec(), write) }.expect("the writer cannot fail");
     let mask = SignMask {
         positive,
         non_negative,

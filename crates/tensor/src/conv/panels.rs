@@ -826,9 +826,10 @@ mod tests {
     }
 
     /// (input, weight, params) of one-group convolutions off Winograd: the
-    /// stem's 7 x 7 / 2 on 3 channels, thin outputs (7 x 7, one column past a
-    /// micro-panel; dilated, so not Winograd), more than KC rows of the sum, partial panels of rows,
-    /// padding, dilation, strides 2 and 3, asymmetric kernels, batches.
+    /// stem's 7 x 7 / 2 on 3 channels, thin outputs (7 x 7, one column past
+    /// a micro-panel; dilated, so not Winograd), more than KC rows of the
+    /// sum, partial panels of rows, padding, dilation, strides 2 and 3,
+    /// asymmetric kernels, batches.
     fn cases() -> Vec<([usize; 4], [usize; 4], Conv2dParams)> {
         vec![
             ([1, 3, 40, 38], [70, 3, 7, 7], params((2, 2), (3, 3), 1)),
