@@ -70,21 +70,24 @@ pub fn max_axis<T: Element>(x: &Tensor<T>, axis: usize) -> Result<(Tensor<T>, Ve
             shape: x.shape().to_vec(),
         });
     }
-    let mut out = vec![T::zero(); outer * inner];
+    let mut out = Vec::with_capacity(outer * inner);
     let mut arg = vec![0usize; outer * inner];
-    for o in 0..outer {
-        for i in 0..inner {
-            let mut best = x.data()[o * len * inner + i];
-            let mut best_a = 0;
-            for a in 1..len {
-                let v = x.data()[(o * len + a) * inner + i];
-                if v > best || (v.is_nan() && !best.is_nan()) {
-                    best = v;
-                    best_a = a;
+    if inner == 0 {
+        return Ok((Tensor::from_vec(kept_shape(x.shape(), axis), out)?, arg));
+    }
+    // Row by row along the axis, so that every read runs over contiguous
+    // memory.
+    for (o, block) in x.data().chunks_exact(len * inner).enumerate() {
+        let (first, rest) = block.split_at(inner);
+        out.extend_from_slice(first);
+        let (best, best_a) = (&mut out[o * inner..], &mut arg[o * inner..(o + 1) * inner]);
+        for (a, row) in rest.chunks_exact(inner).enumerate() {
+            for ((b, ba), &v) in best.iter_mut().zip(best_a.iter_mut()).zip(row) {
+                if v > *b || (v.is_nan() && !b.is_nan()) {
+                    *b = v;
+                    *ba = a + 1;
                 }
             }
-            out[o * inner + i] = best;
-            arg[o * inner + i] = best_a;
         }
     }
     Ok((Tensor::from_vec(kept_shape(x.shape(), axis), out)?, arg))
@@ -137,6 +140,27 @@ mod tests {
         let (m, a) = max_axis(&t(), 1).unwrap();
         assert_eq!(m.data(), &[5., 0.]);
         assert_eq!(a, vec![1, 2]);
+    }
+
+    /// Over a middle axis: each position keeps its first maximum, a NaN
+    /// wins over numbers (and the first NaN over later ones); an axis of
+    /// positions that is empty gives an empty result.
+    #[test]
+    fn max_over_a_middle_axis_keeps_first_maxima_and_nan() {
+        let nan = f64::NAN;
+        // [2, 3, 2]: outer 2, axis 3, inner 2.
+        let x = Tensor::<f64>::from_vec(
+            [2, 3, 2],
+            vec![1., 4., 3., 4., 3., nan, -1., nan, -1., -2., -1., nan],
+        )
+        .unwrap();
+        let (m, a) = max_axis(&x, 1).unwrap();
+        assert_eq!(m.shape(), &[2, 1, 2]);
+        assert_eq!((m.data()[0], m.data()[2]), (3., -1.));
+        assert!(m.data()[1].is_nan() && m.data()[3].is_nan());
+        assert_eq!(a, vec![1, 2, 0, 0]);
+        let (e, ea) = max_axis(&Tensor::<f64>::zeros([2, 3, 0]), 1).unwrap();
+        assert_eq!((e.shape(), ea.len()), (&[2, 1, 0][..], 0));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::element::Element;
 use crate::error::{Result, TensorError};
+use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// A dense, row-major, N-dimensional array.
@@ -9,6 +10,38 @@ use std::mem::MaybeUninit;
 pub struct Tensor<T> {
     shape: Vec<usize>,
     data: Vec<T>,
+}
+
+/// Elements from which [`Tensor::par_clone`], [`Tensor::map`] and
+/// [`Tensor::zip_map`] sweep on all threads: a residual sum's gradient
+/// copy (3.2 MB on ResNet-50's first stage, 22 MB a pass in all) took
+/// about 2% of a guided-backprop call on one thread while the other
+/// waited.
+const PAR_MIN: usize = 1 << 16;
+/// Elements per task of those sweeps.
+const PAR_CHUNK: usize = 1 << 14;
+
+/// `out[i] = f(i-th chunk of ...)`: writes every element of `out` from the
+/// same-indexed elements of `srcs` through `f`, on all threads when `out`
+/// holds [`PAR_MIN`] elements or more. Each element depends on its own
+/// inputs only, so the result is the same whatever the thread count.
+fn sweep<T: Element, const K: usize>(
+    out: &mut [MaybeUninit<T>],
+    srcs: [&[T]; K],
+    f: impl Fn([T; K]) -> T + Sync + Send,
+) {
+    let run = |o: &mut [MaybeUninit<T>], at: usize| {
+        for (i, o) in o.iter_mut().enumerate() {
+            o.write(f(std::array::from_fn(|k| srcs[k][at + i])));
+        }
+    };
+    if out.len() < PAR_MIN {
+        run(out, 0);
+    } else {
+        out.par_chunks_mut(PAR_CHUNK)
+            .enumerate()
+            .for_each(|(c, o)| run(o, c * PAR_CHUNK));
+    }
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for Tensor<T> {
@@ -78,6 +111,32 @@ impl<T: Element> Tensor<T> {
         // caller's contract).
         unsafe { data.set_len(len) };
         Ok(Self { shape, data })
+    }
+
+    /// A copy, as [`Clone::clone`], made on all threads when the tensor is
+    /// large: for copies on the hot path (a residual sum's gradient goes
+    /// to both its terms).
+    pub fn par_clone(&self) -> Self {
+        if self.data.len() < PAR_MIN {
+            return self.clone();
+        }
+        let write = |out: &mut [MaybeUninit<T>]| {
+            out.par_chunks_mut(PAR_CHUNK)
+                .zip(self.data.par_chunks(PAR_CHUNK))
+                .for_each(|(o, s)| {
+                    // SAFETY: `MaybeUninit<T>` has the layout of `T`, and
+                    // `o` and `s` have the same length (paired chunks of
+                    // slices of one length).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(s.as_ptr(), o.as_mut_ptr().cast(), o.len())
+                    }
+                });
+            Ok(())
+        };
+        // SAFETY: the chunks of the output pair with chunks of the data of
+        // the same length, and every one is copied whole.
+        let copy = unsafe { Self::write_whole(self.shape.clone(), write) };
+        copy.expect("a copy does not fail")
     }
 
     /// A tensor of zeros.
@@ -173,10 +232,13 @@ impl<T: Element> Tensor<T> {
 
     /// Applies `f` to every element.
     pub fn map(&self, f: impl Fn(T) -> T + Sync + Send) -> Self {
-        Self {
-            shape: self.shape.clone(),
-            data: self.data.iter().map(|&v| f(v)).collect(),
-        }
+        let write = |out: &mut [MaybeUninit<T>]| {
+            sweep(out, [&self.data], |[v]| f(v));
+            Ok(())
+        };
+        // SAFETY: `sweep` writes every element of `out`.
+        let mapped = unsafe { Self::write_whole(self.shape.clone(), write) };
+        mapped.expect("a map does not fail")
     }
 
     /// Combines two tensors of the same shape element by element.
@@ -187,15 +249,13 @@ impl<T: Element> Tensor<T> {
         f: impl Fn(T, T) -> T + Sync + Send,
     ) -> Result<Self> {
         self.expect_same_shape(other, op)?;
-        Ok(Self {
-            shape: self.shape.clone(),
-            data: self
-                .data
-                .iter()
-                .zip(&other.data)
-                .map(|(&a, &b)| f(a, b))
-                .collect(),
-        })
+        let write = |out: &mut [MaybeUninit<T>]| {
+            sweep(out, [&self.data, &other.data], |[a, b]| f(a, b));
+            Ok(())
+        };
+        // SAFETY: `sweep` writes every element of `out` (both inputs have
+        // its length: one shape).
+        unsafe { Self::write_whole(self.shape.clone(), write) }
     }
 
     /// An error unless `other` has the same shape.
@@ -332,6 +392,33 @@ fn max_or_nan<T: Element>(m: T, v: T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Above and below the size from which they run on all threads (with a
+    /// partial last chunk), `par_clone`, `map` and `zip_map` give every
+    /// element (the buffers start as NaN in these tests).
+    #[test]
+    fn parallel_sweeps_write_every_element() {
+        for len in [5, PAR_MIN + PAR_CHUNK / 2 + 3] {
+            let a = Tensor::from_vec([len], (0..len).map(|i| i as f64).collect()).unwrap();
+            let b = a.map(|v| 2.0 * v + 1.0);
+            assert_eq!(a.par_clone(), a);
+            assert!(b
+                .data()
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| v == 2.0 * i as f64 + 1.0));
+            let d = b.zip_map(&a, "test", |x, y| x - y).unwrap();
+            assert!(d
+                .data()
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| v == i as f64 + 1.0));
+        }
+        let short = Tensor::<f64>::zeros([3]);
+        assert!(short
+            .zip_map(&Tensor::zeros([4]), "test", |x, _| x)
+            .is_err());
+    }
 
     #[test]
     fn maxima_report_nan() {

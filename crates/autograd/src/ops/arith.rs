@@ -32,8 +32,8 @@ impl<T: Element> AddOp<T> {
         g: &Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
         Ok(vec![
-            ctx.needs(0).then(|| g.clone()),
-            ctx.needs(1).then(|| g.clone()),
+            ctx.needs(0).then(|| g.par_clone()),
+            ctx.needs(1).then(|| g.par_clone()),
         ])
     }
 
@@ -44,7 +44,7 @@ impl<T: Element> AddOp<T> {
         g: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
         Ok(match (ctx.needs(0), ctx.needs(1)) {
-            (true, true) => vec![Some(g.clone()), Some(g)],
+            (true, true) => vec![Some(g.par_clone()), Some(g)],
             (true, false) => vec![Some(g), None],
             (false, true) => vec![None, Some(g)],
             (false, false) => vec![None, None],
