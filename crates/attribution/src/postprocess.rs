@@ -3,7 +3,7 @@
 
 use crate::error::{AttributionError, Result};
 use sightline_tensor::blur::gaussian_blur;
-use sightline_tensor::reduce::{max_axis, mean_axis, sum_axis};
+use sightline_tensor::reduce::{amax_axis, mean_axis, sum_axis};
 use sightline_tensor::resize::resize2d;
 use sightline_tensor::{Element, ResizeMode, Tensor};
 
@@ -26,7 +26,7 @@ pub enum Resize {
 
 /// `max over channels of |g|` (gradient, deconvnet, guided backprop).
 pub fn max_abs_channels<T: Element>(g: &Tensor<T>) -> Result<Tensor<T>> {
-    Ok(max_axis(&g.map(|v| v.abs()), 1)?.0)
+    Ok(amax_axis(&g.map(|v| v.abs()), 1)?)
 }
 
 /// `sum over channels of x` (excitation backprop).

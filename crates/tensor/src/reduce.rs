@@ -93,6 +93,36 @@ pub fn max_axis<T: Element>(x: &Tensor<T>, axis: usize) -> Result<(Tensor<T>, Ve
     Ok((Tensor::from_vec(kept_shape(x.shape(), axis), out)?, arg))
 }
 
+/// The maxima along `axis` without their positions (PyTorch's `amax`),
+/// the axis kept with length 1: the values [`max_axis`] gives (a NaN
+/// wins), in one vectorized sweep per row along the axis. A saliency map's
+/// maximum over channels takes this path: with the positions, a
+/// mispredicted branch per pixel made it 0.5 ms of a ResNet-50 call.
+pub fn amax_axis<T: Element>(x: &Tensor<T>, axis: usize) -> Result<Tensor<T>> {
+    let (outer, len, inner) = split(x.shape(), axis, "amax_axis")?;
+    if len == 0 {
+        return Err(TensorError::ZeroSized {
+            op: "amax_axis",
+            shape: x.shape().to_vec(),
+        });
+    }
+    let mut out = Vec::with_capacity(outer * inner);
+    if inner > 0 {
+        for block in x.data().chunks_exact(len * inner) {
+            let (first, rest) = block.split_at(inner);
+            let at = out.len();
+            out.extend_from_slice(first);
+            for row in rest.chunks_exact(inner) {
+                // A NaN already there stays; a NaN met wins; else the larger.
+                for (b, &v) in out[at..].iter_mut().zip(row) {
+                    *b = if !(v <= *b) && !b.is_nan() { v } else { *b };
+                }
+            }
+        }
+    }
+    Tensor::from_vec(kept_shape(x.shape(), axis), out)
+}
+
 /// Repeats a tensor whose `axis` has length 1 to length `len` (the adjoint of [`sum_axis`]).
 pub fn expand_axis<T: Element>(x: &Tensor<T>, axis: usize, len: usize) -> Result<Tensor<T>> {
     let (outer, one, inner) = split(x.shape(), axis, "expand_axis")?;
@@ -161,6 +191,20 @@ mod tests {
         assert_eq!(a, vec![1, 2, 0, 0]);
         let (e, ea) = max_axis(&Tensor::<f64>::zeros([2, 3, 0]), 1).unwrap();
         assert_eq!((e.shape(), ea.len()), (&[2, 1, 0][..], 0));
+        // amax: the same values, NaN included.
+        let v = amax_axis(&x, 1).unwrap();
+        assert_eq!(v.shape(), m.shape());
+        for (p, q) in v.data().iter().zip(m.data()) {
+            assert!(p == q || (p.is_nan() && q.is_nan()));
+        }
+        assert_eq!(amax_axis(&t(), 1).unwrap().data(), &[5., 0.]);
+        assert!(amax_axis(&Tensor::<f64>::zeros([2, 0]), 1).is_err());
+        assert_eq!(
+            amax_axis(&Tensor::<f64>::zeros([2, 3, 0]), 1)
+                .unwrap()
+                .shape(),
+            &[2, 1, 0]
+        );
     }
 
     #[test]
