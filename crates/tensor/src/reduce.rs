@@ -115,7 +115,11 @@ pub fn amax_axis<T: Element>(x: &Tensor<T>, axis: usize) -> Result<Tensor<T>> {
             for row in rest.chunks_exact(inner) {
                 // A NaN already there stays; a NaN met wins; else the larger.
                 for (b, &v) in out[at..].iter_mut().zip(row) {
-                    *b = if !(v <= *b) && !b.is_nan() { v } else { *b };
+                    *b = if (v > *b || v.is_nan()) && !b.is_nan() {
+                        v
+                    } else {
+                        *b
+                    };
                 }
             }
         }
