@@ -21,6 +21,7 @@ use crate::simd::has_avx2;
 use crate::tensor::Tensor;
 use crate::winograd::NR;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Input rows per col2im task.
 const COL2IM_BAND: usize = 16;
@@ -39,11 +40,16 @@ pub(super) fn backward_input_col2im<T: Element>(
 ) -> Result<Tensor<T>> {
     let hwo = g.ho * g.wo;
     let rows = g.k_rows();
-    let mut gin = Tensor::zeros([g.n, g.cin, g.h, g.w]);
     if let Some(k) = packed {
-        banded_col2im(gout.data(), k, g, gin.data_mut());
-        return Ok(gin);
+        let write = |gin: &mut [MaybeUninit<T>]| {
+            banded_col2im(gout.data(), k, g, gin);
+            Ok(())
+        };
+        // SAFETY: `banded_col2im` writes every element (its even bands zero
+        // every input row first).
+        return unsafe { Tensor::write_whole([g.n, g.cin, g.h, g.w], write) };
     }
+    let mut gin = Tensor::zeros([g.n, g.cin, g.h, g.w]);
     let img_in = g.cin * g.h * g.w;
     with_scratch(g.p.groups * rows * hwo, |cols: &mut [T]| {
         for n in 0..g.n {
@@ -129,16 +135,40 @@ fn reach(g: &ConvGeometry, oy0: usize, oy1: usize) -> (usize, usize) {
 /// element sums the contributions of its first band in (ki, kj, oy, ox)
 /// order, then those of the next: a fixed order, whatever the number of
 /// threads.
-fn banded_col2im<T: Element>(gout: &[T], k: &PackedWeight<T>, g: &ConvGeometry, gin: &mut [T]) {
+///
+/// `gin` may start uninitialised: before adding, each even band zeroes its
+/// channels' input rows from the first row it reaches to the first row the
+/// next even band reaches (from row 0 for the first, to the last row for
+/// the last), ranges that cover every row once and that no other task of
+/// the even pass touches. This zero-fill, on the task's own rows just
+/// before it adds to them, replaced a serial fill of the whole gradient
+/// (0.6% of a ResNet-50 call).
+fn banded_col2im<T: Element>(
+    gout: &[T],
+    k: &PackedWeight<T>,
+    g: &ConvGeometry,
+    gin: &mut [MaybeUninit<T>],
+) {
     let hwo = g.ho * g.wo;
     let rows = band_rows(g);
     let bands = g.ho.div_ceil(rows);
+    if bands == 0 {
+        gin.fill(MaybeUninit::new(T::zero()));
+        return;
+    }
+    // The rows even band `b` zeroes.
+    let zeroed = |b: usize| {
+        let first = |b: usize| reach(g, b * rows, ((b + 1) * rows).min(g.ho)).0;
+        let lo = if b == 0 { 0 } else { first(b) };
+        let hi = if b + 2 < bands { first(b + 2) } else { g.h };
+        (lo, hi)
+    };
     let kk = g.kh * g.kw;
     let mr = k.mr();
     let cg = channel_group(g, mr);
     let groups = g.cin.div_ceil(cg);
     let plane = g.h * g.w;
-    let gin_ptr = SendPtr(gin.as_mut_ptr());
+    let gin_ptr = SendPtr(gin.as_mut_ptr().cast::<T>());
     let gin_len = gin.len();
     for parity in 0..2 {
         let tasks: Vec<(usize, usize)> = (0..g.n)
@@ -159,17 +189,32 @@ fn banded_col2im<T: Element>(gout: &[T], k: &PackedWeight<T>, g: &ConvGeometry, 
                         let c = CBlock::of_slice(acc, ldacc, r1 - r0);
                         product_block(k, bv, width, panels, r1 - r0, c, None);
                         for c in c0..c1 {
+                            let p = gin_ptr;
+                            if parity == 0 {
+                                let (z0, z1) = zeroed(b);
+                                let start = (n * g.cin + c) * plane + z0 * g.w;
+                                assert!(z0 <= lo && hi <= z1 && start + (z1 - z0) * g.w <= gin_len);
+                                // SAFETY: input rows z0..z1 of channel c of
+                                // image n, inside `gin` (asserted), which no
+                                // other task of the even pass touches (see
+                                // above); written, not read.
+                                let row = unsafe { p.0.add(start) };
+                                for i in 0..(z1 - z0) * g.w {
+                                    // SAFETY: as above.
+                                    unsafe { row.add(i).write(T::zero()) };
+                                }
+                            }
                             let start = (n * g.cin + c) * plane + lo * g.w;
                             let len = (hi - lo) * g.w;
                             assert!(start + len <= gin_len);
-                            let p = gin_ptr;
                             // SAFETY: input rows lo..hi of channel c of image
-                            // n, inside `gin` (asserted). Tasks of one parity
-                            // have distinct channels or bands two or more
-                            // apart, which reach disjoint rows
-                            // (`band_rows`), and the parities run one after
-                            // the other, so no other task touches these
-                            // elements now.
+                            // n, inside `gin` (asserted), and initialised:
+                            // zeroed above in the even pass, by an even band
+                            // before this odd one. Tasks of one parity have
+                            // distinct channels or bands two or more apart,
+                            // which reach disjoint rows (`band_rows`), and
+                            // the parities run one after the other, so no
+                            // other task touches these elements now.
                             let dst =
                                 unsafe { std::slice::from_raw_parts_mut(p.0.add(start), len) };
                             let acc = &acc[(c - c0) * kk * ldacc..];
