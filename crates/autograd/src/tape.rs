@@ -39,6 +39,16 @@ impl<T: Element> Var<T> {
     pub fn shape(&self) -> &[usize] {
         self.value.shape()
     }
+
+    /// The id and the value, for an op that may take the value over.
+    pub(crate) fn into_parts(self) -> (VarId, Arc<Tensor<T>>) {
+        (self.id, self.value)
+    }
+
+    /// A variable from its parts (the inverse of [`Var::into_parts`]).
+    pub(crate) fn from_parts(id: VarId, value: Arc<Tensor<T>>) -> Self {
+        Self { id, value }
+    }
 }
 
 /// What the forward pass keeps for backward rules.
@@ -273,13 +283,21 @@ impl<T: Element> Tape<T> {
 
     /// Records an op's output. `op` is `None` when nothing is recorded.
     pub(crate) fn record(&mut self, op: Op<T>, inputs: &[&Var<T>], value: Tensor<T>) -> Var<T> {
-        let requires_grad = inputs.iter().any(|v| self.requires_grad(v.id));
+        let ids: Vec<VarId> = inputs.iter().map(|v| v.id).collect();
+        self.record_ids(op, &ids, value)
+    }
+
+    /// [`Tape::record`] given the inputs' ids (variables of this tape), for
+    /// an op that consumed an input's value.
+    pub(crate) fn record_ids(&mut self, op: Op<T>, inputs: &[VarId], value: Tensor<T>) -> Var<T> {
+        let requires_grad = inputs.iter().any(|&v| self.requires_grad(v));
+        let input_shapes = inputs.iter().map(|&v| self.vars[v].shape.clone()).collect();
         let out = self.new_var(value, requires_grad);
         if self.is_recording() {
             self.nodes.push(Node {
                 op,
-                inputs: inputs.iter().map(|v| v.id).collect(),
-                input_shapes: inputs.iter().map(|v| v.shape().to_vec()).collect(),
+                inputs: inputs.to_vec(),
+                input_shapes,
                 output: out.id,
                 layer: self.layer_path.clone(),
             });

@@ -39,6 +39,13 @@ pub trait Module<T: Element> {
     /// Records the forward pass on `tape`, in the current scope.
     fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>>;
 
+    /// [`Module::forward`] taking the input over: a module may then reuse
+    /// its buffer when nothing else holds it (`ReLU` does, in place). The
+    /// same result as `forward`, which it calls unless overridden.
+    fn forward_owned(&self, tape: &mut Tape<T>, x: Var<T>) -> Result<Var<T>> {
+        self.forward(tape, &x)
+    }
+
     /// Appends the paths of the sub-modules (not of this module), in forward
     /// order, each container before its children, joined to `prefix`.
     fn submodule_paths(&self, _prefix: &str, _out: &mut Vec<String>) {}
@@ -76,6 +83,22 @@ pub fn run_child<T: Element, M: Module<T> + ?Sized>(
 ) -> Result<Var<T>> {
     tape.push_scope(name);
     let out = module.forward(tape, x);
+    if let Ok(y) = &out {
+        tape.mark_layer_output(y);
+    }
+    tape.pop_scope();
+    out
+}
+
+/// [`run_child`] handing the input over ([`Module::forward_owned`]).
+pub fn run_child_owned<T: Element, M: Module<T> + ?Sized>(
+    tape: &mut Tape<T>,
+    name: &str,
+    module: &M,
+    x: Var<T>,
+) -> Result<Var<T>> {
+    tape.push_scope(name);
+    let out = module.forward_owned(tape, x);
     if let Ok(y) = &out {
         tape.mark_layer_output(y);
     }

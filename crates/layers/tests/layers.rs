@@ -175,3 +175,31 @@ fn replacing_a_parameter_changes_the_output() {
         .collect();
     assert_eq!(d, [1.0, 2.0, 3.0]);
 }
+
+/// A ReLU takes its input's buffer over only when nothing else holds it: a
+/// convolution's output kept as a layer output keeps its negative values,
+/// and the ReLU's output is the same whether it ran in place or not.
+#[test]
+fn a_kept_layer_output_is_not_overwritten_by_the_relu_after_it() {
+    let conv = Conv2d::new(
+        t(&[1, 1, 1, 1], &[-1.0]),
+        Some(t(&[1], &[8.0])),
+        Conv2dParams::new(1, 0),
+    )
+    .expect("conv");
+    let seq = Sequential::new(vec![Layer::from(conv), ReLU.into()]);
+    let x = Tensor::from_vec(vec![1, 1, 4, 4], (0..16).map(f64::from).collect()).expect("input");
+    let before: Vec<f64> = (0..16).map(|v| 8.0 - f64::from(v)).collect();
+    let after: Vec<f64> = before.iter().map(|v| v.max(0.0)).collect();
+    for kept in [&["net.0"][..], &[]] {
+        let mut tape = Tape::with_kept_layers(Retain::Minimal, kept);
+        let xv = tape.input(x.clone());
+        let y = run_child(&mut tape, "net", &seq, &xv).expect("forward");
+        assert_eq!(y.value().data(), after);
+        let conv_out = tape.layer_output("net.0").expect("net.0");
+        match conv_out.value.as_ref() {
+            Some(v) => assert_eq!(v.data(), before),
+            None => assert!(kept.is_empty()),
+        }
+    }
+}

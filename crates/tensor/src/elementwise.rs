@@ -7,7 +7,7 @@ use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-pub use crate::sign_mask::{relu, SignMask};
+pub use crate::sign_mask::{relu, relu_in_place, SignMask};
 
 /// Elements per parallel chunk; fixed so results do not depend on the thread count.
 const CHUNK: usize = 1 << 14;

@@ -236,6 +236,33 @@ pub fn relu<T: Element>(x: &Tensor<T>) -> (Tensor<T>, SignMask) {
     (out, mask)
 }
 
+/// [`relu`] in place: `x` becomes `max(x, 0)` (the same bits as `relu`
+/// gives) and the signs it had are returned. For a ReLU whose input nothing
+/// else holds (a convolution's output on its way to the next layer): no
+/// new buffer, and each run of 16384 elements is read once from memory and
+/// written back while in cache, where `relu` writes a fresh buffer.
+pub fn relu_in_place<T: Element>(x: &mut Tensor<T>) -> SignMask {
+    let n = x.len();
+    let words = n.div_ceil(WORD);
+    let mut positive = vec![0u64; words];
+    let mut non_negative = vec![0u64; words];
+    let avx2 = has_avx2();
+    x.data_mut()
+        .par_chunks_mut(CHUNK)
+        .zip(positive.par_chunks_mut(CHUNK_WORDS))
+        .zip(non_negative.par_chunks_mut(CHUNK_WORDS))
+        .for_each(|((x, p), nn)| {
+            // SAFETY: AVX2 is used only where the CPU has it.
+            unsafe { dispatch_signs(avx2, x, None, p, nn) };
+            x.iter_mut().for_each(|v| *v = relu_value(*v));
+        });
+    SignMask {
+        positive,
+        non_negative,
+        len: n,
+    }
+}
+
 /// Sign words of `x` (`x.len().div_ceil(64)` of each kind) and, if `out` is
 /// given (as long as `x`), `x` with every `v <= 0` replaced by `0`.
 ///
@@ -595,6 +622,34 @@ mod tests {
         }
         assert!(m.apply_at(&mut [0.0f32; 2], n - 1, guided).is_err());
         assert!(m.apply_at(&mut [0.0f32; 1], usize::MAX, guided).is_err());
+    }
+
+    /// In place, the same bits and the same mask as `relu`, in `f32` (the
+    /// AVX2 sign kernel) and `f64`, over several parallel chunks and a
+    /// partial last word, with zeros of both signs and NaN.
+    #[test]
+    fn relu_in_place_matches_relu() {
+        fn case<T: Element>(to: impl Fn(f64) -> T) {
+            let n = 2 * CHUNK + 75;
+            let x: Vec<T> = (0..n)
+                .map(|i| match i % 9 {
+                    0 => to(0.0),
+                    1 => to(-0.0),
+                    2 => to(f64::NAN),
+                    k => to((k as f64 - 5.5) * (i as f64 * 1e-3 + 0.2)),
+                })
+                .collect();
+            let x = Tensor::from_vec([n], x).unwrap();
+            let (want, want_mask) = relu(&x);
+            let mut got = x.clone();
+            let mask = relu_in_place(&mut got);
+            assert_eq!(mask, want_mask);
+            for (g, w) in got.data().iter().zip(want.data()) {
+                assert!(g.to_f64_lossless().to_bits() == w.to_f64_lossless().to_bits());
+            }
+        }
+        case::<f32>(|v| v as f32);
+        case::<f64>(|v| v);
     }
 
     #[test]

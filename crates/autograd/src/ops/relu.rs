@@ -4,9 +4,10 @@ use crate::error::Result;
 use crate::op::Op;
 use crate::rule::{Elementwise, Rule, RuleContext};
 use crate::tape::{Tape, Var};
-use sightline_tensor::elementwise::{relu as relu_kernel, SignMask};
+use sightline_tensor::elementwise::{relu as relu_kernel, relu_in_place, SignMask};
 use sightline_tensor::{Element, Tensor};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// A recorded ReLU: the signs of its input, two bits per element.
 #[derive(Debug)]
@@ -19,6 +20,22 @@ pub struct ReluOp {
 pub fn relu<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
     let (y, mask) = relu_kernel(x.value());
     Ok(tape.record(Op::Relu(ReluOp { mask }), &[x], y))
+}
+
+/// [`relu`] taking `x` over: when nothing else holds its value (no other
+/// handle to the variable, not kept as a layer output or by an op), the
+/// ReLU runs in place on that buffer ([`relu_in_place`]) instead of
+/// writing a new one; otherwise as [`relu`]. Same values and mask either
+/// way. ReLU rules read only the mask, so no rule misses `x`'s value.
+pub fn relu_owned<T: Element>(tape: &mut Tape<T>, x: Var<T>) -> Result<Var<T>> {
+    let (id, value) = x.into_parts();
+    match Arc::try_unwrap(value) {
+        Ok(mut value) => {
+            let mask = relu_in_place(&mut value);
+            Ok(tape.record_ids(Op::Relu(ReluOp { mask }), &[id], value))
+        }
+        Err(shared) => relu(tape, &Var::from_parts(id, shared)),
+    }
 }
 
 /// Applies `f(g, x > 0, x >= 0)` to the gradient: a borrowed one in one
@@ -288,5 +305,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `relu_owned` runs in place when it holds the only handle to the
+    /// value (the output reuses the input's buffer) and copies when another
+    /// handle exists; either way the values, the recorded op and the
+    /// gradient (guided rule) are those of `relu`.
+    #[test]
+    fn relu_owned_reuses_an_unshared_buffer_with_the_same_results() {
+        let len = 64 * 300 + 5;
+        let (x, g) = (values(len, 3), values(len, 4));
+        let seed = Tensor::from_vec([len], g).unwrap();
+        let run = |mode: u8| {
+            let mut tape = Tape::new(Retain::Minimal);
+            let xv = tape.input(Tensor::from_vec([len], x.clone()).unwrap());
+            let xid = xv.id();
+            let before = xv.value().data().as_ptr();
+            let (y, in_place) = match mode {
+                0 => (relu(&mut tape, &xv).unwrap(), false),
+                1 => {
+                    let y = relu_owned(&mut tape, xv).unwrap();
+                    let same = y.value().data().as_ptr() == before;
+                    (y, same)
+                }
+                _ => {
+                    let other = xv.clone();
+                    let y = relu_owned(&mut tape, xv).unwrap();
+                    let same = y.value().data().as_ptr() == before;
+                    drop(other);
+                    (y, same)
+                }
+            };
+            let rules = RuleSet::guided_backprop();
+            let gx = tape
+                .backward(y.id(), &seed, &rules, &[xid])
+                .unwrap()
+                .remove(0);
+            let bits = |t: &Tensor<f32>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            (bits(y.value()), bits(&gx), in_place)
+        };
+        let (y0, g0, _) = run(0);
+        let (y1, g1, in_place) = run(1);
+        let (y2, g2, shared_in_place) = run(2);
+        assert!(in_place && !shared_in_place);
+        assert_eq!((&y1, &g1), (&y0, &g0));
+        assert_eq!((&y2, &g2), (&y0, &g0));
     }
 }

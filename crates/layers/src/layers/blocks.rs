@@ -3,7 +3,7 @@
 use super::fold::{build_conv_then_batch_norm, conv_then_batch_norm};
 use super::{BatchNorm2d, Conv2d, ConvSpec, ReLU, Sequential};
 use crate::error::Result;
-use crate::module::{child_paths, join_path, run_child, Module, NamedTensor};
+use crate::module::{child_paths, join_path, run_child, run_child_owned, Module, NamedTensor};
 use crate::weights::WeightSource;
 use sightline_autograd::ops::arith::add;
 use sightline_autograd::{Tape, Var};
@@ -56,7 +56,8 @@ fn residual<T: Element>(
         None => x.clone(),
     };
     let sum = add(tape, &out, &identity)?;
-    run_child(tape, "relu", relu, &sum)
+    drop((out, identity));
+    run_child_owned(tape, "relu", relu, sum)
 }
 
 /// torchvision's `BasicBlock` (expansion 1): `conv1` (3x3, stride), `bn1`,
@@ -106,7 +107,7 @@ impl<T: Element> BasicBlock<T> {
 impl<T: Element> Module<T> for BasicBlock<T> {
     fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
         let out = conv_then_batch_norm(tape, "conv1", &self.conv1, "bn1", &self.bn1, x)?;
-        let out = run_child(tape, "relu", &self.relu, &out)?;
+        let out = run_child_owned(tape, "relu", &self.relu, out)?;
         let out = conv_then_batch_norm(tape, "conv2", &self.conv2, "bn2", &self.bn2, &out)?;
         residual(tape, &self.relu, self.downsample.as_ref(), x, out)
     }
@@ -200,9 +201,9 @@ impl<T: Element> Bottleneck<T> {
 impl<T: Element> Module<T> for Bottleneck<T> {
     fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
         let out = conv_then_batch_norm(tape, "conv1", &self.conv1, "bn1", &self.bn1, x)?;
-        let out = run_child(tape, "relu", &self.relu, &out)?;
+        let out = run_child_owned(tape, "relu", &self.relu, out)?;
         let out = conv_then_batch_norm(tape, "conv2", &self.conv2, "bn2", &self.bn2, &out)?;
-        let out = run_child(tape, "relu", &self.relu, &out)?;
+        let out = run_child_owned(tape, "relu", &self.relu, out)?;
         let out = conv_then_batch_norm(tape, "conv3", &self.conv3, "bn3", &self.bn3, &out)?;
         residual(tape, &self.relu, self.downsample.as_ref(), x, out)
     }

@@ -83,6 +83,10 @@ impl<T: Element> Module<T> for Layer<T> {
         self.module().forward(tape, x)
     }
 
+    fn forward_owned(&self, tape: &mut Tape<T>, x: Var<T>) -> Result<Var<T>> {
+        self.module().forward_owned(tape, x)
+    }
+
     fn submodule_paths(&self, prefix: &str, out: &mut Vec<String>) {
         self.module().submodule_paths(prefix, out);
     }

@@ -3,7 +3,7 @@
 use super::fold::conv_then_batch_norm;
 use super::Layer;
 use crate::error::Result;
-use crate::module::{child_paths, join_path, run_child, Module, NamedTensor};
+use crate::module::{child_paths, join_path, run_child_owned, Module, NamedTensor};
 use sightline_autograd::{Tape, Var};
 use sightline_tensor::{Element, Tensor};
 use std::sync::Arc;
@@ -61,7 +61,8 @@ impl<T: Element> Module<T> for Sequential<T> {
                 i += 2;
                 continue;
             }
-            h = run_child(tape, &i.to_string(), &self.layers[i], &h)?;
+            // The running value is handed over: a ReLU reuses its buffer.
+            h = run_child_owned(tape, &i.to_string(), &self.layers[i], h)?;
             i += 1;
         }
         Ok(h)

@@ -8,7 +8,7 @@ use crate::layers::{
     AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Bottleneck, Conv2d, ConvSpec, Flatten, Linear,
     MaxPool2d, ReLU, Sequential,
 };
-use crate::module::{child_paths, join_path, run_child, Module, NamedTensor};
+use crate::module::{child_paths, join_path, run_child, run_child_owned, Module, NamedTensor};
 use crate::weights::WeightSource;
 use sightline_autograd::{Tape, Var};
 use sightline_tensor::{Element, Tensor};
@@ -112,7 +112,7 @@ impl<T: Element> ResNet<T> {
 impl<T: Element> Module<T> for ResNet<T> {
     fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
         let mut x = conv_then_batch_norm(tape, "conv1", &self.conv1, "bn1", &self.bn1, x)?;
-        x = run_child(tape, "relu", &self.relu, &x)?;
+        x = run_child_owned(tape, "relu", &self.relu, x)?;
         x = run_child(tape, "maxpool", &self.maxpool, &x)?;
         for (name, stage) in STAGES.iter().zip(&self.stages) {
             x = run_child(tape, name, stage, &x)?;
