@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::op::Op;
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
-use sightline_tensor::elementwise::{add as add_kernel, mul as mul_kernel};
+use sightline_tensor::elementwise::{add as add_kernel, add_assign, mul as mul_kernel};
 use sightline_tensor::{Element, Tensor};
 use std::sync::Arc;
 
@@ -23,6 +23,25 @@ pub fn add<T: Element>(tape: &mut Tape<T>, a: &Var<T>, b: &Var<T>) -> Result<Var
         .keeps_all()
         .then(|| [a.value_arc().clone(), b.value_arc().clone()]);
     Ok(tape.record(Op::Add(AddOp { terms }), &[a, b], y))
+}
+
+/// [`add`] taking `a` over: when nothing else holds its value and the tape
+/// does not keep the terms (`Retain::All` does, for the excitation rule),
+/// `b` is added into `a`'s buffer in place (the same sums); otherwise as
+/// [`add`]. For a residual sum, whose branch output dies with it.
+pub fn add_owned<T: Element>(tape: &mut Tape<T>, a: Var<T>, b: &Var<T>) -> Result<Var<T>> {
+    if tape.keeps_all() {
+        return add(tape, &a, b);
+    }
+    let (id, value) = a.into_parts();
+    match Arc::try_unwrap(value) {
+        Ok(mut value) => {
+            add_assign(&mut value, b.value()).map_err(tape.kernel_err("add"))?;
+            let op = Op::Add(AddOp { terms: None });
+            Ok(tape.record_ids(op, &[id, b.id()], value))
+        }
+        Err(shared) => add(tape, &Var::from_parts(id, shared), b),
+    }
 }
 
 impl<T: Element> AddOp<T> {
@@ -117,5 +136,57 @@ impl<T: Element> MulOp<T> {
             None
         };
         Ok(vec![ga, gb])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Retain, RuleSet};
+
+    /// `add_owned` sums into `a`'s buffer when it holds the only handle and
+    /// the tape keeps no terms; with another handle, or under
+    /// `Retain::All` (which keeps both terms for the excitation rule), it
+    /// writes a new buffer. The sum and both terms' gradients are those of
+    /// `add` every time.
+    #[test]
+    fn add_owned_sums_in_place_only_when_it_may() {
+        let len = 70_000;
+        let a: Vec<f64> = (0..len).map(|i| (i % 17) as f64 * 0.25 - 2.0).collect();
+        let b: Vec<f64> = (0..len).map(|i| (i % 5) as f64 - 1.5).collect();
+        let seed = Tensor::from_vec([len], (0..len).map(|i| (i % 3) as f64).collect()).unwrap();
+        let run = |retain: Retain, owned: bool, shared: bool| {
+            let mut tape = Tape::new(retain);
+            let av = tape.input(Tensor::from_vec([len], a.clone()).unwrap());
+            let bv = tape.input(Tensor::from_vec([len], b.clone()).unwrap());
+            let ids = [av.id(), bv.id()];
+            let before = av.value().data().as_ptr();
+            let other = shared.then(|| av.clone());
+            let y = if owned {
+                add_owned(&mut tape, av, &bv).unwrap()
+            } else {
+                add(&mut tape, &av, &bv).unwrap()
+            };
+            drop(other);
+            let in_place = y.value().data().as_ptr() == before;
+            let grads = tape
+                .backward(y.id(), &seed, &RuleSet::standard(), &ids)
+                .unwrap();
+            (y.value().clone(), grads, in_place)
+        };
+        let (want, want_grads, _) = run(Retain::Minimal, false, false);
+        for (retain, shared, in_place) in [
+            (Retain::Minimal, false, true),
+            (Retain::Minimal, true, false),
+            (Retain::All, false, false),
+        ] {
+            let (y, grads, got_in_place) = run(retain, true, shared);
+            assert_eq!(got_in_place, in_place, "{retain:?}, shared {shared}");
+            assert_eq!((&y, &grads), (&want, &want_grads));
+        }
+        let mut tape = Tape::new(Retain::Minimal);
+        let av = tape.input(Tensor::<f64>::zeros([3]));
+        let bv = tape.input(Tensor::zeros([4]));
+        assert!(add_owned(&mut tape, av, &bv).is_err());
     }
 }

@@ -5,7 +5,7 @@ use super::{BatchNorm2d, Conv2d, ConvSpec, ReLU, Sequential};
 use crate::error::Result;
 use crate::module::{child_paths, join_path, run_child, run_child_owned, Module, NamedTensor};
 use crate::weights::WeightSource;
-use sightline_autograd::ops::arith::add;
+use sightline_autograd::ops::arith::add_owned;
 use sightline_autograd::{Tape, Var};
 use sightline_tensor::{Element, Tensor};
 use std::sync::Arc;
@@ -55,8 +55,10 @@ fn residual<T: Element>(
         Some(ds) => run_child(tape, "downsample", ds, x)?,
         None => x.clone(),
     };
-    let sum = add(tape, &out, &identity)?;
-    drop((out, identity));
+    // The branch's output is summed into in place, then the ReLU runs in
+    // place on it, when nothing else holds it.
+    let sum = add_owned(tape, out, &identity)?;
+    drop(identity);
     run_child_owned(tape, "relu", relu, sum)
 }
 
