@@ -353,6 +353,11 @@ unsafe fn micro_f32_avx512<const TR: bool>(
     let mut p = 0;
     while p < k {
         let steps = (k - p).min(M);
+        if TR && p + PREFETCH_GROUPS * M < k {
+            // The group that many ahead exists (its steps are < k), so its
+            // block is inside what the caller vouched for.
+            prefetch_block(group.add(PREFETCH_GROUPS * gs));
+        }
         let mut a = group;
         for _ in 0..steps {
             let bv = _mm512_loadu_ps(b);
@@ -367,6 +372,33 @@ unsafe fn micro_f32_avx512<const TR: bool>(
     }
     for (r, acc_r) in acc.iter().enumerate() {
         _mm512_storeu_ps(c.add(r * ldc), *acc_r);
+    }
+}
+
+/// Groups of steps ahead whose block of `A` the transposed AVX-512 kernels
+/// prefetch. A transposed read takes one `mr x mr` block (576 bytes) per
+/// group, and the blocks are a kernel panel apart (about 400 KB for a 512-channel
+/// F(2x2) kernel): the hardware prefetchers do not follow that, and each
+/// block came from memory while the kernel waited. Prefetching two groups
+/// ahead made the input gradients of VGG16's and ResNet-50's 512-channel
+/// layers 12-28% faster (512 x 512 at 28, 14 and 7; in-process
+/// alternation, 2 threads); 1 and 4 groups ahead measured about the same.
+/// The packed read is sequential, and prefetching it bought nothing.
+const PREFETCH_GROUPS: usize = 2;
+
+/// Prefetches the `MR_AVX512 x MR_AVX512` block of `A` at `a` (a group of
+/// a transposed read) into L1, line by line (a prefetch does not fault).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_block(a: *const f32) {
+    use std::arch::x86_64::*;
+    const LINE: usize = 16;
+    let mut i = 0;
+    while i < MR_AVX512 * MR_AVX512 + LINE {
+        // SAFETY: a prefetch reads nothing and cannot fault, whatever the
+        // address; `wrapping_add` makes no claim about the allocation.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(i).cast::<i8>()) };
+        i += LINE;
     }
 }
 
@@ -404,6 +436,11 @@ unsafe fn micro_f32_avx512_wide<const TR: bool>(
     let mut p = 0;
     while p < k {
         let steps = (k - p).min(M);
+        if TR && p + PREFETCH_GROUPS * M < k {
+            // The group that many ahead exists (its steps are < k), so its
+            // block is inside what the caller vouched for.
+            prefetch_block(group.add(PREFETCH_GROUPS * gs));
+        }
         let mut a = group;
         for _ in 0..steps {
             let b0 = _mm512_loadu_ps(b);
