@@ -360,6 +360,8 @@ unsafe fn micro_f32_avx512<const TR: bool>(
         }
         let mut a = group;
         for _ in 0..steps {
+            // A prefetch cannot fault, wherever `wrapping_add` points.
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PFB_ROWS * ldb).cast::<i8>());
             let bv = _mm512_loadu_ps(b);
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 *acc_r = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(r * rs)), bv, *acc_r);
@@ -385,6 +387,15 @@ unsafe fn micro_f32_avx512<const TR: bool>(
 /// alternation, 2 threads); 1 and 4 groups ahead measured about the same.
 /// The packed read is sequential, and prefetching it bought nothing.
 const PREFETCH_GROUPS: usize = 2;
+
+/// Steps ahead whose row of `B` the AVX-512 kernels prefetch. `B` is read
+/// one row per step, and its rows are often far apart: an image read in
+/// place by the 1 x 1 products (12.5 KB at 56 x 56), transformed tiles
+/// (3 KB at 56 x 56), beyond the 2 KB stride the L1 prefetcher follows.
+/// End to end (in-process alternation, 2 threads, medians of 20 calls per
+/// side): ResNet-50 guided backprop 4-9% faster, VGG16 0-7%; Winograd
+/// layers alone 3.5-4.7%. 4 and 16 rows ahead measured about the same.
+const PFB_ROWS: usize = 8;
 
 /// Prefetches the `MR_AVX512 x MR_AVX512` block of `A` at `a` (a group of
 /// a transposed read) into L1, line by line (a prefetch does not fault).
@@ -443,6 +454,10 @@ unsafe fn micro_f32_avx512_wide<const TR: bool>(
         }
         let mut a = group;
         for _ in 0..steps {
+            // A prefetch cannot fault, wherever `wrapping_add` points
+            // (past the last row, near the end).
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PFB_ROWS * ldb).cast::<i8>());
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PFB_ROWS * ldb + NR).cast::<i8>());
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(NR));
             for (r, acc_r) in acc.iter_mut().enumerate() {
