@@ -81,13 +81,7 @@ pub fn run_child<T: Element, M: Module<T> + ?Sized>(
     module: &M,
     x: &Var<T>,
 ) -> Result<Var<T>> {
-    tape.push_scope(name);
-    let out = module.forward(tape, x);
-    if let Ok(y) = &out {
-        tape.mark_layer_output(y);
-    }
-    tape.pop_scope();
-    out
+    in_scope(tape, name, |tape| module.forward(tape, x))
 }
 
 /// [`run_child`] handing the input over ([`Module::forward_owned`]).
@@ -97,8 +91,18 @@ pub fn run_child_owned<T: Element, M: Module<T> + ?Sized>(
     module: &M,
     x: Var<T>,
 ) -> Result<Var<T>> {
+    in_scope(tape, name, |tape| module.forward_owned(tape, x))
+}
+
+/// Runs `forward` inside the scope `name`, registering its output as the
+/// scope's layer output (see [`run_child`]).
+fn in_scope<T: Element>(
+    tape: &mut Tape<T>,
+    name: &str,
+    forward: impl FnOnce(&mut Tape<T>) -> Result<Var<T>>,
+) -> Result<Var<T>> {
     tape.push_scope(name);
-    let out = module.forward_owned(tape, x);
+    let out = forward(tape);
     if let Ok(y) = &out {
         tape.mark_layer_output(y);
     }
