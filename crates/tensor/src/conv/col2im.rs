@@ -152,10 +152,8 @@ fn banded_col2im<T: Element>(
     let hwo = g.ho * g.wo;
     let rows = band_rows(g);
     let bands = g.ho.div_ceil(rows);
-    if bands == 0 {
-        gin.fill(MaybeUninit::new(T::zero()));
-        return;
-    }
+    // Every row is zeroed by an even band, so there must be one.
+    assert!(bands > 0, "banded_col2im: no output rows");
     // The rows even band `b` zeroes.
     let zeroed = |b: usize| {
         let first = |b: usize| reach(g, b * rows, ((b + 1) * rows).min(g.ho)).0;
@@ -197,12 +195,15 @@ fn banded_col2im<T: Element>(
                                 // SAFETY: input rows z0..z1 of channel c of
                                 // image n, inside `gin` (asserted), which no
                                 // other task of the even pass touches (see
-                                // above); written, not read.
-                                let row = unsafe { p.0.add(start) };
-                                for i in 0..(z1 - z0) * g.w {
-                                    // SAFETY: as above.
-                                    unsafe { row.add(i).write(T::zero()) };
-                                }
+                                // above); taken as uninitialised and only
+                                // written.
+                                let owned = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        p.0.add(start).cast::<MaybeUninit<T>>(),
+                                        (z1 - z0) * g.w,
+                                    )
+                                };
+                                owned.fill(MaybeUninit::new(T::zero()));
                             }
                             let start = (n * g.cin + c) * plane + lo * g.w;
                             let len = (hi - lo) * g.w;
