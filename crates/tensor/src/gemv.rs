@@ -11,7 +11,7 @@
 
 use crate::element::Element;
 use crate::gemm::MatRef;
-use crate::simd::has_avx2;
+use crate::simd::{has_avx2, prefetch};
 use rayon::prelude::*;
 
 /// Rows of `A` up to which a product takes these paths in one sweep over `B`.
@@ -42,6 +42,14 @@ const AXPY_COLS: usize = 2048;
 
 /// Accumulators per dot product (fixed, so the summation order is too).
 const DOT_LANES: usize = 16;
+
+/// Elements ahead (2 KB of `f32`) that the dot-product path prefetches each
+/// of its two streams: VGG16's `fc6` forward product took 16-19% less time
+/// (19 -> 16 ms, 2 threads, in-process alternation); 1 to 8 KB ahead
+/// measured about the same. (The row-update path reads `W` at about the
+/// same speed without prefetches; its loop, cut into lines to prefetch the
+/// next rows, ran slower.)
+const DOT_PREFETCH: usize = 512;
 
 /// Computes `C = alpha A B + beta C` through a matrix-vector path, reading
 /// every entry `w` of `B` as `map(w)`, when the shapes suit one (few rows of
@@ -372,6 +380,8 @@ fn dot2<T: Element, F: Fn(T) -> T>(x: &[T], w0: &[T], w1: &[T], map: &F) -> (T, 
     let mut ws0 = w0.chunks_exact(DOT_LANES);
     let mut ws1 = w1.chunks_exact(DOT_LANES);
     for ((x, u), v) in (&mut xs).zip(&mut ws0).zip(&mut ws1) {
+        prefetch(u.as_ptr().wrapping_add(DOT_PREFETCH));
+        prefetch(v.as_ptr().wrapping_add(DOT_PREFETCH));
         for l in 0..DOT_LANES {
             a0[l] += x[l] * map(u[l]);
             a1[l] += x[l] * map(v[l]);

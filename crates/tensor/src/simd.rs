@@ -18,6 +18,22 @@ pub(crate) fn has_avx2() -> bool {
     }
 }
 
+/// Asks the CPU to bring the cache line holding `at` into L1 ahead of a
+/// read (a hint: it reads nothing and cannot fault, wherever `at` points,
+/// so `at` may be past the end of a slice); nothing off x86-64.
+#[inline(always)]
+pub(crate) fn prefetch<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86-64, and a prefetch never dereferences its
+    // address in a way that can fault or be observed.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
 /// The instruction sets the hand-vectorized kernels (Winograd transforms
 /// and micro-kernels, max pooling) are built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
