@@ -125,27 +125,9 @@ impl SignMask {
                 found: offset.saturating_add(g.len()),
             });
         }
-        // Runs of up to 64 elements, each with its bits shifted out of the
-        // one or two mask words it straddles into one word, then applied as
-        // `apply` applies a word.
-        let shifted = |words: &[u64], bit: usize| {
-            let (k, s) = (bit / WORD, bit % WORD);
-            let lo = words[k] >> s;
-            match (s, words.get(k + 1)) {
-                (0, _) | (_, None) => lo,
-                (_, Some(&hi)) => lo | hi << (WORD - s),
-            }
-        };
-        for (c, run) in g.chunks_mut(WORD).enumerate() {
-            let bit = offset + c * WORD;
-            let (pb, nb) = (
-                word_bits(shifted(&self.positive, bit)),
-                word_bits(shifted(&self.non_negative, bit)),
-            );
-            for ((v, &p), &nn) in run.iter_mut().zip(&pb).zip(&nb) {
-                *v = f(*v, p, nn);
-            }
-        }
+        let avx2 = has_avx2();
+        // SAFETY: AVX2 is used only where the CPU has it.
+        unsafe { dispatch_apply_at(avx2, self, g, offset, &f) };
         Ok(())
     }
 
@@ -567,6 +549,82 @@ fn apply_words<T: Element, F: Fn(T, bool, bool) -> T>(g: &mut [T], p: &[u64], nn
     }
 }
 
+/// # Safety
+/// `avx2` only if the CPU has AVX2; `offset + g.len()` is at most
+/// `mask.len`.
+unsafe fn dispatch_apply_at<T: Element, F: Fn(T, bool, bool) -> T>(
+    avx2: bool,
+    mask: &SignMask,
+    g: &mut [T],
+    offset: usize,
+    f: &F,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        return apply_at_avx2(mask, g, offset, f);
+    }
+    let _ = avx2;
+    apply_at_words(mask, g, offset, f)
+}
+
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn apply_at_avx2<T: Element, F: Fn(T, bool, bool) -> T>(
+    mask: &SignMask,
+    g: &mut [T],
+    offset: usize,
+    f: &F,
+) {
+    apply_at_words(mask, g, offset, f)
+}
+
+/// The loop of [`SignMask::apply_at`] (whose caller checked the range).
+#[inline(always)]
+fn apply_at_words<T: Element, F: Fn(T, bool, bool) -> T>(
+    mask: &SignMask,
+    g: &mut [T],
+    offset: usize,
+    f: &F,
+) {
+    // Runs of up to 64 elements, each with its bits shifted out of the
+    // one or two mask words it straddles into one word, then applied as
+    // `apply` applies a word.
+    let shifted = |words: &[u64], bit: usize| {
+        let (k, s) = (bit / WORD, bit % WORD);
+        let lo = words[k] >> s;
+        match (s, words.get(k + 1)) {
+            (0, _) | (_, None) => lo,
+            (_, Some(&hi)) => lo | hi << (WORD - s),
+        }
+    };
+    for (c, run) in g.chunks_mut(WORD).enumerate() {
+        let bit = offset + c * WORD;
+        let (pb, nb) = (
+            word_bits(shifted(&mask.positive, bit)),
+            word_bits(shifted(&mask.non_negative, bit)),
+        );
+        // A whole word in one fixed-length loop (vectorized); a shorter run
+        // (an epilogue's row of a few tiles) through a word-long copy, so it
+        // takes the same loop rather than an element-at-a-time one.
+        let apply_word = |w: &mut [T; WORD]| {
+            for b in 0..WORD {
+                w[b] = f(w[b], pb[b], nb[b]);
+            }
+        };
+        match run.as_mut_array::<WORD>() {
+            Some(w) => apply_word(w),
+            None => {
+                let mut w = [T::zero(); WORD];
+                w[..run.len()].copy_from_slice(run);
+                apply_word(&mut w);
+                run.copy_from_slice(&w[..run.len()]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -898,6 +956,21 @@ mod tests {
                         .collect::<Vec<T>>()
                 };
                 assert!(same_bits(&map(false), &map(true)), "len {len}, rule {r}");
+                // The epilogue's form, on a run that starts and ends inside
+                // words.
+                let mask = SignMask {
+                    positive: p.clone(),
+                    non_negative: nn.clone(),
+                    len,
+                };
+                let (off, run) = (len / 3, len / 2);
+                let at = |avx2: bool| {
+                    let mut part = g[off..off + run].to_vec();
+                    // SAFETY: as above; the run ends inside the mask.
+                    unsafe { dispatch_apply_at(avx2, &mask, &mut part, off, &f) };
+                    part
+                };
+                assert!(same_bits(&at(false), &at(true)), "len {len}, rule {r}");
             }
         }
     }
