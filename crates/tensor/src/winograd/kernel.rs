@@ -3,14 +3,13 @@
 //! micro-kernel.
 
 use super::micro::{micro_kind, Micro};
-use super::Variant;
+use super::{Variant, MR, MR_AVX512};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
+use crate::simd::{simd_level, SimdLevel};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
-
-/// Kernel lanes transformed at once when packing (divides every panel height).
-const LANES: usize = 6;
+use std::mem::MaybeUninit;
 
 /// A 3 x 3 kernel transformed for F(2x2, 3x3) or F(4x4, 3x3)
 /// (`U = G g G^T`) and packed in micro-panels: `[panel][xi][cin][mr]`
@@ -99,40 +98,31 @@ impl<T: Element> WinogradKernel<T> {
     ) -> Self {
         let micro = micro_kind::<T>();
         let mr = micro.mr();
-        debug_assert_eq!(mr % LANES, 0);
         let panels = cout.div_ceil(mr);
-        let xis = variant.xi();
         let cin_pad = cin.div_ceil(mr) * mr;
-        let mut data = vec![T::zero(); panels * xis * cin_pad * mr];
-        data.par_chunks_mut(xis * cin_pad * mr)
+        let panel_len = variant.xi() * cin_pad * mr;
+        let shape = PanelShape {
+            variant,
+            cout,
+            cin,
+            cin_pad,
+        };
+        let level = simd_level();
+        let mut data: Vec<T> = Vec::with_capacity(panels * panel_len);
+        data.spare_capacity_mut()
+            .par_chunks_mut(panel_len)
             .enumerate()
-            .for_each(|(p, panel)| {
-                // The taps of LANES output channels side by side.
-                let mut g = [[T::zero(); LANES]; 9];
-                for i in 0..cin {
-                    for r0 in (0..mr).step_by(LANES) {
-                        for l in 0..LANES {
-                            let o = p * mr + r0 + l;
-                            let k = if o < cout { tap(o, i) } else { [T::zero(); 9] };
-                            for (gt, kt) in g.iter_mut().zip(k) {
-                                gt[l] = kt;
-                            }
-                        }
-                        let mut u = [[T::zero(); LANES]; 36];
-                        match variant {
-                            Variant::F2x2 => u[..16].copy_from_slice(&transform_kernel(&g)),
-                            Variant::F4x4 => u = transform_kernel_f4(&g),
-                        }
-                        for (xi, u) in u[..xis].iter().enumerate() {
-                            let d: &mut [T; LANES] = (&mut panel[(xi * cin_pad + i) * mr + r0..]
-                                [..LANES])
-                                .try_into()
-                                .expect("LANES elements");
-                            *d = *u;
-                        }
-                    }
-                }
+            .for_each(|(p, panel)| match mr {
+                // SAFETY: the level runs on this CPU (`simd_level`).
+                MR_AVX512 => unsafe {
+                    dispatch_panel::<T, MR_AVX512>(level, &shape, p, &tap, panel)
+                },
+                MR => unsafe { dispatch_panel::<T, MR>(level, &shape, p, &tap, panel) },
+                _ => unreachable!("micro-panels are {MR} or {MR_AVX512} rows"),
             });
+        // SAFETY: `build_panel` writes each panel's chunk whole: every tile
+        // element, every (padded) input channel, all `mr` rows.
+        unsafe { data.set_len(panels * panel_len) };
         Self {
             variant,
             cout,
@@ -191,15 +181,122 @@ fn check_3x3(kh: usize, kw: usize) -> Result<()> {
     Ok(())
 }
 
+/// What a micro-panel of a kernel is built for.
+struct PanelShape {
+    variant: Variant,
+    cout: usize,
+    cin: usize,
+    cin_pad: usize,
+}
+
+/// # Safety
+/// `level` must run on this CPU.
+unsafe fn dispatch_panel<T: Element, const L: usize>(
+    level: SimdLevel,
+    shape: &PanelShape,
+    p: usize,
+    tap: &(impl Fn(usize, usize) -> [T; 9] + Sync),
+    panel: &mut [MaybeUninit<T>],
+) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => build_panel_avx512::<T, L>(shape, p, tap, panel),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => build_panel_avx2::<T, L>(shape, p, tap, panel),
+        SimdLevel::Baseline => build_panel::<T, L>(shape, p, tap, panel),
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn build_panel_avx512<T: Element, const L: usize>(
+    shape: &PanelShape,
+    p: usize,
+    tap: &(impl Fn(usize, usize) -> [T; 9] + Sync),
+    panel: &mut [MaybeUninit<T>],
+) {
+    build_panel::<T, L>(shape, p, tap, panel)
+}
+
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn build_panel_avx2<T: Element, const L: usize>(
+    shape: &PanelShape,
+    p: usize,
+    tap: &(impl Fn(usize, usize) -> [T; 9] + Sync),
+    panel: &mut [MaybeUninit<T>],
+) {
+    build_panel::<T, L>(shape, p, tap, panel)
+}
+
+/// Writes micro-panel `p` (`[xi][cin_pad][L]`, `L` = the panel height)
+/// whole: the transformed taps of output channels `p L ..` (zero past
+/// `cout`), zero rows for the padding input channels. Each input channel's
+/// `L` kernels are transformed side by side, one lane each, so the
+/// arithmetic runs `L` wide and each result row is one contiguous store;
+/// every lane does the operations of the one-kernel transform in the same
+/// order, so the values do not depend on `L` or the instruction set.
+#[inline(always)]
+fn build_panel<T: Element, const L: usize>(
+    shape: &PanelShape,
+    p: usize,
+    tap: &(impl Fn(usize, usize) -> [T; 9] + Sync),
+    panel: &mut [MaybeUninit<T>],
+) {
+    let &PanelShape {
+        variant,
+        cout,
+        cin,
+        cin_pad,
+    } = shape;
+    let mut put = |xi: usize, i: usize, u: &[T; L]| {
+        let at = (xi * cin_pad + i) * L;
+        for (d, &v) in panel[at..at + L].iter_mut().zip(u) {
+            d.write(v);
+        }
+    };
+    for i in 0..cin {
+        // The taps of L output channels side by side.
+        let mut g = [[T::zero(); L]; 9];
+        for l in 0..L.min(cout.saturating_sub(p * L)) {
+            for (gt, kt) in g.iter_mut().zip(tap(p * L + l, i)) {
+                gt[l] = kt;
+            }
+        }
+        match variant {
+            Variant::F2x2 => {
+                for (xi, u) in transform_kernel(&g).iter().enumerate() {
+                    put(xi, i, u);
+                }
+            }
+            Variant::F4x4 => {
+                for (xi, u) in transform_kernel_f4(&g).iter().enumerate() {
+                    put(xi, i, u);
+                }
+            }
+        }
+    }
+    for xi in 0..variant.xi() {
+        for i in cin..cin_pad {
+            put(xi, i, &[T::zero(); L]);
+        }
+    }
+}
+
 /// `G g G^T` with `G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]`,
-/// for LANES kernels at once (`g[tap][lane]`, taps row-major).
-fn transform_kernel<T: Element>(g: &[[T; LANES]; 9]) -> [[T; LANES]; 16] {
+/// for L kernels at once (`g[tap][lane]`, taps row-major).
+#[inline(always)]
+fn transform_kernel<T: Element, const L: usize>(g: &[[T; L]; 9]) -> [[T; L]; 16] {
     let half = T::from_f64_lossy(0.5);
-    let zero = [T::zero(); LANES];
+    let zero = [T::zero(); L];
     // G g: 4 x 3.
     let mut gg = [zero; 12];
     for c in 0..3 {
-        for l in 0..LANES {
+        for l in 0..L {
             let (g0, g1, g2) = (g[c][l], g[3 + c][l], g[6 + c][l]);
             gg[c][l] = g0;
             gg[3 + c][l] = (g0 + g1 + g2) * half;
@@ -210,7 +307,7 @@ fn transform_kernel<T: Element>(g: &[[T; LANES]; 9]) -> [[T; LANES]; 16] {
     // (G g) G^T: 4 x 4.
     let mut u = [zero; 16];
     for r in 0..4 {
-        for l in 0..LANES {
+        for l in 0..L {
             let (a, b, c) = (gg[3 * r][l], gg[3 * r + 1][l], gg[3 * r + 2][l]);
             u[4 * r][l] = a;
             u[4 * r + 1][l] = (a + b + c) * half;
@@ -223,11 +320,12 @@ fn transform_kernel<T: Element>(g: &[[T; LANES]; 9]) -> [[T; LANES]; 16] {
 
 /// `G g G^T` of F(4x4, 3x3) (points 0, 1, -1, 2, -2, infinity) with
 /// `G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6],
-/// [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]]`, for LANES kernels at
+/// [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]]`, for L kernels at
 /// once (`g[tap][lane]`, taps row-major). Computed in `f64` and rounded once
 /// (the constants are not exact in binary), so an `f32` kernel gets the
 /// correctly rounded transform.
-fn transform_kernel_f4<T: Element>(g: &[[T; LANES]; 9]) -> [[T; LANES]; 36] {
+#[inline(always)]
+fn transform_kernel_f4<T: Element, const L: usize>(g: &[[T; L]; 9]) -> [[T; L]; 36] {
     const G: [[f64; 3]; 6] = [
         [0.25, 0.0, 0.0],
         [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
@@ -236,20 +334,23 @@ fn transform_kernel_f4<T: Element>(g: &[[T; LANES]; 9]) -> [[T; LANES]; 36] {
         [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
         [0.0, 0.0, 1.0],
     ];
-    let mut u = [[T::zero(); LANES]; 36];
-    for l in 0..LANES {
-        let k: [f64; 9] = std::array::from_fn(|t| g[t][l].to_f64_lossless());
-        // G g: 6 x 3.
-        let mut gg = [[0f64; 3]; 6];
-        for (r, gr) in G.iter().enumerate() {
-            for c in 0..3 {
-                gg[r][c] = gr[0] * k[c] + gr[1] * k[3 + c] + gr[2] * k[6 + c];
+    let k: [[f64; L]; 9] =
+        std::array::from_fn(|t| std::array::from_fn(|l| g[t][l].to_f64_lossless()));
+    // G g: 6 x 3.
+    let mut gg = [[[0f64; L]; 3]; 6];
+    for (r, gr) in G.iter().enumerate() {
+        for c in 0..3 {
+            for l in 0..L {
+                gg[r][c][l] = gr[0] * k[c][l] + gr[1] * k[3 + c][l] + gr[2] * k[6 + c][l];
             }
         }
-        // (G g) G^T: 6 x 6.
-        for r in 0..6 {
-            for (c, gc) in G.iter().enumerate() {
-                let v = gg[r][0] * gc[0] + gg[r][1] * gc[1] + gg[r][2] * gc[2];
+    }
+    // (G g) G^T: 6 x 6.
+    let mut u = [[T::zero(); L]; 36];
+    for r in 0..6 {
+        for (c, gc) in G.iter().enumerate() {
+            for l in 0..L {
+                let v = gg[r][0][l] * gc[0] + gg[r][1][l] * gc[1] + gg[r][2][l] * gc[2];
                 u[6 * r + c][l] = T::from_f64_lossy(v);
             }
         }
@@ -260,6 +361,83 @@ fn transform_kernel_f4<T: Element>(g: &[[T; LANES]; 9]) -> [[T; LANES]; 36] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Builds micro-panel `p` of a shape into a buffer.
+    type BuildPanel<'a, T> = dyn Fn(usize, &PanelShape, &mut [MaybeUninit<T>]) + 'a;
+
+    /// Every build of a micro-panel (each instruction set, 12 and 6 lanes)
+    /// holds, in each lane, the bits of the one-kernel transform, and zeros
+    /// past the output and input channels.
+    fn panels_are_the_one_kernel_transform<T: Element>() {
+        let (cout, cin): (usize, usize) = (14, 5);
+        let tap = |o: usize, i: usize| -> [T; 9] {
+            std::array::from_fn(|t| {
+                T::from_f64_lossy(((o * 31 + i * 7 + t * 3) % 17) as f64 / 7.0 - 1.1)
+            })
+        };
+        for variant in [Variant::F2x2, Variant::F4x4] {
+            let xis = variant.xi();
+            let one = |o: usize, i: usize| -> Vec<T> {
+                let g: [[T; 1]; 9] = std::array::from_fn(|t| [tap(o, i)[t]]);
+                match variant {
+                    Variant::F2x2 => transform_kernel(&g).iter().map(|u| u[0]).collect(),
+                    Variant::F4x4 => transform_kernel_f4(&g).iter().map(|u| u[0]).collect(),
+                }
+            };
+            for level in SimdLevel::available() {
+                let check = |l: usize, build: &BuildPanel<'_, T>| {
+                    let cin_pad = cin.div_ceil(l) * l;
+                    let shape = PanelShape {
+                        variant,
+                        cout,
+                        cin,
+                        cin_pad,
+                    };
+                    for p in 0..cout.div_ceil(l) {
+                        let mut panel =
+                            vec![MaybeUninit::new(T::from_f64_lossy(f64::NAN)); xis * cin_pad * l];
+                        build(p, &shape, &mut panel);
+                        for xi in 0..xis {
+                            for i in 0..cin_pad {
+                                for r in 0..l {
+                                    // SAFETY: initialised above (NaN) and rewritten.
+                                    let got =
+                                        unsafe { panel[(xi * cin_pad + i) * l + r].assume_init() };
+                                    let o = p * l + r;
+                                    let want = if o < cout && i < cin {
+                                        one(o, i)[xi]
+                                    } else {
+                                        T::zero()
+                                    };
+                                    assert!(
+                                        got == want && got.is_finite(),
+                                        "{variant:?} {level:?} L {l} p {p} xi {xi} i {i} r {r}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                };
+                // SAFETY: `available` lists only levels this CPU runs.
+                check(MR_AVX512, &|p, sh, panel| unsafe {
+                    dispatch_panel::<T, MR_AVX512>(level, sh, p, &tap, panel)
+                });
+                check(MR, &|p, sh, panel| unsafe {
+                    dispatch_panel::<T, MR>(level, sh, p, &tap, panel)
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn panels_are_the_one_kernel_transform_f32() {
+        panels_are_the_one_kernel_transform::<f32>();
+    }
+
+    #[test]
+    fn panels_are_the_one_kernel_transform_f64() {
+        panels_are_the_one_kernel_transform::<f64>();
+    }
 
     #[test]
     fn kernel_must_be_3x3() {
