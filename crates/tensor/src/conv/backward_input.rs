@@ -3,7 +3,9 @@
 //! kernel cached per weight) for stride 1, GEMM + col2im otherwise.
 
 use super::col2im::backward_input_col2im;
-use super::dispatch::{input_gradient_winograd_variant, WINOGRAD_MIN_TILES_CACHED};
+use super::dispatch::{
+    input_gradient_winograd_variant, keeps_f2_kernel, WINOGRAD_MIN_TILES_CACHED,
+};
 use super::forward::{
     cached_packed, cached_winograd, conv2d_im2col, conv2d_im2col_checked, conv2d_unfolded_packed,
     ForwardCache,
@@ -222,10 +224,17 @@ fn backward_input<T: Element>(
         let tg = ConvGeometry::new(gout.shape(), &[g.cin, g.cout_g(), kh, kw], tp)?;
         if let Some(variant) = input_gradient_winograd_variant(&tg, WINOGRAD_MIN_TILES_CACHED) {
             if variant == Variant::F2x2 {
-                // The forward kernel, read transposed.
-                let k = cached_winograd(&cache.winograd, || {
-                    WinogradKernel::forward_with(weight, variant)
-                })?;
+                // The forward kernel, read transposed (made for this call
+                // only where the forward pass makes it per call too).
+                let transient;
+                let k = if keeps_f2_kernel(&tg) {
+                    cached_winograd(&cache.winograd, || {
+                        WinogradKernel::forward_with(weight, variant)
+                    })?
+                } else {
+                    transient = WinogradKernel::forward_with(weight, variant)?;
+                    &transient
+                };
                 if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
                     return Err(stale_cache(
                         weight,

@@ -85,6 +85,32 @@ pub(super) fn input_gradient_winograd_variant(
     )
 }
 
+/// Whether a convolution's F(2x2) Winograd kernel (of geometry `g`, for
+/// either direction) is kept in its cache, or transformed on each call and
+/// dropped after it: dropped when it is large (at least
+/// [`TRANSIENT_MIN_KERNEL`] elements) and serves many tiles per image (at
+/// least [`TRANSIENT_MIN_TILES`]), where the transform costs little beside
+/// the product and the memory counts. VGG16's three layers with 512 output
+/// channels at 28 x 28 (16.6, 16.6 and 8.3 MiB) qualify: 41.5 MiB less at
+/// the peak, for 1 ms (256 -> 512) and 2 ms (512 -> 512) of transform per
+/// call and direction (2 threads). Its 14 x 14 layers (49 tiles) and
+/// ResNet-50's kernels (49 tiles or fewer where they are as large) keep
+/// theirs: there the transform would cost as much as a third of the
+/// product. F(4x4) kernels are always kept: their transform (in `f64`, 36
+/// points) takes about five times as long per element.
+pub(super) fn keeps_f2_kernel(g: &ConvGeometry) -> bool {
+    let tiles = g.ho.div_ceil(2) * g.wo.div_ceil(2);
+    let elements = Variant::F2x2.xi() * g.cin * g.cout;
+    elements < TRANSIENT_MIN_KERNEL || tiles < TRANSIENT_MIN_TILES
+}
+
+/// Elements (2 Mi, 8 MiB in `f32`) from which an F(2x2) kernel may be
+/// transformed per call instead of kept ([`keeps_f2_kernel`]).
+const TRANSIENT_MIN_KERNEL: usize = 2 << 20;
+
+/// Tiles per image from which it is ([`keeps_f2_kernel`]).
+const TRANSIENT_MIN_TILES: usize = 100;
+
 /// Elements of the largest F(4x4) input-gradient kernel kept (2 Mi
 /// elements, 8 MiB in `f32`): VGG16's 128 x 256 layer (4.7 MB) keeps
 /// F(4x4), its 256 x 256 layers take F(2x2).
@@ -192,5 +218,26 @@ mod tests {
             input_gradient_winograd_variant(&geometry(512, 512, 5), min),
             None
         );
+    }
+
+    /// Only large F(2x2) kernels over many tiles are made per call:
+    /// VGG16's 512-output-channel layers at 28 x 28, not its 14 x 14 ones,
+    /// its 256 x 256 layers at 56 x 56 or ResNet-50's 7 x 7 ones.
+    #[test]
+    fn large_f2_kernels_over_many_tiles_are_made_per_call() {
+        for (cin, cout, side, keeps) in [
+            (512, 512, 28, false),
+            (256, 512, 28, false),
+            (512, 512, 14, true),
+            (512, 512, 7, true),
+            (256, 256, 56, true),
+            (256, 256, 14, true),
+        ] {
+            assert_eq!(
+                keeps_f2_kernel(&geometry(cin, cout, side)),
+                keeps,
+                "{cin} {cout} {side}"
+            );
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! otherwise (and always for [`conv2d_im2col`], the reference), plus bias.
 
 use super::dispatch::{
-    cached_winograd_variant, use_winograd, WINOGRAD_MIN_TILES, WINOGRAD_MIN_TILES_CACHED,
+    cached_winograd_variant, keeps_f2_kernel, use_winograd, WINOGRAD_MIN_TILES,
+    WINOGRAD_MIN_TILES_CACHED,
 };
 use super::gemm_blocks::{
     conv2d_column_blocks, conv2d_shared_panel, CHANNEL_BLOCK, SHARED_PANEL_COLS,
@@ -139,7 +140,13 @@ pub fn conv2d_cached<T: Element>(
             Variant::F2x2 => &*cache.winograd,
             Variant::F4x4 => &cache.winograd_f4,
         };
-        let k = cached_winograd(slot, || WinogradKernel::forward_with(weight, variant))?;
+        let transient;
+        let k = if variant == Variant::F2x2 && !keeps_f2_kernel(&g) {
+            transient = WinogradKernel::forward_with(weight, variant)?;
+            &transient
+        } else {
+            cached_winograd(slot, || WinogradKernel::forward_with(weight, variant))?
+        };
         if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
             return Err(TensorError::ShapeMismatch {
                 op: "conv2d_cached (cache made for another weight)",
@@ -414,6 +421,33 @@ mod tests {
             conv2d_cached(&x, &w, None, p, &cache).unwrap();
             assert!(cache.winograd.get().is_some() && cache.winograd_f4.get().is_none());
         }
+    }
+
+    /// A large F(2x2) kernel over many tiles is made per call and not
+    /// kept, in both directions; the results are the bits of the kernel
+    /// made once.
+    #[test]
+    fn a_large_f2_kernel_is_made_per_call_with_the_same_bits() {
+        if !super::super::dispatch::default_policy() {
+            return; // SIGHTLINE_WINOGRAD set: another policy on purpose
+        }
+        // 256 -> 512 channels at 20 x 20: 100 tiles, 2 Mi kernel elements.
+        let p = Conv2dParams::new(1, 1);
+        let x = seq(&[1, 256, 20, 20], 7).cast::<f32>();
+        let w = seq(&[512, 256, 3, 3], 5).cast::<f32>();
+        let k = WinogradKernel::forward(&w).unwrap();
+        let cache = ForwardCache::new();
+        let got = conv2d_cached(&x, &w, None, p, &cache).unwrap();
+        assert!(!cache.is_built());
+        let want = winograd::conv3x3(&x, &k, p.padding, None).unwrap();
+        assert_eq!(got.data(), want.data());
+        let gout = seq(&[1, 512, 20, 20], 3).cast::<f32>();
+        let backward = super::super::BackwardInputCache::sharing(&cache);
+        let got =
+            super::super::conv2d_backward_input_cached(&gout, &w, (20, 20), p, &backward).unwrap();
+        assert!(!cache.is_built());
+        let want = winograd::conv3x3_input_gradient(&gout, &k, p.padding).unwrap();
+        assert_eq!(got.data(), want.data());
     }
 
     #[test]
