@@ -126,6 +126,12 @@ impl<T> fmt::Debug for ForwardCache<T> {
 /// at most 128 x 128 channels (F(2x2, 3x3) otherwise). Where
 /// both take the same path (F(2x2) Winograd) the results are bit-identical
 /// to [`conv2d`]'s (same kernel transform, same summation order).
+///
+/// One exception to the caching: a large F(2x2) kernel (8 MiB or more in
+/// `f32`) over 100 tiles or more per image (VGG16's 512-channel layers at
+/// 28 x 28) is transformed on every call and dropped after it, in both
+/// directions: the transform costs a few percent of such a layer, and the
+/// kernel 16/9 of its weight in memory. The results are the same bits.
 pub fn conv2d_cached<T: Element>(
     input: &Tensor<T>,
     weight: &Tensor<T>,
