@@ -44,8 +44,8 @@ const AXPY_COLS: usize = 2048;
 const DOT_LANES: usize = 16;
 
 /// Elements ahead (2 KB of `f32`) that the dot-product path prefetches each
-/// of its two streams: VGG16's `fc6` forward product took 16-19% less time
-/// (19 -> 16 ms, 2 threads, in-process alternation); 1 to 8 KB ahead
+/// of its two streams: VGG16's `fc6` forward product took 12-19% less time
+/// (19-21 -> 16-17 ms, 2 threads, in-process alternation); 1 to 8 KB ahead
 /// measured about the same. (The row-update path reads `W` at about the
 /// same speed without prefetches; its loop, cut into lines to prefetch the
 /// next rows, ran slower.)

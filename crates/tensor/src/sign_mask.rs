@@ -105,7 +105,10 @@ impl SignMask {
     /// (`g` holds them), sequentially: for a kernel that applies a ReLU
     /// rule to each block of a gradient as it computes it (an
     /// [`Epilogue`](crate::epilogue::Epilogue)). The same values as
-    /// `apply` gives those elements.
+    /// `apply` gives those elements. `f` must be a pure function of its
+    /// arguments: a run shorter than a mask word is computed in a
+    /// word-long copy, so `f` also sees (and its results for) padding
+    /// values that are then dropped.
     ///
     /// # Errors
     /// [`TensorError::LengthMismatch`] if the range ends past

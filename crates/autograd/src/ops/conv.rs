@@ -101,8 +101,9 @@ impl<T> Conv2dCache<T> {
         }
     }
 
-    /// Whether the forward Winograd kernel has been computed (only
-    /// convolutions that go through Winograd compute one).
+    /// Whether the forward Winograd kernel has been computed and kept (only
+    /// convolutions that go through Winograd compute one, and the large
+    /// F(2x2) ones make theirs per call without keeping it).
     pub fn forward_is_built(&self) -> bool {
         self.forward.is_built()
     }

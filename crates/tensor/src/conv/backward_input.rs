@@ -1,6 +1,7 @@
 //! Gradient of a convolution with respect to its input: `W^T gout` for
 //! 1 x 1 convolutions, the transposed convolution (Winograd or im2col, its
-//! kernel cached per weight) for stride 1, GEMM + col2im otherwise.
+//! kernel cached per weight, except large F(2x2) ones made per call) for
+//! stride 1, GEMM + col2im otherwise.
 
 use super::col2im::backward_input_col2im;
 use super::dispatch::{
@@ -53,7 +54,8 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 }
 
 /// Kernels derived from one weight for its input-gradient pass, computed on
-/// first use and kept: for Winograd, the forward convolution's F(2x2, 3x3)
+/// first use and kept (except the large F(2x2) kernels made per call, as in
+/// [`super::conv2d_cached`]): for Winograd, the forward convolution's F(2x2, 3x3)
 /// kernel (read transposed, see [`winograd::conv3x3_input_gradient`];
 /// shared with the forward pass's [`ForwardCache`] when the cache is made
 /// by [`BackwardInputCache::sharing`]) or the F(4x4, 3x3) transform of the
@@ -63,9 +65,9 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 /// A cache belongs to one weight value and one set of parameters: pass the
 /// same ones with it every time, and drop (or replace) the cache when the
 /// weight changes. A cache used with a weight of another shape makes
-/// [`conv2d_backward_input_cached`] fail with a shape error; one used with
-/// another weight of the same shape would silently compute with the old
-/// kernel.
+/// [`conv2d_backward_input_cached`] fail with a shape error where it holds a
+/// kernel; one used with another weight of the same shape would silently
+/// compute with the old kernel.
 #[derive(Default)]
 pub struct BackwardInputCache<T> {
     winograd: Arc<OnceLock<WinogradKernel<T>>>,
@@ -224,16 +226,19 @@ fn backward_input<T: Element>(
         let tg = ConvGeometry::new(gout.shape(), &[g.cin, g.cout_g(), kh, kw], tp)?;
         if let Some(variant) = input_gradient_winograd_variant(&tg, WINOGRAD_MIN_TILES_CACHED) {
             if variant == Variant::F2x2 {
-                // The forward kernel, read transposed (made for this call
-                // only where the forward pass makes it per call too).
+                // The forward kernel, read transposed: made for this call
+                // only where the forward pass (geometry `g`) makes it per
+                // call too and no kernel is kept.
                 let transient;
-                let k = if keeps_f2_kernel(&tg) {
-                    cached_winograd(&cache.winograd, || {
+                let k = match cache.winograd.get() {
+                    Some(k) => k,
+                    None if !keeps_f2_kernel(&g) => {
+                        transient = WinogradKernel::forward_with(weight, variant)?;
+                        &transient
+                    }
+                    None => cached_winograd(&cache.winograd, || {
                         WinogradKernel::forward_with(weight, variant)
-                    })?
-                } else {
-                    transient = WinogradKernel::forward_with(weight, variant)?;
-                    &transient
+                    })?,
                 };
                 if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
                     return Err(stale_cache(

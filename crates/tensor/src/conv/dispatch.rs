@@ -91,7 +91,7 @@ pub(super) fn input_gradient_winograd_variant(
 /// [`TRANSIENT_MIN_KERNEL`] elements) and serves many tiles per image (at
 /// least [`TRANSIENT_MIN_TILES`]), where the transform costs little beside
 /// the product and the memory counts. VGG16's three layers with 512 output
-/// channels at 28 x 28 (16.6, 16.6 and 8.3 MiB) qualify: 41.5 MiB less at
+/// channels at 28 x 28 (16.25, 16.25 and 8.3 MiB) qualify: 41 MiB less at
 /// the peak, for 1 ms (256 -> 512) and 2 ms (512 -> 512) of transform per
 /// call and direction (2 threads). Its 14 x 14 layers (49 tiles) and
 /// ResNet-50's kernels (49 tiles or fewer where they are as large) keep

@@ -42,7 +42,8 @@ pub fn conv2d<T: Element>(
 }
 
 /// What a forward convolution derives from its weight, computed on first use
-/// and kept: the Winograd transform `U = G g G^T` of a 3 x 3 kernel (for
+/// and kept (except the large F(2x2) kernels [`conv2d_cached`] makes per
+/// call): the Winograd transform `U = G g G^T` of a 3 x 3 kernel (for
 /// F(2x2, 3x3) or F(4x4, 3x3), whichever the shapes call for), or the weight
 /// packed as a matrix for the micro-kernels ([`PackedWeight`]), in
 /// micro-panels.
@@ -50,8 +51,9 @@ pub fn conv2d<T: Element>(
 /// A cache belongs to one weight value and one set of parameters: pass the
 /// same ones with it every time, and drop (or replace) the cache when the
 /// weight changes. A cache used with a weight of another shape makes
-/// [`conv2d_cached`] fail with a shape error; one used with another weight
-/// of the same shape would silently compute with the old kernel.
+/// [`conv2d_cached`] fail with a shape error where it holds a kernel; one
+/// used with another weight of the same shape would silently compute with
+/// the old kernel.
 #[derive(Default)]
 pub struct ForwardCache<T> {
     /// The F(2x2) kernel, shared with the input-gradient caches made by
@@ -147,11 +149,13 @@ pub fn conv2d_cached<T: Element>(
             Variant::F4x4 => &cache.winograd_f4,
         };
         let transient;
-        let k = if variant == Variant::F2x2 && !keeps_f2_kernel(&g) {
-            transient = WinogradKernel::forward_with(weight, variant)?;
-            &transient
-        } else {
-            cached_winograd(slot, || WinogradKernel::forward_with(weight, variant))?
+        let k = match slot.get() {
+            Some(k) => k,
+            None if variant == Variant::F2x2 && !keeps_f2_kernel(&g) => {
+                transient = WinogradKernel::forward_with(weight, variant)?;
+                &transient
+            }
+            None => cached_winograd(slot, || WinogradKernel::forward_with(weight, variant))?,
         };
         if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
             return Err(TensorError::ShapeMismatch {
@@ -437,23 +441,28 @@ mod tests {
         if !super::super::dispatch::default_policy() {
             return; // SIGHTLINE_WINOGRAD set: another policy on purpose
         }
-        // 256 -> 512 channels at 20 x 20: 100 tiles, 2 Mi kernel elements.
-        let p = Conv2dParams::new(1, 1);
-        let x = seq(&[1, 256, 20, 20], 7).cast::<f32>();
+        // 256 -> 512 channels, output 20 x 20: 100 tiles, 2 Mi kernel
+        // elements. With padding 2 the input is 18 x 18 (81 tiles): the
+        // input gradient decides by the forward pass's tiles, not its own.
         let w = seq(&[512, 256, 3, 3], 5).cast::<f32>();
         let k = WinogradKernel::forward(&w).unwrap();
-        let cache = ForwardCache::new();
-        let got = conv2d_cached(&x, &w, None, p, &cache).unwrap();
-        assert!(!cache.is_built());
-        let want = winograd::conv3x3(&x, &k, p.padding, None).unwrap();
-        assert_eq!(got.data(), want.data());
-        let gout = seq(&[1, 512, 20, 20], 3).cast::<f32>();
-        let backward = super::super::BackwardInputCache::sharing(&cache);
-        let got =
-            super::super::conv2d_backward_input_cached(&gout, &w, (20, 20), p, &backward).unwrap();
-        assert!(!cache.is_built());
-        let want = winograd::conv3x3_input_gradient(&gout, &k, p.padding).unwrap();
-        assert_eq!(got.data(), want.data());
+        for (pad, side) in [(1, 20), (2, 18)] {
+            let p = Conv2dParams::new(1, pad);
+            let x = seq(&[1, 256, side, side], 7).cast::<f32>();
+            let cache = ForwardCache::new();
+            let got = conv2d_cached(&x, &w, None, p, &cache).unwrap();
+            assert!(!cache.is_built());
+            let want = winograd::conv3x3(&x, &k, p.padding, None).unwrap();
+            assert_eq!(got.data(), want.data());
+            let gout = seq(&[1, 512, 20, 20], 3).cast::<f32>();
+            let backward = super::super::BackwardInputCache::sharing(&cache);
+            let got =
+                super::super::conv2d_backward_input_cached(&gout, &w, (side, side), p, &backward)
+                    .unwrap();
+            assert!(!cache.is_built(), "padding {pad}");
+            let want = winograd::conv3x3_input_gradient(&gout, &k, (2 - pad, 2 - pad)).unwrap();
+            assert_eq!(got.data(), want.data());
+        }
     }
 
     #[test]

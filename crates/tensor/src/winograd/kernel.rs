@@ -109,7 +109,7 @@ impl<T: Element> WinogradKernel<T> {
         };
         let level = simd_level();
         let mut data: Vec<T> = Vec::with_capacity(panels * panel_len);
-        data.spare_capacity_mut()
+        data.spare_capacity_mut()[..panels * panel_len]
             .par_chunks_mut(panel_len)
             .enumerate()
             .for_each(|(p, panel)| match mr {

@@ -398,9 +398,9 @@ const PREFETCH_GROUPS: usize = 2;
 /// without this against 8.5 with it. End to end (in-process alternation,
 /// 2 threads, medians of 14 calls per side): VGG16 guided backprop 3-9%
 /// faster, Grad-CAM 5%, ResNet-50 4-11% (its 1 x 1 products read packed
-/// weights too). 1 group ahead bought less, 8 about the same. Past the
-/// last group of a panel it prefetches the start of the next panel, which
-/// is the next one read.
+/// weights too). 1 group ahead bought less, 8 about the same. Near the
+/// end of a panel it prefetches whatever follows it (a prefetch cannot
+/// fault), wasted where that is not read next.
 const PACKED_PREFETCH_GROUPS: usize = 4;
 
 /// Steps ahead whose row of `B` the AVX-512 kernels prefetch. `B` is read
