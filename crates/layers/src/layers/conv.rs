@@ -66,8 +66,9 @@ impl ConvSpec {
 /// The layer keeps the kernels it derives from its weight (the forward
 /// Winograd kernel and the input gradient's transformed kernel, each made on
 /// first use; large F(2x2) kernels over many tiles are made per call
-/// instead, see `sightline_tensor::conv::conv2d_cached`) for as long as the weight does not change: handing out mutable
-/// access to the weight ([`Module::trainable_mut`], hence
+/// instead, see `sightline_tensor::conv::conv2d_cached`) for as long as the
+/// weight does not change: handing out mutable access to the weight
+/// ([`Module::trainable_mut`], hence
 /// `Model::parameters_mut`) drops them. A clone shares them with the
 /// original until either is changed.
 #[derive(Clone, Debug)]

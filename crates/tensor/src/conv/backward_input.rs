@@ -227,19 +227,12 @@ fn backward_input<T: Element>(
         if let Some(variant) = input_gradient_winograd_variant(&tg, WINOGRAD_MIN_TILES_CACHED) {
             if variant == Variant::F2x2 {
                 // The forward kernel, read transposed: made for this call
-                // only where the forward pass (geometry `g`) makes it per
-                // call too and no kernel is kept.
-                let transient;
-                let k = match cache.winograd.get() {
-                    Some(k) => k,
-                    None if !keeps_f2_kernel(&g) => {
-                        transient = WinogradKernel::forward_with(weight, variant)?;
-                        &transient
-                    }
-                    None => cached_winograd(&cache.winograd, || {
-                        WinogradKernel::forward_with(weight, variant)
-                    })?,
-                };
+                // only where the forward pass (geometry `g`, not `tg`)
+                // makes it per call too.
+                let mut made = None;
+                let k = cached_winograd(&cache.winograd, keeps_f2_kernel(&g), &mut made, || {
+                    WinogradKernel::forward_with(weight, variant)
+                })?;
                 if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
                     return Err(stale_cache(
                         weight,
@@ -248,7 +241,8 @@ fn backward_input<T: Element>(
                 }
                 return winograd::conv3x3_input_gradient_then(gout, k, tp.padding, then);
             }
-            let k = cached_winograd(&cache.winograd_f4, || {
+            let mut made = None;
+            let k = cached_winograd(&cache.winograd_f4, true, &mut made, || {
                 WinogradKernel::backward_input_with(weight, variant)
             })?;
             if (k.out_channels(), k.in_channels()) != (g.cin, g.cout) {

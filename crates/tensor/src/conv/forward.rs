@@ -148,15 +148,11 @@ pub fn conv2d_cached<T: Element>(
             Variant::F2x2 => &*cache.winograd,
             Variant::F4x4 => &cache.winograd_f4,
         };
-        let transient;
-        let k = match slot.get() {
-            Some(k) => k,
-            None if variant == Variant::F2x2 && !keeps_f2_kernel(&g) => {
-                transient = WinogradKernel::forward_with(weight, variant)?;
-                &transient
-            }
-            None => cached_winograd(slot, || WinogradKernel::forward_with(weight, variant))?,
-        };
+        let keep = variant != Variant::F2x2 || keeps_f2_kernel(&g);
+        let mut made = None;
+        let k = cached_winograd(slot, keep, &mut made, || {
+            WinogradKernel::forward_with(weight, variant)
+        })?;
         if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
             return Err(TensorError::ShapeMismatch {
                 op: "conv2d_cached (cache made for another weight)",
@@ -198,13 +194,18 @@ pub(super) fn conv2d_unfolded_packed<T: Element>(
     unsafe { Tensor::write_whole([g.n, g.cout, g.ho, g.wo], write) }
 }
 
-/// The Winograd kernel in `slot`, built by `build` on first use.
-pub(super) fn cached_winograd<T: Element>(
-    slot: &OnceLock<WinogradKernel<T>>,
+/// The Winograd kernel in `slot`, built by `build` on first use and kept
+/// there; or, where `keep` is false and the slot is empty, built into
+/// `made` for this call only (see [`super::dispatch::keeps_f2_kernel`]).
+pub(super) fn cached_winograd<'a, T: Element>(
+    slot: &'a OnceLock<WinogradKernel<T>>,
+    keep: bool,
+    made: &'a mut Option<WinogradKernel<T>>,
     build: impl FnOnce() -> Result<WinogradKernel<T>>,
-) -> Result<&WinogradKernel<T>> {
+) -> Result<&'a WinogradKernel<T>> {
     Ok(match slot.get() {
         Some(k) => k,
+        None if !keep => made.insert(build()?),
         None => {
             let k = build()?;
             slot.get_or_init(|| k)

@@ -17,6 +17,8 @@
 use super::{MR, MR_AVX512, NR};
 use crate::cblock::CBlock;
 use crate::element::Element;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::prefetch;
 use crate::simd::{simd_level, SimdLevel};
 use std::any::TypeId;
 use std::sync::OnceLock;
@@ -353,14 +355,7 @@ unsafe fn micro_f32_avx512<const TR: bool>(
     let mut p = 0;
     while p < k {
         let steps = (k - p).min(M);
-        if TR && p + PREFETCH_GROUPS * M < k {
-            // The group that many ahead exists (its steps are < k), so its
-            // block is inside what the caller vouched for.
-            prefetch_block(group.add(PREFETCH_GROUPS * gs));
-        }
-        if !TR {
-            prefetch_block(group.wrapping_add(PACKED_PREFETCH_GROUPS * gs));
-        }
+        prefetch_block(group.wrapping_add(prefetch_groups::<TR>() * gs));
         let mut a = group;
         for _ in 0..steps {
             // A prefetch cannot fault, wherever `wrapping_add` points.
@@ -403,6 +398,16 @@ const PREFETCH_GROUPS: usize = 2;
 /// fault), wasted where that is not read next.
 const PACKED_PREFETCH_GROUPS: usize = 4;
 
+/// Groups of steps ahead whose block of `A` a transposed (`TR`) or packed
+/// read prefetches.
+const fn prefetch_groups<const TR: bool>() -> usize {
+    if TR {
+        PREFETCH_GROUPS
+    } else {
+        PACKED_PREFETCH_GROUPS
+    }
+}
+
 /// Steps ahead whose row of `B` the AVX-512 kernels prefetch. `B` is read
 /// one row per step, and its rows are often far apart: an image read in
 /// place by the 1 x 1 products (12.5 KB at 56 x 56), transformed tiles
@@ -413,19 +418,14 @@ const PACKED_PREFETCH_GROUPS: usize = 4;
 const PFB_ROWS: usize = 8;
 
 /// Prefetches the `MR_AVX512 x MR_AVX512` block of `A` at `a` (a group of a
-/// transposed or packed read) into L1, line by line (a prefetch does not
-/// fault).
+/// transposed or packed read) into L1, line by line. A prefetch cannot
+/// fault, so `a` may lie past the end of the kernel (the last groups).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn prefetch_block(a: *const f32) {
-    use std::arch::x86_64::*;
     const LINE: usize = 16;
-    let mut i = 0;
-    while i < MR_AVX512 * MR_AVX512 + LINE {
-        // SAFETY: a prefetch reads nothing and cannot fault, whatever the
-        // address; `wrapping_add` makes no claim about the allocation.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(i).cast::<i8>()) };
-        i += LINE;
+    for i in (0..MR_AVX512 * MR_AVX512 + LINE).step_by(LINE) {
+        prefetch(a.wrapping_add(i));
     }
 }
 
@@ -463,14 +463,7 @@ unsafe fn micro_f32_avx512_wide<const TR: bool>(
     let mut p = 0;
     while p < k {
         let steps = (k - p).min(M);
-        if TR && p + PREFETCH_GROUPS * M < k {
-            // The group that many ahead exists (its steps are < k), so its
-            // block is inside what the caller vouched for.
-            prefetch_block(group.add(PREFETCH_GROUPS * gs));
-        }
-        if !TR {
-            prefetch_block(group.wrapping_add(PACKED_PREFETCH_GROUPS * gs));
-        }
+        prefetch_block(group.wrapping_add(prefetch_groups::<TR>() * gs));
         let mut a = group;
         for _ in 0..steps {
             // A prefetch cannot fault, wherever `wrapping_add` points
