@@ -8,7 +8,8 @@ use sightline::imageio::Preprocess;
 use sightline::labels::Labels;
 use sightline::layers::{Architecture, Model};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
 /// A VGG with two convolutions: 10 classes, 32 x 32 inputs.
 const TINY_VGG: &str =
@@ -602,4 +603,52 @@ fn bench_prints_json_with_exact_flops() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// `bench --stepped`: a ready line after the warm-up, one timed call per
+/// line of input, each answered with its time, then the report of exactly
+/// those calls; no input at all is an error, not an empty report.
+#[test]
+fn bench_stepped_times_one_call_per_input_line() {
+    let f = Fixture::new();
+    let run = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["bench", "--arch", f.arch.to_str().unwrap(), "--weights"])
+            .arg(&f.weights)
+            .args(["--method", "gradient", "--size", "32", "--iters", "9"])
+            .args(["--gemm-size", "64", "--json", "--stepped"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = run("go\ngo\ngo\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0], serde_json::json!({ "ready": true }));
+    let calls: Vec<f64> = lines[1..4]
+        .iter()
+        .map(|c| c["ms"].as_f64().unwrap())
+        .collect();
+    assert!(calls.iter().all(|&ms| ms > 0.0), "{calls:?}");
+    let report = &lines[4];
+    assert_eq!(report["iters"], 3, "three lines, three calls, not --iters");
+    let min = calls.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(report["ms_min"].as_f64().unwrap(), min);
+
+    let o = run("");
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("before the first call"), "{}", stderr(&o));
 }

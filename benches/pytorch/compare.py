@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Times the same saliency jobs in PyTorch + TorchRay and in sightline, one
-after the other on the same machine, and prints both and their ratio.
+"""Times the same saliency jobs in PyTorch + TorchRay and in sightline, their
+calls interleaved one by one on the same machine, and prints both and their
+ratio.
 
     python3 benches/pytorch/compare.py                      # VGG16 and ResNet-50, guided backprop
-    python3 benches/pytorch/compare.py --arch vgg16 --method gradient,grad_cam --iters 5
+    python3 benches/pytorch/compare.py --arch vgg16 --method gradient,grad_cam --iters 9
     python3 benches/pytorch/compare.py --python ~/torch-venv/bin/python
     python3 benches/pytorch/compare.py --table --python ~/torch-venv/bin/python   # issue 7's table
-    python3 benches/pytorch/compare.py --table --rounds 3 --python ~/torch-venv/bin/python
 
 PyTorch is optional: the PyTorch side runs in the interpreter given by
 `--python` (default: this one) and is skipped, with a note, when that
@@ -14,8 +14,19 @@ interpreter has no torch/torchvision/torchray. Nothing here is a test
 dependency. A venv for it: `python -m venv v && v/bin/pip install torch
 torchvision torchray captum` (several GB).
 
-The sightline side runs `sightline bench --arch A --method M --size S
---batch B --iters N --json` (the binary from `--sightline`, default
+How a job is timed: each side is one process that loads its model, makes
+one untimed warm-up call and says it is ready (the sides start one after
+the other, so their warm-ups never overlap). Then the driver asks for one
+call at a time, alternating the sides (A B, B A, A B, ...), with a pause of
+`--gap` seconds after each call so that the other side's idle threads
+(OpenMP and rayon workers spin for a while before they sleep) have gone
+quiet. Only one side ever runs at a time, and the two calls of a pair are
+a second or so apart: a host whose speed drifts by tens of percent over
+minutes slows both alike, and the ratio of each pair is taken before the
+median. `--iters` is the number of calls per side (pairs).
+
+The sightline side is `sightline bench --arch A --method M --size S
+--batch B --stepped --json` (the binary from `--sightline`, default
 target/release/sightline, built with `cargo build --release` if missing).
 Both sides use random weights and a random input, batch 1 and 224 x 224 by
 default, and the same number of threads (`--threads`, default 2:
@@ -23,13 +34,15 @@ RAYON_NUM_THREADS for sightline, torch.set_num_threads for PyTorch).
 
 The PyTorch job is the one of the project's reference timings
 (torch_bench.py): torchvision model, eval mode, TorchRay's function for the
-method, target class 1, a warm-up call, then the median of the timed calls.
+method, target class 1, a warm-up call, then the timed calls.
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,21 +83,19 @@ def run():
     else:
         raise SystemExit("unknown method " + method)
 
-run()
-ts, cs = [], []
-for _ in range(a["iters"]):
+run()  # warm-up
+print(json.dumps({"ready": True}), flush=True)
+ts = []
+while sys.stdin.readline():
     t, c = time.perf_counter(), time.process_time()
     run()
     ts.append((time.perf_counter() - t) * 1000)
-    cs.append((time.process_time() - c) * 1000)
+    print(json.dumps({"ms": ts[-1], "cpu_ms": (time.process_time() - c) * 1000}), flush=True)
 print(json.dumps({
-    "ms_median": round(statistics.median(ts), 1),
-    "cpu_ms_median": round(statistics.median(cs), 1),
-    "ms_min": round(min(ts), 1),
-    "images_per_s": round(a["batch"] * 1000 / statistics.median(ts), 2),
+    "calls": len(ts),
     "threads": torch.get_num_threads(),
     "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-}))
+}), flush=True)
 '''
 
 GRAD_CAM_LAYER = {"vgg": "features.29", "resnet": "layer4"}
@@ -111,13 +122,85 @@ def torch_available(python):
     return r.returncode == 0, r.stderr.strip().splitlines()[-1:] if r.stderr else []
 
 
-def run_torch(python, arch, method, size, batch, iters, threads):
-    args = json.dumps(dict(arch=arch, method=method, size=size, batch=batch,
-                           iters=iters, threads=threads))
-    r = subprocess.run([python, "-c", TORCH_JOB, args], capture_output=True, text=True)
-    if r.returncode != 0:
-        return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(r.stdout.strip().splitlines()[-1])
+class Side:
+    """One side of a job: a process that makes one call per line it reads
+    and answers each with a JSON line {"ms", "cpu_ms"}; when its input
+    ends, it prints a summary JSON line (with its peak RSS) and exits."""
+
+    def __init__(self, name, cmd, env=None):
+        self.name, self.calls, self.summary, self.error = name, [], {}, None
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, bufsize=1, env=env)
+        while self.error is None:
+            line = self._line()
+            if line is not None and line.get("ready"):
+                break
+
+    def _line(self):
+        """The next JSON line of the process, or None (and `error` set) when
+        it ended or printed something else."""
+        text = self.proc.stdout.readline()
+        if not text:
+            self.proc.wait()
+            self.stderr.seek(0)
+            last = (self.stderr.read().strip().splitlines() or ["exited"])[-1]
+            self.error = f"{self.name}: {last}"
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return {}
+
+    def call(self):
+        if self.error:
+            return
+        try:
+            self.proc.stdin.write("go\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        line = self._line()
+        if line is not None and "ms" in line:
+            self.calls.append(line)
+
+    def finish(self):
+        if self.error is None:
+            self.proc.stdin.close()
+            last = None
+            while (line := self._line()) is not None:
+                last = line
+            if self.proc.returncode == 0:  # the output ended as it should
+                self.error = None
+            self.summary = last or {}
+        self.proc.wait()
+        return self
+
+    def ms(self):
+        return [c["ms"] for c in self.calls]
+
+    def cpu_ms(self):
+        return [c["cpu_ms"] for c in self.calls if c.get("cpu_ms") is not None]
+
+
+def interleave(makers, calls, gap):
+    """Starts the sides one after the other (each warms up alone), then
+    makes `calls` calls of each, alternating their order from one round to
+    the next, pausing `gap` seconds after every call; returns the finished
+    sides."""
+    sides = []
+    for make in makers:
+        sides.append(make())
+    for k in range(calls):
+        for side in (sides if k % 2 == 0 else sides[::-1]):
+            side.call()
+            time.sleep(gap)
+    return [side.finish() for side in sides]
+
+
+def torch_side(python, arch, method, size, batch, threads):
+    args = json.dumps(dict(arch=arch, method=method, size=size, batch=batch, threads=threads))
+    return Side("PyTorch", [python, "-c", TORCH_JOB, args])
 
 
 def sightline_binary(path):
@@ -129,9 +212,9 @@ def sightline_binary(path):
     return exe
 
 
-def run_sightline(exe, arch, method, size, batch, iters, threads):
+def sightline_side(exe, arch, method, size, batch, threads):
     cmd = [str(exe), "bench", "--arch", arch, "--method", method, "--size", str(size),
-           "--batch", str(batch), "--iters", str(iters), "--json"]
+           "--batch", str(batch), "--stepped", "--json"]
     if method == "grad_cam":
         for prefix, layer in GRAD_CAM_LAYER.items():
             if arch.startswith(prefix):
@@ -139,10 +222,27 @@ def run_sightline(exe, arch, method, size, batch, iters, threads):
     env = dict(os.environ)
     if threads:
         env["RAYON_NUM_THREADS"] = str(threads)
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return Side("sightline", cmd, env)
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def pair_ratios(num, den, scale=1.0):
+    """Ratios of the calls made in the same round (num[k] * scale / den[k])."""
+    return [n * scale / d for n, d in zip(num, den) if n and d]
+
+
+def summary(ratios):
+    """Median and range of ratios, rounded."""
+    if not ratios:
+        return None, None
+    return round(median(ratios), 2), [round(min(ratios), 2), round(max(ratios), 2)]
 
 
 def fmt(v, unit=""):
@@ -155,16 +255,21 @@ def main():
     p.add_argument("--method", default="guided_backprop", help="comma-separated methods")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--iters", type=int, default=None,
+                   help="timed calls per side (default 9; --table: 15)")
+    p.add_argument("--gap", type=float, default=0.25,
+                   help="seconds of pause after each call")
     p.add_argument("--threads", type=int, default=2, help="0: each library's default")
     p.add_argument("--python", default=sys.executable, help="interpreter with torch + torchray")
     p.add_argument("--sightline", help="sightline binary (default: target/release/sightline)")
     p.add_argument("--json", action="store_true", help="print one JSON object per job")
     p.add_argument("--table", action="store_true",
                    help="run the jobs of issue 7's table instead of --arch x --method")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="--table: rounds per job, alternating which side runs first")
     a = p.parse_args()
+    if a.iters is None:
+        a.iters = 15 if a.table else 9
+    if a.iters < 1 or a.gap < 0:
+        p.error("--iters must be positive and --gap not negative")
 
     have_torch, why = torch_available(a.python)
     if not have_torch:
@@ -177,16 +282,17 @@ def main():
     rows = []
     for arch in a.arch.split(","):
         for method in a.method.split(","):
-            # One after the other, never at the same time.
-            torch_r = (run_torch(a.python, arch, method, a.size, a.batch, a.iters, a.threads)
-                       if have_torch else None)
-            sl = run_sightline(exe, arch, method, a.size, a.batch, a.iters, a.threads)
-            ratio = None
-            if torch_r and "ms_median" in torch_r and "ms_median" in sl:
-                ratio = torch_r["ms_median"] / sl["ms_median"]
+            makers = [lambda: sightline_side(exe, arch, method, a.size, a.batch, a.threads)]
+            if have_torch:
+                makers.insert(0, lambda: torch_side(a.python, arch, method, a.size, a.batch,
+                                                    a.threads))
+            sides = interleave(makers, a.iters, a.gap)
+            sl, pt = sides[-1], (sides[0] if have_torch else None)
+            ratio, spread = summary(pair_ratios(pt.ms(), sl.ms()) if pt else [])
             row = dict(arch=arch, method=method, size=a.size, batch=a.batch,
-                       threads=a.threads, pytorch=torch_r, sightline=sl,
-                       speedup=None if ratio is None else round(ratio, 2))
+                       threads=a.threads, calls=a.iters,
+                       pytorch=None if pt is None else side_record(pt),
+                       sightline=side_record(sl), speedup=ratio, speedup_range=spread)
             rows.append(row)
             if a.json:
                 print(json.dumps(row), flush=True)
@@ -194,80 +300,64 @@ def main():
     if a.json:
         return
     print(f"{'arch':10} {'method':18} {'PyTorch ms':>11} {'sightline ms':>13} "
-          f"{'speedup':>8} {'PyTorch MiB':>12} {'sightline MiB':>14}")
+          f"{'speedup':>8} {'range':>11} {'PyTorch MiB':>12} {'sightline MiB':>14}")
     for r in rows:
         t, s = r["pytorch"] or {}, r["sightline"]
-        if "error" in s:
+        if s["error"]:
             print(f"{r['arch']:10} {r['method']:18} sightline failed: {s['error']}")
             continue
-        if "error" in t:
+        if t.get("error"):
             print(f"{r['arch']:10} {r['method']:18} PyTorch failed: {t['error']}")
+        spread = "-" if r["speedup_range"] is None else "{}-{}".format(*r["speedup_range"])
         print(f"{r['arch']:10} {r['method']:18} {fmt(t.get('ms_median')):>11} "
               f"{fmt(s.get('ms_median')):>13} "
-              f"{('-' if r['speedup'] is None else str(r['speedup']) + 'x'):>8} "
+              f"{('-' if r['speedup'] is None else str(r['speedup']) + 'x'):>8} {spread:>11} "
               f"{fmt(t.get('peak_rss_mib')):>12} {fmt(s.get('peak_rss_mib')):>14}")
 
 
-def median(xs):
-    xs = sorted(x for x in xs if x is not None)
-    if not xs:
-        return None
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+def side_record(side):
+    """What the JSON output keeps of a side: its calls, medians, peak RSS."""
+    return dict(error=side.error, ms=[round(m, 1) for m in side.ms()],
+                ms_median=median(side.ms()), cpu_ms_median=median(side.cpu_ms()),
+                peak_rss_mib=side.summary.get("peak_rss_mib"))
 
 
 def run_table(a, have_torch, exe):
     """Issue 7's jobs, with time and peak RSS ratios (sightline / PyTorch)
-    against the targets. Each job runs `--rounds` rounds of one PyTorch and
-    one sightline run, alternating which goes first; a ratio is taken per
-    round (the two runs were seconds apart), and the table shows the median
-    of the rounds' times and ratios, and the range of the ratios (this
-    machine's speed drifts by tens of percent over minutes). The CPU ratio
-    is that of the CPU time per call (user + system, all threads, idle
-    spinning included), which time the host takes away from the process
-    does not inflate."""
+    against the targets. Each job interleaves `--iters` calls of each side
+    (see the module's doc); the time ratio is the median of the rounds'
+    ratios, shown with their range. The CPU ratio is that of the median CPU
+    time per call (user + system, all threads, idle spinning included),
+    which time the host takes away from the process does not inflate. The
+    batch-8 job also interleaves sightline at batch 1, and compares its
+    time per image with that."""
     rows = []
     for label, arch, methods, torch_method, batch, target in TABLE:
-        rounds = []
-        for k in range(a.rounds):
-            def torch_side():
-                return (run_torch(a.python, arch, torch_method, a.size, batch, a.iters, a.threads)
-                        if have_torch else None) or {}
-
-            def sightline_side():
-                return run_sightline(exe, arch, methods, a.size, batch, a.iters, a.threads)
-
-            if k % 2 == 0:
-                torch_r, sl = torch_side(), sightline_side()
-            else:
-                sl, torch_r = sightline_side(), torch_side()
-            one = None
-            if batch > 1 and sl.get("ms_median"):
-                one = run_sightline(exe, arch, methods, a.size, 1, a.iters, a.threads)
-            rounds.append((torch_r, sl, one))
-        t_ms = [t.get("ms_median") for t, _, _ in rounds]
-        s_ms = [s.get("ms_median") for _, s, _ in rounds]
-        t_mib = [t.get("peak_rss_mib") for t, _, _ in rounds]
-        s_mib = [s.get("peak_rss_mib") for _, s, _ in rounds]
-        t_cpu = [t.get("cpu_ms_median") for t, _, _ in rounds]
-        s_cpu = [s.get("cpu_ms_median") for _, s, _ in rounds]
-        ratios = [s / t for t, s in zip(t_ms, s_ms) if t and s]
-        cpu_ratios = [s / t for t, s in zip(t_cpu, s_cpu) if t and s]
-        rss = [s / t for t, s in zip(t_mib, s_mib) if t and s]
-        errors = [s["error"] for _, s, _ in rounds if "error" in s]
-        row = dict(job=label, arch=arch, methods=methods, batch=batch, rounds=a.rounds,
-                   target=target, error=errors[0] if errors else None,
-                   pytorch_ms=t_ms, sightline_ms=s_ms, pytorch_mib=t_mib, sightline_mib=s_mib,
-                   time_ratio=None if not ratios else round(median(ratios), 2),
-                   time_ratio_range=None if not ratios else [round(min(ratios), 2),
-                                                             round(max(ratios), 2)],
-                   pytorch_cpu_ms=t_cpu, sightline_cpu_ms=s_cpu,
-                   cpu_ratio=None if not cpu_ratios else round(median(cpu_ratios), 2),
-                   rss_ratio=None if not rss else round(median(rss), 2))
+        makers = [lambda: sightline_side(exe, arch, methods, a.size, batch, a.threads)]
         if batch > 1:
-            row["sightline_batch1_ms"] = [o.get("ms_median") for _, _, o in rounds if o]
-            per_image = [s / batch for s in s_ms if s]
-            row["per_image_ms"] = None if not per_image else round(median(per_image), 1)
+            makers.append(lambda: sightline_side(exe, arch, methods, a.size, 1, a.threads))
+        if have_torch:
+            makers.insert(0, lambda: torch_side(a.python, arch, torch_method, a.size, batch,
+                                                a.threads))
+        sides = interleave(makers, a.iters, a.gap)
+        pt = sides.pop(0) if have_torch else None
+        sl, one = sides[0], (sides[1] if batch > 1 else None)
+        ratio, spread = summary(pair_ratios(sl.ms(), pt.ms()) if pt else [])
+        cpu = (pt and median(sl.cpu_ms()) and median(pt.cpu_ms())
+               and median(sl.cpu_ms()) / median(pt.cpu_ms()))
+        rss = (pt and sl.summary.get("peak_rss_mib") and pt.summary.get("peak_rss_mib")
+               and sl.summary["peak_rss_mib"] / pt.summary["peak_rss_mib"])
+        errors = [s.error for s in (pt, sl, one) if s is not None and s.error]
+        row = dict(job=label, arch=arch, methods=methods, batch=batch, calls=a.iters,
+                   target=target, error=errors[0] if errors else None,
+                   pytorch=None if pt is None else side_record(pt),
+                   sightline=side_record(sl), time_ratio=ratio, time_ratio_range=spread,
+                   cpu_ratio=None if not cpu else round(cpu, 2),
+                   rss_ratio=None if not rss else round(rss, 2))
+        if one is not None:
+            row["sightline_batch1"] = side_record(one)
+            per_image = pair_ratios(sl.ms(), one.ms(), 1.0 / batch)
+            row["per_image_vs_batch1"], row["per_image_vs_batch1_range"] = summary(per_image)
         rows.append(row)
         if a.json:
             print(json.dumps(row), flush=True)
@@ -278,22 +368,24 @@ def run_table(a, have_torch, exe):
           f"{'RSS ratio':>9}")
     for r in rows:
         if r["error"]:
-            print(f"{r['job']:32} sightline failed: {r['error']}")
+            print(f"{r['job']:32} failed: {r['error']}")
             continue
+        t, s = r["pytorch"] or {}, r["sightline"]
         target = "-" if r["target"] is None else f"<= {r['target']}"
         ratio = "-" if r["time_ratio"] is None else str(r["time_ratio"])
         spread = ("-" if r["time_ratio_range"] is None
                   else "{}-{}".format(*r["time_ratio_range"]))
         rss = "-" if r["rss_ratio"] is None else str(r["rss_ratio"])
         cpu = "-" if r["cpu_ratio"] is None else str(r["cpu_ratio"])
-        print(f"{r['job']:32} {fmt(median(r['pytorch_ms'])):>10} "
-              f"{fmt(median(r['sightline_ms'])):>12} {ratio:>6} {spread:>11} {target:>7} "
-              f"{cpu:>9} "
-              f"{fmt(median(r['pytorch_mib'])):>11} {fmt(median(r['sightline_mib'])):>13} "
+        print(f"{r['job']:32} {fmt(t.get('ms_median')):>10} "
+              f"{fmt(s.get('ms_median')):>12} {ratio:>6} {spread:>11} {target:>7} "
+              f"{cpu:>9} {fmt(t.get('peak_rss_mib')):>11} {fmt(s.get('peak_rss_mib')):>13} "
               f"{rss:>9}")
-        if "per_image_ms" in r:
-            print(f"{'':32} per image {fmt(r['per_image_ms'])} ms vs batch 1 "
-                  f"{fmt(median(r['sightline_batch1_ms']))} ms (target: no slower)")
+        if "sightline_batch1" in r:
+            lo, hi = r["per_image_vs_batch1_range"] or (None, None)
+            print(f"{'':32} per image {fmt(median(s['ms']) / r['batch'])} ms vs batch 1 "
+                  f"{fmt(r['sightline_batch1']['ms_median'])} ms: ratio "
+                  f"{r['per_image_vs_batch1']} ({lo}-{hi}; target: no slower, <= 1)")
 
 
 if __name__ == "__main__":

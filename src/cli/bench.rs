@@ -55,6 +55,14 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Time one call per line read from standard input instead of
+    /// `--iters` calls: after the warm-up, print `{"ready": true}`, then for
+    /// each line run one call and print `{"ms": .., "cpu_ms": ..}`, until
+    /// the input ends; then the report of those calls. For a driver that
+    /// alternates calls with another program (`benches/pytorch/compare.py`),
+    /// so that both meet the same state of a noisy host.
+    #[arg(long)]
+    pub stepped: bool,
 }
 
 /// What one iteration runs.
@@ -278,6 +286,53 @@ pub fn sgemm_gflops(n: usize) -> Result<(f64, f64), CliError> {
     Ok((parallel, single))
 }
 
+/// When the timed calls run: `--iters` of them back to back, or (with
+/// `--stepped`) one per line of standard input, each announced on standard
+/// output.
+struct Steps {
+    stdin: Option<std::io::StdinLock<'static>>,
+}
+
+impl Steps {
+    /// Prints the ready line first when stepped.
+    fn new(stepped: bool) -> Result<Self, CliError> {
+        if stepped {
+            print_line(&json!({ "ready": true }))?;
+        }
+        Ok(Steps {
+            stdin: stepped.then(|| std::io::stdin().lock()),
+        })
+    }
+
+    /// Whether to run another call, `done` having run: while fewer than
+    /// `iters`, or (stepped) when a line arrives, not when the input ends.
+    fn next_call(&mut self, iters: usize, done: usize) -> Result<bool, CliError> {
+        let Some(stdin) = &mut self.stdin else {
+            return Ok(done < iters);
+        };
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(stdin, &mut line)
+            .map_err(|e| CliError::from(format!("--stepped: reading standard input: {e}")))?;
+        Ok(read > 0)
+    }
+
+    /// Prints one call's time when stepped.
+    fn report(&self, ms: f64, cpu_ms: Option<f64>) -> Result<(), CliError> {
+        if self.stdin.is_some() {
+            print_line(&json!({ "ms": ms, "cpu_ms": cpu_ms }))?;
+        }
+        Ok(())
+    }
+}
+
+/// One JSON line on standard output, flushed (the driver waits for it).
+fn print_line(v: &serde_json::Value) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{v}")
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("writing standard output: {e}").into())
+}
+
 fn median(sorted: &[f64]) -> f64 {
     let n = sorted.len();
     if n % 2 == 1 {
@@ -331,13 +386,21 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     }
     let mut times = Vec::with_capacity(args.iters);
     let mut cpu_times = Vec::with_capacity(args.iters);
-    for _ in 0..args.iters {
+    let mut steps = Steps::new(args.stepped)?;
+    while steps.next_call(args.iters, times.len())? {
         let (t, cpu) = (Instant::now(), cpu_ms());
         job.run(&model, &x)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        if let (Some(before), Some(after)) = (cpu, cpu_ms()) {
-            cpu_times.push(after - before);
-        }
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        times.push(ms);
+        let cpu = match (cpu, cpu_ms()) {
+            (Some(before), Some(after)) => Some(after - before),
+            _ => None,
+        };
+        cpu_times.extend(cpu);
+        steps.report(ms, cpu)?;
+    }
+    if times.is_empty() {
+        return Err("--stepped: the input ended before the first call".into());
     }
     cpu_times.sort_by(f64::total_cmp);
     let cpu_median = (!cpu_times.is_empty()).then(|| median(&cpu_times));
@@ -363,7 +426,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         "layers": layers,
         "size": args.size,
         "batch": args.batch,
-        "iters": args.iters,
+        "iters": times.len(),
         "warmup": args.warmup,
         "threads": rayon::current_num_threads(),
         "ms_median": ms_median,
