@@ -7,8 +7,8 @@ use sightline::attribution::{Explainer, Method, Resize, SaliencyOptions, Target}
 use sightline::imageio::Preprocess;
 use sightline::labels::Labels;
 use sightline::layers::{Architecture, Model};
-use std::path::{Path, PathBuf};
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// A VGG with two convolutions: 10 classes, 32 x 32 inputs.
@@ -650,5 +650,9 @@ fn bench_stepped_times_one_call_per_input_line() {
 
     let o = run("");
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
-    assert!(stderr(&o).contains("before the first call"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("before the first call"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -266,7 +266,12 @@ fn call_f32<T: Element>(
     }
 }
 
-/// The AVX2 + FMA micro-kernel: 6 x 16 accumulators in 12 registers.
+/// The AVX2 + FMA micro-kernel: 6 x 16 accumulators in 12 registers. It
+/// prefetches `A` as the AVX-512 kernels do ([`prefetch_groups`]), not
+/// `B`: end to end under `SIGHTLINE_SIMD=avx2` (in-process alternation, 2
+/// threads, 19 calls a side), prefetching `A` made VGG16 guided backprop
+/// 13% and 4% faster (median, fastest call) and ResNet-50 8% and 9%;
+/// prefetching `B` as well measured -3% to +4%, within the host's noise.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; `a` must hold what `k` steps read (see
@@ -300,6 +305,7 @@ unsafe fn micro_f32_avx2<const TR: bool>(
     let mut p = 0;
     while p < k {
         let steps = (k - p).min(M);
+        prefetch_block::<M>(group.wrapping_add(prefetch_groups::<TR>() * gs));
         let mut a = group;
         for _ in 0..steps {
             let b0 = _mm256_loadu_ps(b);
@@ -355,7 +361,7 @@ unsafe fn micro_f32_avx512<const TR: bool>(
     let mut p = 0;
     while p < k {
         let steps = (k - p).min(M);
-        prefetch_block(group.wrapping_add(prefetch_groups::<TR>() * gs));
+        prefetch_block::<M>(group.wrapping_add(prefetch_groups::<TR>() * gs));
         let mut a = group;
         for _ in 0..steps {
             // A prefetch cannot fault, wherever `wrapping_add` points.
@@ -375,27 +381,28 @@ unsafe fn micro_f32_avx512<const TR: bool>(
     }
 }
 
-/// Groups of steps ahead whose block of `A` the transposed AVX-512 kernels
-/// prefetch. A transposed read takes one `mr x mr` block (576 bytes) per
-/// group, and the blocks are a kernel panel apart (about 400 KB for a 512-channel
-/// F(2x2) kernel): the hardware prefetchers do not follow that, and each
-/// block came from memory while the kernel waited. Prefetching two groups
-/// ahead made the input gradients of VGG16's and ResNet-50's 512-channel
-/// layers 12-28% faster (512 x 512 at 28, 14 and 7; in-process
-/// alternation, 2 threads); 1 and 4 groups ahead measured about the same.
+/// Groups of steps ahead whose block of `A` the transposed kernels
+/// (AVX-512 and AVX2) prefetch. A transposed read takes one `mr x mr`
+/// block (576 bytes for AVX-512) per group, and the blocks are a kernel
+/// panel apart (about 400 KB for a 512-channel F(2x2) kernel): the
+/// hardware prefetchers do not follow that, and each block came from
+/// memory while the kernel waited. Prefetching two groups ahead made the
+/// input gradients of VGG16's and ResNet-50's 512-channel layers 12-28%
+/// faster (512 x 512 at 28, 14 and 7; in-process alternation, 2 threads,
+/// AVX-512); 1 and 4 groups ahead measured about the same.
 const PREFETCH_GROUPS: usize = 2;
 
 /// Groups of steps ahead whose block of `A` the packed (not transposed)
-/// AVX-512 kernels prefetch: 4 x 576 bytes, 2.3 KB ahead of a sequential
-/// read. The hardware prefetchers follow it, but not far enough when `A`
-/// comes from memory: a 512-channel F(2x2) kernel (16 MB) is read once per
-/// block of tiles, and VGG16's 512 x 512 forward at 28 x 28 took 10.3 ms
-/// without this against 8.5 with it. End to end (in-process alternation,
-/// 2 threads, medians of 14 calls per side): VGG16 guided backprop 3-9%
-/// faster, Grad-CAM 5%, ResNet-50 4-11% (its 1 x 1 products read packed
-/// weights too). 1 group ahead bought less, 8 about the same. Near the
-/// end of a panel it prefetches whatever follows it (a prefetch cannot
-/// fault), wasted where that is not read next.
+/// kernels (AVX-512 and AVX2) prefetch: for AVX-512, 4 x 576 bytes, 2.3 KB
+/// ahead of a sequential read. The hardware prefetchers follow it, but not
+/// far enough when `A` comes from memory: a 512-channel F(2x2) kernel (16
+/// MB) is read once per block of tiles, and VGG16's 512 x 512 forward at
+/// 28 x 28 took 10.3 ms without this against 8.5 with it. End to end
+/// (in-process alternation, 2 threads, medians of 14 calls per side):
+/// VGG16 guided backprop 3-9% faster, Grad-CAM 5%, ResNet-50 4-11% (its
+/// 1 x 1 products read packed weights too). 1 group ahead bought less, 8
+/// about the same. Near the end of a panel it prefetches whatever follows
+/// it (a prefetch cannot fault), wasted where that is not read next.
 const PACKED_PREFETCH_GROUPS: usize = 4;
 
 /// Groups of steps ahead whose block of `A` a transposed (`TR`) or packed
@@ -417,14 +424,14 @@ const fn prefetch_groups<const TR: bool>() -> usize {
 /// layers alone 3.5-4.7%. 4 and 16 rows ahead measured about the same.
 const PFB_ROWS: usize = 8;
 
-/// Prefetches the `MR_AVX512 x MR_AVX512` block of `A` at `a` (a group of a
-/// transposed or packed read) into L1, line by line. A prefetch cannot
+/// Prefetches the `M x M` block of `A` at `a` (a group of a transposed or
+/// packed read, `M` the kernel's rows) into L1, line by line. A prefetch cannot
 /// fault, so `a` may lie past the end of the kernel (the last groups).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn prefetch_block(a: *const f32) {
+fn prefetch_block<const M: usize>(a: *const f32) {
     const LINE: usize = 16;
-    for i in (0..MR_AVX512 * MR_AVX512 + LINE).step_by(LINE) {
+    for i in (0..M * M + LINE).step_by(LINE) {
         prefetch(a.wrapping_add(i));
     }
 }
@@ -463,7 +470,7 @@ unsafe fn micro_f32_avx512_wide<const TR: bool>(
     let mut p = 0;
     while p < k {
         let steps = (k - p).min(M);
-        prefetch_block(group.wrapping_add(prefetch_groups::<TR>() * gs));
+        prefetch_block::<M>(group.wrapping_add(prefetch_groups::<TR>() * gs));
         let mut a = group;
         for _ in 0..steps {
             // A prefetch cannot fault, wherever `wrapping_add` points
