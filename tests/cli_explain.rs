@@ -648,6 +648,35 @@ fn bench_stepped_times_one_call_per_input_line() {
     let min = calls.iter().copied().fold(f64::INFINITY, f64::min);
     assert_eq!(report["ms_min"].as_f64().unwrap(), min);
 
+    // In lock-step, as compare.py drives it: each answer comes before the
+    // next line is sent.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["bench", "--arch", f.arch.to_str().unwrap(), "--weights"])
+        .arg(&f.weights)
+        .args(["--method", "gradient", "--size", "32", "--iters", "0"])
+        .args(["--gemm-size", "64", "--json", "--stepped"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut next = || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        serde_json::from_str::<Value>(&line).unwrap()
+    };
+    assert_eq!(next()["ready"], true);
+    for _ in 0..2 {
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+        assert!(next()["ms"].as_f64().unwrap() > 0.0);
+    }
+    drop(stdin);
+    assert_eq!(next()["iters"], 2);
+    assert!(child.wait().unwrap().success());
+
     let o = run("");
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(

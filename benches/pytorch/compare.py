@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Times the same saliency jobs in PyTorch + TorchRay and in sightline, their
 calls interleaved one by one on the same machine, and prints both and their
-ratio.
+ratio (PyTorch / sightline as a speedup; with --table, sightline / PyTorch
+against issue 7's targets).
 
     python3 benches/pytorch/compare.py                      # VGG16 and ResNet-50, guided backprop
-    python3 benches/pytorch/compare.py --arch vgg16 --method gradient,grad_cam --iters 9
+    python3 benches/pytorch/compare.py --arch vgg16 --method gradient,grad_cam --iters 8
     python3 benches/pytorch/compare.py --python ~/torch-venv/bin/python
     python3 benches/pytorch/compare.py --table --python ~/torch-venv/bin/python   # issue 7's table
 
@@ -20,10 +21,11 @@ the other, so their warm-ups never overlap). Then the driver asks for one
 call at a time, alternating the sides (A B, B A, A B, ...), with a pause of
 `--gap` seconds after each call so that the other side's idle threads
 (OpenMP and rayon workers spin for a while before they sleep) have gone
-quiet. Only one side ever runs at a time, and the two calls of a pair are
-a second or so apart: a host whose speed drifts by tens of percent over
-minutes slows both alike, and the ratio of each pair is taken before the
-median. `--iters` is the number of calls per side (pairs).
+quiet (`--gap`, default 0.25 s). Only one side ever runs at a time, and the
+two calls of a pair are a second or so apart: a host whose speed drifts by
+tens of percent over minutes slows both alike, and the ratio of each pair
+is taken before the median. `--iters` is the number of calls per side
+(pairs; even by default, so that each side goes first as often).
 
 The sightline side is `sightline bench --arch A --method M --size S
 --batch B --stepped --json` (the binary from `--sightline`, default
@@ -37,6 +39,7 @@ The PyTorch job is the one of the project's reference timings
 method, target class 1, a warm-up call, then the timed calls.
 """
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -47,9 +50,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The PyTorch job, run as `python -c TORCH_JOB ARGS_JSON`; prints one JSON line.
+# The PyTorch job, run as `python -c TORCH_JOB ARGS_JSON`, with the protocol of
+# `sightline bench --stepped` (see `Side`).
 TORCH_JOB = r'''
-import json, resource, statistics, sys, time
+import json, resource, sys, time
 a = json.loads(sys.argv[1])
 import torch, torchvision
 if a["threads"]:
@@ -123,58 +127,81 @@ def torch_available(python):
 
 
 class Side:
-    """One side of a job: a process that makes one call per line it reads
-    and answers each with a JSON line {"ms", "cpu_ms"}; when its input
-    ends, it prints a summary JSON line (with its peak RSS) and exits."""
+    """One side of a job: a process that warms up and prints a ready line,
+    then makes one call per line it reads and answers each with a JSON line
+    {"ms", "cpu_ms"}; when its input ends, it prints a summary JSON line
+    (with its peak RSS) and exits. Lines that are not such JSON objects (a
+    library's warnings) are passed to stderr, never taken for an answer."""
 
     def __init__(self, name, cmd, env=None):
         self.name, self.calls, self.summary, self.error = name, [], {}, None
         self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, text=True, bufsize=1, env=env)
-        while self.error is None:
-            line = self._line()
-            if line is not None and line.get("ready"):
-                break
-
-    def _line(self):
-        """The next JSON line of the process, or None (and `error` set) when
-        it ended or printed something else."""
-        text = self.proc.stdout.readline()
-        if not text:
-            self.proc.wait()
-            self.stderr.seek(0)
-            last = (self.stderr.read().strip().splitlines() or ["exited"])[-1]
-            self.error = f"{self.name}: {last}"
-            return None
         try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return {}
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=self.stderr, text=True, bufsize=1, env=env)
+        except OSError as e:
+            self.proc, self.error = None, f"{name} did not start: {e}"
+            return
+        self._expect(lambda r: r.get("ready"))
+
+    def _expect(self, wanted):
+        """The next JSON object the process prints for which `wanted` holds;
+        None, with `error` set, when its output ends first."""
+        while True:
+            text = self.proc.stdout.readline()
+            if not text:
+                self.proc.wait()
+                self.stderr.seek(0)
+                last = (self.stderr.read().strip().splitlines() or ["no message"])[-1]
+                self.error = f"{self.name} exited ({self.proc.returncode}): {last}"
+                return None
+            try:
+                r = json.loads(text)
+            except json.JSONDecodeError:
+                r = None
+            if isinstance(r, dict) and wanted(r):
+                return r
+            sys.stderr.write(f"{self.name}: {text}")
 
     def call(self):
+        """One timed call, recorded when it answers."""
         if self.error:
             return
         try:
             self.proc.stdin.write("go\n")
             self.proc.stdin.flush()
         except BrokenPipeError:
-            pass
-        line = self._line()
-        if line is not None and "ms" in line:
-            self.calls.append(line)
+            pass  # it ended: _expect says why
+        answer = self._expect(lambda r: "ms" in r)
+        if answer is not None:
+            self.calls.append(answer)
 
     def finish(self):
+        """Ends the input, reads the summary, waits for the process."""
+        if self.proc is None:
+            return self
         if self.error is None:
             self.proc.stdin.close()
-            last = None
-            while (line := self._line()) is not None:
-                last = line
-            if self.proc.returncode == 0:  # the output ended as it should
-                self.error = None
-            self.summary = last or {}
-        self.proc.wait()
+            self.summary = self._expect(lambda r: "peak_rss_mib" in r) or {}
+            self.proc.wait()
+            if self.summary and self.proc.returncode != 0:
+                self.error = f"{self.name} exited ({self.proc.returncode})"
+        else:
+            self.proc.wait()
         return self
+
+    @classmethod
+    def not_started(cls, name, why):
+        """A side the job did not start, because another failed (`why`)."""
+        side = cls.__new__(cls)
+        side.name, side.calls, side.summary, side.proc = name, [], {}, None
+        side.error = f"not started ({why})"
+        return side
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def ms(self):
         return [c["ms"] for c in self.calls]
@@ -184,18 +211,29 @@ class Side:
 
 
 def interleave(makers, calls, gap):
-    """Starts the sides one after the other (each warms up alone), then
-    makes `calls` calls of each, alternating their order from one round to
-    the next, pausing `gap` seconds after every call; returns the finished
-    sides."""
-    sides = []
-    for make in makers:
-        sides.append(make())
-    for k in range(calls):
-        for side in (sides if k % 2 == 0 else sides[::-1]):
-            side.call()
-            time.sleep(gap)
-    return [side.finish() for side in sides]
+    """Starts the sides (`makers`: name -> function making the side) one
+    after the other, each warming up alone, then makes `calls` calls of
+    each, alternating their order from one round to the next, pausing `gap`
+    seconds after every call; returns the finished sides by name. When a
+    side fails to start, the job stops there: the sides not started yet get
+    an error saying so. A side that fails later leaves the others to go on."""
+    sides = {}
+    try:
+        for name, make in makers.items():
+            side = sides[name] = make()
+            if side.error:
+                for rest in makers:
+                    sides.setdefault(rest, Side.not_started(rest, side.error))
+                return {n: s.finish() for n, s in sides.items()}
+        order = list(sides.values())
+        for k in range(calls):
+            for side in (order if k % 2 == 0 else order[::-1]):
+                side.call()
+                time.sleep(gap)
+        return {n: s.finish() for n, s in sides.items()}
+    finally:
+        for side in sides.values():  # after an exception (or Ctrl-C): no process left
+            side.kill()
 
 
 def torch_side(python, arch, method, size, batch, threads):
@@ -256,9 +294,10 @@ def main():
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--iters", type=int, default=None,
-                   help="timed calls per side (default 9; --table: 15)")
+                   help="timed calls per side, i.e. pairs (default 10; --table: 16); even, "
+                        "so that each side goes first equally often")
     p.add_argument("--gap", type=float, default=0.25,
-                   help="seconds of pause after each call")
+                   help="seconds of pause after each call (default 0.25)")
     p.add_argument("--threads", type=int, default=2, help="0: each library's default")
     p.add_argument("--python", default=sys.executable, help="interpreter with torch + torchray")
     p.add_argument("--sightline", help="sightline binary (default: target/release/sightline)")
@@ -267,7 +306,7 @@ def main():
                    help="run the jobs of issue 7's table instead of --arch x --method")
     a = p.parse_args()
     if a.iters is None:
-        a.iters = 15 if a.table else 9
+        a.iters = 16 if a.table else 10
     if a.iters < 1 or a.gap < 0:
         p.error("--iters must be positive and --gap not negative")
 
@@ -282,15 +321,18 @@ def main():
     rows = []
     for arch in a.arch.split(","):
         for method in a.method.split(","):
-            makers = [lambda: sightline_side(exe, arch, method, a.size, a.batch, a.threads)]
+            makers = {}
             if have_torch:
-                makers.insert(0, lambda: torch_side(a.python, arch, method, a.size, a.batch,
-                                                    a.threads))
+                makers["pytorch"] = functools.partial(torch_side, a.python, arch, method,
+                                                      a.size, a.batch, a.threads)
+            makers["sightline"] = functools.partial(sightline_side, exe, arch, method, a.size,
+                                                    a.batch, a.threads)
             sides = interleave(makers, a.iters, a.gap)
-            sl, pt = sides[-1], (sides[0] if have_torch else None)
-            ratio, spread = summary(pair_ratios(pt.ms(), sl.ms()) if pt else [])
+            sl, pt = sides["sightline"], sides.get("pytorch")
+            ratios = pair_ratios(pt.ms(), sl.ms()) if pt else []
+            ratio, spread = summary(ratios)
             row = dict(arch=arch, method=method, size=a.size, batch=a.batch,
-                       threads=a.threads, calls=a.iters,
+                       threads=a.threads, pairs=len(ratios),
                        pytorch=None if pt is None else side_record(pt),
                        sightline=side_record(sl), speedup=ratio, speedup_range=spread)
             rows.append(row)
@@ -303,16 +345,16 @@ def main():
           f"{'speedup':>8} {'range':>11} {'PyTorch MiB':>12} {'sightline MiB':>14}")
     for r in rows:
         t, s = r["pytorch"] or {}, r["sightline"]
-        if s["error"]:
-            print(f"{r['arch']:10} {r['method']:18} sightline failed: {s['error']}")
-            continue
-        if t.get("error"):
-            print(f"{r['arch']:10} {r['method']:18} PyTorch failed: {t['error']}")
         spread = "-" if r["speedup_range"] is None else "{}-{}".format(*r["speedup_range"])
         print(f"{r['arch']:10} {r['method']:18} {fmt(t.get('ms_median')):>11} "
               f"{fmt(s.get('ms_median')):>13} "
               f"{('-' if r['speedup'] is None else str(r['speedup']) + 'x'):>8} {spread:>11} "
               f"{fmt(t.get('peak_rss_mib')):>12} {fmt(s.get('peak_rss_mib')):>14}")
+        for side in (t, s):
+            if side.get("error"):
+                print(f"{'':29} {side['error']}")
+        if r["pytorch"] and 0 < r["pairs"] < a.iters:
+            print(f"{'':29} (speedup of {r['pairs']} pairs of {a.iters})")
 
 
 def side_record(side):
@@ -329,28 +371,29 @@ def run_table(a, have_torch, exe):
     ratios, shown with their range. The CPU ratio is that of the median CPU
     time per call (user + system, all threads, idle spinning included),
     which time the host takes away from the process does not inflate. The
-    batch-8 job also interleaves sightline at batch 1, and compares its
-    time per image with that."""
+    batch-8 job also interleaves sightline at batch 1 (three processes),
+    and compares its time per image with that."""
     rows = []
     for label, arch, methods, torch_method, batch, target in TABLE:
-        makers = [lambda: sightline_side(exe, arch, methods, a.size, batch, a.threads)]
-        if batch > 1:
-            makers.append(lambda: sightline_side(exe, arch, methods, a.size, 1, a.threads))
+        makers = {}
         if have_torch:
-            makers.insert(0, lambda: torch_side(a.python, arch, torch_method, a.size, batch,
-                                                a.threads))
+            makers["pytorch"] = functools.partial(torch_side, a.python, arch, torch_method,
+                                                  a.size, batch, a.threads)
+        makers["sightline"] = functools.partial(sightline_side, exe, arch, methods, a.size,
+                                                batch, a.threads)
+        if batch > 1:
+            makers["batch1"] = functools.partial(sightline_side, exe, arch, methods, a.size, 1,
+                                                 a.threads)
         sides = interleave(makers, a.iters, a.gap)
-        pt = sides.pop(0) if have_torch else None
-        sl, one = sides[0], (sides[1] if batch > 1 else None)
-        ratio, spread = summary(pair_ratios(sl.ms(), pt.ms()) if pt else [])
+        pt, sl, one = sides.get("pytorch"), sides["sightline"], sides.get("batch1")
+        ratios = pair_ratios(sl.ms(), pt.ms()) if pt else []
+        ratio, spread = summary(ratios)
         cpu = (pt and median(sl.cpu_ms()) and median(pt.cpu_ms())
                and median(sl.cpu_ms()) / median(pt.cpu_ms()))
         rss = (pt and sl.summary.get("peak_rss_mib") and pt.summary.get("peak_rss_mib")
                and sl.summary["peak_rss_mib"] / pt.summary["peak_rss_mib"])
-        errors = [s.error for s in (pt, sl, one) if s is not None and s.error]
-        row = dict(job=label, arch=arch, methods=methods, batch=batch, calls=a.iters,
-                   target=target, error=errors[0] if errors else None,
-                   pytorch=None if pt is None else side_record(pt),
+        row = dict(job=label, arch=arch, methods=methods, batch=batch, pairs=len(ratios),
+                   target=target, pytorch=None if pt is None else side_record(pt),
                    sightline=side_record(sl), time_ratio=ratio, time_ratio_range=spread,
                    cpu_ratio=None if not cpu else round(cpu, 2),
                    rss_ratio=None if not rss else round(rss, 2))
@@ -367,9 +410,6 @@ def run_table(a, have_torch, exe):
           f"{'target':>7} {'CPU ratio':>9} {'PyTorch MiB':>11} {'sightline MiB':>13} "
           f"{'RSS ratio':>9}")
     for r in rows:
-        if r["error"]:
-            print(f"{r['job']:32} failed: {r['error']}")
-            continue
         t, s = r["pytorch"] or {}, r["sightline"]
         target = "-" if r["target"] is None else f"<= {r['target']}"
         ratio = "-" if r["time_ratio"] is None else str(r["time_ratio"])
@@ -381,10 +421,16 @@ def run_table(a, have_torch, exe):
               f"{fmt(s.get('ms_median')):>12} {ratio:>6} {spread:>11} {target:>7} "
               f"{cpu:>9} {fmt(t.get('peak_rss_mib')):>11} {fmt(s.get('peak_rss_mib')):>13} "
               f"{rss:>9}")
-        if "sightline_batch1" in r:
+        for side in (t, s, r.get("sightline_batch1") or {}):
+            if side.get("error"):
+                print(f"{'':32} {side['error']}")
+        if r["pytorch"] and 0 < r["pairs"] < a.iters:
+            print(f"{'':32} (ratio of {r['pairs']} pairs of {a.iters})")
+        one = r.get("sightline_batch1")
+        if one and one["ms"] and s["ms"]:
             lo, hi = r["per_image_vs_batch1_range"] or (None, None)
             print(f"{'':32} per image {fmt(median(s['ms']) / r['batch'])} ms vs batch 1 "
-                  f"{fmt(r['sightline_batch1']['ms_median'])} ms: ratio "
+                  f"{fmt(one['ms_median'])} ms: ratio "
                   f"{r['per_image_vs_batch1']} ({lo}-{hi}; target: no slower, <= 1)")
 
 

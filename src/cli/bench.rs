@@ -56,7 +56,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Time one call per line read from standard input instead of
-    /// `--iters` calls: after the warm-up, print `{"ready": true}`, then for
+    /// `--iters` calls (which it ignores): after the warm-up, print `{"ready": true}`, then for
     /// each line run one call and print `{"ms": .., "cpu_ms": ..}`, until
     /// the input ends; then the report of those calls. For a driver that
     /// alternates calls with another program (`benches/pytorch/compare.py`),
@@ -344,8 +344,11 @@ fn median(sorted: &[f64]) -> f64 {
 
 /// Runs the benchmark and prints its report.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    if args.size == 0 || args.batch == 0 || args.iters == 0 || args.gemm_size == 0 {
-        return Err("--size, --batch, --iters and --gemm-size must be positive".into());
+    if args.size == 0 || args.batch == 0 || args.gemm_size == 0 {
+        return Err("--size, --batch and --gemm-size must be positive".into());
+    }
+    if args.iters == 0 && !args.stepped {
+        return Err("--iters must be positive".into());
     }
     let names: Vec<String> = args.method.iter().map(|m| m.trim().to_string()).collect();
     let forward_only = names.iter().any(|n| n == "forward");

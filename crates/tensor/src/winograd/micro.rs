@@ -267,8 +267,8 @@ fn call_f32<T: Element>(
 }
 
 /// The AVX2 + FMA micro-kernel: 6 x 16 accumulators in 12 registers. It
-/// prefetches `A` as the AVX-512 kernels do ([`prefetch_groups`]), not
-/// `B`: end to end under `SIGHTLINE_SIMD=avx2` (in-process alternation, 2
+/// prefetches `A` as the AVX-512 kernels do, further ahead
+/// ([`AVX2_PREFETCH_FACTOR`]), and not `B`: end to end under `SIGHTLINE_SIMD=avx2` (in-process alternation, 2
 /// threads, 19 calls a side), prefetching `A` made VGG16 guided backprop
 /// 13% and 4% faster (median, fastest call) and ResNet-50 8% and 9%;
 /// prefetching `B` as well measured -3% to +4%, within the host's noise.
@@ -305,7 +305,8 @@ unsafe fn micro_f32_avx2<const TR: bool>(
     let mut p = 0;
     while p < k {
         let steps = (k - p).min(M);
-        prefetch_block::<M>(group.wrapping_add(prefetch_groups::<TR>() * gs));
+        let ahead = AVX2_PREFETCH_FACTOR * prefetch_groups::<TR>();
+        prefetch_block::<M>(group.wrapping_add(ahead * gs));
         let mut a = group;
         for _ in 0..steps {
             let b0 = _mm256_loadu_ps(b);
@@ -315,10 +316,12 @@ unsafe fn micro_f32_avx2<const TR: bool>(
                 acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
                 acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
             }
-            a = a.add(ks);
-            b = b.add(ldb);
+            a = a.wrapping_add(ks);
+            b = b.wrapping_add(ldb);
         }
-        group = group.add(gs);
+        // After the last step these point past the end of `A` and `B`,
+        // where `add` may not point: hence `wrapping_add`.
+        group = group.wrapping_add(gs);
         p += steps;
     }
     for (r, acc_r) in acc.iter().enumerate() {
@@ -370,10 +373,12 @@ unsafe fn micro_f32_avx512<const TR: bool>(
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 *acc_r = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(r * rs)), bv, *acc_r);
             }
-            a = a.add(ks);
-            b = b.add(ldb);
+            a = a.wrapping_add(ks);
+            b = b.wrapping_add(ldb);
         }
-        group = group.add(gs);
+        // After the last step these point past the end of `A` and `B`,
+        // where `add` may not point: hence `wrapping_add`.
+        group = group.wrapping_add(gs);
         p += steps;
     }
     for (r, acc_r) in acc.iter().enumerate() {
@@ -393,8 +398,8 @@ unsafe fn micro_f32_avx512<const TR: bool>(
 const PREFETCH_GROUPS: usize = 2;
 
 /// Groups of steps ahead whose block of `A` the packed (not transposed)
-/// kernels (AVX-512 and AVX2) prefetch: for AVX-512, 4 x 576 bytes, 2.3 KB
-/// ahead of a sequential read. The hardware prefetchers follow it, but not
+/// kernels (AVX-512 and AVX2) prefetch: 4 x 576 bytes, 2.3 KB ahead of a
+/// sequential read, for AVX-512 (AVX2: [`AVX2_PREFETCH_FACTOR`]). The hardware prefetchers follow it, but not
 /// far enough when `A` comes from memory: a 512-channel F(2x2) kernel (16
 /// MB) is read once per block of tiles, and VGG16's 512 x 512 forward at
 /// 28 x 28 took 10.3 ms without this against 8.5 with it. End to end
@@ -414,6 +419,16 @@ const fn prefetch_groups<const TR: bool>() -> usize {
         PACKED_PREFETCH_GROUPS
     }
 }
+
+/// How many times as many groups ahead the AVX2 kernel prefetches `A` as
+/// the AVX-512 ones ([`prefetch_groups`]): its groups are 6 steps of 12
+/// multiply-adds, against 12 of 12 or 24, so the same number of groups
+/// ahead would leave a quarter of the time for the block to arrive; 4x
+/// puts a packed read 2.3 KB ahead, as for AVX-512. End to end under
+/// `SIGHTLINE_SIMD=avx2` (in-process alternation, 2 threads, 19 calls a
+/// side), 4x against 1x: VGG16 guided backprop -2.9% and -4.3% (median),
+/// ResNet-50 -1.2% and -3.4%; 8x against 4x: 0 to +9%.
+const AVX2_PREFETCH_FACTOR: usize = 4;
 
 /// Steps ahead whose row of `B` the AVX-512 kernels prefetch. `B` is read
 /// one row per step, and its rows are often far apart: an image read in
@@ -484,10 +499,12 @@ unsafe fn micro_f32_avx512_wide<const TR: bool>(
                 acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
                 acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
             }
-            a = a.add(ks);
-            b = b.add(ldb);
+            a = a.wrapping_add(ks);
+            b = b.wrapping_add(ldb);
         }
-        group = group.add(gs);
+        // After the last step these point past the end of `A` and `B`,
+        // where `add` may not point: hence `wrapping_add`.
+        group = group.wrapping_add(gs);
         p += steps;
     }
     for (r, acc_r) in acc.iter().enumerate() {
