@@ -3,6 +3,7 @@
 //! micro-kernel.
 
 use super::micro::{micro_kind, Micro};
+use super::taps::Taps;
 use super::{Variant, MR, MR_AVX512};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
@@ -69,11 +70,8 @@ impl<T: Element> WinogradKernel<T> {
     pub fn forward_with(weight: &Tensor<T>, variant: Variant) -> Result<Self> {
         let [cout, cin, kh, kw] = weight.dims4("winograd kernel")?;
         check_3x3(kh, kw)?;
-        let w = weight.data();
-        Ok(Self::build(variant, cout, cin, |o, i| {
-            let s = &w[(o * cin + i) * 9..(o * cin + i + 1) * 9];
-            std::array::from_fn(|t| s[t])
-        }))
+        let taps = Taps::forward(weight.data(), cin);
+        Ok(Self::build(variant, cout, cin, &taps))
     }
 
     /// The transformed kernel (for `variant`) of the convolution that
@@ -82,20 +80,17 @@ impl<T: Element> WinogradKernel<T> {
     pub fn backward_input_with(weight: &Tensor<T>, variant: Variant) -> Result<Self> {
         let [cout, cin, kh, kw] = weight.dims4("winograd kernel")?;
         check_3x3(kh, kw)?;
-        let w = weight.data();
         // The new convolution maps Cout channels to Cin channels.
-        Ok(Self::build(variant, cin, cout, |o, i| {
-            let s = &w[(i * cin + o) * 9..(i * cin + o + 1) * 9];
-            std::array::from_fn(|t| s[8 - t])
-        }))
+        let taps = Taps::backward_input(weight.data(), cin);
+        Ok(Self::build(variant, cin, cout, &taps))
     }
 
-    fn build(
-        variant: Variant,
-        cout: usize,
-        cin: usize,
-        tap: impl Fn(usize, usize) -> [T; 9] + Sync,
-    ) -> Self {
+    fn build(variant: Variant, cout: usize, cin: usize, taps: &Taps<'_, T>) -> Self {
+        // The weight's shape was checked (`dims4`), so this holds.
+        assert!(
+            taps.covers(cout, cin),
+            "winograd kernel: taps outside the weight"
+        );
         let micro = micro_kind::<T>();
         let mr = micro.mr();
         let panels = cout.div_ceil(mr);
@@ -113,11 +108,12 @@ impl<T: Element> WinogradKernel<T> {
             .par_chunks_mut(panel_len)
             .enumerate()
             .for_each(|(p, panel)| match mr {
-                // SAFETY: the level runs on this CPU (`simd_level`).
+                // SAFETY: the level runs on this CPU (`simd_level`), the
+                // taps cover the kernels (asserted).
                 MR_AVX512 => unsafe {
-                    dispatch_panel::<T, MR_AVX512>(level, &shape, p, &tap, panel)
+                    dispatch_panel::<T, MR_AVX512>(level, &shape, p, taps, panel)
                 },
-                MR => unsafe { dispatch_panel::<T, MR>(level, &shape, p, &tap, panel) },
+                MR => unsafe { dispatch_panel::<T, MR>(level, &shape, p, taps, panel) },
                 _ => unreachable!("micro-panels are {MR} or {MR_AVX512} rows"),
             });
         // SAFETY: `build_panel` writes each panel's chunk whole: every tile
@@ -190,47 +186,110 @@ struct PanelShape {
 }
 
 /// # Safety
-/// `level` must run on this CPU.
+/// `level` must run on this CPU; `taps` must cover the shape's kernels
+/// ([`Taps::covers`]).
 unsafe fn dispatch_panel<T: Element, const L: usize>(
     level: SimdLevel,
     shape: &PanelShape,
     p: usize,
-    tap: &(impl Fn(usize, usize) -> [T; 9] + Sync),
+    taps: &Taps<'_, T>,
     panel: &mut [MaybeUninit<T>],
 ) {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => build_panel_avx512::<T, L>(shape, p, tap, panel),
+        SimdLevel::Avx512 => build_panel_avx512::<T, L>(shape, p, taps, panel),
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => build_panel_avx2::<T, L>(shape, p, tap, panel),
-        SimdLevel::Baseline => build_panel::<T, L>(shape, p, tap, panel),
+        SimdLevel::Avx2 => build_panel_avx2::<T, L>(shape, p, taps, panel),
+        SimdLevel::Baseline => build_panel::<T, L>(shape, p, panel, |o0, lanes, i| {
+            taps.gather_scalar(o0, lanes, i)
+        }),
     }
 }
 
 /// # Safety
-/// The CPU must have AVX-512F.
+/// The CPU must have AVX-512F; `taps` must cover the shape's kernels.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn build_panel_avx512<T: Element, const L: usize>(
     shape: &PanelShape,
     p: usize,
-    tap: &(impl Fn(usize, usize) -> [T; 9] + Sync),
+    taps: &Taps<'_, T>,
     panel: &mut [MaybeUninit<T>],
 ) {
-    build_panel::<T, L>(shape, p, tap, panel)
+    if taps.vector_gathers::<L>() && shape.variant == Variant::F2x2 {
+        // SAFETY: as below.
+        unsafe { build_f2_panel_avx512::<T, L>(shape, p, taps, panel) }
+    } else if taps.vector_gathers::<L>() {
+        // SAFETY: AVX-512F (this function's contract), the gathers can read
+        // these taps (checked), and `build_panel` asks only for kernels of
+        // the shape, which the taps cover.
+        build_panel::<T, L>(shape, p, panel, |o0, lanes, i| unsafe {
+            taps.gather_avx512(o0, lanes, i)
+        })
+    } else {
+        build_panel::<T, L>(shape, p, panel, |o0, lanes, i| {
+            taps.gather_scalar(o0, lanes, i)
+        })
+    }
+}
+
+/// [`build_panel`] of an `f32` F(2x2) kernel, with the taps gathered and
+/// transformed in registers ([`Taps::transform_f2_avx512`]) and each
+/// transformed row stored straight into the panel.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `taps` must cover the shape's kernels, and
+/// [`Taps::vector_gathers`] must hold (so `T` is `f32` and `L <= 16`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn build_f2_panel_avx512<T: Element, const L: usize>(
+    shape: &PanelShape,
+    p: usize,
+    taps: &Taps<'_, T>,
+    panel: &mut [MaybeUninit<T>],
+) {
+    use std::arch::x86_64::*;
+    let &PanelShape {
+        cout, cin, cin_pad, ..
+    } = shape;
+    assert!(panel.len() >= 16 * cin_pad * L);
+    let row: __mmask16 = ((1u32 << L) - 1) as u16;
+    let lanes = L.min(cout.saturating_sub(p * L));
+    let out = panel.as_mut_ptr().cast::<f32>();
+    for i in 0..cin_pad {
+        let u = if i < cin {
+            taps.transform_f2_avx512::<L>(p * L, lanes, i)
+        } else {
+            [_mm512_setzero_ps(); 16]
+        };
+        for (xi, v) in u.into_iter().enumerate() {
+            // SAFETY: row `(xi, i)` of the panel, `L` elements, inside it
+            // (asserted); `T` is `f32`.
+            _mm512_mask_storeu_ps(out.add((xi * cin_pad + i) * L), row, v);
+        }
+    }
 }
 
 /// # Safety
-/// The CPU must have AVX2.
+/// The CPU must have AVX2; `taps` must cover the shape's kernels.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn build_panel_avx2<T: Element, const L: usize>(
     shape: &PanelShape,
     p: usize,
-    tap: &(impl Fn(usize, usize) -> [T; 9] + Sync),
+    taps: &Taps<'_, T>,
     panel: &mut [MaybeUninit<T>],
 ) {
-    build_panel::<T, L>(shape, p, tap, panel)
+    if taps.vector_gathers::<L>() {
+        // SAFETY: as in `build_panel_avx512`, with AVX2.
+        build_panel::<T, L>(shape, p, panel, |o0, lanes, i| unsafe {
+            taps.gather_avx2(o0, lanes, i)
+        })
+    } else {
+        build_panel::<T, L>(shape, p, panel, |o0, lanes, i| {
+            taps.gather_scalar(o0, lanes, i)
+        })
+    }
 }
 
 /// Writes micro-panel `p` (`[xi][cin_pad][L]`, `L` = the panel height)
@@ -240,12 +299,14 @@ unsafe fn build_panel_avx2<T: Element, const L: usize>(
 /// arithmetic runs `L` wide and each result row is one contiguous store;
 /// every lane does the operations of the one-kernel transform in the same
 /// order, so the values do not depend on `L` or the instruction set.
+/// `gather(o0, lanes, i)` gives the taps of kernels `(o0 + l, i)` for the
+/// first `lanes` lanes, zero in the others.
 #[inline(always)]
 fn build_panel<T: Element, const L: usize>(
     shape: &PanelShape,
     p: usize,
-    tap: &(impl Fn(usize, usize) -> [T; 9] + Sync),
     panel: &mut [MaybeUninit<T>],
+    gather: impl Fn(usize, usize, usize) -> [[T; L]; 9],
 ) {
     let &PanelShape {
         variant,
@@ -261,12 +322,7 @@ fn build_panel<T: Element, const L: usize>(
     };
     for i in 0..cin {
         // The taps of L output channels side by side.
-        let mut g = [[T::zero(); L]; 9];
-        for l in 0..L.min(cout.saturating_sub(p * L)) {
-            for (gt, kt) in g.iter_mut().zip(tap(p * L + l, i)) {
-                gt[l] = kt;
-            }
-        }
+        let g = gather(p * L, L.min(cout.saturating_sub(p * L)), i);
         match variant {
             Variant::F2x2 => {
                 for (xi, u) in transform_kernel(&g).iter().enumerate() {
@@ -365,67 +421,76 @@ mod tests {
     /// Builds micro-panel `p` of a shape into a buffer.
     type BuildPanel<'a, T> = dyn Fn(usize, &PanelShape, &mut [MaybeUninit<T>]) + 'a;
 
-    /// Every build of a micro-panel (each instruction set, 12 and 6 lanes)
-    /// holds, in each lane, the bits of the one-kernel transform, and zeros
-    /// past the output and input channels.
+    /// Every build of a micro-panel (each instruction set, 12 and 6 lanes,
+    /// for a convolution and for its input gradient, whose taps the vector
+    /// gathers read with other strides) holds, in each lane, the bits of the
+    /// one-kernel transform, and zeros past the output and input channels.
     fn panels_are_the_one_kernel_transform<T: Element>() {
         let (cout, cin): (usize, usize) = (14, 5);
-        let tap = |o: usize, i: usize| -> [T; 9] {
-            std::array::from_fn(|t| {
-                T::from_f64_lossy(((o * 31 + i * 7 + t * 3) % 17) as f64 / 7.0 - 1.1)
-            })
+        let w: Vec<T> = (0..cout * cin * 9)
+            .map(|k| T::from_f64_lossy(((k * 31 + k / 9 * 7) % 17) as f64 / 7.0 - 1.1))
+            .collect();
+        // A `cout x cin` weight, and a `cin x cout` one whose input gradient
+        // has `cout` output channels too.
+        for taps in [Taps::forward(&w, cin), Taps::backward_input(&w, cout)] {
+            assert!(taps.covers(cout, cin));
+            for variant in [Variant::F2x2, Variant::F4x4] {
+                check_panels(&taps, variant, cout, cin);
+            }
+        }
+    }
+
+    fn check_panels<T: Element>(taps: &Taps<'_, T>, variant: Variant, cout: usize, cin: usize) {
+        let xis = variant.xi();
+        let one = |o: usize, i: usize| -> Vec<T> {
+            let g: [[T; 1]; 9] = std::array::from_fn(|t| [taps.kernel(o, i)[t]]);
+            match variant {
+                Variant::F2x2 => transform_kernel(&g).iter().map(|u| u[0]).collect(),
+                Variant::F4x4 => transform_kernel_f4(&g).iter().map(|u| u[0]).collect(),
+            }
         };
-        for variant in [Variant::F2x2, Variant::F4x4] {
-            let xis = variant.xi();
-            let one = |o: usize, i: usize| -> Vec<T> {
-                let g: [[T; 1]; 9] = std::array::from_fn(|t| [tap(o, i)[t]]);
-                match variant {
-                    Variant::F2x2 => transform_kernel(&g).iter().map(|u| u[0]).collect(),
-                    Variant::F4x4 => transform_kernel_f4(&g).iter().map(|u| u[0]).collect(),
-                }
-            };
-            for level in SimdLevel::available() {
-                let check = |l: usize, build: &BuildPanel<'_, T>| {
-                    let cin_pad = cin.div_ceil(l) * l;
-                    let shape = PanelShape {
-                        variant,
-                        cout,
-                        cin,
-                        cin_pad,
-                    };
-                    for p in 0..cout.div_ceil(l) {
-                        let mut panel =
-                            vec![MaybeUninit::new(T::from_f64_lossy(f64::NAN)); xis * cin_pad * l];
-                        build(p, &shape, &mut panel);
-                        for xi in 0..xis {
-                            for i in 0..cin_pad {
-                                for r in 0..l {
-                                    // SAFETY: initialised above (NaN) and rewritten.
-                                    let got =
-                                        unsafe { panel[(xi * cin_pad + i) * l + r].assume_init() };
-                                    let o = p * l + r;
-                                    let want = if o < cout && i < cin {
-                                        one(o, i)[xi]
-                                    } else {
-                                        T::zero()
-                                    };
-                                    assert!(
-                                        got == want && got.is_finite(),
-                                        "{variant:?} {level:?} L {l} p {p} xi {xi} i {i} r {r}"
-                                    );
-                                }
+        for level in SimdLevel::available() {
+            let check = |l: usize, build: &BuildPanel<'_, T>| {
+                let cin_pad = cin.div_ceil(l) * l;
+                let shape = PanelShape {
+                    variant,
+                    cout,
+                    cin,
+                    cin_pad,
+                };
+                for p in 0..cout.div_ceil(l) {
+                    let mut panel =
+                        vec![MaybeUninit::new(T::from_f64_lossy(f64::NAN)); xis * cin_pad * l];
+                    build(p, &shape, &mut panel);
+                    for xi in 0..xis {
+                        for i in 0..cin_pad {
+                            for r in 0..l {
+                                // SAFETY: initialised above (NaN) and rewritten.
+                                let got =
+                                    unsafe { panel[(xi * cin_pad + i) * l + r].assume_init() };
+                                let o = p * l + r;
+                                let want = if o < cout && i < cin {
+                                    one(o, i)[xi]
+                                } else {
+                                    T::zero()
+                                };
+                                assert!(
+                                    got == want && got.is_finite(),
+                                    "{variant:?} {level:?} L {l} p {p} xi {xi} i {i} r {r}"
+                                );
                             }
                         }
                     }
-                };
-                // SAFETY: `available` lists only levels this CPU runs.
-                check(MR_AVX512, &|p, sh, panel| unsafe {
-                    dispatch_panel::<T, MR_AVX512>(level, sh, p, &tap, panel)
-                });
-                check(MR, &|p, sh, panel| unsafe {
-                    dispatch_panel::<T, MR>(level, sh, p, &tap, panel)
-                });
-            }
+                }
+            };
+            // SAFETY: `available` lists only levels this CPU runs; the taps
+            // cover the kernels (asserted by the caller).
+            check(MR_AVX512, &|p, sh, panel| unsafe {
+                dispatch_panel::<T, MR_AVX512>(level, sh, p, taps, panel)
+            });
+            check(MR, &|p, sh, panel| unsafe {
+                dispatch_panel::<T, MR>(level, sh, p, taps, panel)
+            });
         }
     }
 

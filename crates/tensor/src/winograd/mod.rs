@@ -48,6 +48,7 @@
 
 mod kernel;
 mod micro;
+mod taps;
 mod transforms;
 mod transforms_f4;
 
