@@ -130,10 +130,11 @@ impl<T> fmt::Debug for ForwardCache<T> {
 /// to [`conv2d`]'s (same kernel transform, same summation order).
 ///
 /// One exception to the caching: a large F(2x2) kernel (8 MiB or more in
-/// `f32`) over 100 tiles or more per image (VGG16's 512-channel layers at
-/// 28 x 28) is transformed on every call and dropped after it, in both
-/// directions: the transform costs a few percent of such a layer, and the
-/// kernel 16/9 of its weight in memory. The results are the same bits.
+/// `f32`) over 49 tiles or more per image (VGG16's 512-channel layers at
+/// 28 x 28 and 14 x 14) is transformed on every call and dropped after it,
+/// in both directions: the transform costs little beside such a layer's
+/// product, and the kernel 16/9 of its weight in memory. The results are
+/// the same bits.
 pub fn conv2d_cached<T: Element>(
     input: &Tensor<T>,
     weight: &Tensor<T>,
@@ -442,12 +443,12 @@ mod tests {
         if !super::super::dispatch::default_policy() {
             return; // SIGHTLINE_WINOGRAD set: another policy on purpose
         }
-        // 256 -> 512 channels, output 20 x 20: 100 tiles, 2 Mi kernel
-        // elements. With padding 2 the input is 18 x 18 (81 tiles): the
+        // 256 -> 512 channels, output 14 x 14: 49 tiles, 2 Mi kernel
+        // elements. With padding 2 the input is 12 x 12 (36 tiles): the
         // input gradient decides by the forward pass's tiles, not its own.
         let w = seq(&[512, 256, 3, 3], 5).cast::<f32>();
         let k = WinogradKernel::forward(&w).unwrap();
-        for (pad, side) in [(1, 20), (2, 18)] {
+        for (pad, side) in [(1, 14), (2, 12)] {
             let p = Conv2dParams::new(1, pad);
             let x = seq(&[1, 256, side, side], 7).cast::<f32>();
             let cache = ForwardCache::new();
@@ -455,7 +456,7 @@ mod tests {
             assert!(!cache.is_built());
             let want = winograd::conv3x3(&x, &k, p.padding, None).unwrap();
             assert_eq!(got.data(), want.data());
-            let gout = seq(&[1, 512, 20, 20], 3).cast::<f32>();
+            let gout = seq(&[1, 512, 14, 14], 3).cast::<f32>();
             let backward = super::super::BackwardInputCache::sharing(&cache);
             let got =
                 super::super::conv2d_backward_input_cached(&gout, &w, (side, side), p, &backward)
