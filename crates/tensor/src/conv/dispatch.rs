@@ -131,9 +131,10 @@ const F4_SMALL_MAX_CHANNELS2: usize = 128 * 128;
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 /// Tiles (per call) from which transforming the kernel on every call pays
-/// (`conv2d` without a cache; measured: transforming a 512 x 512 kernel
-/// costs about what Winograd saves on a 14 x 14 output; 28 x 28 wins
-/// clearly).
+/// (`conv2d` without a cache; measured in round 1: transforming a 512 x
+/// 512 kernel cost about what Winograd saves on a 14 x 14 output; 28 x 28
+/// won clearly). The transform has been about 3x faster since round 10
+/// (vector gathers), which has not been measured against this threshold.
 pub(super) const WINOGRAD_MIN_TILES: usize = 100;
 
 /// The same when the transformed kernel is cached and reused: the forward

@@ -69,7 +69,7 @@ impl<T: Element> WinogradKernel<T> {
     /// (Cout x Cin x 3 x 3), for `variant`.
     pub fn forward_with(weight: &Tensor<T>, variant: Variant) -> Result<Self> {
         let [cout, cin, kh, kw] = weight.dims4("winograd kernel")?;
-        check_3x3(kh, kw)?;
+        check_weight(cout, cin, kh, kw)?;
         let taps = Taps::forward(weight.data(), cin);
         Ok(Self::build(variant, cout, cin, &taps))
     }
@@ -79,7 +79,7 @@ impl<T: Element> WinogradKernel<T> {
     /// (Cout x Cin x 3 x 3): input and output channels swapped, taps flipped.
     pub fn backward_input_with(weight: &Tensor<T>, variant: Variant) -> Result<Self> {
         let [cout, cin, kh, kw] = weight.dims4("winograd kernel")?;
-        check_3x3(kh, kw)?;
+        check_weight(cout, cin, kh, kw)?;
         // The new convolution maps Cout channels to Cin channels.
         let taps = Taps::backward_input(weight.data(), cin);
         Ok(Self::build(variant, cin, cout, &taps))
@@ -167,14 +167,18 @@ impl<T: Element> WinogradKernel<T> {
     }
 }
 
-fn check_3x3(kh: usize, kw: usize) -> Result<()> {
-    if (kh, kw) != (3, 3) {
-        return Err(TensorError::InvalidParameter {
-            op: "winograd",
-            message: format!("Winograd F(m, 3x3) needs a 3 x 3 kernel, got {kh} x {kw}"),
-        });
-    }
-    Ok(())
+fn check_weight(cout: usize, cin: usize, kh: usize, kw: usize) -> Result<()> {
+    let message = if (kh, kw) != (3, 3) {
+        format!("Winograd F(m, 3x3) needs a 3 x 3 kernel, got {kh} x {kw}")
+    } else if cout == 0 || cin == 0 {
+        format!("a {cout} x {cin} x 3 x 3 weight has no kernel to transform")
+    } else {
+        return Ok(());
+    };
+    Err(TensorError::InvalidParameter {
+        op: "winograd",
+        message,
+    })
 }
 
 /// What a micro-panel of a kernel is built for.
@@ -217,7 +221,8 @@ unsafe fn build_panel_avx512<T: Element, const L: usize>(
     panel: &mut [MaybeUninit<T>],
 ) {
     if taps.vector_gathers::<L>() && shape.variant == Variant::F2x2 {
-        // SAFETY: as below.
+        // SAFETY: AVX-512F (this function's contract), `vector_gathers`
+        // checked just above, and the taps cover the shape's kernels.
         unsafe { build_f2_panel_avx512::<T, L>(shape, p, taps, panel) }
     } else if taps.vector_gathers::<L>() {
         // SAFETY: AVX-512F (this function's contract), the gathers can read
@@ -418,32 +423,50 @@ fn transform_kernel_f4<T: Element, const L: usize>(g: &[[T; L]; 9]) -> [[T; L]; 
 mod tests {
     use super::*;
 
+    /// Tap `t` of kernel `(o, i)`, read from a weight by hand.
+    type TapAt<'a, T> = dyn Fn(usize, usize, usize) -> T + 'a;
+
     /// Builds micro-panel `p` of a shape into a buffer.
     type BuildPanel<'a, T> = dyn Fn(usize, &PanelShape, &mut [MaybeUninit<T>]) + 'a;
 
     /// Every build of a micro-panel (each instruction set, 12 and 6 lanes,
     /// for a convolution and for its input gradient, whose taps the vector
     /// gathers read with other strides) holds, in each lane, the bits of the
-    /// one-kernel transform, and zeros past the output and input channels.
+    /// one-kernel transform of the taps read from the weight by hand, and
+    /// zeros past the output and input channels. 14 and 22 output channels
+    /// leave partial panels of 2 and 10 lanes (an AVX2 gather of 2 of 4).
     fn panels_are_the_one_kernel_transform<T: Element>() {
-        let (cout, cin): (usize, usize) = (14, 5);
-        let w: Vec<T> = (0..cout * cin * 9)
-            .map(|k| T::from_f64_lossy(((k * 31 + k / 9 * 7) % 17) as f64 / 7.0 - 1.1))
-            .collect();
-        // A `cout x cin` weight, and a `cin x cout` one whose input gradient
-        // has `cout` output channels too.
-        for taps in [Taps::forward(&w, cin), Taps::backward_input(&w, cout)] {
-            assert!(taps.covers(cout, cin));
-            for variant in [Variant::F2x2, Variant::F4x4] {
-                check_panels(&taps, variant, cout, cin);
+        for (cout, cin) in [(14, 5), (22, 3)] {
+            let w: Vec<T> = (0..cout * cin * 9)
+                .map(|k| T::from_f64_lossy(((k * 31 + k / 9 * 7) % 17) as f64 / 7.0 - 1.1))
+                .collect();
+            // A `cout x cin` weight, and a `cin x cout` one whose input
+            // gradient has `cout` output channels, its taps flipped.
+            let forward = |o: usize, i: usize, t: usize| w[(o * cin + i) * 9 + t];
+            let flipped = |o: usize, i: usize, t: usize| w[(i * cout + o) * 9 + 8 - t];
+            let layouts: [(Taps<'_, T>, &TapAt<'_, T>); 2] = [
+                (Taps::forward(&w, cin), &forward),
+                (Taps::backward_input(&w, cout), &flipped),
+            ];
+            for (taps, tap) in layouts {
+                assert!(taps.covers(cout, cin));
+                for variant in [Variant::F2x2, Variant::F4x4] {
+                    check_panels(&taps, tap, variant, cout, cin);
+                }
             }
         }
     }
 
-    fn check_panels<T: Element>(taps: &Taps<'_, T>, variant: Variant, cout: usize, cin: usize) {
+    fn check_panels<T: Element>(
+        taps: &Taps<'_, T>,
+        tap: &TapAt<'_, T>,
+        variant: Variant,
+        cout: usize,
+        cin: usize,
+    ) {
         let xis = variant.xi();
         let one = |o: usize, i: usize| -> Vec<T> {
-            let g: [[T; 1]; 9] = std::array::from_fn(|t| [taps.kernel(o, i)[t]]);
+            let g: [[T; 1]; 9] = std::array::from_fn(|t| [tap(o, i, t)]);
             match variant {
                 Variant::F2x2 => transform_kernel(&g).iter().map(|u| u[0]).collect(),
                 Variant::F4x4 => transform_kernel_f4(&g).iter().map(|u| u[0]).collect(),
@@ -469,13 +492,17 @@ mod tests {
                                 let got =
                                     unsafe { panel[(xi * cin_pad + i) * l + r].assume_init() };
                                 let o = p * l + r;
-                                let want = if o < cout && i < cin {
-                                    one(o, i)[xi]
+                                // The same bits where a kernel is; zero (of
+                                // either sign: F(4x4)'s negative constants
+                                // make -0) in the padding.
+                                let bits = |v: T| v.to_f64_lossless().to_bits();
+                                let right = if o < cout && i < cin {
+                                    bits(got) == bits(one(o, i)[xi])
                                 } else {
-                                    T::zero()
+                                    got == T::zero()
                                 };
                                 assert!(
-                                    got == want && got.is_finite(),
+                                    right && got.is_finite(),
                                     "{variant:?} {level:?} L {l} p {p} xi {xi} i {i} r {r}"
                                 );
                             }
@@ -508,5 +535,20 @@ mod tests {
     fn kernel_must_be_3x3() {
         let w = Tensor::<f32>::zeros([2, 2, 5, 5]);
         assert!(WinogradKernel::forward(&w).is_err());
+    }
+
+    /// A weight without output or input channels is an error, not a panic.
+    #[test]
+    fn weight_must_have_channels() {
+        for shape in [[0, 4, 3, 3], [4, 0, 3, 3]] {
+            let w = Tensor::<f32>::zeros(shape);
+            for k in [
+                WinogradKernel::forward(&w),
+                WinogradKernel::backward_input(&w),
+            ] {
+                let e = k.unwrap_err().to_string();
+                assert!(e.contains("no kernel to transform"), "{shape:?}: {e}");
+            }
+        }
     }
 }

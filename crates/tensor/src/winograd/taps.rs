@@ -48,10 +48,12 @@ impl<'a, T: Element> Taps<'a, T> {
         }
     }
 
-    /// Whether `w` holds every tap of `cout x cin` kernels.
+    /// Whether `w` holds every tap of `cout x cin` kernels (none when
+    /// either is 0).
     pub(super) fn covers(&self, cout: usize, cin: usize) -> bool {
-        let last = (cout.max(1) - 1) * self.o_stride + (cin.max(1) - 1) * self.i_stride + 8;
-        last < self.w.len()
+        cout == 0
+            || cin == 0
+            || (cout - 1) * self.o_stride + (cin - 1) * self.i_stride + 8 < self.w.len()
     }
 
     #[inline(always)]
@@ -120,7 +122,7 @@ impl<'a, T: Element> Taps<'a, T> {
                 _mm512_setzero_ps(),
                 load,
                 offsets,
-                w.add(self.at(o0, i, t)).cast(),
+                w.wrapping_add(self.at(o0, i, t)).cast(),
             );
             // SAFETY: `gt` holds `L` f32 (T is f32), the lanes `keep` writes.
             _mm512_mask_storeu_ps(gt.as_mut_ptr().cast::<f32>(), keep, v);
@@ -156,7 +158,7 @@ impl<'a, T: Element> Taps<'a, T> {
                 _mm512_setzero_ps(),
                 load,
                 offsets,
-                w.add(self.at(o0, i, t)).cast(),
+                w.wrapping_add(self.at(o0, i, t)).cast(),
             )
         });
         let half = _mm512_set1_ps(0.5);
@@ -208,7 +210,7 @@ impl<'a, T: Element> Taps<'a, T> {
                 // kernels inside the weight, the others nothing.
                 let v = _mm256_mask_i32gather_ps::<4>(
                     _mm256_setzero_ps(),
-                    w.add(self.at(o0 + c0, i, t)),
+                    w.wrapping_add(self.at(o0 + c0, i, t)),
                     offsets,
                     _mm256_castsi256_ps(load),
                 );
