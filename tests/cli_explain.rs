@@ -611,17 +611,21 @@ fn bench_prints_json_with_exact_flops() {
 #[test]
 fn bench_stepped_times_one_call_per_input_line() {
     let f = Fixture::new();
-    let run = |input: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
+    // `--iters` is ignored when stepped (0 would be refused otherwise).
+    let spawn = |iters: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sightline"))
             .args(["bench", "--arch", f.arch.to_str().unwrap(), "--weights"])
             .arg(&f.weights)
-            .args(["--method", "gradient", "--size", "32", "--iters", "9"])
+            .args(["--method", "gradient", "--size", "32", "--iters", iters])
             .args(["--gemm-size", "64", "--json", "--stepped"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap()
+    };
+    let run = |input: &str| {
+        let mut child = spawn("9");
         child
             .stdin
             .take()
@@ -650,16 +654,7 @@ fn bench_stepped_times_one_call_per_input_line() {
 
     // In lock-step, as compare.py drives it: each answer comes before the
     // next line is sent.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .args(["bench", "--arch", f.arch.to_str().unwrap(), "--weights"])
-        .arg(&f.weights)
-        .args(["--method", "gradient", "--size", "32", "--iters", "0"])
-        .args(["--gemm-size", "64", "--json", "--stepped"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn("0");
     let mut stdin = child.stdin.take().unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut next = || {

@@ -93,12 +93,44 @@ impl<'a, T: Element> Taps<'a, T> {
             && i32::try_from(L * self.o_stride).is_ok()
     }
 
-    /// As [`Taps::gather_scalar`], by nine AVX-512 gathers.
+    /// The taps of kernels `(o0 + l, i)` for the first `lanes` lanes, zero
+    /// in the others, as nine vectors (one per tap) of nine masked AVX-512
+    /// gathers.
     ///
     /// # Safety
     /// The CPU must have AVX-512F; [`Taps::vector_gathers`] must hold, and
     /// the kernels `(o0 + l, i)` for `l < lanes` must lie in the weight
     /// ([`Taps::covers`]).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gathered_avx512<const L: usize>(
+        &self,
+        o0: usize,
+        lanes: usize,
+        i: usize,
+    ) -> [std::arch::x86_64::__m512; 9] {
+        use std::arch::x86_64::*;
+        debug_assert!(self.vector_gathers::<L>());
+        let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let offsets = _mm512_mullo_epi32(lane, _mm512_set1_epi32(self.o_stride as i32));
+        let load: __mmask16 = ((1u32 << lanes.min(L).min(16)) - 1) as u16;
+        let w = self.w.as_ptr().cast::<f32>();
+        // SAFETY: lanes below `lanes` read kernels inside the weight (the
+        // caller's contract); the others are masked off and read nothing.
+        std::array::from_fn(|t| unsafe {
+            _mm512_mask_i32gather_ps::<4>(
+                _mm512_setzero_ps(),
+                load,
+                offsets,
+                w.wrapping_add(self.at(o0, i, t)).cast(),
+            )
+        })
+    }
+
+    /// As [`Taps::gather_scalar`], by nine AVX-512 gathers.
+    ///
+    /// # Safety
+    /// As [`Taps::gathered_avx512`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn gather_avx512<const L: usize>(
@@ -108,22 +140,9 @@ impl<'a, T: Element> Taps<'a, T> {
         i: usize,
     ) -> [[T; L]; 9] {
         use std::arch::x86_64::*;
-        debug_assert!(self.vector_gathers::<L>());
         let mut g = [[T::zero(); L]; 9];
-        let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        let offsets = _mm512_mullo_epi32(lane, _mm512_set1_epi32(self.o_stride as i32));
-        let first = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as u16 };
-        let (load, keep) = (first(lanes.min(L)), first(L));
-        let w = self.w.as_ptr().cast::<f32>();
-        for (t, gt) in g.iter_mut().enumerate() {
-            // SAFETY: lanes below `lanes` read kernels inside the weight (the
-            // caller's contract); the others are masked off and read nothing.
-            let v = _mm512_mask_i32gather_ps::<4>(
-                _mm512_setzero_ps(),
-                load,
-                offsets,
-                w.wrapping_add(self.at(o0, i, t)).cast(),
-            );
+        let keep: __mmask16 = ((1u32 << L.min(16)) - 1) as u16;
+        for (gt, v) in g.iter_mut().zip(self.gathered_avx512::<L>(o0, lanes, i)) {
             // SAFETY: `gt` holds `L` f32 (T is f32), the lanes `keep` writes.
             _mm512_mask_storeu_ps(gt.as_mut_ptr().cast::<f32>(), keep, v);
         }
@@ -137,7 +156,7 @@ impl<'a, T: Element> Taps<'a, T> {
     /// `kernel::transform_kernel` (no fused multiply-adds), so the same bits.
     ///
     /// # Safety
-    /// As [`Taps::gather_avx512`].
+    /// As [`Taps::gathered_avx512`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transform_f2_avx512<const L: usize>(
@@ -147,20 +166,7 @@ impl<'a, T: Element> Taps<'a, T> {
         i: usize,
     ) -> [std::arch::x86_64::__m512; 16] {
         use std::arch::x86_64::*;
-        debug_assert!(self.vector_gathers::<L>());
-        let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        let offsets = _mm512_mullo_epi32(lane, _mm512_set1_epi32(self.o_stride as i32));
-        let load: __mmask16 = ((1u32 << lanes.min(L).min(16)) - 1) as u16;
-        let w = self.w.as_ptr().cast::<f32>();
-        // SAFETY: as in `gather_avx512`.
-        let g: [__m512; 9] = std::array::from_fn(|t| unsafe {
-            _mm512_mask_i32gather_ps::<4>(
-                _mm512_setzero_ps(),
-                load,
-                offsets,
-                w.wrapping_add(self.at(o0, i, t)).cast(),
-            )
-        });
+        let g = self.gathered_avx512::<L>(o0, lanes, i);
         let half = _mm512_set1_ps(0.5);
         // G g: 4 x 3, then (G g) G^T: 4 x 4.
         let mut gg = [_mm512_setzero_ps(); 12];
