@@ -1,12 +1,10 @@
 //! Gradient of a convolution with respect to its input: `W^T gout` for
 //! 1 x 1 convolutions, the transposed convolution (Winograd or im2col, its
-//! kernel cached per weight, except large F(2x2) ones made per call) for
+//! kernel cached per weight, except large ones made per call) for
 //! stride 1, GEMM + col2im otherwise.
 
 use super::col2im::backward_input_col2im;
-use super::dispatch::{
-    input_gradient_winograd_variant, keeps_f2_kernel, WINOGRAD_MIN_TILES_CACHED,
-};
+use super::dispatch::{input_gradient_winograd_variant, keeps_kernel, WINOGRAD_MIN_TILES_CACHED};
 use super::forward::{
     cached_packed, cached_winograd, conv2d_im2col, conv2d_im2col_checked, conv2d_unfolded_packed,
     ForwardCache,
@@ -54,7 +52,7 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 }
 
 /// Kernels derived from one weight for its input-gradient pass, computed on
-/// first use and kept (except the large F(2x2) kernels made per call, as in
+/// first use and kept (except the large kernels made per call, as in
 /// [`super::conv2d_cached`]): for Winograd, the forward convolution's F(2x2, 3x3)
 /// kernel (read transposed, see [`winograd::conv3x3_input_gradient`];
 /// shared with the forward pass's [`ForwardCache`] when the cache is made
@@ -230,9 +228,12 @@ fn backward_input<T: Element>(
                 // only where the forward pass (geometry `g`, not `tg`)
                 // makes it per call too.
                 let mut made = None;
-                let k = cached_winograd(&cache.winograd, keeps_f2_kernel(&g), &mut made, || {
-                    WinogradKernel::forward_with(weight, variant)
-                })?;
+                let k = cached_winograd(
+                    &cache.winograd,
+                    keeps_kernel(&g, variant),
+                    &mut made,
+                    || WinogradKernel::forward_with(weight, variant),
+                )?;
                 if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
                     return Err(stale_cache(
                         weight,
@@ -241,10 +242,14 @@ fn backward_input<T: Element>(
                 }
                 return winograd::conv3x3_input_gradient_then(gout, k, tp.padding, then);
             }
+            // Its own kernel (F(4x4), always kept: `keeps_kernel`).
             let mut made = None;
-            let k = cached_winograd(&cache.winograd_f4, true, &mut made, || {
-                WinogradKernel::backward_input_with(weight, variant)
-            })?;
+            let k = cached_winograd(
+                &cache.winograd_f4,
+                keeps_kernel(&g, variant),
+                &mut made,
+                || WinogradKernel::backward_input_with(weight, variant),
+            )?;
             if (k.out_channels(), k.in_channels()) != (g.cin, g.cout) {
                 return Err(stale_cache(
                     weight,

@@ -85,33 +85,40 @@ pub(super) fn input_gradient_winograd_variant(
     )
 }
 
-/// Whether a convolution's F(2x2) Winograd kernel (of geometry `g`, for
-/// either direction) is kept in its cache, or transformed on each call and
-/// dropped after it: dropped when it is large (at least
-/// [`TRANSIENT_MIN_KERNEL`] elements) and serves many tiles per image (at
-/// least [`TRANSIENT_MIN_TILES`]), where the transform costs little beside
-/// the product and the memory counts. All six of VGG16's layers with 512
-/// output channels qualify (16.25 MiB each, 8.3 for 256 -> 512): 90 MiB
-/// less at the peak, for 0.4 ms (256 -> 512) and 0.75 ms (512 -> 512) of
-/// transform per call and direction (2 threads, the taps gathered by
-/// vector gathers); end to end, interleaved processes measured no cost
-/// (VGG16 Grad-CAM -0.2% and +0.5%, guided backprop -1.7% and -1.8% with
-/// the 14 x 14 kernels made per call). ResNet-50 keeps every kernel: its
-/// kernels as large serve 16 tiles. F(4x4) kernels are always kept: their
-/// transform (in `f64`, 36 points) takes about five times as long per
-/// element.
-pub(super) fn keeps_f2_kernel(g: &ConvGeometry) -> bool {
+/// Whether a convolution's Winograd kernel for `variant` (of geometry
+/// `g`, the forward pass's, for either direction) is kept in its cache, or
+/// transformed on each call and dropped after it: an F(2x2) kernel is
+/// dropped when it is large (at least [`TRANSIENT_MIN_KERNEL`] elements)
+/// and serves many tiles per image (at least [`TRANSIENT_MIN_TILES`]),
+/// where the transform costs little beside the product and the memory
+/// counts.
+///
+/// - F(2x2): all six of VGG16's layers with 512 output channels (16.25 MiB
+///   each, 8.3 for 256 -> 512): 90 MiB less at the peak, for 0.4 ms (256 ->
+///   512) and 0.75 ms (512 -> 512) of transform per call and direction (2
+///   threads, AVX-512); end to end, interleaved processes measured no cost
+///   the host's noise resolves (VGG16 Grad-CAM -0.2% and +0.5%, guided
+///   backprop -1.8% to +5.8%, with the 14 x 14 kernels made per call).
+/// - F(4x4) kernels are always kept. Made per call by the same rule,
+///   VGG16's two 256 x 256 layers at 56 x 56 (9.6 MiB each) would save 19
+///   MiB (Grad-CAM 614 -> 594 MiB) for 2 x 0.77 ms per call: measured
+///   +1.6% on Grad-CAM and +1.9% on guided backprop (interleaved
+///   processes, 30 pairs), with the memory targets already met and the
+///   time ones closer.
+///
+/// ResNet-50 keeps every kernel: its kernels as large serve 16 tiles.
+pub(super) fn keeps_kernel(g: &ConvGeometry, variant: Variant) -> bool {
     let tiles = g.ho.div_ceil(2) * g.wo.div_ceil(2);
-    let elements = Variant::F2x2.xi() * g.cin * g.cout;
-    elements < TRANSIENT_MIN_KERNEL || tiles < TRANSIENT_MIN_TILES
+    let elements = variant.xi() * g.cin * g.cout;
+    variant == Variant::F4x4 || elements < TRANSIENT_MIN_KERNEL || tiles < TRANSIENT_MIN_TILES
 }
 
 /// Elements (2 Mi, 8 MiB in `f32`) from which an F(2x2) kernel may be
-/// transformed per call instead of kept ([`keeps_f2_kernel`]).
+/// transformed per call instead of kept ([`keeps_kernel`]).
 const TRANSIENT_MIN_KERNEL: usize = 2 << 20;
 
-/// Tiles per image from which it is ([`keeps_f2_kernel`]): 14 x 14
-/// outputs.
+/// Tiles per image from which it is ([`keeps_kernel`]): outputs from
+/// 13 x 13.
 const TRANSIENT_MIN_TILES: usize = 49;
 
 /// Elements of the largest F(4x4) input-gradient kernel kept (2 Mi
@@ -226,24 +233,28 @@ mod tests {
 
     /// Only large F(2x2) kernels over many tiles are made per call:
     /// VGG16's 512-output-channel layers at 28 x 28 and 14 x 14 (49 tiles,
-    /// as at 13 x 13), not 12 x 12 (36), its 256 x 256 layers at 56 x 56 or
-    /// ResNet-50's 7 x 7 ones.
+    /// as at 13 x 13), not 12 x 12 (36), not its 256 x 256 layers at
+    /// 56 x 56 (F(2x2) in the input gradient, F(4x4) forward) or ResNet-50's
+    /// 7 x 7 ones.
     #[test]
-    fn large_f2_kernels_over_many_tiles_are_made_per_call() {
-        for (cin, cout, side, keeps) in [
-            (512, 512, 28, false),
-            (256, 512, 28, false),
-            (512, 512, 14, false),
-            (512, 512, 13, false),
-            (512, 512, 12, true),
-            (512, 512, 7, true),
-            (256, 256, 56, true),
-            (256, 256, 14, true),
+    fn large_kernels_over_many_tiles_are_made_per_call() {
+        use Variant::{F2x2, F4x4};
+        for (cin, cout, side, variant, keeps) in [
+            (512, 512, 28, F2x2, false),
+            (256, 512, 28, F2x2, false),
+            (512, 512, 14, F2x2, false),
+            (512, 512, 13, F2x2, false),
+            (512, 512, 12, F2x2, true),
+            (512, 512, 7, F2x2, true),
+            (256, 256, 56, F2x2, true),
+            (256, 256, 14, F2x2, true),
+            (256, 256, 56, F4x4, true),
+            (512, 512, 28, F4x4, true),
         ] {
             assert_eq!(
-                keeps_f2_kernel(&geometry(cin, cout, side)),
+                keeps_kernel(&geometry(cin, cout, side), variant),
                 keeps,
-                "{cin} {cout} {side}"
+                "{cin} {cout} {side} {variant:?}"
             );
         }
     }

@@ -2,7 +2,7 @@
 //! otherwise (and always for [`conv2d_im2col`], the reference), plus bias.
 
 use super::dispatch::{
-    cached_winograd_variant, keeps_f2_kernel, use_winograd, WINOGRAD_MIN_TILES,
+    cached_winograd_variant, keeps_kernel, use_winograd, WINOGRAD_MIN_TILES,
     WINOGRAD_MIN_TILES_CACHED,
 };
 use super::gemm_blocks::{
@@ -149,7 +149,7 @@ pub fn conv2d_cached<T: Element>(
             Variant::F2x2 => &*cache.winograd,
             Variant::F4x4 => &cache.winograd_f4,
         };
-        let keep = variant != Variant::F2x2 || keeps_f2_kernel(&g);
+        let keep = keeps_kernel(&g, variant);
         let mut made = None;
         let k = cached_winograd(slot, keep, &mut made, || {
             WinogradKernel::forward_with(weight, variant)
@@ -197,7 +197,7 @@ pub(super) fn conv2d_unfolded_packed<T: Element>(
 
 /// The Winograd kernel in `slot`, built by `build` on first use and kept
 /// there; or, where `keep` is false and the slot is empty, built into
-/// `made` for this call only (see [`super::dispatch::keeps_f2_kernel`]).
+/// `made` for this call only (see [`super::dispatch::keeps_kernel`]).
 pub(super) fn cached_winograd<'a, T: Element>(
     slot: &'a OnceLock<WinogradKernel<T>>,
     keep: bool,

@@ -2,6 +2,8 @@
 //! packed once per weight in micro-panels of output channels for the
 //! micro-kernel.
 
+#[cfg(target_arch = "x86_64")]
+use super::kernel_avx512 as in_registers;
 use super::micro::{micro_kind, Micro};
 use super::taps::Taps;
 use super::{Variant, MR, MR_AVX512};
@@ -182,11 +184,11 @@ fn check_weight(cout: usize, cin: usize, kh: usize, kw: usize) -> Result<()> {
 }
 
 /// What a micro-panel of a kernel is built for.
-struct PanelShape {
-    variant: Variant,
-    cout: usize,
-    cin: usize,
-    cin_pad: usize,
+pub(super) struct PanelShape {
+    pub(super) variant: Variant,
+    pub(super) cout: usize,
+    pub(super) cin: usize,
+    pub(super) cin_pad: usize,
 }
 
 /// # Safety
@@ -220,58 +222,14 @@ unsafe fn build_panel_avx512<T: Element, const L: usize>(
     taps: &Taps<'_, T>,
     panel: &mut [MaybeUninit<T>],
 ) {
-    if taps.vector_gathers::<L>() && shape.variant == Variant::F2x2 {
+    if taps.vector_gathers::<L>() {
         // SAFETY: AVX-512F (this function's contract), `vector_gathers`
         // checked just above, and the taps cover the shape's kernels.
-        unsafe { build_f2_panel_avx512::<T, L>(shape, p, taps, panel) }
-    } else if taps.vector_gathers::<L>() {
-        // SAFETY: AVX-512F (this function's contract), the gathers can read
-        // these taps (checked), and `build_panel` asks only for kernels of
-        // the shape, which the taps cover.
-        build_panel::<T, L>(shape, p, panel, |o0, lanes, i| unsafe {
-            taps.gather_avx512(o0, lanes, i)
-        })
+        unsafe { in_registers::build_panel::<T, L>(shape, p, taps, panel) }
     } else {
         build_panel::<T, L>(shape, p, panel, |o0, lanes, i| {
             taps.gather_scalar(o0, lanes, i)
         })
-    }
-}
-
-/// [`build_panel`] of an `f32` F(2x2) kernel, with the taps gathered and
-/// transformed in registers ([`Taps::transform_f2_avx512`]) and each
-/// transformed row stored straight into the panel.
-///
-/// # Safety
-/// The CPU must have AVX-512F; `taps` must cover the shape's kernels, and
-/// [`Taps::vector_gathers`] must hold (so `T` is `f32` and `L <= 16`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn build_f2_panel_avx512<T: Element, const L: usize>(
-    shape: &PanelShape,
-    p: usize,
-    taps: &Taps<'_, T>,
-    panel: &mut [MaybeUninit<T>],
-) {
-    use std::arch::x86_64::*;
-    let &PanelShape {
-        cout, cin, cin_pad, ..
-    } = shape;
-    assert!(panel.len() >= 16 * cin_pad * L);
-    let row: __mmask16 = ((1u32 << L) - 1) as u16;
-    let lanes = L.min(cout.saturating_sub(p * L));
-    let out = panel.as_mut_ptr().cast::<f32>();
-    for i in 0..cin_pad {
-        let u = if i < cin {
-            taps.transform_f2_avx512::<L>(p * L, lanes, i)
-        } else {
-            [_mm512_setzero_ps(); 16]
-        };
-        for (xi, v) in u.into_iter().enumerate() {
-            // SAFETY: row `(xi, i)` of the panel, `L` elements, inside it
-            // (asserted); `T` is `f32`.
-            _mm512_mask_storeu_ps(out.add((xi * cin_pad + i) * L), row, v);
-        }
     }
 }
 
@@ -387,14 +345,7 @@ fn transform_kernel<T: Element, const L: usize>(g: &[[T; L]; 9]) -> [[T; L]; 16]
 /// correctly rounded transform.
 #[inline(always)]
 fn transform_kernel_f4<T: Element, const L: usize>(g: &[[T; L]; 9]) -> [[T; L]; 36] {
-    const G: [[f64; 3]; 6] = [
-        [0.25, 0.0, 0.0],
-        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-        [0.0, 0.0, 1.0],
-    ];
+    const G: [[f64; 3]; 6] = F4_G;
     let k: [[f64; L]; 9] =
         std::array::from_fn(|t| std::array::from_fn(|l| g[t][l].to_f64_lossless()));
     // G g: 6 x 3.
@@ -418,6 +369,17 @@ fn transform_kernel_f4<T: Element, const L: usize>(g: &[[T; L]; 9]) -> [[T; L]; 
     }
     u
 }
+
+/// `G` of F(4x4, 3x3): the kernel's values at the points 0, 1, -1, 2, -2
+/// and infinity, with the interpolation's scale folded in.
+pub(super) const F4_G: [[f64; 3]; 6] = [
+    [0.25, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
 
 #[cfg(test)]
 mod tests {

@@ -47,6 +47,8 @@
 //! (`micro.rs`); this file holds the driver, [`conv3x3`].
 
 mod kernel;
+#[cfg(target_arch = "x86_64")]
+mod kernel_avx512;
 mod micro;
 mod taps;
 mod transforms;

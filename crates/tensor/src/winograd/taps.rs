@@ -103,7 +103,7 @@ impl<'a, T: Element> Taps<'a, T> {
     /// ([`Taps::covers`]).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn gathered_avx512<const L: usize>(
+    pub(super) unsafe fn gathered_avx512<const L: usize>(
         &self,
         o0: usize,
         lanes: usize,
@@ -127,71 +127,10 @@ impl<'a, T: Element> Taps<'a, T> {
         })
     }
 
-    /// As [`Taps::gather_scalar`], by nine AVX-512 gathers.
-    ///
-    /// # Safety
-    /// As [`Taps::gathered_avx512`].
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn gather_avx512<const L: usize>(
-        &self,
-        o0: usize,
-        lanes: usize,
-        i: usize,
-    ) -> [[T; L]; 9] {
-        use std::arch::x86_64::*;
-        let mut g = [[T::zero(); L]; 9];
-        let keep: __mmask16 = ((1u32 << L.min(16)) - 1) as u16;
-        for (gt, v) in g.iter_mut().zip(self.gathered_avx512::<L>(o0, lanes, i)) {
-            // SAFETY: `gt` holds `L` f32 (T is f32), the lanes `keep` writes.
-            _mm512_mask_storeu_ps(gt.as_mut_ptr().cast::<f32>(), keep, v);
-        }
-        g
-    }
-
-    /// The F(2x2) transform `G g G^T` of the kernels `(o0 + l, i)` for the
-    /// first `lanes` lanes (zero in the others), gathered and transformed in
-    /// registers: the 16 elements of the transformed tile, each a vector of
-    /// the lanes. The same operations in the same order as
-    /// `kernel::transform_kernel` (no fused multiply-adds), so the same bits.
-    ///
-    /// # Safety
-    /// As [`Taps::gathered_avx512`].
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn transform_f2_avx512<const L: usize>(
-        &self,
-        o0: usize,
-        lanes: usize,
-        i: usize,
-    ) -> [std::arch::x86_64::__m512; 16] {
-        use std::arch::x86_64::*;
-        let g = self.gathered_avx512::<L>(o0, lanes, i);
-        let half = _mm512_set1_ps(0.5);
-        // G g: 4 x 3, then (G g) G^T: 4 x 4.
-        let mut gg = [_mm512_setzero_ps(); 12];
-        for c in 0..3 {
-            let (g0, g1, g2) = (g[c], g[3 + c], g[6 + c]);
-            gg[c] = g0;
-            gg[3 + c] = _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(g0, g1), g2), half);
-            gg[6 + c] = _mm512_mul_ps(_mm512_add_ps(_mm512_sub_ps(g0, g1), g2), half);
-            gg[9 + c] = g2;
-        }
-        let mut u = [_mm512_setzero_ps(); 16];
-        for r in 0..4 {
-            let (a, b, c) = (gg[3 * r], gg[3 * r + 1], gg[3 * r + 2]);
-            u[4 * r] = a;
-            u[4 * r + 1] = _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(a, b), c), half);
-            u[4 * r + 2] = _mm512_mul_ps(_mm512_add_ps(_mm512_sub_ps(a, b), c), half);
-            u[4 * r + 3] = c;
-        }
-        u
-    }
-
     /// As [`Taps::gather_scalar`], by AVX2 gathers of eight lanes.
     ///
     /// # Safety
-    /// As [`Taps::gather_avx512`], with AVX2 instead of AVX-512F.
+    /// As [`Taps::gathered_avx512`], with AVX2 instead of AVX-512F.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn gather_avx2<const L: usize>(
@@ -212,7 +151,7 @@ impl<'a, T: Element> Taps<'a, T> {
             let store = _mm256_cmpgt_epi32(_mm256_set1_epi32((L - c0).min(8) as i32), lane);
             let offsets = _mm256_mullo_epi32(lane, stride);
             for (t, gt) in g.iter_mut().enumerate() {
-                // SAFETY: as in `gather_avx512`: the lanes `load` keeps read
+                // SAFETY: as in `gathered_avx512`: the lanes `load` keeps read
                 // kernels inside the weight, the others nothing.
                 let v = _mm256_mask_i32gather_ps::<4>(
                     _mm256_setzero_ps(),
