@@ -56,9 +56,10 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Time one call per line read from standard input instead of
-    /// `--iters` calls (which it ignores): after the warm-up, print `{"ready": true}`, then for
-    /// each line run one call and print `{"ms": .., "cpu_ms": ..}`, until
-    /// the input ends; then the report of those calls. For a driver that
+    /// `--iters` calls (which it ignores): after the warm-up, print
+    /// `{"ready": true}`, then for each line run one call and print
+    /// `{"ms": .., "cpu_ms": ..}`, until the input ends; then the report of
+    /// those calls. For a driver that
     /// alternates calls with another program (`benches/pytorch/compare.py`),
     /// so that both meet the same state of a noisy host.
     #[arg(long)]

@@ -268,10 +268,11 @@ fn call_f32<T: Element>(
 
 /// The AVX2 + FMA micro-kernel: 6 x 16 accumulators in 12 registers. It
 /// prefetches `A` as the AVX-512 kernels do, further ahead
-/// ([`AVX2_PREFETCH_FACTOR`]), and not `B`: end to end under `SIGHTLINE_SIMD=avx2` (in-process alternation, 2
-/// threads, 19 calls a side), prefetching `A` made VGG16 guided backprop
-/// 13% and 4% faster (median, fastest call) and ResNet-50 8% and 9%;
-/// prefetching `B` as well measured -3% to +4%, within the host's noise.
+/// ([`AVX2_PREFETCH_FACTOR`]), and not `B`: end to end under
+/// `SIGHTLINE_SIMD=avx2` (in-process alternation, 2 threads, 19 calls a
+/// side), prefetching `A` made VGG16 guided backprop 13% and 4% faster
+/// (median, fastest call) and ResNet-50 8% and 9%; prefetching `B` as
+/// well measured -3% to +4%, within the host's noise.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; `a` must hold what `k` steps read (see
@@ -303,10 +304,10 @@ unsafe fn micro_f32_avx2<const TR: bool>(
     }
     let (mut group, mut b) = (a, b);
     let mut p = 0;
+    let ahead = AVX2_PREFETCH_FACTOR * prefetch_groups::<TR>() * gs;
     while p < k {
         let steps = (k - p).min(M);
-        let ahead = AVX2_PREFETCH_FACTOR * prefetch_groups::<TR>();
-        prefetch_block::<M>(group.wrapping_add(ahead * gs));
+        prefetch_block::<M>(group.wrapping_add(ahead));
         let mut a = group;
         for _ in 0..steps {
             let b0 = _mm256_loadu_ps(b);
@@ -399,8 +400,9 @@ const PREFETCH_GROUPS: usize = 2;
 
 /// Groups of steps ahead whose block of `A` the packed (not transposed)
 /// kernels (AVX-512 and AVX2) prefetch: 4 x 576 bytes, 2.3 KB ahead of a
-/// sequential read, for AVX-512 (AVX2: [`AVX2_PREFETCH_FACTOR`]). The hardware prefetchers follow it, but not
-/// far enough when `A` comes from memory: a 512-channel F(2x2) kernel (16
+/// sequential read, for AVX-512 (AVX2: [`AVX2_PREFETCH_FACTOR`]). The
+/// hardware prefetchers follow it, but not far enough when `A` comes from
+/// memory: a 512-channel F(2x2) kernel (16
 /// MB) is read once per block of tiles, and VGG16's 512 x 512 forward at
 /// 28 x 28 took 10.3 ms without this against 8.5 with it. End to end
 /// (in-process alternation, 2 threads, medians of 14 calls per side):
@@ -440,8 +442,9 @@ const AVX2_PREFETCH_FACTOR: usize = 4;
 const PFB_ROWS: usize = 8;
 
 /// Prefetches the `M x M` block of `A` at `a` (a group of a transposed or
-/// packed read, `M` the kernel's rows) into L1, line by line. A prefetch cannot
-/// fault, so `a` may lie past the end of the kernel (the last groups).
+/// packed read, `M` the kernel's rows) into L1, line by line. A prefetch
+/// cannot fault, so `a` may lie past the end of the kernel (the last
+/// groups).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn prefetch_block<const M: usize>(a: *const f32) {

@@ -141,15 +141,15 @@ impl<'a, T: Element> Taps<'a, T> {
     ) -> [[T; L]; 9] {
         use std::arch::x86_64::*;
         debug_assert!(self.vector_gathers::<L>());
+        // Lanes past `lanes` keep the zeros they start with.
         let mut g = [[T::zero(); L]; 9];
         let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let stride = _mm256_set1_epi32(self.o_stride as i32);
+        let offsets = _mm256_mullo_epi32(lane, _mm256_set1_epi32(self.o_stride as i32));
         let w = self.w.as_ptr().cast::<f32>();
-        for c0 in (0..L.min(lanes)).step_by(8) {
-            let n = (lanes.min(L) - c0).min(8) as i32;
+        let lanes = lanes.min(L);
+        for c0 in (0..lanes).step_by(8) {
+            let n = (lanes - c0).min(8) as i32;
             let load = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
-            let store = _mm256_cmpgt_epi32(_mm256_set1_epi32((L - c0).min(8) as i32), lane);
-            let offsets = _mm256_mullo_epi32(lane, stride);
             for (t, gt) in g.iter_mut().enumerate() {
                 // SAFETY: as in `gathered_avx512`: the lanes `load` keeps read
                 // kernels inside the weight, the others nothing.
@@ -159,9 +159,9 @@ impl<'a, T: Element> Taps<'a, T> {
                     offsets,
                     _mm256_castsi256_ps(load),
                 );
-                // SAFETY: `gt` holds `L` f32 from lane `c0` on, `store` writes
-                // lanes below `L - c0`.
-                _mm256_maskstore_ps(gt.as_mut_ptr().cast::<f32>().add(c0), store, v);
+                // SAFETY: `gt` holds `L` f32 from lane `c0` on, and `load`
+                // keeps lanes below `lanes - c0 <= L - c0`.
+                _mm256_maskstore_ps(gt.as_mut_ptr().cast::<f32>().add(c0), load, v);
             }
         }
         g
