@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use sightline_attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
-use sightline_autograd::{Op, Retain, Tape, VarId};
+use sightline_autograd::{Retain, Tape, VarId};
 use sightline_layers::Model;
 use sightline_tensor::gemm::{gemm, MatRef};
 use sightline_tensor::Tensor;
@@ -138,15 +138,13 @@ impl ProductCount {
         model.forward(&mut tape, &input)?;
         let mut nodes = Vec::new();
         for node in tape.nodes() {
-            let weight = match &node.op {
-                Op::Conv2d(op) => &op.weight,
-                Op::Linear(op) => &op.weight,
-                _ => continue,
-            };
-            let out: usize = tape.var_shape(node.output)?.iter().product();
-            let per_output = weight.len() / weight.shape().first().copied().unwrap_or(1).max(1);
+            let out = tape.var_shape(node.output)?;
+            let macs = node.op.multiply_adds(&node.input_shapes, out);
+            if macs == 0 {
+                continue;
+            }
             let x_id = node.inputs.first().copied().unwrap_or(0);
-            nodes.push((x_id, (out * per_output) as u64));
+            nodes.push((x_id, macs));
         }
         Ok(Self {
             nodes,

@@ -427,14 +427,14 @@ impl<'m, T: Element> Explainer<'m, T> {
             .named("contrastive_excitation_backprop")
             .with_layer(
                 &c.classifier,
-                Some(OpKind::Linear),
+                Some(OpKind::LINEAR),
                 Arc::new(ExcitationLinear {
                     negate_weights: true,
                 }),
             )
             .with_layer(
                 &c.classifier,
-                Some(OpKind::Conv2d),
+                Some(OpKind::CONV2D),
                 Arc::new(ExcitationConv {
                     negate_weights: true,
                 }),

@@ -22,5 +22,6 @@ pub mod tape;
 pub use backward::{Branch, Pass};
 pub use error::{AutogradError, Result};
 pub use op::{Op, OpKind};
+pub use rule::then_after;
 pub use rule::{Elementwise, Rule, RuleContext, RuleSet, Standard};
 pub use tape::{LayerOutput, Node, Retain, Tape, Var, VarId};

@@ -1,209 +1,181 @@
-//! The recorded ops: what each saved in the forward pass, and its standard backward.
+//! The open op set: the [`Op`] trait every recorded op implements, and the
+//! [`OpKind`] key by which a [`crate::RuleSet`] chooses a rule for it.
+//!
+//! An op is a value of a type that implements [`Op`]: it holds what its
+//! forward pass saved for the backward rules (a ReLU's sign bits, a
+//! convolution's weight, a sigmoid's output) and computes its standard
+//! backward. The built-in ops live in [`crate::ops`], one module per op
+//! family with its forward, its standard backward and its alternative rules
+//! side by side; code outside this crate adds an op the same way: a type
+//! that implements [`Op`], recorded with [`crate::Tape::record`]. A rule
+//! reaches an op's saved values by type ([`crate::RuleContext::op`]).
 
 use crate::error::Result;
-use crate::ops;
-use crate::rule::RuleContext;
+use crate::rule::{then_after, Elementwise, RuleContext};
 use sightline_tensor::{Element, Epilogue, Tensor};
+use std::any::Any;
+use std::fmt::{self, Debug};
 
-/// One recorded op and what it saved for its backward rules.
+/// The kind of an op: the key by which a [`crate::RuleSet`] chooses a rule
+/// and the name messages give it. Two kinds are the same when their names
+/// are; the built-in kinds are the associated constants, and an op defined
+/// outside the crate makes its own with [`OpKind::new`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OpKind(&'static str);
+
+impl OpKind {
+    /// A kind named `name` (snake case by convention: `softplus`).
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    /// The kind's name.
+    pub const fn name(self) -> &'static str {
+        self.0
+    }
+
+    /// 2-d convolution ([`crate::ops::conv`]).
+    pub const CONV2D: Self = Self("conv2d");
+    /// Fully connected layer ([`crate::ops::linear`]).
+    pub const LINEAR: Self = Self("linear");
+    /// ReLU ([`crate::ops::relu`]).
+    pub const RELU: Self = Self("relu");
+    /// Max pooling ([`crate::ops::pool`]).
+    pub const MAX_POOL2D: Self = Self("max_pool2d");
+    /// Average pooling ([`crate::ops::pool`]).
+    pub const AVG_POOL2D: Self = Self("avg_pool2d");
+    /// Adaptive average pooling ([`crate::ops::pool`]).
+    pub const ADAPTIVE_AVG_POOL2D: Self = Self("adaptive_avg_pool2d");
+    /// Batch norm in inference ([`crate::ops::norm`]).
+    pub const BATCH_NORM: Self = Self("batch_norm");
+    /// Elementwise sum of two tensors of one shape ([`crate::ops::arith`]).
+    pub const ADD: Self = Self("add");
+    /// Elementwise product of two tensors of one shape ([`crate::ops::arith`]).
+    pub const MUL: Self = Self("mul");
+    /// A change of shape ([`crate::ops::shape`]).
+    pub const RESHAPE: Self = Self("reshape");
+    /// Sum over one axis ([`crate::ops::reduce`]).
+    pub const SUM_AXIS: Self = Self("sum_axis");
+    /// Mean over one axis ([`crate::ops::reduce`]).
+    pub const MEAN_AXIS: Self = Self("mean_axis");
+    /// Log-softmax over the last axis ([`crate::ops::softmax`]).
+    pub const LOG_SOFTMAX: Self = Self("log_softmax");
+    /// Bilinear or nearest resize ([`crate::ops::resize`]).
+    pub const RESIZE: Self = Self("resize");
+}
+
+impl Debug for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OpKind({})", self.0)
+    }
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// A recorded op: what its forward pass saved, and its standard backward.
 ///
-/// A user-written [`crate::Rule`] matches on this to reach the saved values.
-#[derive(Debug)]
-pub enum Op<T> {
-    /// 2-d convolution, inputs `[x, weight, (bias)]`.
-    Conv2d(ops::conv::Conv2dOp<T>),
-    /// Fully connected layer, inputs `[x, weight, (bias)]`.
-    Linear(ops::linear::LinearOp<T>),
-    /// ReLU, input `[x]`.
-    Relu(ops::relu::ReluOp),
-    /// Max pooling, input `[x]`.
-    MaxPool2d(ops::pool::MaxPoolOp),
-    /// Average pooling, input `[x]`.
-    AvgPool2d(ops::pool::AvgPoolOp<T>),
-    /// Adaptive average pooling, input `[x]`.
-    AdaptiveAvgPool2d(ops::pool::AdaptiveAvgPoolOp<T>),
-    /// Batch norm in inference, input `[x]`.
-    BatchNorm(ops::norm::BatchNormOp<T>),
-    /// Elementwise sum (the residual sum of a ResNet block), inputs `[a, b]`.
-    Add(ops::arith::AddOp<T>),
-    /// Elementwise product, inputs `[a, b]`.
-    Mul(ops::arith::MulOp<T>),
-    /// A change of shape (flatten), input `[x]`.
-    Reshape(ops::shape::ReshapeOp),
-    /// Sum over one axis, input `[x]`.
-    SumAxis(ops::reduce::ReduceOp),
-    /// Mean over one axis, input `[x]`.
-    MeanAxis(ops::reduce::ReduceOp),
-    /// Log-softmax over the last axis, input `[x]`.
-    LogSoftmax(ops::softmax::LogSoftmaxOp<T>),
-    /// Resize (bilinear or nearest), input `[x]`.
-    Resize(ops::resize::ResizeOp),
-}
-
-/// The kind of an op, the key by which a [`crate::RuleSet`] chooses a rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OpKind {
-    /// [`Op::Conv2d`].
-    Conv2d,
-    /// [`Op::Linear`].
-    Linear,
-    /// [`Op::Relu`].
-    Relu,
-    /// [`Op::MaxPool2d`].
-    MaxPool2d,
-    /// [`Op::AvgPool2d`].
-    AvgPool2d,
-    /// [`Op::AdaptiveAvgPool2d`].
-    AdaptiveAvgPool2d,
-    /// [`Op::BatchNorm`].
-    BatchNorm,
-    /// [`Op::Add`].
-    Add,
-    /// [`Op::Mul`].
-    Mul,
-    /// [`Op::Reshape`].
-    Reshape,
-    /// [`Op::SumAxis`].
-    SumAxis,
-    /// [`Op::MeanAxis`].
-    MeanAxis,
-    /// [`Op::LogSoftmax`].
-    LogSoftmax,
-    /// [`Op::Resize`].
-    Resize,
-}
-
-impl<T: Element> Op<T> {
+/// Only [`Op::kind`] and [`Op::backward`] are required. The other methods
+/// are fast paths with defaults that give the same values: a walk that owns
+/// the output gradient hands it over ([`Op::backward_owned`]), an op whose
+/// backward is elementwise can run inside the kernel of the op above
+/// ([`Op::backward_elementwise`]), an op can take an elementwise map into
+/// its own kernel ([`Op::backward_owned_then`]), and several passes'
+/// gradients can be computed at once ([`Op::backward_many`]).
+///
+/// Everything an op keeps lives as long as the tape: keep what the rules
+/// need, not more (a ReLU keeps two sign bits per element, not its input).
+/// An op that needs its own output records through
+/// [`crate::Tape::record_keeping_output`], which hands it the output's
+/// shared buffer instead of a copy.
+pub trait Op<T: Element>: Any + Send + Sync + Debug {
     /// The op's kind.
-    pub fn kind(&self) -> OpKind {
-        match self {
-            Op::Conv2d(_) => OpKind::Conv2d,
-            Op::Linear(_) => OpKind::Linear,
-            Op::Relu(_) => OpKind::Relu,
-            Op::MaxPool2d(_) => OpKind::MaxPool2d,
-            Op::AvgPool2d(_) => OpKind::AvgPool2d,
-            Op::AdaptiveAvgPool2d(_) => OpKind::AdaptiveAvgPool2d,
-            Op::BatchNorm(_) => OpKind::BatchNorm,
-            Op::Add(_) => OpKind::Add,
-            Op::Mul(_) => OpKind::Mul,
-            Op::Reshape(_) => OpKind::Reshape,
-            Op::SumAxis(_) => OpKind::SumAxis,
-            Op::MeanAxis(_) => OpKind::MeanAxis,
-            Op::LogSoftmax(_) => OpKind::LogSoftmax,
-            Op::Resize(_) => OpKind::Resize,
-        }
-    }
+    fn kind(&self) -> OpKind;
 
-    /// The op's name, for messages.
-    pub fn name(&self) -> &'static str {
-        self.kind().name()
-    }
-
-    /// The standard (exact gradient) backward of the op.
-    pub fn standard_backward(
+    /// The standard (exact gradient) backward: from the gradient at the
+    /// output, one entry per input of the node, `None` where
+    /// `ctx.needs(i)` is false or the input has no gradient; each tensor
+    /// shaped like its input (`ctx.node.input_shapes`).
+    fn backward(
         &self,
         ctx: &RuleContext<'_, T>,
         grad: &Tensor<T>,
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        match self {
-            Op::Conv2d(o) => o.standard_then(ctx, grad, None),
-            Op::Linear(o) => o.standard(ctx, grad),
-            Op::Relu(o) => o.standard(ctx, grad),
-            Op::MaxPool2d(o) => o.standard(ctx, grad),
-            Op::AvgPool2d(o) => o.standard(ctx, grad),
-            Op::AdaptiveAvgPool2d(o) => o.standard(ctx, grad),
-            Op::BatchNorm(o) => o.standard(ctx, grad),
-            Op::Add(o) => o.standard(ctx, grad),
-            Op::Mul(o) => o.standard(ctx, grad),
-            Op::Reshape(o) => o.standard(ctx, grad),
-            Op::SumAxis(o) => o.standard_sum(ctx, grad),
-            Op::MeanAxis(o) => o.standard_mean(ctx, grad),
-            Op::LogSoftmax(o) => o.standard(ctx, grad),
-            Op::Resize(o) => o.standard(ctx, grad),
-        }
+    ) -> Result<Vec<Option<Tensor<T>>>>;
+
+    /// The multiply-adds of the forward pass, given the node's input shapes
+    /// and its output shape: what `sightline bench` counts as the work of
+    /// a call. The default: 0 (an op whose cost is memory traffic).
+    fn multiply_adds(&self, input_shapes: &[Vec<usize>], output_shape: &[usize]) -> u64 {
+        let _ = (input_shapes, output_shape);
+        0
     }
 
-    /// [`Op::standard_backward`] with the output gradient by value: ReLU
-    /// masks it in place, the sum hands it to its first term (a copy to the
-    /// second only), a reshape relabels it; the same values as
-    /// `standard_backward`, with no new buffer.
-    pub fn standard_backward_owned(
+    /// [`Op::backward`] with the output gradient by value, which the op may
+    /// reuse (mask it in place, hand it to an input). The default calls
+    /// `backward`.
+    fn backward_owned(
         &self,
         ctx: &RuleContext<'_, T>,
         grad: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        match self {
-            Op::Relu(o) => o.standard_owned(ctx, grad),
-            Op::Add(o) => o.standard_owned(ctx, grad),
-            Op::Reshape(o) => o.standard_owned(ctx, grad),
-            _ => self.standard_backward(ctx, &grad),
-        }
+        self.backward(ctx, &grad)
     }
 
-    /// The standard rule in elementwise form, where it is one (ReLU; see
-    /// [`crate::Rule::elementwise`]).
-    pub fn standard_elementwise<'a>(
-        &'a self,
-        ctx: &RuleContext<'a, T>,
-    ) -> Option<crate::rule::Elementwise<'a, T>> {
-        match self {
-            Op::Relu(o) => o.standard_elementwise(ctx),
-            _ => None,
-        }
+    /// The standard backward as an elementwise map, where it is one (see
+    /// [`crate::Rule::elementwise`]). The default: `None`.
+    fn backward_elementwise<'a>(&'a self, ctx: &RuleContext<'a, T>) -> Option<Elementwise<'a, T>> {
+        let _ = ctx;
+        None
     }
 
-    /// [`Op::standard_backward_owned`] with `then` applied to input 0's
-    /// gradient: inside the kernel for a convolution, after it otherwise.
-    pub fn standard_backward_owned_then(
+    /// Whether [`Op::backward_owned_then`] applies its map inside the
+    /// op's kernel. The default: `false`.
+    fn fuses_then(&self, ctx: &RuleContext<'_, T>) -> bool {
+        let _ = ctx;
+        false
+    }
+
+    /// [`Op::backward_owned`] with `then` applied to input 0's gradient.
+    /// The default applies it after the fact.
+    fn backward_owned_then(
         &self,
         ctx: &RuleContext<'_, T>,
         grad: Tensor<T>,
         then: Epilogue<'_, T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        match self {
-            Op::Conv2d(o) => o.standard_then(ctx, &grad, Some(then)),
-            _ => crate::rule::then_after(ctx, self.standard_backward_owned(ctx, grad)?, then),
-        }
+        then_after(ctx, self.backward_owned(ctx, grad)?, then)
     }
 
-    /// [`Op::standard_backward`] of several passes' output gradients at
-    /// once, one result per gradient, each the same bits as computing it
-    /// alone: a linear layer's input gradients are computed together
-    /// (reading the weight once) where the kernel allows it, the other ops
-    /// run once per gradient.
-    pub fn standard_backward_many(
+    /// [`Op::backward`] of several passes' gradients, one result per
+    /// gradient, each the same bits as computed alone. The default runs
+    /// `backward` per gradient.
+    fn backward_many(
         &self,
         ctx: &RuleContext<'_, T>,
         grads: &[&Tensor<T>],
     ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
-        match self {
-            Op::Linear(o) => o.standard_many(ctx, grads),
-            _ => grads
-                .iter()
-                .map(|g| self.standard_backward(ctx, g))
-                .collect(),
-        }
+        grads.iter().map(|g| self.backward(ctx, g)).collect()
     }
 }
 
-impl OpKind {
-    /// The kind's name, for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::Conv2d => "conv2d",
-            OpKind::Linear => "linear",
-            OpKind::Relu => "relu",
-            OpKind::MaxPool2d => "max_pool2d",
-            OpKind::AvgPool2d => "avg_pool2d",
-            OpKind::AdaptiveAvgPool2d => "adaptive_avg_pool2d",
-            OpKind::BatchNorm => "batch_norm",
-            OpKind::Add => "add",
-            OpKind::Mul => "mul",
-            OpKind::Reshape => "reshape",
-            OpKind::SumAxis => "sum_axis",
-            OpKind::MeanAxis => "mean_axis",
-            OpKind::LogSoftmax => "log_softmax",
-            OpKind::Resize => "resize",
-        }
+impl<T: Element> dyn Op<T> {
+    /// The op as its concrete type, if it is one: how a rule reaches the
+    /// values an op saved.
+    pub fn downcast_ref<O: Op<T>>(&self) -> Option<&O> {
+        let any: &dyn Any = self;
+        any.downcast_ref::<O>()
+    }
+
+    /// Whether the op is of type `O`.
+    pub fn is<O: Op<T>>(&self) -> bool {
+        self.downcast_ref::<O>().is_some()
+    }
+
+    /// The name of the op's kind, for messages.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
     }
 }

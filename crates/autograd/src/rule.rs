@@ -19,7 +19,16 @@ pub struct RuleContext<'a, T> {
     pub needs: &'a [bool],
 }
 
-impl<T: Element> RuleContext<'_, T> {
+impl<'a, T: Element> RuleContext<'a, T> {
+    /// The node's op as its concrete type `O`, or the error for `rule` run
+    /// on an op of another type: how a rule reaches what the op saved.
+    pub fn op<O: crate::Op<T>>(&self, rule: &str) -> Result<&'a O> {
+        self.node
+            .op
+            .downcast_ref::<O>()
+            .ok_or_else(|| self.mismatch(rule))
+    }
+
     /// Whether input `i`'s gradient is wanted.
     pub fn needs(&self, i: usize) -> bool {
         self.needs.get(i).copied().unwrap_or(false)
@@ -143,8 +152,8 @@ pub trait Rule<T: Element>: Send + Sync + Debug {
 }
 
 /// `then` applied to the gradient of input 0 among a rule's results `out`,
-/// after the rule's kernel (a rule that does not fuse it).
-pub(crate) fn then_after<T: Element>(
+/// after the rule's kernel: for a rule or op that does not fuse it.
+pub fn then_after<T: Element>(
     ctx: &RuleContext<'_, T>,
     mut out: Vec<Option<Tensor<T>>>,
     then: Epilogue<'_, T>,
@@ -169,7 +178,7 @@ impl<T: Element> Rule<T> for Standard {
         ctx: &RuleContext<'_, T>,
         grad: &Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        ctx.node.op.standard_backward(ctx, grad)
+        ctx.node.op.backward(ctx, grad)
     }
 
     fn backward_many(
@@ -177,7 +186,7 @@ impl<T: Element> Rule<T> for Standard {
         ctx: &RuleContext<'_, T>,
         grads: &[&Tensor<T>],
     ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
-        ctx.node.op.standard_backward_many(ctx, grads)
+        ctx.node.op.backward_many(ctx, grads)
     }
 
     fn backward_owned(
@@ -185,15 +194,15 @@ impl<T: Element> Rule<T> for Standard {
         ctx: &RuleContext<'_, T>,
         grad: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        ctx.node.op.standard_backward_owned(ctx, grad)
+        ctx.node.op.backward_owned(ctx, grad)
     }
 
     fn elementwise<'a>(&'a self, ctx: &RuleContext<'a, T>) -> Option<Elementwise<'a, T>> {
-        ctx.node.op.standard_elementwise(ctx)
+        ctx.node.op.backward_elementwise(ctx)
     }
 
     fn fuses_then(&self, ctx: &RuleContext<'_, T>) -> bool {
-        matches!(ctx.node.op, crate::Op::Conv2d(_))
+        ctx.node.op.fuses_then(ctx)
     }
 
     fn backward_owned_then(
@@ -202,7 +211,7 @@ impl<T: Element> Rule<T> for Standard {
         grad: Tensor<T>,
         then: Epilogue<'_, T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        ctx.node.op.standard_backward_owned_then(ctx, grad, then)
+        ctx.node.op.backward_owned_then(ctx, grad, then)
     }
 }
 
@@ -237,21 +246,21 @@ impl<T: Element> RuleSet<T> {
     pub fn guided_backprop() -> Self {
         Self::standard()
             .named("guided_backprop")
-            .with(OpKind::Relu, Arc::new(ops::relu::GuidedRelu))
+            .with(OpKind::RELU, Arc::new(ops::relu::GuidedRelu))
     }
 
     /// Guided backprop, Captum's ReLU: `max(g, 0)` where `x > 0`, else 0.
     pub fn captum_guided_backprop() -> Self {
         Self::standard()
             .named("captum_guided_backprop")
-            .with(OpKind::Relu, Arc::new(ops::relu::CaptumGuidedRelu))
+            .with(OpKind::RELU, Arc::new(ops::relu::CaptumGuidedRelu))
     }
 
     /// Deconvnet: the ReLU passes `max(g, 0)` whatever its input.
     pub fn deconvnet() -> Self {
         Self::standard()
             .named("deconvnet")
-            .with(OpKind::Relu, Arc::new(ops::relu::DeconvnetRelu))
+            .with(OpKind::RELU, Arc::new(ops::relu::DeconvnetRelu))
     }
 
     /// Excitation backprop (Zhang et al. 2016, TorchRay's variant): conv, linear,
@@ -261,20 +270,20 @@ impl<T: Element> RuleSet<T> {
         Self::standard()
             .named("excitation_backprop")
             .with(
-                OpKind::Conv2d,
+                OpKind::CONV2D,
                 Arc::new(ops::conv::ExcitationConv::default()),
             )
             .with(
-                OpKind::Linear,
+                OpKind::LINEAR,
                 Arc::new(ops::linear::ExcitationLinear::default()),
             )
-            .with(OpKind::AvgPool2d, Arc::new(ops::pool::ExcitationAvgPool))
+            .with(OpKind::AVG_POOL2D, Arc::new(ops::pool::ExcitationAvgPool))
             .with(
-                OpKind::AdaptiveAvgPool2d,
+                OpKind::ADAPTIVE_AVG_POOL2D,
                 Arc::new(ops::pool::ExcitationAdaptiveAvgPool),
             )
-            .with(OpKind::BatchNorm, Arc::new(ops::norm::ExcitationBatchNorm))
-            .with(OpKind::Add, Arc::new(ops::arith::ExcitationSum))
+            .with(OpKind::BATCH_NORM, Arc::new(ops::norm::ExcitationBatchNorm))
+            .with(OpKind::ADD, Arc::new(ops::arith::ExcitationSum))
     }
 
     /// Renames the set (for messages).

@@ -68,8 +68,9 @@ pub enum Retain {
 /// One recorded op: what it computed from which variables, under which layer.
 #[derive(Debug)]
 pub struct Node<T> {
-    /// The op and what it saved.
-    pub op: Op<T>,
+    /// The op and what it saved (reach it by type with
+    /// [`crate::RuleContext::op`] or `downcast_ref`).
+    pub op: Box<dyn Op<T>>,
     /// Input variable ids, in the op's argument order.
     pub inputs: Vec<VarId>,
     /// Shapes of the inputs.
@@ -281,35 +282,77 @@ impl<T: Element> Tape<T> {
         Var { id, value }
     }
 
-    /// Records an op's output. `op` is `None` when nothing is recorded.
-    pub(crate) fn record(&mut self, op: Op<T>, inputs: &[&Var<T>], value: Tensor<T>) -> Var<T> {
+    /// Records `op`, computed from `inputs` (variables of this tape, in the
+    /// op's argument order), and returns its output variable holding
+    /// `value`. The node carries the current layer path. A tape that
+    /// records nothing ([`Retain::Nothing`]) drops the op and only makes the
+    /// variable.
+    ///
+    /// This is how an op defined outside the crate joins the tape: compute
+    /// the forward value, build the op with what its backward needs, record.
+    pub fn record<O: Op<T>>(&mut self, op: O, inputs: &[&Var<T>], value: Tensor<T>) -> Var<T> {
         let ids: Vec<VarId> = inputs.iter().map(|v| v.id).collect();
         self.record_ids(op, &ids, value)
     }
 
-    /// [`Tape::record`] given the inputs' ids (variables of this tape), for
-    /// an op that consumed an input's value.
-    pub(crate) fn record_ids(&mut self, op: Op<T>, inputs: &[VarId], value: Tensor<T>) -> Var<T> {
-        let requires_grad = inputs.iter().any(|&v| self.requires_grad(v));
-        let input_shapes = inputs.iter().map(|&v| self.vars[v].shape.clone()).collect();
+    /// [`Tape::record`] for an op that keeps its own output (a sigmoid's
+    /// backward reads `y`): `make` gets the output's shared buffer, the same
+    /// one the returned variable holds, so nothing is copied. On a tape that
+    /// records nothing `make` is not called.
+    pub fn record_keeping_output<O: Op<T>>(
+        &mut self,
+        make: impl FnOnce(Arc<Tensor<T>>) -> O,
+        inputs: &[&Var<T>],
+        value: Tensor<T>,
+    ) -> Var<T> {
+        let ids: Vec<VarId> = inputs.iter().map(|v| v.id).collect();
+        let requires_grad = ids.iter().any(|&v| self.requires_grad(v));
         let out = self.new_var(value, requires_grad);
         if self.is_recording() {
-            self.nodes.push(Node {
-                op,
-                inputs: inputs.to_vec(),
-                input_shapes,
-                output: out.id,
-                layer: self.layer_path.clone(),
-            });
+            let op = make(out.value.clone());
+            self.push_node(Box::new(op), &ids, out.id);
         }
         out
     }
 
-    /// Wraps a kernel error with the op and the current layer.
-    pub(crate) fn kernel_err(
-        &self,
-        op: &'static str,
-    ) -> impl Fn(TensorError) -> AutogradError + '_ {
+    /// [`Tape::record`] given the inputs' ids (variables of this tape), for
+    /// an op that consumed an input's value.
+    pub(crate) fn record_ids<O: Op<T>>(
+        &mut self,
+        op: O,
+        inputs: &[VarId],
+        value: Tensor<T>,
+    ) -> Var<T> {
+        let requires_grad = inputs.iter().any(|&v| self.requires_grad(v));
+        let out = self.new_var(value, requires_grad);
+        if self.is_recording() {
+            self.push_node(Box::new(op), inputs, out.id);
+        }
+        out
+    }
+
+    fn push_node(&mut self, op: Box<dyn Op<T>>, inputs: &[VarId], output: VarId) {
+        let input_shapes = inputs
+            .iter()
+            .map(|&v| {
+                self.vars
+                    .get(v)
+                    .map(|i| i.shape.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        self.nodes.push(Node {
+            op,
+            inputs: inputs.to_vec(),
+            input_shapes,
+            output,
+            layer: self.layer_path.clone(),
+        });
+    }
+
+    /// Wraps a kernel error with the op and the current layer: for an op's
+    /// forward, `kernel(..).map_err(tape.kernel_err("softplus"))`.
+    pub fn kernel_err(&self, op: &'static str) -> impl Fn(TensorError) -> AutogradError + '_ {
         move |source| AutogradError::Kernel {
             op,
             layer: self.layer_path.to_string(),

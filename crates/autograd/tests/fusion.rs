@@ -157,7 +157,7 @@ fn rules_fuse_exactly_where_nothing_else_needs_the_gradient() {
         (n.relus.clone(), 0),
     ] {
         let counting = Arc::new(CountingConv::default());
-        let rules = RuleSet::guided_backprop().with(OpKind::Conv2d, counting.clone());
+        let rules = RuleSet::guided_backprop().with(OpKind::CONV2D, counting.clone());
         tape.backward(n.out, &g, &rules, &wrt).unwrap();
         assert_eq!(counting.fused.load(Ordering::Relaxed), expected, "{wrt:?}");
     }
@@ -166,7 +166,7 @@ fn rules_fuse_exactly_where_nothing_else_needs_the_gradient() {
         declines: true,
         ..CountingConv::default()
     });
-    let rules = RuleSet::standard().with(OpKind::Conv2d, counting.clone());
+    let rules = RuleSet::standard().with(OpKind::CONV2D, counting.clone());
     tape.backward(n.out, &g, &rules, &[n.x]).unwrap();
     assert_eq!(counting.fused.load(Ordering::Relaxed), 0);
 }
@@ -196,7 +196,7 @@ fn the_default_then_applies_the_rule_after_the_kernel() {
     let n = net(&mut tape, 5);
     let shape = tape.var_shape(n.out).unwrap().to_vec();
     let g = uniform(&shape, 11, -1.0, 1.0);
-    let rules = RuleSet::guided_backprop().with(OpKind::Conv2d, Arc::new(Plain));
+    let rules = RuleSet::guided_backprop().with(OpKind::CONV2D, Arc::new(Plain));
     let got = tape.backward(n.out, &g, &rules, &[n.x]).unwrap();
     let want = tape
         .backward(n.out, &g, &RuleSet::guided_backprop(), &[n.x])

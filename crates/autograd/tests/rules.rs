@@ -4,8 +4,9 @@ mod common;
 
 use common::uniform;
 use proptest::prelude::*;
+use sightline_autograd::ops::relu::ReluOp;
 use sightline_autograd::ops::{arith, conv, linear, pool, relu};
-use sightline_autograd::{Op, OpKind, Result, Retain, Rule, RuleContext, RuleSet, Tape, Var};
+use sightline_autograd::{OpKind, Result, Retain, Rule, RuleContext, RuleSet, Tape, Var};
 use sightline_tensor::{AvgPool2dParams, Conv2dParams, Tensor};
 use std::sync::Arc;
 
@@ -138,9 +139,7 @@ impl Rule<f64> for HalfRelu {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, f64>, g: &T) -> Result<Vec<Option<T>>> {
-        let Op::Relu(op) = &ctx.node.op else {
-            return Err(ctx.mismatch(self.name()));
-        };
+        let op: &ReluOp = ctx.op(self.name())?;
         let mut out = g.clone();
         op.mask
             .apply(out.data_mut(), |g, pos, _| if pos { g / 2.0 } else { 0.0 })
@@ -162,7 +161,7 @@ fn layer_rules_override_kind_rules() {
     let b = relu::relu(&mut tape, &a).unwrap();
     tape.pop_scope();
     let rules =
-        RuleSet::guided_backprop().with_layer("first", Some(OpKind::Relu), Arc::new(HalfRelu));
+        RuleSet::guided_backprop().with_layer("first", Some(OpKind::RELU), Arc::new(HalfRelu));
     let r = tape
         .backward(b.id(), &g, &rules, &[xv.id()])
         .unwrap()
@@ -171,7 +170,7 @@ fn layer_rules_override_kind_rules() {
     assert_eq!(r.data(), &[0.0, 0.0, 1.0, 0.0]);
     // A rule on the wrong op kind is an error naming both.
     let bad = RuleSet::standard().with(
-        OpKind::Relu,
+        OpKind::RELU,
         Arc::new(sightline_autograd::ops::norm::ExcitationBatchNorm),
     );
     let e = tape
@@ -202,7 +201,7 @@ fn contrastive_pass_negates_classifier_weights() {
     assert!((pos.data()[0] - 1.0).abs() < 1e-12 && pos.data()[1] == 0.0);
     let neg_rules = eb.with_layer(
         "fc",
-        Some(OpKind::Linear),
+        Some(OpKind::LINEAR),
         Arc::new(sightline_autograd::ops::linear::ExcitationLinear {
             negate_weights: true,
         }),
@@ -246,14 +245,14 @@ fn replayed_excitation_passes_equal_the_first_and_a_fresh_tape() {
         .clone()
         .with_layer(
             "fc",
-            Some(OpKind::Linear),
+            Some(OpKind::LINEAR),
             Arc::new(linear::ExcitationLinear {
                 negate_weights: true,
             }),
         )
         .with_layer(
             "fc",
-            Some(OpKind::Conv2d),
+            Some(OpKind::CONV2D),
             Arc::new(conv::ExcitationConv {
                 negate_weights: true,
             }),

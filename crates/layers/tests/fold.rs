@@ -3,7 +3,8 @@
 //! layers, the batch norm's output as the pair's layer output, and kept or
 //! training tapes left unfolded.
 
-use sightline_autograd::{Op, OpKind, Retain, RuleSet, Tape, Var};
+use sightline_autograd::ops::conv::Conv2dOp;
+use sightline_autograd::{OpKind, Retain, RuleSet, Tape, Var};
 use sightline_layers::layers::{BatchNorm2d, Conv2d, Layer, ReLU, Sequential};
 use sightline_layers::run_child;
 use sightline_tensor::{Conv2dParams, Tensor};
@@ -70,7 +71,7 @@ fn assert_close(a: &Tensor<f64>, b: &Tensor<f64>) {
 fn batch_norms(tape: &Tape<f64>) -> usize {
     tape.nodes()
         .iter()
-        .filter(|n| n.op.kind() == OpKind::BatchNorm)
+        .filter(|n| n.op.kind() == OpKind::BATCH_NORM)
         .count()
 }
 
@@ -157,7 +158,7 @@ fn the_folded_node_is_a_convolution_with_both_kernels() {
     let (folded, _, _) = record(Tape::new(Retain::Minimal).folding_batch_norm(), &seq);
     let first = &folded.nodes()[0];
     assert_eq!(&*first.layer, "net.0");
-    let Op::Conv2d(op) = &first.op else {
+    let Some(op) = first.op.downcast_ref::<Conv2dOp<f64>>() else {
         panic!("not a convolution: {:?}", first.op.kind());
     };
     let Layer::Conv2d(conv) = &seq.layers()[0] else {

@@ -2,7 +2,7 @@
 //! excitation rule of the residual sum.
 
 use crate::error::Result;
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::elementwise::{add as add_kernel, add_assign, mul as mul_kernel};
@@ -22,7 +22,7 @@ pub fn add<T: Element>(tape: &mut Tape<T>, a: &Var<T>, b: &Var<T>) -> Result<Var
     let terms = tape
         .keeps_all()
         .then(|| [a.value_arc().clone(), b.value_arc().clone()]);
-    Ok(tape.record(Op::Add(AddOp { terms }), &[a, b], y))
+    Ok(tape.record(AddOp { terms }, &[a, b], y))
 }
 
 /// [`add`] taking `a` over: when nothing else holds its value and the tape
@@ -37,7 +37,7 @@ pub fn add_owned<T: Element>(tape: &mut Tape<T>, a: Var<T>, b: &Var<T>) -> Resul
     match Arc::try_unwrap(value) {
         Ok(mut value) => {
             add_assign(&mut value, b.value()).map_err(tape.kernel_err("add"))?;
-            let op = Op::Add(AddOp { terms: None });
+            let op = AddOp { terms: None };
             Ok(tape.record_ids(op, &[id, b.id()], value))
         }
         Err(shared) => add(tape, &Var::from_parts(id, shared), b),
@@ -82,9 +82,7 @@ impl<T: Element> Rule<T> for ExcitationSum {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        let Op::Add(op) = &ctx.node.op else {
-            return Err(ctx.mismatch(Rule::<T>::name(self)));
-        };
+        let op: &AddOp<T> = ctx.op(Rule::<T>::name(self))?;
         let [a, b] = op
             .terms
             .as_ref()
@@ -115,7 +113,7 @@ pub struct MulOp<T> {
 pub fn mul<T: Element>(tape: &mut Tape<T>, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
     let y = mul_kernel(a.value(), b.value()).map_err(tape.kernel_err("mul"))?;
     let factors = [a.value_arc().clone(), b.value_arc().clone()];
-    Ok(tape.record(Op::Mul(MulOp { factors }), &[a, b], y))
+    Ok(tape.record(MulOp { factors }, &[a, b], y))
 }
 
 impl<T: Element> MulOp<T> {
@@ -136,6 +134,34 @@ impl<T: Element> MulOp<T> {
             None
         };
         Ok(vec![ga, gb])
+    }
+}
+
+impl<T: Element> Op<T> for AddOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::ADD
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard(ctx, g)
+    }
+
+    fn backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard_owned(ctx, g)
+    }
+}
+
+impl<T: Element> Op<T> for MulOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::MUL
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard(ctx, g)
     }
 }
 

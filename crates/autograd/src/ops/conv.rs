@@ -1,7 +1,7 @@
 //! Convolution: recording, standard backward, excitation rule.
 
 use crate::error::Result;
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::ops::{excitation_denominator, excitation_with_denominator, ExcitationSlots};
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
@@ -184,7 +184,7 @@ fn record<T: Element>(
             Arc::new(PositiveSlots::default()),
         ),
     };
-    let op = Op::Conv2d(Conv2dOp {
+    let op = Conv2dOp {
         params,
         weight: weight.value_arc().clone(),
         unfolded_weight: None,
@@ -193,7 +193,7 @@ fn record<T: Element>(
         backward_kernel,
         excitation: ExcitationSlots::new(),
         positive,
-    });
+    };
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
     Ok(tape.record(op, &inputs, y))
@@ -264,7 +264,7 @@ pub fn conv2d_batch_norm_folded<T: Element>(
     )
     .map_err(tape.kernel_err("conv2d"))?;
     let w = tape.constant(folded.weight.clone());
-    let op = Op::Conv2d(Conv2dOp {
+    let op = Conv2dOp {
         params,
         weight: folded.weight.clone(),
         unfolded_weight: Some(weight.clone()),
@@ -273,7 +273,7 @@ pub fn conv2d_batch_norm_folded<T: Element>(
         backward_kernel: folded.cache.backward_input.clone(),
         excitation: ExcitationSlots::new(),
         positive: cache.positive.clone(),
-    });
+    };
     Ok(tape.record(op, &[x, &w], y))
 }
 
@@ -286,7 +286,7 @@ impl<T: Element> Conv2dOp<T> {
     /// The standard rule, with `then` (if any) applied to the input
     /// gradient inside the kernel (see
     /// [`conv2d_backward_input_then`]).
-    pub(crate) fn standard_then(
+    fn standard_then(
         &self,
         ctx: &RuleContext<'_, T>,
         g: &Tensor<T>,
@@ -322,6 +322,37 @@ impl<T: Element> Conv2dOp<T> {
     }
 }
 
+/// The standard rule; an elementwise rule below runs inside the input
+/// gradient's kernel.
+impl<T: Element> Op<T> for Conv2dOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::CONV2D
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard_then(ctx, g, None)
+    }
+
+    fn multiply_adds(&self, _: &[Vec<usize>], output_shape: &[usize]) -> u64 {
+        let per_output =
+            self.weight.len() / self.weight.shape().first().copied().unwrap_or(1).max(1);
+        (output_shape.iter().product::<usize>() as u64).saturating_mul(per_output as u64)
+    }
+
+    fn fuses_then(&self, _: &RuleContext<'_, T>) -> bool {
+        true
+    }
+
+    fn backward_owned_then(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: Tensor<T>,
+        then: Epilogue<'_, T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard_then(ctx, &g, Some(then))
+    }
+}
+
 /// Excitation backprop through a convolution:
 /// `x * VJP_{W+}(g / (conv(x, W+) + 1e-20))`, `W+ = max(W, 0)`, no bias.
 ///
@@ -343,9 +374,7 @@ impl<T: Element> Rule<T> for ExcitationConv {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        let Op::Conv2d(op) = &ctx.node.op else {
-            return Err(ctx.mismatch(Rule::<T>::name(self)));
-        };
+        let op: &Conv2dOp<T> = ctx.op(Rule::<T>::name(self))?;
         let mut out: Vec<Option<Tensor<T>>> = (0..ctx.node.inputs.len()).map(|_| None).collect();
         if !ctx.needs(0) {
             return Ok(out);

@@ -1,7 +1,7 @@
 //! Fully connected layer: recording, standard backward, excitation rule.
 
 use crate::error::Result;
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::ops::{
     add_excitation_epsilon, excitation_denominator, excitation_with_denominator, ExcitationSlots,
 };
@@ -55,12 +55,12 @@ pub fn linear<T: Element>(
         linear_kernel(xv, wv, bv).map_err(tape.kernel_err("linear"))?
     };
     let keep_input = tape.keeps_all() || tape.requires_grad(weight.id());
-    let op = Op::Linear(LinearOp {
+    let op = LinearOp {
         weight: weight.value_arc().clone(),
         input: keep_input.then(|| x.value_arc().clone()),
         has_bias: bias.is_some(),
         excitation,
-    });
+    };
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
     Ok(tape.record(op, &inputs, y))
@@ -170,9 +170,7 @@ impl ExcitationLinear {
         ctx: &RuleContext<'_, T>,
         grads: &[&Tensor<T>],
     ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
-        let Op::Linear(op) = &ctx.node.op else {
-            return Err(ctx.mismatch(Rule::<T>::name(self)));
-        };
+        let op: &LinearOp<T> = ctx.op(Rule::<T>::name(self))?;
         let none =
             || -> Vec<Option<Tensor<T>>> { (0..ctx.node.inputs.len()).map(|_| None).collect() };
         if !ctx.needs(0) {
@@ -266,4 +264,28 @@ fn stacked_product<T: Element>(
             Tensor::from_vec([r, width], data)
         })
         .collect()
+}
+
+impl<T: Element> Op<T> for LinearOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::LINEAR
+    }
+
+    fn multiply_adds(&self, _: &[Vec<usize>], output_shape: &[usize]) -> u64 {
+        let per_output =
+            self.weight.len() / self.weight.shape().first().copied().unwrap_or(1).max(1);
+        (output_shape.iter().product::<usize>() as u64).saturating_mul(per_output as u64)
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard(ctx, g)
+    }
+
+    fn backward_many(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        grads: &[&Tensor<T>],
+    ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
+        self.standard_many(ctx, grads)
+    }
 }

@@ -1,7 +1,7 @@
 //! Batch norm in inference: recording, standard backward, excitation rule (identity).
 
 use crate::error::Result;
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::norm::{batch_norm as bn_kernel, batch_norm_backward_input, BatchNormAffine};
@@ -22,13 +22,8 @@ pub fn batch_norm<T: Element>(
     affine: &Arc<BatchNormAffine<T>>,
 ) -> Result<Var<T>> {
     let y = bn_kernel(x.value(), affine).map_err(tape.kernel_err("batch_norm"))?;
-    Ok(tape.record(
-        Op::BatchNorm(BatchNormOp {
-            affine: affine.clone(),
-        }),
-        &[x],
-        y,
-    ))
+    let affine = affine.clone();
+    Ok(tape.record(BatchNormOp { affine }, &[x], y))
 }
 
 impl<T: Element> BatchNormOp<T> {
@@ -46,6 +41,16 @@ impl<T: Element> BatchNormOp<T> {
     }
 }
 
+impl<T: Element> Op<T> for BatchNormOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::BATCH_NORM
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard(ctx, g)
+    }
+}
+
 /// Excitation backprop through batch norm: the gradient passes unchanged (TorchRay).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExcitationBatchNorm;
@@ -56,9 +61,7 @@ impl<T: Element> Rule<T> for ExcitationBatchNorm {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        if !matches!(ctx.node.op, Op::BatchNorm(_)) {
-            return Err(ctx.mismatch(Rule::<T>::name(self)));
-        }
+        ctx.op::<BatchNormOp<T>>(Rule::<T>::name(self))?;
         Ok(vec![ctx.needs(0).then(|| g.clone())])
     }
 
@@ -67,9 +70,7 @@ impl<T: Element> Rule<T> for ExcitationBatchNorm {
         ctx: &RuleContext<'_, T>,
         g: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        if !matches!(ctx.node.op, Op::BatchNorm(_)) {
-            return Err(ctx.mismatch(Rule::<T>::name(self)));
-        }
+        ctx.op::<BatchNormOp<T>>(Rule::<T>::name(self))?;
         Ok(vec![ctx.needs(0).then_some(g)])
     }
 }

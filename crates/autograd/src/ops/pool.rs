@@ -2,7 +2,7 @@
 //! standard backward and the excitation rules of the average pools.
 
 use crate::error::Result;
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::pool::{
@@ -28,7 +28,7 @@ pub fn max_pool2d<T: Element>(
     params: MaxPool2dParams,
 ) -> Result<Var<T>> {
     let (y, indices) = max_kernel(x.value(), params).map_err(tape.kernel_err("max_pool2d"))?;
-    Ok(tape.record(Op::MaxPool2d(MaxPoolOp { params, indices }), &[x], y))
+    Ok(tape.record(MaxPoolOp { params, indices }, &[x], y))
 }
 
 impl MaxPoolOp {
@@ -64,7 +64,7 @@ pub fn avg_pool2d<T: Element>(
 ) -> Result<Var<T>> {
     let y = avg_kernel(x.value(), params).map_err(tape.kernel_err("avg_pool2d"))?;
     let input = tape.keeps_all().then(|| x.value_arc().clone());
-    Ok(tape.record(Op::AvgPool2d(AvgPoolOp { params, input }), &[x], y))
+    Ok(tape.record(AvgPoolOp { params, input }, &[x], y))
 }
 
 impl<T: Element> AvgPoolOp<T> {
@@ -100,11 +100,7 @@ pub fn adaptive_avg_pool2d<T: Element>(
     let y =
         adaptive_kernel(x.value(), output_hw).map_err(tape.kernel_err("adaptive_avg_pool2d"))?;
     let input = tape.keeps_all().then(|| x.value_arc().clone());
-    Ok(tape.record(
-        Op::AdaptiveAvgPool2d(AdaptiveAvgPoolOp { output_hw, input }),
-        &[x],
-        y,
-    ))
+    Ok(tape.record(AdaptiveAvgPoolOp { output_hw, input }, &[x], y))
 }
 
 impl<T: Element> AdaptiveAvgPoolOp<T> {
@@ -132,9 +128,7 @@ impl<T: Element> Rule<T> for ExcitationAvgPool {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        let Op::AvgPool2d(op) = &ctx.node.op else {
-            return Err(ctx.mismatch(Rule::<T>::name(self)));
-        };
+        let op: &AvgPoolOp<T> = ctx.op(Rule::<T>::name(self))?;
         let shape = &ctx.node.input_shapes[0];
         pool_excitation(
             ctx,
@@ -157,9 +151,7 @@ impl<T: Element> Rule<T> for ExcitationAdaptiveAvgPool {
     }
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        let Op::AdaptiveAvgPool2d(op) = &ctx.node.op else {
-            return Err(ctx.mismatch(Rule::<T>::name(self)));
-        };
+        let op: &AdaptiveAvgPoolOp<T> = ctx.op(Rule::<T>::name(self))?;
         let shape = &ctx.node.input_shapes[0];
         pool_excitation(
             ctx,
@@ -188,4 +180,34 @@ fn pool_excitation<T: Element>(
     Ok(vec![Some(crate::ops::excitation(
         ctx, x, g, pool, adjoint,
     )?)])
+}
+
+impl<T: Element> Op<T> for MaxPoolOp {
+    fn kind(&self) -> OpKind {
+        OpKind::MAX_POOL2D
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard(ctx, g)
+    }
+}
+
+impl<T: Element> Op<T> for AvgPoolOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::AVG_POOL2D
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard(ctx, g)
+    }
+}
+
+impl<T: Element> Op<T> for AdaptiveAvgPoolOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::ADAPTIVE_AVG_POOL2D
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard(ctx, g)
+    }
 }

@@ -1,7 +1,7 @@
 //! ReLU: recording (sign bits only), standard backward, guided and deconvnet rules.
 
 use crate::error::Result;
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::rule::{Elementwise, Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::elementwise::{relu as relu_kernel, relu_in_place, SignMask};
@@ -19,7 +19,7 @@ pub struct ReluOp {
 /// Records `max(x, 0)`.
 pub fn relu<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
     let (y, mask) = relu_kernel(x.value());
-    Ok(tape.record(Op::Relu(ReluOp { mask }), &[x], y))
+    Ok(tape.record(ReluOp { mask }, &[x], y))
 }
 
 /// [`relu`] taking `x` over: when nothing else holds its value (no other
@@ -32,7 +32,7 @@ pub fn relu_owned<T: Element>(tape: &mut Tape<T>, x: Var<T>) -> Result<Var<T>> {
     match Arc::try_unwrap(value) {
         Ok(mut value) => {
             let mask = relu_in_place(&mut value);
-            Ok(tape.record_ids(Op::Relu(ReluOp { mask }), &[id], value))
+            Ok(tape.record_ids(ReluOp { mask }, &[id], value))
         }
         Err(shared) => relu(tape, &Var::from_parts(id, shared)),
     }
@@ -47,9 +47,7 @@ fn masked<T: Element>(
     g: Cow<'_, Tensor<T>>,
     f: impl Fn(T, bool, bool) -> T + Sync + Send,
 ) -> Result<Vec<Option<Tensor<T>>>> {
-    let Op::Relu(op) = &ctx.node.op else {
-        return Err(ctx.mismatch(name));
-    };
+    let op: &ReluOp = ctx.op(name)?;
     if !ctx.needs(0) {
         return Ok(vec![None]);
     }
@@ -105,9 +103,7 @@ fn elementwise<'a, T: Element>(
     ctx: &RuleContext<'a, T>,
     f: impl Fn(T, bool, bool) -> T + Copy + Sync + 'a,
 ) -> Option<Elementwise<'a, T>> {
-    let Op::Relu(op) = &ctx.node.op else {
-        return None;
-    };
+    let op = ctx.node.op.downcast_ref::<ReluOp>()?;
     if !ctx.needs(0) {
         return None;
     }
@@ -117,31 +113,27 @@ fn elementwise<'a, T: Element>(
     }))
 }
 
-impl ReluOp {
-    /// The standard rule in elementwise form.
-    pub(crate) fn standard_elementwise<'a, T: Element>(
-        &'a self,
-        ctx: &RuleContext<'a, T>,
-    ) -> Option<Elementwise<'a, T>> {
-        elementwise(ctx, standard_element)
+/// Standard: `g` where `x > 0`, 0 elsewhere (0 at `x == 0`, PyTorch's
+/// convention); owning `g`, masked in place; also in elementwise form.
+impl<T: Element> Op<T> for ReluOp {
+    fn kind(&self) -> OpKind {
+        OpKind::RELU
     }
 
-    /// Standard: `g` where `x > 0`, 0 elsewhere (0 at `x == 0`, PyTorch's convention).
-    pub(crate) fn standard<T: Element>(
-        &self,
-        ctx: &RuleContext<'_, T>,
-        g: &Tensor<T>,
-    ) -> Result<Vec<Option<Tensor<T>>>> {
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
         masked(ctx, "standard", Cow::Borrowed(g), standard_element)
     }
 
-    /// [`ReluOp::standard`] owning `g`: masked in place.
-    pub(crate) fn standard_owned<T: Element>(
+    fn backward_owned(
         &self,
         ctx: &RuleContext<'_, T>,
         g: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
         masked(ctx, "standard", Cow::Owned(g), standard_element)
+    }
+
+    fn backward_elementwise<'a>(&'a self, ctx: &RuleContext<'a, T>) -> Option<Elementwise<'a, T>> {
+        elementwise(ctx, standard_element)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Resize (bilinear or nearest, `align_corners = False`): recording and standard backward.
 
 use crate::error::Result;
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::rule::RuleContext;
 use crate::tape::{Tape, Var};
 use sightline_tensor::resize::{resize2d, resize2d_backward};
@@ -22,7 +22,7 @@ pub fn resize<T: Element>(
     mode: ResizeMode,
 ) -> Result<Var<T>> {
     let y = resize2d(x.value(), out_hw, mode).map_err(tape.kernel_err("resize"))?;
-    Ok(tape.record(Op::Resize(ResizeOp { mode }), &[x], y))
+    Ok(tape.record(ResizeOp { mode }, &[x], y))
 }
 
 impl ResizeOp {
@@ -38,5 +38,15 @@ impl ResizeOp {
         Ok(vec![Some(
             resize2d_backward(g, (s[2], s[3]), self.mode).map_err(|e| ctx.kernel(e))?,
         )])
+    }
+}
+
+impl<T: Element> Op<T> for ResizeOp {
+    fn kind(&self) -> OpKind {
+        OpKind::RESIZE
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard(ctx, g)
     }
 }

@@ -1,7 +1,7 @@
 //! Reshape (flatten): recording and standard backward.
 
 use crate::error::Result;
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::rule::RuleContext;
 use crate::tape::{Tape, Var};
 use sightline_tensor::{Element, Tensor};
@@ -21,7 +21,7 @@ pub fn reshape<T: Element>(tape: &mut Tape<T>, x: &Var<T>, shape: &[usize]) -> R
         .reshape(shape.to_vec())
         .map_err(tape.kernel_err("reshape"))?;
     let from = x.shape().to_vec();
-    Ok(tape.record(Op::Reshape(ReshapeOp { from }), &[x], y))
+    Ok(tape.record(ReshapeOp { from }, &[x], y))
 }
 
 /// Records `torch.flatten(x, 1)`: N x (everything else).
@@ -59,5 +59,23 @@ impl ReshapeOp {
                 .reshape(self.from.clone())
                 .map_err(|e| ctx.kernel(e))?,
         )])
+    }
+}
+
+impl<T: Element> Op<T> for ReshapeOp {
+    fn kind(&self) -> OpKind {
+        OpKind::RESHAPE
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard(ctx, g)
+    }
+
+    fn backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard_owned(ctx, g)
     }
 }

@@ -1,7 +1,7 @@
 //! Log-softmax over the last axis: recording and standard backward.
 
 use crate::error::Result;
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::rule::RuleContext;
 use crate::tape::{Tape, Var};
 use sightline_tensor::softmax::{log_softmax as ls_kernel, log_softmax_backward};
@@ -18,10 +18,7 @@ pub struct LogSoftmaxOp<T> {
 /// Records the log-softmax of `x` over its last axis.
 pub fn log_softmax<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
     let y = ls_kernel(x.value()).map_err(tape.kernel_err("log_softmax"))?;
-    let op = LogSoftmaxOp {
-        output: Arc::new(y.clone()),
-    };
-    Ok(tape.record(Op::LogSoftmax(op), &[x], y))
+    Ok(tape.record_keeping_output(|output| LogSoftmaxOp { output }, &[x], y))
 }
 
 impl<T: Element> LogSoftmaxOp<T> {
@@ -36,5 +33,15 @@ impl<T: Element> LogSoftmaxOp<T> {
         Ok(vec![Some(
             log_softmax_backward(g, &self.output).map_err(|e| ctx.kernel(e))?,
         )])
+    }
+}
+
+impl<T: Element> Op<T> for LogSoftmaxOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::LOG_SOFTMAX
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        self.standard(ctx, g)
     }
 }

@@ -61,7 +61,8 @@ mod tests {
     use super::*;
     use crate::module::Module;
     use crate::weights::random::RandomSource;
-    use sightline_autograd::{Op, Retain};
+    use sightline_autograd::ops::conv::Conv2dOp;
+    use sightline_autograd::Retain;
     use sightline_tensor::Tensor;
     use std::sync::Arc;
 
@@ -75,9 +76,10 @@ mod tests {
         let mut tape = Tape::new(Retain::Minimal).folding_batch_norm();
         let x = tape.input(Tensor::full(vec![1, 3, 5, 5], 0.5));
         conv_then_batch_norm(&mut tape, "c", conv, "b", bn, &x).unwrap();
-        let Op::Conv2d(op) = &tape.nodes()[0].op else {
-            panic!("not a convolution")
-        };
+        let op = tape.nodes()[0]
+            .op
+            .downcast_ref::<Conv2dOp<f64>>()
+            .expect("a convolution");
         Arc::clone(&op.weight)
     }
 
