@@ -63,6 +63,26 @@ pub enum TensorError {
         /// Shape found.
         shape: Vec<usize>,
     },
+    /// A shape holds more elements than can be counted or allocated.
+    #[error("{op}: shape {shape:?} is too large to allocate")]
+    TooLarge {
+        /// Operation that met the problem.
+        op: &'static str,
+        /// The shape asked for.
+        shape: Vec<usize>,
+    },
+    /// An index along an axis is out of range.
+    #[error("{op}: index {index} out of range for length {len} of axis {axis}")]
+    Index {
+        /// Operation that met the problem.
+        op: &'static str,
+        /// Index supplied.
+        index: usize,
+        /// Axis indexed.
+        axis: usize,
+        /// Length of that axis.
+        len: usize,
+    },
 }
 
 /// Result alias for tensor kernels.

@@ -11,7 +11,9 @@
 //! results are bit-identical whatever the number of threads.
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod blur;
+pub mod broadcast;
 mod cblock;
 pub mod conv;
 pub mod element;
@@ -20,18 +22,26 @@ pub mod epilogue;
 pub mod error;
 pub mod gemm;
 mod gemv;
+pub mod layer_norm;
+mod layout;
 pub mod linear;
+pub mod matmul;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod reduce_axes;
 pub mod resize;
 pub mod scratch;
+pub mod shape_ops;
 pub mod sign_mask;
 mod simd;
 pub mod softmax;
+pub mod softmax_axis;
 pub mod tensor;
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod testing_grad;
 pub mod winograd;
 
 pub use conv::Conv2dParams;
