@@ -48,9 +48,12 @@ impl OpKind {
     pub const ADAPTIVE_AVG_POOL2D: Self = Self("adaptive_avg_pool2d");
     /// Batch norm in inference ([`crate::ops::norm`]).
     pub const BATCH_NORM: Self = Self("batch_norm");
-    /// Elementwise sum of two tensors of one shape ([`crate::ops::arith`]).
+    /// Elementwise sum with broadcasting ([`crate::ops::arith`]).
     pub const ADD: Self = Self("add");
-    /// Elementwise product of two tensors of one shape ([`crate::ops::arith`]).
+    /// The residual sum of a skip connection, TorchRay's `eltwise_sum`
+    /// ([`crate::ops::arith::residual_sum`]).
+    pub const RESIDUAL_SUM: Self = Self("residual_sum");
+    /// Elementwise product with broadcasting ([`crate::ops::arith`]).
     pub const MUL: Self = Self("mul");
     /// A change of shape ([`crate::ops::shape`]).
     pub const RESHAPE: Self = Self("reshape");
@@ -62,6 +65,40 @@ impl OpKind {
     pub const LOG_SOFTMAX: Self = Self("log_softmax");
     /// Bilinear or nearest resize ([`crate::ops::resize`]).
     pub const RESIZE: Self = Self("resize");
+    /// Difference with broadcasting ([`crate::ops::arith`]).
+    pub const SUB: Self = Self("sub");
+    /// Quotient with broadcasting ([`crate::ops::arith`]).
+    pub const DIV: Self = Self("div");
+    /// Logistic sigmoid ([`crate::ops::activation`]).
+    pub const SIGMOID: Self = Self("sigmoid");
+    /// Hard sigmoid `max(0, min(1, alpha x + beta))` ([`crate::ops::activation`]).
+    pub const HARD_SIGMOID: Self = Self("hard_sigmoid");
+    /// Hard swish `x hard_sigmoid(x)` ([`crate::ops::activation`]).
+    pub const HARD_SWISH: Self = Self("hard_swish");
+    /// The error function (GELU's) ([`crate::ops::activation`]).
+    pub const ERF: Self = Self("erf");
+    /// Clamp to `[min, max]` (ReLU6) ([`crate::ops::activation`]).
+    pub const CLIP: Self = Self("clip");
+    /// Softmax over one axis ([`crate::ops::softmax`]).
+    pub const SOFTMAX: Self = Self("softmax");
+    /// Layer normalisation over the trailing axes ([`crate::ops::norm`]).
+    pub const LAYER_NORM: Self = Self("layer_norm");
+    /// Matrix product with batch broadcasting ([`crate::ops::matmul`]).
+    pub const MATMUL: Self = Self("matmul");
+    /// Permutation of axes ([`crate::ops::shape`]).
+    pub const TRANSPOSE: Self = Self("transpose");
+    /// Concatenation along an axis ([`crate::ops::shape`]).
+    pub const CONCAT: Self = Self("concat");
+    /// A strided range along one axis ([`crate::ops::shape`]).
+    pub const SLICE: Self = Self("slice");
+    /// Selection by constant indices along one axis ([`crate::ops::shape`]).
+    pub const GATHER: Self = Self("gather");
+    /// Broadcast to a larger shape ([`crate::ops::shape`]).
+    pub const EXPAND: Self = Self("expand");
+    /// Constant padding ([`crate::ops::shape`]).
+    pub const PAD: Self = Self("pad");
+    /// Mean over several axes ([`crate::ops::reduce`]).
+    pub const MEAN_AXES: Self = Self("mean_axes");
 }
 
 impl Debug for OpKind {

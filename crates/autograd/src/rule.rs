@@ -283,7 +283,7 @@ impl<T: Element> RuleSet<T> {
                 Arc::new(ops::pool::ExcitationAdaptiveAvgPool),
             )
             .with(OpKind::BATCH_NORM, Arc::new(ops::norm::ExcitationBatchNorm))
-            .with(OpKind::ADD, Arc::new(ops::arith::ExcitationSum))
+            .with(OpKind::RESIDUAL_SUM, Arc::new(ops::arith::ExcitationSum))
     }
 
     /// Renames the set (for messages).

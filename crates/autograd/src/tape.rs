@@ -377,15 +377,32 @@ impl<T: Element> Tape<T> {
         self.layer_path = Arc::from(self.scope.join("."));
     }
 
+    /// Sets the current layer path directly (`features.18`), leaving the
+    /// scope stack as it is: for a graph whose nodes carry their module
+    /// paths whole (ONNX), instead of entering and leaving scopes.
+    /// [`Tape::pop_scope`] and [`Tape::push_scope`] set it again from the
+    /// stack.
+    pub fn set_layer_path(&mut self, path: &str) {
+        if *self.layer_path != *path {
+            self.layer_path = Arc::from(path);
+        }
+    }
+
     /// Registers `var` as the output of the current layer path.
     pub fn mark_layer_output(&mut self, var: &Var<T>) {
         let path = self.layer_path.to_string();
-        let keep = self.retain == Retain::All || self.keep.contains(&path);
-        if !self.layers.contains_key(&path) {
-            self.layer_order.push(path.clone());
+        self.mark_output_of(&path, var);
+    }
+
+    /// Registers `var` as the output of the layer `path` (the last call for
+    /// a path wins, as a forward hook on a reused module sees its last call).
+    pub fn mark_output_of(&mut self, path: &str, var: &Var<T>) {
+        let keep = self.retain == Retain::All || self.keep.iter().any(|k| k == path);
+        if !self.layers.contains_key(path) {
+            self.layer_order.push(path.to_string());
         }
         self.layers.insert(
-            path,
+            path.to_string(),
             LayerOutput {
                 id: var.id,
                 value: keep.then(|| var.value.clone()),

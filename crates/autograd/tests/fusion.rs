@@ -48,7 +48,7 @@ fn net(tape: &mut Tape<f32>, seed: u64) -> Net {
     let h = step(tape, &h, &ws[2], p(1, 0));
     let r4 = step(tape, &h, &ws[3], p(2, 1));
     let c5 = conv::conv2d(tape, &r4, &ws[4], None, p(1, 1)).unwrap();
-    let sum = arith::add(tape, &r4, &c5).unwrap();
+    let sum = arith::residual_sum(tape, &r4, &c5).unwrap();
     let out = relu::relu(tape, &sum).unwrap();
     Net {
         x: x.id(),

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use sightline_autograd::ops::{
-    arith, conv, linear, norm, pool, reduce, relu, resize, shape, softmax,
+    activation, arith, conv, linear, matmul, norm, pool, reduce, relu, resize, shape, softmax,
 };
 use sightline_autograd::{Result, Retain, RuleSet, Tape, Var};
 use sightline_tensor::norm::BatchNormAffine;
@@ -177,4 +177,162 @@ proptest! {
 fn flatten_keeps_batch() {
     let x = values(&[2, 3, 2, 2], 1, 0.0);
     check(&[x], &|t, v| shape::flatten(t, &v[0]));
+}
+
+/// `x` times `scale`, each element then moved at least `1e-3` away from
+/// every point of `kinks` (so the finite difference does not cross a
+/// kink of clip or the hard activations).
+fn avoiding(x: T, scale: f64, kinks: &[f64]) -> T {
+    x.map(|v| {
+        let v = v * scale;
+        kinks.iter().fold(v, |v, &k| {
+            if (v - k).abs() < 1e-3 {
+                k + 1e-3f64.copysign(v - k)
+            } else {
+                v
+            }
+        })
+    })
+}
+
+/// Bounds of an ONNX Slice on an axis of length `len`, clamped as the
+/// planner clamps them, from raw draws: a positive step takes
+/// `0 <= start, end <= len`, a negative one `start < len`, `end >= -1`.
+fn slice_bounds(len: usize, a: usize, b: usize, step: i64) -> (i64, i64) {
+    let len = len as i64;
+    if step > 0 {
+        ((a as i64) % (len + 1), (b as i64) % (len + 1))
+    } else {
+        ((a as i64) % len, (b as i64) % (len + 1) - 1)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, .. ProptestConfig::default() })]
+
+    #[test]
+    fn clip(len in 1usize..30, lo in any::<bool>(), hi in any::<bool>(), seed in any::<u64>()) {
+        let (lo, hi) = (lo.then_some(-2.0), hi.then_some(3.0));
+        let x = avoiding(values(&[len], seed, 0.0), 5.0, &[-2.0, 3.0]);
+        check(&[x], &|t, v| activation::clip(t, &v[0], lo, hi));
+    }
+
+    #[test]
+    fn sigmoid_and_erf(len in 1usize..30, seed in any::<u64>()) {
+        let x = [values(&[len], seed, 0.0).map(|v| 3.0 * v)];
+        check(&x, &|t, v| activation::sigmoid(t, &v[0]));
+        check(&x, &|t, v| activation::erf(t, &v[0]));
+    }
+
+    #[test]
+    fn hard_sigmoid(len in 1usize..30, pytorch in any::<bool>(), seed in any::<u64>()) {
+        let (alpha, beta) = if pytorch { (1.0 / 6.0, 0.5) } else { (0.2, 0.4) };
+        let kinks = [-beta / alpha, (1.0 - beta) / alpha];
+        let x = avoiding(values(&[len], seed, 0.0), 5.0, &kinks);
+        check(&[x], &|t, v| activation::hard_sigmoid(t, &v[0], alpha, beta));
+    }
+
+    #[test]
+    fn hard_swish(len in 1usize..30, seed in any::<u64>()) {
+        let x = avoiding(values(&[len], seed, 0.0), 5.0, &[-3.0, 3.0]);
+        check(&[x], &|t, v| activation::hard_swish(t, &v[0]));
+    }
+
+    /// Batched products with broadcast batches, and 1-d operands.
+    #[test]
+    fn matmul(m in 1usize..4, k in 1usize..4, n in 1usize..4, batch in 1usize..3,
+              form in 0usize..5, seed in any::<u64>()) {
+        let (sa, sb): (Vec<usize>, Vec<usize>) = match form {
+            0 => (vec![m, k], vec![k, n]),
+            1 => (vec![batch, m, k], vec![k, n]),
+            2 => (vec![batch, 1, m, k], vec![2, k, n]),
+            3 => (vec![k], vec![batch, k, n]),
+            _ => (vec![batch, m, k], vec![k]),
+        };
+        let inputs = [values(&sa, seed, 0.0), values(&sb, seed + 1, 0.0)];
+        check(&inputs, &|t, v| matmul::matmul(t, &v[0], &v[1]));
+    }
+
+    #[test]
+    fn softmax_along_an_axis(a in 1usize..4, b in 1usize..4, c in 1usize..4, axis in 0usize..3, seed in any::<u64>()) {
+        check(&[values(&[a, b, c], seed, 0.0)], &|t, v| softmax::softmax(t, &v[0], axis));
+    }
+
+    /// Gradients of the input, the scale and (when given) the bias.
+    #[test]
+    fn layer_norm(a in 1usize..3, b in 1usize..4, c in 2usize..4, axis in 1usize..3,
+                  bias in any::<bool>(), seed in any::<u64>()) {
+        let shape = [a, b, c];
+        let mut inputs = vec![values(&shape, seed, 0.0), values(&shape[axis..], seed + 1, 0.1)];
+        if bias { inputs.push(values(&shape[axis..], seed + 2, 0.0)); }
+        check(&inputs, &|t, v| norm::layer_norm(t, &v[0], &v[1], v.get(2), axis, 1e-5));
+    }
+
+    #[test]
+    fn transpose(a in 1usize..4, b in 1usize..4, c in 1usize..4,
+                 perm in Just(vec![0usize, 1, 2]).prop_shuffle(), seed in any::<u64>()) {
+        check(&[values(&[a, b, c], seed, 0.0)], &|t, v| shape::transpose(t, &v[0], &perm));
+    }
+
+    #[test]
+    fn concat(sizes in prop::collection::vec(1usize..4, 1..4), axis in 0usize..3, seed in any::<u64>()) {
+        let inputs: Vec<T> = sizes.iter().enumerate().map(|(i, &s)| {
+            let mut shape = vec![2, 3, 2];
+            shape[axis] = s;
+            values(&shape, seed + i as u64, 0.0)
+        }).collect();
+        check(&inputs, &|t, v| {
+            let vars: Vec<&Var<f64>> = v.iter().collect();
+            shape::concat(t, &vars, axis)
+        });
+    }
+
+    /// Positive and negative steps, bounds as the planner clamps them.
+    #[test]
+    fn slice(len in 1usize..7, axis in 0usize..2, a in 0usize..8, b in 0usize..8,
+             step in prop_oneof![-3i64..0, 1i64..4], seed in any::<u64>()) {
+        let mut shape = vec![2, 3];
+        shape[axis] = len;
+        let (start, end) = slice_bounds(len, a, b, step);
+        check(&[values(&shape, seed, 0.0)], &|t, v| shape::slice(t, &v[0], axis, start, end, step));
+    }
+
+    /// Repeated indices add up.
+    #[test]
+    fn gather(len in 1usize..4, axis in 0usize..3, raw in prop::collection::vec(0usize..16, 1..7),
+              two_d in any::<bool>(), seed in any::<u64>()) {
+        let mut shape = vec![2, 2, 3];
+        shape[axis] = len;
+        let mut indices: Vec<usize> = raw.iter().map(|i| i % len).collect();
+        let indices_shape = if two_d && indices.len() >= 2 {
+            indices.truncate(indices.len() / 2 * 2);
+            vec![2, indices.len() / 2]
+        } else {
+            vec![indices.len()]
+        };
+        check(&[values(&shape, seed, 0.0)], &|t, v| shape::gather(t, &v[0], axis, &indices, &indices_shape));
+    }
+
+    /// `[a, 1, c]` broadcast to `[b, a, d, c]` (or to `[1, 1, c]`, which
+    /// keeps `a`).
+    #[test]
+    fn expand(a in 1usize..3, b in 1usize..3, c in 1usize..3, d in 1usize..4,
+              lead in any::<bool>(), seed in any::<u64>()) {
+        let target = if lead { vec![b, a, d, c] } else { vec![1, 1, c] };
+        check(&[values(&[a, 1, c], seed, 0.0)], &|t, v| shape::expand(t, &v[0], &target));
+    }
+
+    #[test]
+    fn pad(a in 1usize..3, b in 1usize..4, pads in prop::array::uniform4(0usize..3),
+           value in -2.0f64..2.0, seed in any::<u64>()) {
+        let (begin, end) = ([pads[0], pads[1]], [pads[2], pads[3]]);
+        check(&[values(&[a, b], seed, 0.0)], &|t, v| shape::pad(t, &v[0], &begin, &end, value));
+    }
+
+    #[test]
+    fn mean_axes(a in 1usize..4, b in 1usize..4, c in 1usize..4, mask in 0usize..8,
+                 keepdims in any::<bool>(), seed in any::<u64>()) {
+        let axes: Vec<usize> = (0..3).filter(|i| mask & (1 << i) != 0).collect();
+        check(&[values(&[a, b, c], seed, 0.0)], &|t, v| reduce::mean_axes(t, &v[0], &axes, keepdims));
+    }
 }

@@ -28,7 +28,7 @@ fn net<T: Element>(tape: &mut Tape<T>, x: &Var<T>, width: usize, seed: u64) -> (
     let r = conv::conv2d(tape, &h, &w2, None, Conv2dParams::new(1, 1)).unwrap();
     let r = relu::relu(tape, &r).unwrap();
     let r = conv::conv2d(tape, &r, &w3, None, Conv2dParams::new(1, 1)).unwrap();
-    let h = arith::add(tape, &r, &h).unwrap();
+    let h = arith::residual_sum(tape, &r, &h).unwrap();
     let h = relu::relu(tape, &h).unwrap();
     let h = pool::adaptive_avg_pool2d(tape, &h, (2, 2)).unwrap();
     let h = shape::flatten(tape, &h).unwrap();

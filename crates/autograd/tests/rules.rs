@@ -98,7 +98,7 @@ proptest! {
         let b: T = uniform(&[len], seed + 1, 0.1, 1.0);
         let mut tape = Tape::new(Retain::All);
         let (av, bv) = (tape.input(a), tape.input(b));
-        let y = arith::add(&mut tape, &av, &bv).unwrap();
+        let y = arith::residual_sum(&mut tape, &av, &bv).unwrap();
         let g: T = uniform(&[len], seed + 2, 0.0, 1.0);
         let r = tape.backward(y.id(), &g, &RuleSet::excitation_backprop(), &[av.id(), bv.id()]).unwrap();
         for i in 0..len {

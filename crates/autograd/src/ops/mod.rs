@@ -1,9 +1,11 @@
 //! One module per op family: the recording forward (calling the tensor
 //! kernel), the standard backward, and the alternative rules side by side.
 
+pub mod activation;
 pub mod arith;
 pub mod conv;
 pub mod linear;
+pub mod matmul;
 pub mod norm;
 pub mod pool;
 pub mod reduce;

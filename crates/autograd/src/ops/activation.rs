@@ -1,0 +1,344 @@
+//! The elementwise activations of the ONNX op set: clip (ReLU6), sigmoid,
+//! hard sigmoid, hard swish and erf; recording and standard backward.
+//!
+//! Each forward and backward is the tensor kernel's
+//! ([`sightline_tensor::activation`]), which follows PyTorch's formulas and
+//! boundary conventions, so gradients match PyTorch's at the kinks too.
+//! Each op keeps what its backward reads: the sigmoid its own output
+//! (shared with the output variable, not copied), the others a shared
+//! handle to their input.
+
+use crate::error::Result;
+use crate::op::{Op, OpKind};
+use crate::rule::RuleContext;
+use crate::tape::{Tape, Var};
+use sightline_tensor::activation::{
+    clip as clip_kernel, clip_backward, erf as erf_kernel, erf_backward,
+    hard_sigmoid as hard_sigmoid_kernel, hard_sigmoid_backward, hard_swish as hard_swish_kernel,
+    hard_swish_backward, sigmoid as sigmoid_kernel, sigmoid_backward,
+};
+use sightline_tensor::{Element, Tensor};
+use std::sync::Arc;
+
+/// The one input gradient of a one-input op, computed by `f` when it is
+/// wanted.
+fn one_input<T: Element>(
+    ctx: &RuleContext<'_, T>,
+    f: impl FnOnce() -> sightline_tensor::Result<Tensor<T>>,
+) -> Result<Vec<Option<Tensor<T>>>> {
+    if !ctx.needs(0) {
+        return Ok(vec![None]);
+    }
+    Ok(vec![Some(f().map_err(|e| ctx.kernel(e))?)])
+}
+
+/// A recorded clip `min(max(x, min), max)`.
+#[derive(Debug)]
+pub struct ClipOp<T> {
+    /// The input (shared with its variable).
+    pub input: Arc<Tensor<T>>,
+    /// The lower bound, if any.
+    pub min: Option<T>,
+    /// The upper bound, if any.
+    pub max: Option<T>,
+}
+
+/// Records `min(max(x, min), max)` (ONNX Clip; ReLU6 is `clip(x, 0, 6)`),
+/// either bound optional.
+///
+/// The standard backward is PyTorch's `hardtanh_backward` (torchvision's
+/// `ReLU6` is `hardtanh(0, 6)`, and an exported `ReLU6` is a Clip): the
+/// gradient passes where `min < x < max` strictly and is 0 where
+/// `x <= min` or `x >= max`; an absent bound stops nothing.
+pub fn clip<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    min: Option<T>,
+    max: Option<T>,
+) -> Result<Var<T>> {
+    let y = clip_kernel(x.value(), min, max);
+    let input = x.value_arc().clone();
+    Ok(tape.record(ClipOp { input, min, max }, &[x], y))
+}
+
+impl<T: Element> Op<T> for ClipOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::CLIP
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        one_input(ctx, || {
+            clip_backward(g, &self.input, self.min, self.max, false)
+        })
+    }
+}
+
+/// A recorded logistic sigmoid.
+#[derive(Debug)]
+pub struct SigmoidOp<T> {
+    /// The sigmoid's output `y` (the buffer its output variable holds).
+    pub output: Arc<Tensor<T>>,
+}
+
+/// Records the logistic sigmoid `1 / (1 + exp(-x))`. Its backward,
+/// `g * (1 - y) * y`, reads the output, which the op shares with the
+/// returned variable (no copy).
+pub fn sigmoid<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
+    let y = sigmoid_kernel(x.value());
+    Ok(tape.record_keeping_output(|output| SigmoidOp { output }, &[x], y))
+}
+
+impl<T: Element> Op<T> for SigmoidOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::SIGMOID
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        one_input(ctx, || sigmoid_backward(g, &self.output))
+    }
+}
+
+/// A recorded hard sigmoid `max(0, min(1, alpha x + beta))`.
+#[derive(Debug)]
+pub struct HardSigmoidOp<T> {
+    /// The input (shared with its variable).
+    pub input: Arc<Tensor<T>>,
+    /// The slope.
+    pub alpha: T,
+    /// The offset.
+    pub beta: T,
+}
+
+/// Records the hard sigmoid `max(0, min(1, alpha * x + beta))` (ONNX
+/// HardSigmoid). PyTorch's `hardsigmoid` is `alpha = 1/6, beta = 1/2`, and
+/// then forward and backward are PyTorch's (see
+/// [`sightline_tensor::activation::is_pytorch_hardsigmoid`]).
+///
+/// The standard backward: `g * alpha` where `0 < alpha * x + beta < 1`
+/// strictly (for PyTorch's parameters, where `-3 < x < 3`), 0 elsewhere.
+pub fn hard_sigmoid<T: Element>(
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    alpha: T,
+    beta: T,
+) -> Result<Var<T>> {
+    let y = hard_sigmoid_kernel(x.value(), alpha.to_f64_lossless(), beta.to_f64_lossless());
+    let input = x.value_arc().clone();
+    Ok(tape.record(HardSigmoidOp { input, alpha, beta }, &[x], y))
+}
+
+impl<T: Element> Op<T> for HardSigmoidOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::HARD_SIGMOID
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        one_input(ctx, || {
+            hard_sigmoid_backward(
+                g,
+                &self.input,
+                self.alpha.to_f64_lossless(),
+                self.beta.to_f64_lossless(),
+            )
+        })
+    }
+}
+
+/// A recorded hard swish `x * hard_sigmoid(x)`.
+#[derive(Debug)]
+pub struct HardSwishOp<T> {
+    /// The input (shared with its variable).
+    pub input: Arc<Tensor<T>>,
+}
+
+/// Records the hard swish `x * min(max(x + 3, 0), 6) / 6` (ONNX HardSwish,
+/// PyTorch's `hardswish`).
+///
+/// The standard backward is PyTorch's `hardswish_backward`: 0 where
+/// `x < -3`, `g * (x / 3 + 0.5)` where `-3 <= x <= 3`, `g` where `x > 3`.
+pub fn hard_swish<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
+    let y = hard_swish_kernel(x.value());
+    let input = x.value_arc().clone();
+    Ok(tape.record(HardSwishOp { input }, &[x], y))
+}
+
+impl<T: Element> Op<T> for HardSwishOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::HARD_SWISH
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        one_input(ctx, || hard_swish_backward(g, &self.input))
+    }
+}
+
+/// A recorded error function.
+#[derive(Debug)]
+pub struct ErfOp<T> {
+    /// The input (shared with its variable).
+    pub input: Arc<Tensor<T>>,
+}
+
+/// Records the error function `erf(x)` (ONNX Erf, as in an exported GELU).
+/// Its backward is `g * 2 / sqrt(pi) * exp(-x^2)`.
+pub fn erf<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
+    let y = erf_kernel(x.value());
+    let input = x.value_arc().clone();
+    Ok(tape.record(ErfOp { input }, &[x], y))
+}
+
+impl<T: Element> Op<T> for ErfOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::ERF
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        one_input(ctx, || erf_backward(g, &self.input))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Retain, RuleSet};
+
+    /// The forward values and the input gradient of `op` on `x` (1-d),
+    /// seeded with `g`.
+    fn run(
+        x: &[f64],
+        g: &[f64],
+        op: impl Fn(&mut Tape<f64>, &Var<f64>) -> Result<Var<f64>>,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut tape = Tape::new(Retain::Minimal);
+        let xv = tape.input(Tensor::from_vec([x.len()], x.to_vec()).unwrap());
+        let y = op(&mut tape, &xv).unwrap();
+        let seed = Tensor::from_vec([g.len()], g.to_vec()).unwrap();
+        let gx = tape
+            .backward(y.id(), &seed, &RuleSet::standard(), &[xv.id()])
+            .unwrap()
+            .remove(0);
+        (y.value().data().to_vec(), gx.data().to_vec())
+    }
+
+    fn close(got: &[f64], want: &[f64]) {
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!((a - b).abs() <= 1e-12, "element {i}: {a} vs {b} ({got:?})");
+        }
+    }
+
+    /// ReLU6 as Clip(0, 6): the gradient is 0 at exactly 0 and 6 (hardtanh's
+    /// strict inequalities) and passes strictly inside.
+    #[test]
+    fn clip_passes_strictly_inside_its_bounds() {
+        let x = [-1.0, 0.0, 0.5, 3.0, 6.0, 7.0];
+        let g = [2.0; 6];
+        let (y, gx) = run(&x, &g, |t, v| clip(t, v, Some(0.0), Some(6.0)));
+        assert_eq!(y, [0.0, 0.0, 0.5, 3.0, 6.0, 6.0]);
+        assert_eq!(gx, [0.0, 0.0, 2.0, 2.0, 0.0, 0.0]);
+        // One bound: the absent one stops nothing.
+        let (y, gx) = run(&x, &g, |t, v| clip(t, v, None, Some(3.0)));
+        assert_eq!(y, [-1.0, 0.0, 0.5, 3.0, 3.0, 3.0]);
+        assert_eq!(gx, [2.0, 2.0, 2.0, 0.0, 0.0, 0.0]);
+        let (_, gx) = run(&x, &g, |t, v| clip(t, v, None, None));
+        assert_eq!(gx, g);
+    }
+
+    #[test]
+    fn sigmoid_values_and_gradient() {
+        let x = [0.0, 2.0, -1.0];
+        let (y, gx) = run(&x, &[1.0, 3.0, -2.0], sigmoid);
+        let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+        close(&y, &[0.5, s(2.0), s(-1.0)]);
+        close(
+            &gx,
+            &[0.25, 3.0 * s(2.0) * (1.0 - s(2.0)), -2.0 * s(-1.0) * s(1.0)],
+        );
+    }
+
+    /// The sigmoid's op keeps the very buffer its output variable holds.
+    #[test]
+    fn sigmoid_keeps_its_output_without_a_copy() {
+        let mut tape = Tape::new(Retain::Minimal);
+        let x = tape.input(Tensor::from_vec([3], vec![1.0f32, -2.0, 0.5]).unwrap());
+        let y = sigmoid(&mut tape, &x).unwrap();
+        let node = tape.nodes().last().unwrap();
+        let op = node.op.downcast_ref::<SigmoidOp<f32>>().unwrap();
+        assert!(Arc::ptr_eq(&op.output, y.value_arc()));
+        assert_eq!(node.op.kind(), OpKind::SIGMOID);
+    }
+
+    /// PyTorch's hardsigmoid: `g / 6` where `-3 < x < 3`, 0 at exactly
+    /// -3 and 3 and beyond.
+    #[test]
+    fn hard_sigmoid_pytorch_parameters_and_boundaries() {
+        let x = [-4.0, -3.0, -1.5, 0.0, 3.0, 4.0];
+        let (y, gx) = run(&x, &[6.0; 6], |t, v| hard_sigmoid(t, v, 1.0 / 6.0, 0.5));
+        close(&y, &[0.0, 0.0, 0.25, 0.5, 1.0, 1.0]);
+        close(&gx, &[0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+    }
+
+    /// Other parameters (alpha 0.25, beta 0.5): `g * 0.25` where
+    /// `0 < 0.25 x + 0.5 < 1` strictly, i.e. `-2 < x < 2`; 0 at exactly
+    /// -2 and 2.
+    #[test]
+    fn hard_sigmoid_general_parameters() {
+        let x = [-3.0, -2.0, -1.0, 1.0, 2.0, 3.0];
+        let (y, gx) = run(&x, &[1.0; 6], |t, v| hard_sigmoid(t, v, 0.25, 0.5));
+        close(&y, &[0.0, 0.0, 0.25, 0.75, 1.0, 1.0]);
+        close(&gx, &[0.0, 0.0, 0.25, 0.25, 0.0, 0.0]);
+    }
+
+    /// PyTorch's hardswish_backward: 0 below -3, `g (x / 3 + 0.5)` on
+    /// `[-3, 3]` (so -0.5 g at -3 and 1.5 g at 3), `g` above.
+    #[test]
+    fn hard_swish_values_and_boundaries() {
+        let x = [-4.0, -3.0, 0.0, 1.5, 3.0, 4.0];
+        let (y, gx) = run(&x, &[2.0; 6], hard_swish);
+        close(&y, &[0.0, 0.0, 0.0, 1.5 * 4.5 / 6.0, 3.0, 4.0]);
+        close(&gx, &[0.0, -1.0, 1.0, 2.0, 3.0, 2.0]);
+    }
+
+    #[test]
+    fn erf_values_and_gradient() {
+        let x = [0.0, 1.0, -0.5];
+        let (y, gx) = run(&x, &[1.0, 2.0, 1.0], erf);
+        close(
+            &y,
+            &[0.0, 0.842_700_792_949_714_9, -0.520_499_877_813_046_5],
+        );
+        let c = 2.0 / std::f64::consts::PI.sqrt();
+        close(&gx, &[c, 2.0 * c * (-1.0f64).exp(), c * (-0.25f64).exp()]);
+    }
+
+    /// Every op answers with its kind, and computes nothing for an input
+    /// whose gradient is not wanted.
+    #[test]
+    fn kinds_and_unwanted_inputs() {
+        let mut tape = Tape::<f64>::new(Retain::Minimal);
+        let x = tape.input(Tensor::from_vec([2], vec![0.5, -0.5]).unwrap());
+        let ys = [
+            (
+                clip(&mut tape, &x, Some(0.0), Some(6.0)).unwrap(),
+                OpKind::CLIP,
+            ),
+            (sigmoid(&mut tape, &x).unwrap(), OpKind::SIGMOID),
+            (
+                hard_sigmoid(&mut tape, &x, 0.2, 0.5).unwrap(),
+                OpKind::HARD_SIGMOID,
+            ),
+            (hard_swish(&mut tape, &x).unwrap(), OpKind::HARD_SWISH),
+            (erf(&mut tape, &x).unwrap(), OpKind::ERF),
+        ];
+        let g = Tensor::from_vec([2], vec![1.0, 1.0]).unwrap();
+        for (node, (y, kind)) in tape.nodes().iter().zip(&ys) {
+            assert_eq!(node.op.kind(), *kind);
+            assert_eq!(node.output, y.id());
+            let ctx = RuleContext {
+                node,
+                needs: &[false],
+            };
+            assert_eq!(node.op.backward(&ctx, &g).unwrap(), vec![None]);
+        }
+    }
+}
