@@ -21,6 +21,8 @@ enum Command {
     // (more subcommands: one line each below this marker)
     /// Explain images with saliency maps: heatmaps, overlays, .npy maps, a grid and a JSON summary.
     Explain(cli::explain::Args),
+    /// List a model's layers (ONNX file or preset) with their output shapes.
+    Layers(cli::layers::Args),
     /// Time a saliency job end to end, with FLOPs, sgemm throughput and peak memory.
     Bench(cli::bench::Args),
     /// Explain generated images with the built-in demo model and play the pointing game.
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => cli::compare::run(a),
         // (dispatch: one line each below this marker)
         Command::Explain(a) => cli::explain::run(a),
+        Command::Layers(a) => cli::layers::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::PointingGame(a) => cli::pointing_game::run(a),

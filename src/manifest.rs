@@ -74,15 +74,22 @@ pub struct Manifest {
     pub root: PathBuf,
 }
 
-/// One model of a manifest.
+/// One model of a manifest: a preset architecture with its weights, or an
+/// ONNX file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModelEntry {
-    /// Weights file (safetensors), relative to the manifest.
-    pub weights: String,
+    /// Weights file (safetensors), relative to the manifest, with `architecture`.
+    #[serde(default)]
+    pub weights: Option<String>,
+    /// The architecture, with `weights`.
+    #[serde(default)]
+    pub architecture: Option<Architecture>,
+    /// An ONNX file, relative to the manifest, in place of `weights` and
+    /// `architecture`.
+    #[serde(default)]
+    pub onnx: Option<String>,
     /// Cases file (safetensors), relative to the manifest.
     pub cases_file: String,
-    /// The architecture.
-    pub architecture: Architecture,
     /// The cases.
     pub cases: Vec<Case>,
 }
@@ -148,12 +155,19 @@ impl Manifest {
 }
 
 impl ModelEntry {
-    /// Builds the model and loads its weights.
+    /// Builds the model and loads its weights, or reads its ONNX file.
     pub fn model(&self, root: &Path) -> Result<Model<f32>> {
-        Ok(Model::from_safetensors(
-            &self.architecture,
-            root.join(&self.weights),
-        )?)
+        match (&self.onnx, &self.architecture, &self.weights) {
+            (Some(onnx), None, None) => Ok(Model::from_onnx(root.join(onnx))?),
+            (None, Some(arch), Some(weights)) => {
+                Ok(Model::from_safetensors(arch, root.join(weights))?)
+            }
+            _ => Err(ManifestError::Format {
+                path: root.to_path_buf(),
+                message: "a model entry has either `onnx`, or `weights` and `architecture`"
+                    .to_string(),
+            }),
+        }
     }
 
     /// Reads the cases file.

@@ -84,3 +84,99 @@ fn compare_command_prints_the_total_and_fails_on_unknown_methods() {
     assert!(text.lines().any(|l| l == "1 passed, 1 failed"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn onnx_manifest() -> Manifest {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx/manifest.json");
+    Manifest::load(&path).expect("ONNX fixture manifest")
+}
+
+/// The cases whose reference is itself only as precise as float32
+/// arithmetic allows, with the bound they meet instead of [`TOLERANCE`].
+///
+/// Excitation backprop divides by `conv(x, max(W, 0))`; in MobileNet's
+/// linear bottlenecks `x` is signed (a batch norm output without an
+/// activation), so those sums cancel and the rule amplifies rounding. The
+/// same computation in float64 and float32 differs by 8.8e-4
+/// (MobileNetV2) and 2.1e-3 (MobileNetV3) of the map's maximum
+/// (`excitation_backprop_is_ill_conditioned_on_signed_inputs` checks the
+/// first), more than TorchRay's float32 result differs from ours (6.1e-4,
+/// 1.4e-3): no float32 result can be held to 1e-4 of another one computed
+/// in another order.
+const FLOAT32_LIMITED: [(&str, &str, f64); 3] = [
+    ("mobilenet_v2_s", "excitation_backprop", 1e-3),
+    ("mobilenet_v3_s", "excitation_backprop", 2e-3),
+    ("mobilenet_v3_s", "contrastive_excitation_backprop", 2e-3),
+];
+
+/// Every case of the eight torchvision families read from ONNX (both
+/// PyTorch exporters), against TorchRay and Captum on the PyTorch models.
+#[test]
+fn onnx_families_match_torchray_and_captum() {
+    let m = onnx_manifest();
+    assert_eq!(m.models.len(), 8);
+    let mut run = 0;
+    let mut failures = Vec::new();
+    for (name, entry) in &m.models {
+        let results = run_model_with(entry, &m.root, Recording::Folded).expect("model runs");
+        assert_eq!(results.len(), entry.cases.len(), "{name}");
+        for r in results {
+            run += 1;
+            let bound = FLOAT32_LIMITED
+                .iter()
+                .find(|(model, case, _)| model == name && *case == r.name)
+                .map_or(TOLERANCE, |(_, _, b)| *b);
+            match r.outcome {
+                Ok(e) if e <= bound => {}
+                other => failures.push(format!("{name} {}: {other:?} (bound {bound})", r.name)),
+            }
+        }
+    }
+    assert_eq!(run, 119);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The premise of [`FLOAT32_LIMITED`]: on MobileNetV2, excitation backprop
+/// computed in float32 and in float64 from the same model and input
+/// differs by more than the tolerance.
+#[test]
+fn excitation_backprop_is_ill_conditioned_on_signed_inputs() {
+    use sightline::attribution::{Explainer, Method, SaliencyOptions, Target};
+    use sightline::layers::Model;
+    use sightline::tensor::Tensor;
+    let m = onnx_manifest();
+    let entry = &m.models["mobilenet_v2_s"];
+    let data = entry.case_data(&m.root).unwrap();
+    let path = m.root.join(entry.onnx.as_ref().unwrap());
+    let opts = SaliencyOptions {
+        layer: Some("features.7".into()),
+        ..Default::default()
+    };
+    let m32: Model<f32> = Model::from_onnx(&path).unwrap();
+    let ex = Explainer::new(&m32, &data.input).unwrap();
+    let target = Target::PerItem(data.targets.clone());
+    let s32 = ex
+        .saliency(&Method::ExcitationBackprop, &target, &opts)
+        .unwrap();
+    let m64: Model<f64> = Model::from_onnx(&path).unwrap();
+    let x64 = Tensor::from_vec(
+        data.input.shape().to_vec(),
+        data.input.data().iter().map(|&v| f64::from(v)).collect(),
+    )
+    .unwrap();
+    let ex = Explainer::new(&m64, &x64).unwrap();
+    let s64 = ex
+        .saliency(
+            &Method::ExcitationBackprop,
+            &Target::PerItem(data.targets.clone()),
+            &opts,
+        )
+        .unwrap();
+    let max = s64.map.data().iter().fold(0f64, |a, v| a.max(v.abs()));
+    let diff = s32
+        .map
+        .data()
+        .iter()
+        .zip(s64.map.data())
+        .fold(0f64, |a, (&x, &y)| a.max((f64::from(x) - y).abs()));
+    assert!(diff / max > 2.0 * TOLERANCE, "{}", diff / max);
+}

@@ -21,9 +21,13 @@ use std::time::Instant;
 /// Arguments of `bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// A model exported to ONNX (either PyTorch exporter; external weights
+    /// `MODEL.onnx.data` beside it), in place of `--arch` and `--weights`.
+    #[arg(long, conflicts_with_all = ["arch", "weights"], required_unless_present = "arch")]
+    pub model: Option<PathBuf>,
     /// Architecture: a preset or the path of an architecture JSON file.
     #[arg(long)]
-    pub arch: String,
+    pub arch: Option<String>,
     /// Weights (safetensors); without them, random weights from `--seed`.
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -356,7 +360,12 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             "`forward` times the forward pass alone; do not combine it with methods".into(),
         );
     }
-    let model = load_model(&args.arch, args.weights.as_deref(), args.seed)?;
+    let model = load_model(
+        args.model.as_deref(),
+        args.arch.as_deref(),
+        args.weights.as_deref(),
+        args.seed,
+    )?;
     let (job, methods, layers) = if forward_only {
         (Job::Forward, Vec::new(), Vec::new())
     } else {
@@ -423,7 +432,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         methods.iter().map(Method::name).collect()
     };
     let report = json!({
-        "arch": args.arch,
+        "arch": model.describe(),
         "methods": method_names,
         "layers": layers,
         "size": args.size,

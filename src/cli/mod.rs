@@ -5,6 +5,7 @@ pub mod compare;
 pub mod bench;
 pub mod demo;
 pub mod explain;
+pub mod layers;
 pub mod pointing_game;
 pub mod train_demo;
 

@@ -49,6 +49,9 @@ pub struct Args {
     /// (maps are resized back to the annotation's size); default: as is.
     #[arg(long)]
     input_size: Option<usize>,
+    /// A model exported to ONNX, in place of `--arch` and `--weights`.
+    #[arg(long, conflicts_with_all = ["arch", "weights"])]
+    model: Option<PathBuf>,
     /// Architecture: a preset, an architecture JSON file, or a model card
     /// JSON like assets/demo_model.json [default: the built-in demo model].
     #[arg(long, requires = "weights")]
@@ -88,8 +91,12 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
             return Err(format!("--std must be positive, got {s:?}").into());
         }
     }
-    let (model, card) = match (&args.arch, &args.weights) {
-        (Some(spec), Some(weights)) => load(spec, weights)?,
+    let (model, card) = match (&args.model, &args.arch, &args.weights) {
+        (Some(onnx), _, _) => (
+            Model::from_onnx(onnx).map_err(|e| format!("model {}: {e}", onnx.display()))?,
+            None,
+        ),
+        (None, Some(spec), Some(weights)) => load(spec, weights)?,
         _ => {
             let (m, c) = embedded::model()?;
             (m, Some(c))

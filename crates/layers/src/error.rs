@@ -9,6 +9,9 @@ pub enum LayerError {
     /// An op failed on the tape.
     #[error(transparent)]
     Autograd(#[from] AutogradError),
+    /// An ONNX file could not be read, or its graph planned.
+    #[error(transparent)]
+    Onnx(OnnxFailure),
     /// The weights file lacks a tensor the architecture needs.
     #[error("weights have no tensor `{key}` (expected shape {expected:?}); is the file for another architecture?")]
     MissingWeight {
@@ -103,6 +106,35 @@ impl LayerError {
         Self::Architecture {
             message: message.into(),
         }
+    }
+}
+
+/// An [`sightline_onnx::OnnxError`], shared so that [`LayerError`] stays
+/// `Clone`; two compare equal when their messages do.
+#[derive(Debug, Clone)]
+pub struct OnnxFailure(pub std::sync::Arc<sightline_onnx::OnnxError>);
+
+impl PartialEq for OnnxFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl std::fmt::Display for OnnxFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for OnnxFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<sightline_onnx::OnnxError> for LayerError {
+    fn from(e: sightline_onnx::OnnxError) -> Self {
+        Self::Onnx(OnnxFailure(std::sync::Arc::new(e)))
     }
 }
 

@@ -1,8 +1,10 @@
 //! # sightline-layers
 //!
-//! Layers and torchvision-compatible models (VGG, ResNet, AlexNet) for
-//! sightline, loaded from safetensors files with torchvision `state_dict`
-//! names.
+//! Layers and models for sightline: torchvision-compatible presets (VGG,
+//! ResNet, AlexNet) loaded from safetensors files with torchvision
+//! `state_dict` names, any torchvision family read from ONNX
+//! ([`Model::from_onnx`]), and networks of the user's own
+//! ([`Model::from_classifier`]).
 //!
 //! A [`Model`] is a tree of layer structs that reads like torchvision's
 //! classes. Its forward pass records on a [`sightline_autograd::Tape`]: every
@@ -15,6 +17,7 @@
 pub mod arch;
 pub mod default_layers;
 pub mod error;
+pub mod graph;
 pub mod layers;
 pub mod model;
 pub mod models;
@@ -26,5 +29,5 @@ pub use arch::{
 };
 pub use default_layers::DefaultLayers;
 pub use error::{LayerError, Result};
-pub use model::Model;
+pub use model::{Classifier, Model};
 pub use module::{join_path, run_child, Module, NamedTensor, TensorRole};

@@ -1,9 +1,11 @@
-//! [`Model`]: a network with its architecture, built from random weights or a
-//! safetensors file, run on a tape.
+//! [`Model`]: a classifier run on a tape: a preset architecture built from
+//! random weights or a safetensors file, a graph read from an ONNX file, or
+//! a network of the user's own ([`Classifier`]).
 
 use crate::arch::Architecture;
 use crate::default_layers::DefaultLayers;
 use crate::error::{LayerError, Result};
+use crate::graph::GraphNetwork;
 use crate::models::Network;
 use crate::module::{Module, NamedTensor, TensorRole};
 use crate::weights::load::SafetensorsSource;
@@ -11,15 +13,56 @@ use crate::weights::random::RandomSource;
 use crate::weights::save;
 use sightline_autograd::{Retain, Tape, Var};
 use sightline_tensor::{Element, Tensor};
+use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A torchvision-style classifier (VGG, ResNet or AlexNet) whose forward pass
-/// records on a [`Tape`] under torchvision's module paths.
+/// A classifier of the user's own, written in Rust: its forward pass
+/// records ops (built-in ones or the user's own [`sightline_autograd::Op`]s)
+/// on the tape, each under its layer path ([`crate::run_child`] enters and
+/// leaves a module's scope and registers its output), so that every method
+/// runs on it as on a preset ([`Model::from_classifier`]).
+pub trait Classifier<T: Element>: Send + Sync + Debug {
+    /// Records the forward pass of `x` (N x C x H x W) and returns the
+    /// logits (N x classes).
+    fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>>;
+
+    /// Every layer path that can be probed, in forward order.
+    fn layer_paths(&self) -> Vec<String>;
+
+    /// Number of classes.
+    fn num_classes(&self) -> usize;
+
+    /// Input channels (3 for images).
+    fn channels(&self) -> usize {
+        3
+    }
+
+    /// The layers the methods probe by default.
+    fn default_layers(&self) -> DefaultLayers;
+}
+
+/// What a model is made of.
+#[derive(Clone, Debug)]
+enum Body<T> {
+    /// A preset architecture with its layers.
+    Preset {
+        arch: Architecture,
+        network: Box<Network<T>>,
+    },
+    /// A graph read from an ONNX file.
+    Graph(Arc<GraphNetwork<T>>),
+    /// A network of the user's own.
+    Custom(Arc<dyn Classifier<T>>),
+}
+
+/// A classifier whose forward pass records on a [`Tape`] under PyTorch's
+/// module paths: a torchvision-style preset (VGG, ResNet or AlexNet), a
+/// graph read from ONNX (any torchvision family), or a [`Classifier`] of
+/// the user's own.
 #[derive(Clone, Debug)]
 pub struct Model<T> {
-    arch: Architecture,
-    network: Network<T>,
+    body: Body<T>,
     paths: Vec<String>,
 }
 
@@ -28,8 +71,41 @@ impl<T: Element> Model<T> {
         let mut paths = Vec::new();
         network.submodule_paths("", &mut paths);
         Self {
-            arch: arch.clone(),
-            network,
+            body: Body::Preset {
+                arch: arch.clone(),
+                network: Box::new(network),
+            },
+            paths,
+        }
+    }
+
+    /// Reads a model from an ONNX file (either PyTorch exporter; external
+    /// weights `MODEL.onnx.data` beside it): see `docs/models.md` for the
+    /// supported ops. Layer paths are the PyTorch module paths the exporter
+    /// recorded.
+    pub fn from_onnx(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self::from_graph(GraphNetwork::load(path)?))
+    }
+
+    /// [`Model::from_onnx`] from the file's bytes; `dir` is the folder
+    /// external data is read from (`None`: external data is an error).
+    pub fn from_onnx_bytes(bytes: &[u8], dir: Option<&Path>) -> Result<Self> {
+        Ok(Self::from_graph(GraphNetwork::from_bytes(bytes, dir)?))
+    }
+
+    fn from_graph(graph: GraphNetwork<T>) -> Self {
+        let paths = graph.layer_paths().to_vec();
+        Self {
+            body: Body::Graph(Arc::new(graph)),
+            paths,
+        }
+    }
+
+    /// A model of the user's own network.
+    pub fn from_classifier(classifier: Arc<dyn Classifier<T>>) -> Self {
+        let paths = classifier.layer_paths();
+        Self {
+            body: Body::Custom(classifier),
             paths,
         }
     }
@@ -103,33 +179,73 @@ impl<T: Element> Model<T> {
     /// small for the architecture fails with [`LayerError::InputTooSmall`]
     /// naming the layer.
     pub fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
-        check_input(x.value())?;
-        self.network.forward(tape, x)
+        check_input(x.value(), self.channels())?;
+        match &self.body {
+            Body::Preset { network, .. } => network.forward(tape, x),
+            Body::Graph(g) => g.forward(tape, x),
+            Body::Custom(c) => c.forward(tape, x),
+        }
     }
 
     /// The logits of `x`, from a forward pass on a [`Retain::Nothing`] tape
     /// that folds batch norms into the convolutions before them.
     pub fn logits(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        check_input(x)?;
         let mut tape = Tape::new(Retain::Nothing).folding_batch_norm();
         let input = tape.input(x.clone());
-        let y = self.network.forward(&mut tape, &input)?;
+        let y = self.forward(&mut tape, &input)?;
         Ok(y.value().clone())
     }
 
-    /// The architecture.
-    pub fn architecture(&self) -> &Architecture {
-        &self.arch
+    /// The preset architecture, for a preset model.
+    pub fn architecture(&self) -> Option<&Architecture> {
+        match &self.body {
+            Body::Preset { arch, .. } => Some(arch),
+            _ => None,
+        }
     }
 
-    /// The network (the tree of layers).
-    pub fn network(&self) -> &Network<T> {
-        &self.network
+    /// The network (the tree of layers), for a preset model.
+    pub fn network(&self) -> Option<&Network<T>> {
+        match &self.body {
+            Body::Preset { network, .. } => Some(network),
+            _ => None,
+        }
+    }
+
+    /// The graph, for a model read from ONNX.
+    pub fn graph(&self) -> Option<&GraphNetwork<T>> {
+        match &self.body {
+            Body::Graph(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// What the model is, for messages: the preset's name, the ONNX file,
+    /// or the user's network.
+    pub fn describe(&self) -> String {
+        match &self.body {
+            Body::Preset { arch, .. } => arch.kind().to_string(),
+            Body::Graph(g) => g.origin().to_string(),
+            Body::Custom(_) => "custom".to_string(),
+        }
     }
 
     /// Number of classes.
     pub fn num_classes(&self) -> usize {
-        self.arch.num_classes()
+        match &self.body {
+            Body::Preset { arch, .. } => arch.num_classes(),
+            Body::Graph(g) => g.num_classes(),
+            Body::Custom(c) => c.num_classes(),
+        }
+    }
+
+    /// Input channels the model takes (3 for the presets).
+    pub fn channels(&self) -> usize {
+        match &self.body {
+            Body::Preset { .. } => 3,
+            Body::Graph(g) => g.channels(),
+            Body::Custom(c) => c.channels(),
+        }
     }
 
     /// Every module path (as `named_modules()` lists them, without the root):
@@ -139,6 +255,25 @@ impl<T: Element> Model<T> {
         self.paths.clone()
     }
 
+    /// Every probeable layer path with the shape of its output for an input
+    /// of `input_shape`: planned without computing for a graph, from a
+    /// forward pass on zeros otherwise.
+    pub fn layer_shapes(&self, input_shape: &[usize]) -> Result<Vec<(String, Vec<usize>)>> {
+        if let Body::Graph(g) = &self.body {
+            return g.layer_shapes(input_shape);
+        }
+        let mut tape = Tape::new(Retain::Nothing);
+        let x = tape.input(Tensor::zeros(input_shape.to_vec()));
+        self.forward(&mut tape, &x)?;
+        let mut out = Vec::new();
+        for path in tape.layer_names() {
+            if let Some(o) = tape.layer_output(path) {
+                out.push((path.clone(), tape.var_shape(o.id)?.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether `path` names a module of this model.
     pub fn has_layer(&self, path: &str) -> bool {
         self.paths.iter().any(|p| p == path)
@@ -146,13 +281,20 @@ impl<T: Element> Model<T> {
 
     /// The layers saliency methods probe by default (see [`DefaultLayers`]).
     pub fn default_layers(&self) -> DefaultLayers {
-        self.network.default_layers()
+        match &self.body {
+            Body::Preset { network, .. } => network.default_layers(),
+            Body::Graph(g) => g.default_layers(),
+            Body::Custom(c) => c.default_layers(),
+        }
     }
 
     /// Every tensor (parameters and buffers) under its `state_dict` name, in forward order.
+    /// (For a graph or a custom network: none; their weights are their own.)
     pub fn named_tensors(&self) -> Vec<NamedTensor<'_, T>> {
         let mut out = Vec::new();
-        self.network.named_tensors("", &mut out);
+        if let Body::Preset { network, .. } = &self.body {
+            network.named_tensors("", &mut out);
+        }
         out
     }
 
@@ -172,9 +314,12 @@ impl<T: Element> Model<T> {
     /// the names a training tape's `params()` reports after a forward pass.
     /// Batch norms are frozen: their weight, bias and statistics are folded
     /// into a fixed affine map when the model is built.
+    /// (For a graph or a custom network: none.)
     pub fn parameters_mut(&mut self) -> Vec<(String, &mut Arc<Tensor<T>>)> {
         let mut out = Vec::new();
-        self.network.trainable_mut("", &mut out);
+        if let Body::Preset { network, .. } = &mut self.body {
+            network.trainable_mut("", &mut out);
+        }
         out
     }
 
@@ -184,12 +329,12 @@ impl<T: Element> Model<T> {
     }
 }
 
-/// Checks that a model input is N x 3 x H x W with no zero dimension and finite values.
-fn check_input<T: Element>(x: &Tensor<T>) -> Result<()> {
-    let ok = matches!(*x.shape(), [n, 3, h, w] if n > 0 && h > 0 && w > 0);
+/// Checks that a model input is N x C x H x W with no zero dimension and finite values.
+fn check_input<T: Element>(x: &Tensor<T>, channels: usize) -> Result<()> {
+    let ok = matches!(*x.shape(), [n, c, h, w] if n > 0 && c == channels && h > 0 && w > 0);
     if !ok {
         return Err(LayerError::InputShape {
-            expected: "N x 3 x H x W with N, H, W >= 1".to_string(),
+            expected: format!("N x {channels} x H x W with N, H, W >= 1"),
             found: x.shape().to_vec(),
         });
     }

@@ -49,7 +49,7 @@ fn run(model: &Model<f32>, x: &Tensor<f32>) -> Vec<Vec<f32>> {
 /// The same model built afresh (no cached kernels) from its weights.
 fn fresh(model: &Model<f32>) -> Model<f32> {
     let bytes = model.to_safetensors_bytes().expect("save");
-    Model::from_safetensors_bytes(model.architecture(), &bytes).expect("load")
+    Model::from_safetensors_bytes(model.architecture().expect("a preset"), &bytes).expect("load")
 }
 
 fn assert_bitwise_eq(got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {

@@ -33,10 +33,14 @@ use summary::summary_json;
 /// Arguments of `explain`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// A model exported to ONNX (either PyTorch exporter; external weights
+    /// `MODEL.onnx.data` beside it), in place of `--arch` and `--weights`.
+    #[arg(long, conflicts_with_all = ["arch", "weights"], required_unless_present = "arch")]
+    pub model: Option<PathBuf>,
     /// Architecture: a preset (vgg11..vgg19, vgg16_bn.., resnet18..resnet152,
     /// alexnet) or the path of an architecture JSON file.
     #[arg(long)]
-    pub arch: String,
+    pub arch: Option<String>,
     /// Weights (safetensors with torchvision `state_dict` names); without
     /// them, random weights from `--seed` (an untrained network).
     #[arg(long)]
@@ -180,7 +184,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     ensure_out(out)?;
     let text = serde_json::to_string_pretty(&summary)?;
     write_atomic(&out.join("summary.json"), text.as_bytes())?;
-    if args.weights.is_none() {
+    if args.weights.is_none() && args.model.is_none() {
         eprintln!(
             "sightline: note: no --weights, so random weights (seed {}): the maps explain an untrained network",
             args.seed

@@ -24,12 +24,22 @@ pub fn architecture(spec: &str) -> Result<Architecture, CliError> {
     Architecture::from_json_value(value).map_err(|e| err(&e))
 }
 
-/// The model: `arch` with the weights of `weights`, or random weights from `seed`.
+/// The model: the ONNX file `onnx`, or `arch` with the weights of
+/// `weights`, or with random weights from `seed`.
 pub fn load_model(
-    arch_spec: &str,
+    onnx: Option<&Path>,
+    arch_spec: Option<&str>,
     weights: Option<&Path>,
     seed: u64,
 ) -> Result<Model<f32>, CliError> {
+    let arch_spec = match (onnx, arch_spec) {
+        (Some(path), None) if weights.is_none() => {
+            return Model::from_onnx(path)
+                .map_err(|e| format!("model {}: {e}", path.display()).into())
+        }
+        (None, Some(spec)) => spec,
+        _ => return Err("give either --model FILE.onnx, or --arch (with --weights)".into()),
+    };
     let arch = architecture(arch_spec)?;
     match weights {
         Some(path) => {

@@ -88,7 +88,12 @@ pub(super) fn setup(args: &Args) -> Result<Setup, CliError> {
     };
     preprocess.validate()?;
     let methods = parse_methods(&args.method)?;
-    let model = load_model(&args.arch, args.weights.as_deref(), args.seed)?;
+    let model = load_model(
+        args.model.as_deref(),
+        args.arch.as_deref(),
+        args.weights.as_deref(),
+        args.seed,
+    )?;
     let layers = method_layers(&model, &methods, args.layer.as_deref())?;
     let target = TargetSpec::parse(args.target.trim(), model.num_classes())?;
     let inputs = expand_inputs(&args.inputs)?;

@@ -58,6 +58,7 @@ pub(super) fn summary_json(
 ) -> Value {
     json!({
         "arch": args.arch,
+        "model": args.model.as_ref().map(|m| m.display().to_string()),
         "weights": args.weights.as_ref().map(|w| w.display().to_string()),
         "methods": s.methods.iter().map(Method::name).collect::<Vec<_>>(),
         "layers": s.methods.iter().zip(&s.layers).map(|(m, l)| (m.name(), l.clone())).collect::<BTreeMap<_, _>>(),

@@ -5,7 +5,7 @@ use super::{BatchNorm2d, Conv2d, ConvSpec, ReLU, Sequential};
 use crate::error::Result;
 use crate::module::{child_paths, join_path, run_child, run_child_owned, Module, NamedTensor};
 use crate::weights::WeightSource;
-use sightline_autograd::ops::arith::add_owned;
+use sightline_autograd::ops::arith::residual_sum_owned;
 use sightline_autograd::{Tape, Var};
 use sightline_tensor::{Element, Tensor};
 use std::sync::Arc;
@@ -57,7 +57,7 @@ fn residual<T: Element>(
     };
     // The branch's output is summed into in place, then the ReLU runs in
     // place on it, when nothing else holds it.
-    let sum = add_owned(tape, out, &identity)?;
+    let sum = residual_sum_owned(tape, out, &identity)?;
     drop(identity);
     run_child_owned(tape, "relu", relu, sum)
 }

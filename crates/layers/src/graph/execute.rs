@@ -1,0 +1,558 @@
+//! Runs a plan's nodes on a tape: each ONNX op as the autograd ops that
+//! compute it.
+//!
+//! Where an ONNX op is a layer sightline already knows, it runs as that
+//! layer's op, so the layer's rules apply to it: a `Gemm` or a `MatMul` by
+//! a constant matrix is a linear layer (the excitation rule treats it as
+//! one), a `GlobalAveragePool` or a `ReduceMean` over height and width is an
+//! adaptive average pool, a `BatchNormalization` is a batch norm.
+
+use super::Planned;
+use crate::error::{LayerError, Result};
+use sightline_autograd::ops::{
+    activation, arith, conv, linear, matmul, norm, pool, reduce, relu, shape, softmax,
+};
+use sightline_autograd::{Tape, Var};
+use sightline_onnx::{NodeOp, Operand, PlanNode, ValueId};
+use sightline_tensor::norm::BatchNormAffine;
+use sightline_tensor::shape_ops::transpose;
+use sightline_tensor::{AvgPool2dParams, Conv2dParams, Element, MaxPool2dParams, Tensor};
+use std::sync::Arc;
+
+/// The value an operand reads, if it is not a constant.
+pub(super) fn value_id<T>(o: &Operand<T>) -> Option<ValueId> {
+    match o {
+        Operand::Value(v) => Some(*v),
+        Operand::Const(_) => None,
+    }
+}
+
+/// What a node derives from its constant operands, made once per plan.
+pub(super) enum Prepared<T> {
+    /// Nothing.
+    None,
+    /// A convolution's kernel cache (Winograd, packed, input-gradient and
+    /// excitation kernels), kept across calls.
+    Conv(Box<conv::Conv2dCache<T>>),
+    /// A linear layer's weight `[out, in]` (a `Gemm` with `transB = 0`, or
+    /// a `MatMul` by a constant `[in, out]`, transposed once) and bias.
+    Linear {
+        weight: Arc<Tensor<T>>,
+        bias: Option<Arc<Tensor<T>>>,
+    },
+    /// A batch norm's affine map.
+    BatchNorm(Arc<BatchNormAffine<T>>),
+}
+
+impl<T: Element> Prepared<T> {
+    pub(super) fn new(node: &PlanNode<T>) -> Result<Self> {
+        let konst = |i: usize| match node.inputs.get(i) {
+            Some(Operand::Const(c)) => Some(c.clone()),
+            _ => None,
+        };
+        Ok(match &node.op {
+            NodeOp::Conv { .. } => Self::Conv(Box::new(conv::Conv2dCache::new())),
+            NodeOp::Gemm {
+                trans_a: false,
+                trans_b,
+                alpha,
+                beta,
+            } if *alpha == 1.0 => match (konst(1), konst(2)) {
+                (Some(b), c) if b.shape().len() == 2 => {
+                    let weight = if *trans_b {
+                        b
+                    } else {
+                        Arc::new(transpose(&b, &[1, 0]).map_err(|e| node_error(node, e))?)
+                    };
+                    let bias = match c {
+                        Some(c) if *beta == 1.0 && c.shape() == [weight.shape()[0]] => Some(c),
+                        Some(c) if *beta == 1.0 && c.len() == weight.shape()[0] => Some(Arc::new(
+                            (*c).clone()
+                                .reshape(vec![weight.shape()[0]])
+                                .map_err(|e| node_error(node, e))?,
+                        )),
+                        None if node.inputs.len() < 3 => None,
+                        _ => return Ok(Self::None),
+                    };
+                    Self::Linear { weight, bias }
+                }
+                _ => Self::None,
+            },
+            NodeOp::MatMul => match konst(1) {
+                Some(b) if b.shape().len() == 2 && value_id(&node.inputs[0]).is_some() => {
+                    Self::Linear {
+                        weight: Arc::new(transpose(&b, &[1, 0]).map_err(|e| node_error(node, e))?),
+                        bias: None,
+                    }
+                }
+                _ => Self::None,
+            },
+            NodeOp::BatchNormalization { epsilon } => {
+                let (Some(scale), Some(b), Some(mean), Some(var)) =
+                    (konst(1), konst(2), konst(3), konst(4))
+                else {
+                    return Err(unsupported(
+                        node,
+                        "batch norm statistics that are not constants",
+                    ));
+                };
+                let eps = T::from_f64_lossy(*epsilon);
+                let affine = BatchNormAffine::new(&mean, &var, &scale, &b, eps)
+                    .map_err(|e| node_error(node, e))?;
+                Self::BatchNorm(Arc::new(affine))
+            }
+            _ => Self::None,
+        })
+    }
+}
+
+/// A kernel or shape error of a node, naming it.
+fn node_error(node: &PlanNode<impl Sized>, e: impl std::fmt::Display) -> LayerError {
+    LayerError::arch(format!("node `{}` ({}): {e}", node.name, node.op_type))
+}
+
+/// A node the executor cannot run, naming it.
+fn unsupported(node: &PlanNode<impl Sized>, what: &str) -> LayerError {
+    LayerError::arch(format!(
+        "node `{}` ({}): {what} is not supported",
+        node.name, node.op_type
+    ))
+}
+
+/// The values of a forward pass, each handed over at its last read.
+struct Values<T> {
+    vars: Vec<Option<Var<T>>>,
+    left: Vec<u32>,
+}
+
+impl<T: Element> Values<T> {
+    /// Reads value `v`: by value at its last read (so an op may reuse its
+    /// buffer), a shared handle otherwise.
+    fn read(&mut self, v: ValueId) -> Option<(Var<T>, bool)> {
+        let left = self.left.get_mut(v)?;
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            self.vars[v].take().map(|x| (x, true))
+        } else {
+            self.vars[v].clone().map(|x| (x, false))
+        }
+    }
+}
+
+/// Records the plan's nodes on `tape` from the input `x`. Each module's
+/// output is registered on the tape, or, with `marks`, collected there
+/// instead (for a caller that runs the plan on parts of a batch).
+pub(super) fn run<T: Element>(
+    planned: &Planned<T>,
+    tape: &mut Tape<T>,
+    x: &Var<T>,
+    mut marks: Option<&mut Vec<(String, Var<T>)>>,
+) -> Result<Var<T>> {
+    let plan = &planned.plan;
+    let mut values = Values {
+        vars: vec![None; plan.values.len()],
+        left: planned.uses.clone(),
+    };
+    values.vars[plan.input] = Some(x.clone());
+    for (node, prepared) in plan.nodes.iter().zip(&planned.prepared) {
+        tape.set_layer_path(node.scope.last().map_or("", String::as_str));
+        let mut inputs = Vec::with_capacity(node.inputs.len());
+        for operand in &node.inputs {
+            inputs.push(match operand {
+                Operand::Value(v) => {
+                    let (var, last) = values.read(*v).ok_or_else(|| {
+                        LayerError::arch(format!(
+                            "node `{}` ({}) reads a value before it is computed",
+                            node.name, node.op_type
+                        ))
+                    })?;
+                    Input { var, last }
+                }
+                Operand::Const(c) => Input {
+                    var: tape.constant(c.clone()),
+                    last: false,
+                },
+            });
+        }
+        let outs = run_node(node, prepared, tape, inputs)?;
+        if outs.len() != node.outputs.len() {
+            return Err(node_error(node, "wrong number of outputs"));
+        }
+        for (var, &id) in outs.into_iter().zip(&node.outputs) {
+            if let Some(paths) = planned.outputs_of.get(id) {
+                for p in paths {
+                    match marks.as_deref_mut() {
+                        Some(m) => m.push((p.clone(), var.clone())),
+                        None => tape.mark_output_of(p, &var),
+                    }
+                }
+            }
+            if values.left.get(id).copied().unwrap_or(0) > 0 {
+                values.vars[id] = Some(var);
+            }
+        }
+    }
+    values
+        .vars
+        .get_mut(plan.output)
+        .and_then(Option::take)
+        .ok_or_else(|| LayerError::arch("the graph's output is never computed"))
+}
+
+/// A node's input: its variable, and whether this is the value's last read.
+struct Input<T> {
+    var: Var<T>,
+    last: bool,
+}
+
+/// Runs one node: its outputs, in order.
+fn run_node<T: Element>(
+    node: &PlanNode<T>,
+    prepared: &Prepared<T>,
+    tape: &mut Tape<T>,
+    mut inputs: Vec<Input<T>>,
+) -> Result<Vec<Var<T>>> {
+    let arity = |n: usize| -> Result<()> {
+        if inputs.len() < n {
+            return Err(node_error(
+                node,
+                format!("expects {n} inputs, has {}", inputs.len()),
+            ));
+        }
+        Ok(())
+    };
+    let one = |v: Var<T>| Ok(vec![v]);
+    match (&node.op, prepared) {
+        (
+            NodeOp::Conv {
+                strides,
+                pads,
+                dilations,
+                group,
+                ..
+            },
+            Prepared::Conv(cache),
+        ) => {
+            arity(2)?;
+            let [top, left, bottom, right] = *pads;
+            let mut x = inputs[0].var.clone();
+            let padding = if top == bottom && left == right {
+                (top, left)
+            } else {
+                x = shape::pad(
+                    tape,
+                    &x,
+                    &[0, 0, top, left],
+                    &[0, 0, bottom, right],
+                    T::zero(),
+                )?;
+                (0, 0)
+            };
+            let params = Conv2dParams {
+                stride: (strides[0], strides[1]),
+                padding,
+                dilation: (dilations[0], dilations[1]),
+                groups: *group,
+            };
+            let bias = inputs.get(2).map(|i| i.var.clone());
+            let w = &inputs[1].var;
+            one(if tape.trains_params() || !is_const(node, 1) {
+                conv::conv2d(tape, &x, w, bias.as_ref(), params)?
+            } else {
+                conv::conv2d_with_cache(tape, &x, w, bias.as_ref(), params, cache)?
+            })
+        }
+        (NodeOp::Gemm { .. }, Prepared::Linear { weight, bias }) => {
+            arity(1)?;
+            let w = tape.constant(weight.clone());
+            let b = bias.as_ref().map(|b| tape.constant(b.clone()));
+            one(linear::linear(tape, &inputs[0].var, &w, b.as_ref())?)
+        }
+        (
+            NodeOp::Gemm {
+                trans_a,
+                trans_b,
+                alpha,
+                beta,
+            },
+            Prepared::None,
+        ) => {
+            arity(2)?;
+            let a = if *trans_a {
+                shape::transpose(tape, &inputs[0].var, &[1, 0])?
+            } else {
+                inputs[0].var.clone()
+            };
+            let b = if *trans_b {
+                shape::transpose(tape, &inputs[1].var, &[1, 0])?
+            } else {
+                inputs[1].var.clone()
+            };
+            let mut y = matmul::matmul(tape, &a, &b)?;
+            if *alpha != 1.0 {
+                let s = tape.constant(Arc::new(Tensor::scalar(T::from_f64_lossy(*alpha))));
+                y = arith::mul(tape, &y, &s)?;
+            }
+            if let Some(c) = inputs.get(2) {
+                let mut c = c.var.clone();
+                if *beta != 1.0 {
+                    let s = tape.constant(Arc::new(Tensor::scalar(T::from_f64_lossy(*beta))));
+                    c = arith::mul(tape, &c, &s)?;
+                }
+                y = arith::add(tape, &y, &c)?;
+            }
+            one(y)
+        }
+        (NodeOp::MatMul, Prepared::Linear { weight, .. }) => {
+            arity(1)?;
+            // x [..., K] by a constant [K, M]: a linear layer over the rows.
+            let x = &inputs[0].var;
+            let xs = x.shape().to_vec();
+            let k = *xs.last().ok_or_else(|| node_error(node, "a 0-d input"))?;
+            let rows = x.value().len() / k.max(1);
+            let flat = if xs.len() == 2 {
+                x.clone()
+            } else {
+                shape::reshape(tape, x, &[rows, k])?
+            };
+            let w = tape.constant(weight.clone());
+            let y = linear::linear(tape, &flat, &w, None)?;
+            one(if xs.len() == 2 {
+                y
+            } else {
+                let mut out = xs.clone();
+                if let Some(last) = out.last_mut() {
+                    *last = weight.shape()[0];
+                }
+                shape::reshape(tape, &y, &out)?
+            })
+        }
+        (NodeOp::MatMul, _) => {
+            arity(2)?;
+            one(matmul::matmul(tape, &inputs[0].var, &inputs[1].var)?)
+        }
+        (NodeOp::Add, _) => {
+            arity(2)?;
+            let b = inputs.pop().map(|i| i.var);
+            let a = inputs.pop();
+            match (a, b) {
+                (Some(a), Some(b)) if a.last => one(arith::add_owned(tape, a.var, &b)?),
+                (Some(a), Some(b)) => one(arith::add(tape, &a.var, &b)?),
+                _ => Err(node_error(node, "missing operand")),
+            }
+        }
+        (NodeOp::Sub, _) => {
+            arity(2)?;
+            one(arith::sub(tape, &inputs[0].var, &inputs[1].var)?)
+        }
+        (NodeOp::Mul, _) => {
+            arity(2)?;
+            one(arith::mul(tape, &inputs[0].var, &inputs[1].var)?)
+        }
+        (NodeOp::Div, _) => {
+            arity(2)?;
+            one(arith::div(tape, &inputs[0].var, &inputs[1].var)?)
+        }
+        (NodeOp::Relu, _) => {
+            arity(1)?;
+            let x = inputs.swap_remove(0);
+            one(if x.last {
+                relu::relu_owned(tape, x.var)?
+            } else {
+                relu::relu(tape, &x.var)?
+            })
+        }
+        (NodeOp::Clip { min, max }, _) => {
+            arity(1)?;
+            let (lo, hi) = (min.map(T::from_f64_lossy), max.map(T::from_f64_lossy));
+            one(activation::clip(tape, &inputs[0].var, lo, hi)?)
+        }
+        (NodeOp::Sigmoid, _) => {
+            arity(1)?;
+            one(activation::sigmoid(tape, &inputs[0].var)?)
+        }
+        (NodeOp::HardSigmoid { alpha, beta }, _) => {
+            arity(1)?;
+            let (a, b) = (T::from_f64_lossy(*alpha), T::from_f64_lossy(*beta));
+            one(activation::hard_sigmoid(tape, &inputs[0].var, a, b)?)
+        }
+        (NodeOp::HardSwish, _) => {
+            arity(1)?;
+            one(activation::hard_swish(tape, &inputs[0].var)?)
+        }
+        (NodeOp::Erf, _) => {
+            arity(1)?;
+            one(activation::erf(tape, &inputs[0].var)?)
+        }
+        (NodeOp::Softmax { axis }, _) => {
+            arity(1)?;
+            one(softmax::softmax(tape, &inputs[0].var, *axis)?)
+        }
+        (NodeOp::LayerNormalization { axis, epsilon }, _) => {
+            arity(2)?;
+            let bias = inputs.get(2).map(|i| i.var.clone());
+            let eps = T::from_f64_lossy(*epsilon);
+            one(norm::layer_norm(
+                tape,
+                &inputs[0].var,
+                &inputs[1].var,
+                bias.as_ref(),
+                *axis,
+                eps,
+            )?)
+        }
+        (NodeOp::BatchNormalization { .. }, Prepared::BatchNorm(affine)) => {
+            arity(1)?;
+            one(norm::batch_norm(tape, &inputs[0].var, affine)?)
+        }
+        (
+            NodeOp::MaxPool {
+                kernel,
+                strides,
+                pads,
+                dilations,
+                ceil_mode,
+            },
+            _,
+        ) => {
+            arity(1)?;
+            let padding = symmetric(node, pads)?;
+            let params = MaxPool2dParams {
+                kernel: (kernel[0], kernel[1]),
+                stride: (strides[0], strides[1]),
+                padding,
+                dilation: (dilations[0], dilations[1]),
+                ceil_mode: *ceil_mode,
+            };
+            one(pool::max_pool2d(tape, &inputs[0].var, params)?)
+        }
+        (
+            NodeOp::AveragePool {
+                kernel,
+                strides,
+                pads,
+                ceil_mode,
+                count_include_pad,
+            },
+            _,
+        ) => {
+            arity(1)?;
+            let padding = symmetric(node, pads)?;
+            let params = AvgPool2dParams {
+                kernel: (kernel[0], kernel[1]),
+                stride: (strides[0], strides[1]),
+                padding,
+                ceil_mode: *ceil_mode,
+                count_include_pad: *count_include_pad,
+            };
+            one(pool::avg_pool2d(tape, &inputs[0].var, params)?)
+        }
+        (NodeOp::GlobalAveragePool, _) => {
+            arity(1)?;
+            one(pool::adaptive_avg_pool2d(tape, &inputs[0].var, (1, 1))?)
+        }
+        (NodeOp::ReduceMean { axes, keepdims }, _) => {
+            arity(1)?;
+            let x = &inputs[0].var;
+            if x.shape().len() == 4 && axes.as_slice() == [2, 3] {
+                // A global average pool: the pools' rules apply.
+                let y = pool::adaptive_avg_pool2d(tape, x, (1, 1))?;
+                one(if *keepdims {
+                    y
+                } else {
+                    let s = [x.shape()[0], x.shape()[1]];
+                    shape::reshape(tape, &y, &s)?
+                })
+            } else {
+                one(reduce::mean_axes(tape, x, axes, *keepdims)?)
+            }
+        }
+        (NodeOp::Concat { axis }, _) => {
+            let vars: Vec<&Var<T>> = inputs.iter().map(|i| &i.var).collect();
+            one(shape::concat(tape, &vars, *axis)?)
+        }
+        (NodeOp::Split { axis, sizes }, _) => {
+            arity(1)?;
+            let mut start = 0usize;
+            let mut outs = Vec::with_capacity(sizes.len());
+            for &size in sizes {
+                let end = start
+                    .checked_add(size)
+                    .ok_or_else(|| node_error(node, "split sizes overflow"))?;
+                outs.push(shape::slice(
+                    tape,
+                    &inputs[0].var,
+                    *axis,
+                    start as i64,
+                    end as i64,
+                    1,
+                )?);
+                start = end;
+            }
+            Ok(outs)
+        }
+        (
+            NodeOp::Slice {
+                axis,
+                start,
+                end,
+                step,
+            },
+            _,
+        ) => {
+            arity(1)?;
+            one(shape::slice(
+                tape,
+                &inputs[0].var,
+                *axis,
+                *start,
+                *end,
+                *step,
+            )?)
+        }
+        (NodeOp::Reshape { shape: s }, _) => {
+            arity(1)?;
+            one(shape::reshape(tape, &inputs[0].var, s)?)
+        }
+        (NodeOp::Transpose { perm }, _) => {
+            arity(1)?;
+            one(shape::transpose(tape, &inputs[0].var, perm)?)
+        }
+        (
+            NodeOp::Gather {
+                axis,
+                indices,
+                indices_shape,
+            },
+            _,
+        ) => {
+            arity(1)?;
+            one(shape::gather(
+                tape,
+                &inputs[0].var,
+                *axis,
+                indices,
+                indices_shape,
+            )?)
+        }
+        (NodeOp::Expand { shape: s }, _) => {
+            arity(1)?;
+            one(shape::expand(tape, &inputs[0].var, s)?)
+        }
+        _ => Err(unsupported(node, "this form of the op")),
+    }
+}
+
+/// Whether input `i` of the node is a constant.
+fn is_const<T>(node: &PlanNode<T>, i: usize) -> bool {
+    matches!(node.inputs.get(i), Some(Operand::Const(_)))
+}
+
+/// A pool's padding, which must be the same on both sides of each axis.
+fn symmetric<T>(node: &PlanNode<T>, pads: &[usize; 4]) -> Result<(usize, usize)> {
+    let [top, left, bottom, right] = *pads;
+    if top != bottom || left != right {
+        return Err(unsupported(node, "a pool with asymmetric padding"));
+    }
+    Ok((top, left))
+}
