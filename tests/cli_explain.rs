@@ -680,3 +680,102 @@ fn bench_stepped_times_one_call_per_input_line() {
         stderr(&o)
     );
 }
+
+/// `explain --model FILE.onnx` explains with a graph read from ONNX (the
+/// SqueezeNet fixture, a dynamo export with external data, batch 1), and
+/// `layers` lists its layers; bad ONNX files (truncated, not ONNX, an
+/// unknown op, missing or escaping external data, a FIFO) exit 2 with one
+/// line naming the problem, and write nothing.
+#[test]
+fn onnx_models_are_explained_and_bad_ones_exit_2_writing_nothing() {
+    let f = Fixture::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let model = fixtures.join("squeezenet_s.onnx");
+    let out = f.path("onnx_out");
+    let o = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["explain", "--model"])
+        .arg(&model)
+        .args([
+            "--method",
+            "guided_backprop,grad_cam",
+            "--resize",
+            "64",
+            "--size",
+            "64",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg(&f.images)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    // SqueezeNet's last 4-d output before its global pooling: the class
+    // score maps of its classifier (the convolution's ReLU).
+    assert_eq!(s["layers"]["grad_cam"], "classifier.2", "{s}");
+    assert_eq!(s["model"], model.display().to_string());
+    let npy = entries(&out)
+        .into_iter()
+        .find(|e| e.starts_with("a_tall.grad_cam.") && e.ends_with(".npy"))
+        .unwrap();
+    let (shape, map) = read_npy(&out.join(npy));
+    assert_eq!(shape, [64, 64]);
+    assert!(map.iter().all(|v| v.is_finite()) && map.iter().any(|&v| v > 0.0));
+    let o = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .arg("layers")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("features.12 ") && l.contains("[1, 512, 3, 3]")),
+        "{text}"
+    );
+
+    let bad = f.path("bad");
+    std::fs::create_dir(&bad).unwrap();
+    let bytes = std::fs::read(fixtures.join("densenet_s.onnx")).unwrap();
+    std::fs::write(bad.join("truncated.onnx"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(bad.join("text.onnx"), b"not a model\n").unwrap();
+    let mut unknown = bytes.clone();
+    let at = unknown
+        .windows(19)
+        .position(|w| w == b"\x22\x11GlobalAveragePool")
+        .unwrap();
+    unknown[at + 18] = b'x';
+    std::fs::write(bad.join("unknown.onnx"), unknown).unwrap();
+    std::fs::copy(fixtures.join("vit_s.onnx"), bad.join("vit_s.onnx")).unwrap();
+    let fifo = bad.join("fifo.onnx");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (file, says) in [
+        ("truncated.onnx", "not a valid ONNX model"),
+        ("text.onnx", "not a valid ONNX model"),
+        (
+            "unknown.onnx",
+            "op \"GlobalAveragePoox\" (opset 17) is not supported",
+        ),
+        ("vit_s.onnx", "missing file"),
+        ("fifo.onnx", "not a regular file"),
+    ] {
+        let out = f.path(&format!("out_{file}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["explain", "--method", "gradient", "--model"])
+            .arg(bad.join(file))
+            .arg("--out")
+            .arg(&out)
+            .arg(&f.images)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{file}: {err}");
+        assert_eq!(err.lines().count(), 1, "{file}: {err}");
+        assert!(err.contains(says), "{file}: {err}");
+        assert!(!out.exists(), "{file}: wrote {:?}", entries(&out));
+    }
+}

@@ -180,3 +180,79 @@ fn excitation_backprop_is_ill_conditioned_on_signed_inputs() {
         .fold(0f64, |a, (&x, &y)| a.max((f64::from(x) - y).abs()));
     assert!(diff / max > 2.0 * TOLERANCE, "{}", diff / max);
 }
+
+/// The tensors of a small safetensors file, as float32.
+fn read_f32(path: &Path) -> std::collections::BTreeMap<String, sightline::tensor::Tensor<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let t = sightline::tensor::Tensor::from_vec(view.shape().to_vec(), data).unwrap();
+            (name, t)
+        })
+        .collect()
+}
+
+/// A hand-made graph of the ops and attributes the families do not use
+/// (asymmetric convolution pads, a grouped convolution, Gemm with
+/// `transB = 0`, `alpha` and `beta`, MatMul broadcasting a batch, Sub and
+/// Div of runtime values, Slice with a step, AveragePool in ceil mode
+/// without the padding in the divisor, Softmax over the channels, Expand,
+/// ReduceMean, Unsqueeze): its logits are onnxruntime's, and its gradient
+/// (float64) is the finite-difference one.
+#[test]
+fn onnx_op_graph_matches_onnxruntime_and_finite_differences() {
+    use sightline::autograd::{Retain, RuleSet, Tape};
+    use sightline::layers::Model;
+    use sightline::tensor::Tensor;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let expected = read_f32(&dir.join("ops_s.expected.safetensors"));
+    let (x, want) = (&expected["input"], &expected["logits"]);
+    let m32: Model<f32> = Model::from_onnx(dir.join("ops_s.onnx")).unwrap();
+    let got = m32.logits(x).unwrap();
+    assert_eq!(got.shape(), want.shape());
+    for (g, w) in got.data().iter().zip(want.data()) {
+        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{g} vs {w}");
+    }
+    for layer in ["stem", "block", "head", "mix", "fc"] {
+        assert!(m32.has_layer(layer), "{layer}: {:?}", m32.layer_paths());
+    }
+
+    let m64: Model<f64> = Model::from_onnx(dir.join("ops_s.onnx")).unwrap();
+    let x64 = Tensor::from_vec(
+        x.shape().to_vec(),
+        x.data().iter().map(|&v| f64::from(v)).collect(),
+    )
+    .unwrap();
+    let seed: Vec<f64> = (0..10).map(|i| (i as f64 * 0.37).sin()).collect();
+    let seed = Tensor::from_vec([2, 5], seed).unwrap();
+    let mut tape = Tape::new(Retain::Minimal);
+    let input = tape.input(x64.clone());
+    let y = m64.forward(&mut tape, &input).unwrap();
+    let g = tape
+        .backward(y.id(), &seed, &RuleSet::standard(), &[input.id()])
+        .unwrap()
+        .remove(0);
+    let score = |x: &Tensor<f64>| -> f64 {
+        let l = m64.logits(x).unwrap();
+        l.data().iter().zip(seed.data()).map(|(a, b)| a * b).sum()
+    };
+    let h = 1e-6;
+    for i in (0..x64.len()).step_by(5) {
+        let (mut plus, mut minus) = (x64.clone(), x64.clone());
+        plus.data_mut()[i] += h;
+        minus.data_mut()[i] -= h;
+        let numeric = (score(&plus) - score(&minus)) / (2.0 * h);
+        assert!(
+            (numeric - g.data()[i]).abs() <= 1e-6 * (1.0 + numeric.abs()),
+            "element {i}: numeric {numeric}, analytic {}",
+            g.data()[i]
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 use super::explain::load_model;
 use super::CliError;
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -47,8 +48,19 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let layers = model.layer_shapes(&shape)?;
     let defaults = model.default_layers();
     let width = layers.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
-    println!("{} on {shape:?}: {} layers", model.describe(), layers.len());
-    for (path, out) in &layers {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (`| head`) ends the listing quietly.
+    if writeln!(
+        out,
+        "{} on {shape:?}: {} layers",
+        model.describe(),
+        layers.len()
+    )
+    .is_err()
+    {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (path, shape) in &layers {
         let mut notes = Vec::new();
         if *path == defaults.grad_cam {
             notes.push("grad_cam default");
@@ -61,7 +73,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         } else {
             format!("  ({})", notes.join(", "))
         };
-        println!("{path:<width$}  {out:?}{notes}");
+        if writeln!(out, "{path:<width$}  {shape:?}{notes}").is_err() {
+            break;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

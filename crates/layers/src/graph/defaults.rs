@@ -2,8 +2,8 @@
 //!
 //! | method | layer |
 //! |---|---|
-//! | Grad-CAM | the last 4-d module output before the first global pooling (a `GlobalAveragePool`, or a `ReduceMean` over height and width) |
-//! | excitation backprop | the last 4-d module output at a larger resolution than Grad-CAM's (one stride earlier) |
+//! | Grad-CAM | the last 4-d module output before the last global pooling (a `GlobalAveragePool`, or a `ReduceMean` over height and width: the classifier's, not a squeeze-and-excitation gate's) |
+//! | excitation backprop | among the 4-d module outputs at a larger resolution than Grad-CAM's (one stride earlier), the last of the shallowest modules (`features.13` rather than `features.14.conv.0`) |
 //! | contrastive: classifier | the innermost module of the last linear layer (`Gemm`, or `MatMul` by a constant) |
 //! | contrastive: contrast | the last module output before that layer |
 //!
@@ -38,7 +38,7 @@ pub(super) fn default_layers<T>(plan: &Plan<T>) -> DefaultLayers {
     let pool_at = plan
         .nodes
         .iter()
-        .position(|n| match &n.op {
+        .rposition(|n| match &n.op {
             NodeOp::GlobalAveragePool => true,
             NodeOp::ReduceMean { axes, .. } => axes.as_slice() == [2, 3],
             _ => false,
@@ -50,12 +50,18 @@ pub(super) fn default_layers<T>(plan: &Plan<T>) -> DefaultLayers {
         .filter(|&v| shape(v).len() == 4 && at(v) < pool_at)
         .collect();
     let grad_cam = spatial.iter().copied().max_by_key(|&v| at(v));
+    let depth = |v: ValueId| name_of(v).map_or(usize::MAX, |p| p.matches('.').count());
     let excitation = grad_cam.and_then(|g| {
         let side = shape(g).get(2).copied().unwrap_or(0);
-        spatial
+        let larger: Vec<ValueId> = spatial
             .iter()
             .copied()
             .filter(|&v| shape(v).get(2).copied().unwrap_or(0) > side)
+            .collect();
+        let shallowest = larger.iter().map(|&v| depth(v)).min()?;
+        larger
+            .into_iter()
+            .filter(|&v| depth(v) == shallowest)
             .max_by_key(|&v| at(v))
     });
     let linear_at = plan.nodes.iter().rposition(|n| {
