@@ -8,6 +8,8 @@ against issue 7's targets).
     python3 benches/pytorch/compare.py --arch vgg16 --method gradient,grad_cam --iters 8
     python3 benches/pytorch/compare.py --python ~/torch-venv/bin/python
     python3 benches/pytorch/compare.py --table --python ~/torch-venv/bin/python   # issue 7's table
+    python3 benches/pytorch/compare.py --onnx-table --python ~/torch-venv/bin/python  # ONNX families
+    python3 benches/pytorch/compare.py --onnx --arch mobilenet_v2 --method grad_cam --layer features
 
 PyTorch is optional: the PyTorch side runs in the interpreter given by
 `--python` (default: this one) and is skipped, with a note, when that
@@ -37,6 +39,13 @@ RAYON_NUM_THREADS for sightline, torch.set_num_threads for PyTorch).
 The PyTorch job is the one of the project's reference timings
 (torch_bench.py): torchvision model, eval mode, TorchRay's function for the
 method, target class 1, a warm-up call, then the timed calls.
+
+With `--onnx` (and in `--onnx-table`), sightline runs the same torchvision
+model exported to ONNX (`bench --model`), as a user who brings their own
+network does: the PyTorch interpreter exports it once (torchscript
+exporter, opset 17, batch norm kept, the PyTorch side's random weights)
+to target/onnx-bench/ARCH.onnx, so sightline's peak memory includes
+reading the weights from that file.
 """
 import argparse
 import functools
@@ -61,6 +70,11 @@ if a["threads"]:
 torch.manual_seed(0)
 model = getattr(torchvision.models, a["arch"])(weights=None).eval()
 x = torch.randn(a["batch"], 3, a["size"], a["size"])
+if a.get("export"):
+    torch.onnx.export(model, x[:1], a["export"], dynamo=False, opset_version=17,
+                      do_constant_folding=False)
+    print(json.dumps({"exported": a["export"]}), flush=True)
+    raise SystemExit(0)
 target = 1
 method = a["method"]
 
@@ -79,7 +93,7 @@ def run():
         deconvnet(model, x.clone().requires_grad_(True), target)
     elif method == "grad_cam":
         from torchray.attribution.grad_cam import grad_cam
-        layer = "features.29" if a["arch"].startswith("vgg") else "layer4"
+        layer = a.get("layer") or ("features.29" if a["arch"].startswith("vgg") else "layer4")
         grad_cam(model, x, target, saliency_layer=layer)
     elif method == "captum_guided_backprop":
         from captum.attr import GuidedBackprop
@@ -118,6 +132,32 @@ TABLE = [
     ("VGG16 all seven, one forward", "vgg16", SEVEN, "guided_backprop", 1, 1.5),
     ("VGG16 guided backprop batch 8", "vgg16", "guided_backprop", "guided_backprop", 8, None),
 ]
+
+
+# Issue 19's jobs on ONNX exports: (label, arch, method, Grad-CAM layer, time
+# target). Peak RSS target: 0.5. DenseNet's Grad-CAM probes
+# `features.denseblock4`: TorchRay fails on `features`, whose output
+# DenseNet's forward passes to an in-place ReLU.
+ONNX_TABLE = [
+    ("MobileNetV2 guided backprop", "mobilenet_v2", "guided_backprop", None, 0.6),
+    ("MobileNetV2 Grad-CAM features", "mobilenet_v2", "grad_cam", "features", 0.6),
+    ("DenseNet-121 guided backprop", "densenet121", "guided_backprop", None, 0.6),
+    ("DenseNet-121 Grad-CAM denseblock4", "densenet121", "grad_cam", "features.denseblock4", 0.6),
+    ("EfficientNet-B0 guided backprop", "efficientnet_b0", "guided_backprop", None, 0.6),
+    ("EfficientNet-B0 Grad-CAM features", "efficientnet_b0", "grad_cam", "features", 0.6),
+]
+ONNX_RSS_TARGET = 0.5
+
+
+def onnx_export(python, arch):
+    """target/onnx-bench/ARCH.onnx, exported by `python` (with torch) if missing."""
+    path = ROOT / "target" / "onnx-bench" / f"{arch}.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        args = json.dumps(dict(arch=arch, method="forward", size=224, batch=1, threads=0,
+                               export=str(path)))
+        subprocess.run([python, "-c", TORCH_JOB, args], check=True, stdout=subprocess.DEVNULL)
+    return path
 
 
 def torch_available(python):
@@ -236,8 +276,9 @@ def interleave(makers, calls, gap):
             side.kill()
 
 
-def torch_side(python, arch, method, size, batch, threads):
-    args = json.dumps(dict(arch=arch, method=method, size=size, batch=batch, threads=threads))
+def torch_side(python, arch, method, size, batch, threads, layer=None):
+    args = json.dumps(dict(arch=arch, method=method, size=size, batch=batch, threads=threads,
+                           layer=layer))
     return Side("PyTorch", [python, "-c", TORCH_JOB, args])
 
 
@@ -250,10 +291,13 @@ def sightline_binary(path):
     return exe
 
 
-def sightline_side(exe, arch, method, size, batch, threads):
-    cmd = [str(exe), "bench", "--arch", arch, "--method", method, "--size", str(size),
+def sightline_side(exe, arch, method, size, batch, threads, layer=None, onnx=None):
+    model = ["--model", str(onnx)] if onnx else ["--arch", arch]
+    cmd = [str(exe), "bench", *model, "--method", method, "--size", str(size),
            "--batch", str(batch), "--stepped", "--json"]
-    if method == "grad_cam":
+    if layer:
+        cmd += ["--layer", layer]
+    elif method == "grad_cam" and not onnx:
         for prefix, layer in GRAD_CAM_LAYER.items():
             if arch.startswith(prefix):
                 cmd += ["--layer", layer]
@@ -304,9 +348,14 @@ def main():
     p.add_argument("--json", action="store_true", help="print one JSON object per job")
     p.add_argument("--table", action="store_true",
                    help="run the jobs of issue 7's table instead of --arch x --method")
+    p.add_argument("--onnx", action="store_true",
+                   help="sightline runs each torchvision model exported to ONNX (bench --model)")
+    p.add_argument("--layer", help="layer probed by grad_cam on both sides")
+    p.add_argument("--onnx-table", action="store_true",
+                   help="run issue 19's jobs (ONNX exports of three families)")
     a = p.parse_args()
     if a.iters is None:
-        a.iters = 16 if a.table else 10
+        a.iters = 16 if (a.table or a.onnx_table) else 10
     if a.iters < 1 or a.gap < 0:
         p.error("--iters must be positive and --gap not negative")
 
@@ -317,16 +366,23 @@ def main():
     exe = sightline_binary(a.sightline)
     if a.table:
         return run_table(a, have_torch, exe)
+    if a.onnx_table:
+        if not have_torch:
+            p.error("--onnx-table needs PyTorch (--python) to export the models")
+        return run_onnx_table(a, exe)
+    if a.onnx and not have_torch:
+        p.error("--onnx needs PyTorch (--python) to export the models")
 
     rows = []
     for arch in a.arch.split(","):
         for method in a.method.split(","):
             makers = {}
+            onnx = onnx_export(a.python, arch) if a.onnx else None
             if have_torch:
                 makers["pytorch"] = functools.partial(torch_side, a.python, arch, method,
-                                                      a.size, a.batch, a.threads)
+                                                      a.size, a.batch, a.threads, a.layer)
             makers["sightline"] = functools.partial(sightline_side, exe, arch, method, a.size,
-                                                    a.batch, a.threads)
+                                                    a.batch, a.threads, a.layer, onnx)
             sides = interleave(makers, a.iters, a.gap)
             sl, pt = sides["sightline"], sides.get("pytorch")
             ratios = pair_ratios(pt.ms(), sl.ms()) if pt else []
@@ -362,6 +418,49 @@ def side_record(side):
     return dict(error=side.error, ms=[round(m, 1) for m in side.ms()],
                 ms_median=median(side.ms()), cpu_ms_median=median(side.cpu_ms()),
                 peak_rss_mib=side.summary.get("peak_rss_mib"))
+
+
+def run_onnx_table(a, exe):
+    """Issue 19's jobs: the torchvision families exported to ONNX, batch 1,
+    time and peak RSS ratios (sightline / PyTorch + TorchRay) against the
+    targets, each job interleaved as in `run_table`."""
+    rows = []
+    for label, arch, method, layer, target in ONNX_TABLE:
+        onnx = onnx_export(a.python, arch)
+        makers = {
+            "pytorch": functools.partial(torch_side, a.python, arch, method, a.size, 1,
+                                         a.threads, layer),
+            "sightline": functools.partial(sightline_side, exe, arch, method, a.size, 1,
+                                           a.threads, layer, onnx),
+        }
+        sides = interleave(makers, a.iters, a.gap)
+        pt, sl = sides["pytorch"], sides["sightline"]
+        ratio, spread = summary(pair_ratios(sl.ms(), pt.ms()))
+        rss = (sl.summary.get("peak_rss_mib") and pt.summary.get("peak_rss_mib")
+               and sl.summary["peak_rss_mib"] / pt.summary["peak_rss_mib"])
+        row = dict(job=label, arch=arch, method=method, layer=layer, target=target,
+                   rss_target=ONNX_RSS_TARGET, pytorch=side_record(pt),
+                   sightline=side_record(sl), time_ratio=ratio, time_ratio_range=spread,
+                   rss_ratio=None if not rss else round(rss, 2))
+        rows.append(row)
+        if a.json:
+            print(json.dumps(row), flush=True)
+    if a.json:
+        return
+    print(f"{'job':36} {'PyTorch ms':>10} {'sightline ms':>12} {'ratio':>6} {'range':>11} "
+          f"{'target':>7} {'PyTorch MiB':>11} {'sightline MiB':>13} {'RSS ratio':>9}")
+    for r in rows:
+        t, s = r["pytorch"], r["sightline"]
+        ratio = "-" if r["time_ratio"] is None else str(r["time_ratio"])
+        spread = ("-" if r["time_ratio_range"] is None
+                  else "{}-{}".format(*r["time_ratio_range"]))
+        rss = "-" if r["rss_ratio"] is None else str(r["rss_ratio"])
+        print(f"{r['job']:36} {fmt(t.get('ms_median')):>10} {fmt(s.get('ms_median')):>12} "
+              f"{ratio:>6} {spread:>11} {'<= ' + str(r['target']):>7} "
+              f"{fmt(t.get('peak_rss_mib')):>11} {fmt(s.get('peak_rss_mib')):>13} {rss:>9}")
+        for side in (t, s):
+            if side.get("error"):
+                print(f"{'':36} {side['error']}")
 
 
 def run_table(a, have_torch, exe):

@@ -9,6 +9,7 @@
 
 use super::Planned;
 use crate::error::{LayerError, Result};
+use sightline_autograd::ops::conv::FoldedBatchNorm;
 use sightline_autograd::ops::{
     activation, arith, conv, linear, matmul, norm, pool, reduce, relu, shape, softmax,
 };
@@ -32,8 +33,13 @@ pub(super) enum Prepared<T> {
     /// Nothing.
     None,
     /// A convolution's kernel cache (Winograd, packed, input-gradient and
-    /// excitation kernels), kept across calls.
-    Conv(Box<conv::Conv2dCache<T>>),
+    /// excitation kernels), kept across calls; and, for a convolution whose
+    /// output only a batch norm node reads, that node and the convolution
+    /// with the batch norm folded in (run as one op where the tape folds).
+    Conv(
+        Box<conv::Conv2dCache<T>>,
+        Option<(usize, Box<FoldedBatchNorm<T>>)>,
+    ),
     /// A linear layer's weight `[out, in]` (a `Gemm` with `transB = 0`, or
     /// a `MatMul` by a constant `[in, out]`, transposed once) and bias.
     Linear {
@@ -51,7 +57,7 @@ impl<T: Element> Prepared<T> {
             _ => None,
         };
         Ok(match &node.op {
-            NodeOp::Conv { .. } => Self::Conv(Box::new(conv::Conv2dCache::new())),
+            NodeOp::Conv { .. } => Self::Conv(Box::new(conv::Conv2dCache::new()), None),
             NodeOp::Gemm {
                 trans_a: false,
                 trans_b,
@@ -106,6 +112,57 @@ impl<T: Element> Prepared<T> {
     }
 }
 
+/// Finds each convolution (constant weight and bias, symmetric padding)
+/// whose output only a batch norm node reads, and folds that batch norm
+/// into it: what `run` records as one convolution where the tape folds
+/// batch norms ([`Tape::folds_batch_norm_after`]).
+pub(super) fn prepare_folds<T: Element>(
+    plan: &sightline_onnx::Plan<T>,
+    uses: &[u32],
+    prepared: &mut [Prepared<T>],
+) -> Result<()> {
+    let mut producer = vec![usize::MAX; plan.values.len()];
+    for (i, node) in plan.nodes.iter().enumerate() {
+        for &o in &node.outputs {
+            producer[o] = i;
+        }
+    }
+    for (j, node) in plan.nodes.iter().enumerate() {
+        let Prepared::BatchNorm(affine) = &prepared[j] else {
+            continue;
+        };
+        let Some(&Operand::Value(v)) = node.inputs.first() else {
+            continue;
+        };
+        let i = producer[v];
+        if i == usize::MAX || uses[v] != 1 {
+            continue;
+        }
+        let conv = &plan.nodes[i];
+        let NodeOp::Conv { pads, .. } = conv.op else {
+            continue;
+        };
+        let symmetric = pads[0] == pads[2] && pads[1] == pads[3];
+        let (Some(Operand::Const(w)), bias) = (conv.inputs.get(1), conv.inputs.get(2)) else {
+            continue;
+        };
+        let bias = match bias {
+            None => None,
+            Some(Operand::Const(b)) => Some(b.clone()),
+            Some(Operand::Value(_)) => continue,
+        };
+        if !symmetric || conv.outputs.len() != 1 {
+            continue;
+        }
+        let folded =
+            FoldedBatchNorm::new(w, bias.as_deref(), affine).map_err(|e| node_error(conv, e))?;
+        if let Prepared::Conv(_, fold) = &mut prepared[i] {
+            *fold = Some((j, Box::new(folded)));
+        }
+    }
+    Ok(())
+}
+
 /// A kernel or shape error of a node, naming it.
 fn node_error(node: &PlanNode<impl Sized>, e: impl std::fmt::Display) -> LayerError {
     LayerError::arch(format!("node `{}` ({}): {e}", node.name, node.op_type))
@@ -154,8 +211,32 @@ pub(super) fn run<T: Element>(
         left: planned.uses.clone(),
     };
     values.vars[plan.input] = Some(x.clone());
-    for (node, prepared) in plan.nodes.iter().zip(&planned.prepared) {
-        tape.set_layer_path(node.scope.last().map_or("", String::as_str));
+    // Batch norm nodes already run inside the convolution before them.
+    let mut folded_away = vec![false; plan.nodes.len()];
+    for (k, (node, prepared)) in plan.nodes.iter().zip(&planned.prepared).enumerate() {
+        if folded_away[k] {
+            continue;
+        }
+        let path = node.scope.last().map_or("", String::as_str);
+        tape.set_layer_path(path);
+        if let Some((bn, y)) = run_folded(node, prepared, tape, &mut values, path)? {
+            folded_away[bn] = true;
+            let bn_node = &plan.nodes[bn];
+            for &id in &bn_node.outputs {
+                if let Some(paths) = planned.outputs_of.get(id) {
+                    for p in paths {
+                        match marks.as_deref_mut() {
+                            Some(m) => m.push((p.clone(), y.clone())),
+                            None => tape.mark_output_of(p, &y),
+                        }
+                    }
+                }
+                if values.left.get(id).copied().unwrap_or(0) > 0 {
+                    values.vars[id] = Some(y.clone());
+                }
+            }
+            continue;
+        }
         let mut inputs = Vec::with_capacity(node.inputs.len());
         for operand in &node.inputs {
             inputs.push(match operand {
@@ -199,6 +280,48 @@ pub(super) fn run<T: Element>(
         .ok_or_else(|| LayerError::arch("the graph's output is never computed"))
 }
 
+/// Runs a convolution with the batch norm after it folded in, when it has
+/// one and the tape folds after its path: the batch norm node's index and
+/// the output. `None`: run the convolution as it is.
+fn run_folded<T: Element>(
+    node: &PlanNode<T>,
+    prepared: &Prepared<T>,
+    tape: &mut Tape<T>,
+    values: &mut Values<T>,
+    path: &str,
+) -> Result<Option<(usize, Var<T>)>> {
+    let (
+        NodeOp::Conv {
+            strides,
+            pads,
+            dilations,
+            group,
+            ..
+        },
+        Prepared::Conv(cache, Some((bn, folded))),
+        Some(Operand::Value(v)),
+        Some(Operand::Const(w)),
+    ) = (&node.op, prepared, node.inputs.first(), node.inputs.get(1))
+    else {
+        return Ok(None);
+    };
+    if !tape.folds_batch_norm_after(path) {
+        return Ok(None);
+    }
+    let (x, _) = values
+        .read(*v)
+        .ok_or_else(|| node_error(node, "reads a value before it is computed"))?;
+    let params = Conv2dParams {
+        stride: (strides[0], strides[1]),
+        padding: (pads[0], pads[1]),
+        dilation: (dilations[0], dilations[1]),
+        groups: *group,
+    };
+    let y = conv::conv2d_batch_norm_folded(tape, &x, w, folded, params, cache)?;
+    tape.mark_folded(path);
+    Ok(Some((*bn, y)))
+}
+
 /// A node's input: its variable, and whether this is the value's last read.
 struct Input<T> {
     var: Var<T>,
@@ -231,7 +354,7 @@ fn run_node<T: Element>(
                 group,
                 ..
             },
-            Prepared::Conv(cache),
+            Prepared::Conv(cache, _),
         ) => {
             arity(2)?;
             let [top, left, bottom, right] = *pads;

@@ -170,7 +170,7 @@ impl<T: Element> GraphNetwork<T> {
             }
         }
         let plan = self.model.plan(shape)?;
-        let prepared = plan
+        let mut prepared = plan
             .nodes
             .iter()
             .map(|n| Prepared::new(n))
@@ -188,6 +188,7 @@ impl<T: Element> GraphNetwork<T> {
             }
         }
         uses[plan.output] += 1;
+        execute::prepare_folds(&plan, &uses, &mut prepared)?;
         let planned = Arc::new(Planned {
             plan,
             prepared,

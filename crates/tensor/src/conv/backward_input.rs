@@ -11,7 +11,7 @@ use super::forward::{
 };
 use super::gemm_blocks::column_blocks;
 use super::packed::{conv1x1_then, PackedWeight};
-use super::{Conv2dParams, ConvGeometry};
+use super::{depthwise_conv2d_backward_input_then, Conv2dParams, ConvGeometry};
 use crate::element::Element;
 use crate::epilogue::{apply_all, Epilogue};
 use crate::error::{Result, TensorError};
@@ -194,6 +194,16 @@ fn backward_input<T: Element>(
     then: Option<Epilogue<'_, T>>,
 ) -> Result<Tensor<T>> {
     let g = backward_geometry(gout, weight, input_hw, p)?;
+    if g.is_depthwise() {
+        let shape = [g.n, g.cin, g.h, g.w];
+        return depthwise_conv2d_backward_input_then(
+            gout,
+            weight,
+            &shape,
+            g.depthwise_params(),
+            then,
+        );
+    }
     if g.is_packed_pointwise() {
         let k = cached_packed(
             &cache.packed,

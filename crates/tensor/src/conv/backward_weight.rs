@@ -2,7 +2,7 @@
 //! summed over the batch) and its bias.
 
 use super::im2col::unfold_row;
-use super::{Conv2dParams, ConvGeometry};
+use super::{depthwise_conv2d_backward_weight, Conv2dParams, ConvGeometry};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
 use crate::gemm::{gemm, MatRef};
@@ -23,6 +23,9 @@ pub fn conv2d_backward_weight<T: Element>(
             left: gout.shape().to_vec(),
             right: vec![g.n, g.cout, g.ho, g.wo],
         });
+    }
+    if g.is_depthwise() {
+        return depthwise_conv2d_backward_weight(gout, input, weight_shape, g.depthwise_params());
     }
     let hwo = g.ho * g.wo;
     let rows = g.k_rows();

@@ -10,7 +10,7 @@ use super::gemm_blocks::{
 };
 use super::packed::{conv1x1, PackedWeight};
 use super::panels::panel_product;
-use super::{Conv2dParams, ConvGeometry};
+use super::{depthwise_conv2d, Conv2dParams, ConvGeometry};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
@@ -34,6 +34,9 @@ pub fn conv2d<T: Element>(
 ) -> Result<Tensor<T>> {
     let g = ConvGeometry::new(input.shape(), weight.shape(), p)?;
     check_bias(&g, bias)?;
+    if g.is_depthwise() {
+        return depthwise_conv2d(input, weight, bias, g.depthwise_params());
+    }
     if use_winograd(&g, WINOGRAD_MIN_TILES) {
         let k = WinogradKernel::forward(weight)?;
         return winograd::conv3x3(input, &k, p.padding, bias.map(|b| b.data()));
@@ -144,6 +147,9 @@ pub fn conv2d_cached<T: Element>(
 ) -> Result<Tensor<T>> {
     let g = ConvGeometry::new(input.shape(), weight.shape(), p)?;
     check_bias(&g, bias)?;
+    if g.is_depthwise() {
+        return depthwise_conv2d(input, weight, bias, g.depthwise_params());
+    }
     if let Some(variant) = cached_winograd_variant(&g, WINOGRAD_MIN_TILES_CACHED) {
         let slot = match variant {
             Variant::F2x2 => &*cache.winograd,

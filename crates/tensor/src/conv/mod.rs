@@ -29,6 +29,7 @@
 mod backward_input;
 mod backward_weight;
 mod col2im;
+mod depthwise;
 mod dispatch;
 mod forward;
 mod gemm_blocks;
@@ -44,6 +45,11 @@ pub use backward_input::{
     conv2d_backward_input_then, transpose_flip_kernel, BackwardInputCache,
 };
 pub use backward_weight::{conv2d_backward_bias, conv2d_backward_weight};
+pub use depthwise::{
+    conv2d_padded, conv2d_padded_backward_input, depthwise_conv2d, depthwise_conv2d_backward_input,
+    depthwise_conv2d_backward_input_then, depthwise_conv2d_backward_weight, DepthwiseParams,
+    Pads2d,
+};
 pub use forward::{add_channel_bias, conv2d, conv2d_cached, conv2d_im2col, ForwardCache};
 pub use packed::{conv1x1, PackedWeight};
 
@@ -203,6 +209,22 @@ impl ConvGeometry {
     /// Rows of one group's unfolded input: `cin_g * kh * kw`.
     pub fn k_rows(&self) -> usize {
         self.cin_g() * self.kh * self.kw
+    }
+
+    /// Whether this is a depthwise convolution (one group per input
+    /// channel, `groups > 1`): the direct kernels of `depthwise` serve it
+    /// in every direction.
+    pub fn is_depthwise(&self) -> bool {
+        self.p.groups > 1 && self.p.groups == self.cin
+    }
+
+    /// The depthwise kernels' parameters for this geometry.
+    pub(crate) fn depthwise_params(&self) -> DepthwiseParams {
+        DepthwiseParams {
+            stride: self.p.stride,
+            pads: Pads2d::symmetric(self.p.padding.0, self.p.padding.1),
+            dilation: self.p.dilation,
+        }
     }
 
     /// Multiply-adds of the forward pass.
