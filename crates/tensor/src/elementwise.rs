@@ -7,7 +7,7 @@ use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-pub use crate::sign_mask::{relu, relu_in_place, SignMask};
+pub use crate::sign_mask::{clip_in_place, relu, relu_in_place, SignMask};
 
 /// Elements per parallel chunk; fixed so results do not depend on the thread count.
 const CHUNK: usize = 1 << 14;

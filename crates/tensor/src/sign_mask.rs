@@ -187,6 +187,53 @@ impl SignMask {
     }
 }
 
+/// Clip in place: `x` becomes `min(max(x, lo), hi)` (an absent bound
+/// clips nothing; NaN stays NaN, and is inside no bounds), and the returned
+/// mask records, for each element, whether it was strictly inside the
+/// bounds (`lo < x < hi`, the
+/// "positive" bit: where hardtanh's gradient passes) and inside them
+/// inclusively (`lo <= x <= hi`, the "non-negative" bit: where clamp's
+/// passes). ReLU6 (`clip(x, 0, 6)`) then keeps two bits per element for its
+/// backward, as a ReLU does, and reuses its input's buffer.
+pub fn clip_in_place<T: Element>(x: &mut Tensor<T>, lo: Option<T>, hi: Option<T>) -> SignMask {
+    let n = x.len();
+    let words = n.div_ceil(WORD);
+    let mut strict = vec![0u64; words];
+    let mut inclusive = vec![0u64; words];
+    // An absent bound is an infinite one: it clips nothing, and only NaN
+    // fails the comparison (hardtanh's gradient is 0 at NaN too).
+    let lo = lo.unwrap_or_else(T::neg_infinity);
+    let hi = hi.unwrap_or_else(T::infinity);
+    x.data_mut()
+        .par_chunks_mut(CHUNK)
+        .zip(strict.par_chunks_mut(CHUNK_WORDS))
+        .zip(inclusive.par_chunks_mut(CHUNK_WORDS))
+        .for_each(|((x, s), inc)| {
+            for ((x, s), inc) in x.chunks_mut(WORD).zip(s.iter_mut()).zip(inc.iter_mut()) {
+                let (mut sw, mut iw) = (0u64, 0u64);
+                for (bit, v) in x.iter_mut().enumerate() {
+                    let a = *v;
+                    sw |= u64::from((a > lo) & (a < hi)) << bit;
+                    iw |= u64::from((a >= lo) & (a <= hi)) << bit;
+                    *v = if a < lo {
+                        lo
+                    } else if a > hi {
+                        hi
+                    } else {
+                        a
+                    };
+                }
+                *s = sw;
+                *inc = iw;
+            }
+        });
+    SignMask {
+        positive: strict,
+        non_negative: inclusive,
+        len: n,
+    }
+}
+
 /// ReLU forward: `max(x, 0)` and the sign mask of `x`, in one pass over `x`.
 ///
 /// An element `v` becomes `0` where `v <= 0` (also `-0.0`) and stays `v`
@@ -623,6 +670,44 @@ fn apply_at_words<T: Element, F: Fn(T, bool, bool) -> T>(
                 w[..run.len()].copy_from_slice(run);
                 apply_word(&mut w);
                 run.copy_from_slice(&w[..run.len()]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::*;
+
+    /// Values, bits and bounds of `clip_in_place` against the scalar
+    /// definitions, on a length that is not a multiple of a word, with
+    /// values on both bounds, outside them, NaN and signed zeros.
+    #[test]
+    fn clip_in_place_clips_and_records_where_the_gradient_passes() {
+        let specials = [0.0f32, -0.0, 6.0, 6.5, -1.0, 3.0, f32::NAN, 5.999];
+        let xs: Vec<f32> = (0..70_001).map(|i| specials[i % 8]).collect();
+        for (lo, hi) in [
+            (Some(0.0f32), Some(6.0f32)),
+            (None, Some(6.0)),
+            (Some(0.0), None),
+        ] {
+            let mut t = Tensor::from_vec([xs.len()], xs.clone()).unwrap();
+            let mask = clip_in_place(&mut t, lo, hi);
+            for (i, (&x, &y)) in xs.iter().zip(t.data()).enumerate() {
+                let mut want = x;
+                if let Some(l) = lo.filter(|&l| x < l) {
+                    want = l;
+                }
+                if let Some(h) = hi.filter(|&h| x > h) {
+                    want = h;
+                }
+                assert_eq!(y.to_bits(), want.to_bits(), "{i}: {x}");
+                // An absent bound passes everything but NaN.
+                let strict = lo.map_or(!x.is_nan(), |l| x > l) && hi.map_or(!x.is_nan(), |h| x < h);
+                let inclusive =
+                    lo.map_or(!x.is_nan(), |l| x >= l) && hi.map_or(!x.is_nan(), |h| x <= h);
+                assert_eq!(mask.is_positive(i), strict, "{i}: {x}");
+                assert_eq!(mask.is_non_negative(i), inclusive, "{i}: {x}");
             }
         }
     }

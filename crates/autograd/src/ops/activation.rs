@@ -10,13 +10,15 @@
 
 use crate::error::Result;
 use crate::op::{Op, OpKind};
+use crate::rule::Elementwise;
 use crate::rule::RuleContext;
 use crate::tape::{Tape, Var};
 use sightline_tensor::activation::{
-    clip as clip_kernel, clip_backward, erf as erf_kernel, erf_backward,
-    hard_sigmoid as hard_sigmoid_kernel, hard_sigmoid_backward, hard_swish as hard_swish_kernel,
-    hard_swish_backward, sigmoid as sigmoid_kernel, sigmoid_backward,
+    erf as erf_kernel, erf_backward, hard_sigmoid as hard_sigmoid_kernel, hard_sigmoid_backward,
+    hard_swish as hard_swish_kernel, hard_swish_backward, sigmoid as sigmoid_kernel,
+    sigmoid_backward,
 };
+use sightline_tensor::elementwise::{clip_in_place, SignMask};
 use sightline_tensor::{Element, Tensor};
 use std::sync::Arc;
 
@@ -32,11 +34,14 @@ fn one_input<T: Element>(
     Ok(vec![Some(f().map_err(|e| ctx.kernel(e))?)])
 }
 
-/// A recorded clip `min(max(x, min), max)`.
+/// A recorded clip `min(max(x, min), max)`: two bits per element, as a
+/// ReLU keeps (whether its input was strictly inside the bounds, and
+/// inside them inclusively), not the input.
 #[derive(Debug)]
 pub struct ClipOp<T> {
-    /// The input (shared with its variable).
-    pub input: Arc<Tensor<T>>,
+    /// Per element: `min < x < max` (positive bit) and `min <= x <= max`
+    /// (non-negative bit).
+    pub mask: SignMask,
     /// The lower bound, if any.
     pub min: Option<T>,
     /// The upper bound, if any.
@@ -56,9 +61,36 @@ pub fn clip<T: Element>(
     min: Option<T>,
     max: Option<T>,
 ) -> Result<Var<T>> {
-    let y = clip_kernel(x.value(), min, max);
-    let input = x.value_arc().clone();
-    Ok(tape.record(ClipOp { input, min, max }, &[x], y))
+    let mut y = x.value().par_clone();
+    let mask = clip_in_place(&mut y, min, max);
+    Ok(tape.record(ClipOp { mask, min, max }, &[x], y))
+}
+
+/// [`clip`] taking `x` over: in place on its buffer when nothing else
+/// holds it (the same values and mask), as [`crate::ops::relu::relu_owned`].
+pub fn clip_owned<T: Element>(
+    tape: &mut Tape<T>,
+    x: Var<T>,
+    min: Option<T>,
+    max: Option<T>,
+) -> Result<Var<T>> {
+    let (id, value) = x.into_parts();
+    match Arc::try_unwrap(value) {
+        Ok(mut value) => {
+            let mask = clip_in_place(&mut value, min, max);
+            Ok(tape.record_ids(ClipOp { mask, min, max }, &[id], value))
+        }
+        Err(shared) => clip(tape, &Var::from_parts(id, shared), min, max),
+    }
+}
+
+/// The standard element: `g` where the input was strictly inside the bounds.
+fn clip_element<T: Element>(g: T, inside: bool, _: bool) -> T {
+    if inside {
+        g
+    } else {
+        T::zero()
+    }
 }
 
 impl<T: Element> Op<T> for ClipOp<T> {
@@ -68,8 +100,30 @@ impl<T: Element> Op<T> for ClipOp<T> {
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
         one_input(ctx, || {
-            clip_backward(g, &self.input, self.min, self.max, false)
+            let out = self.mask.map(g.data(), clip_element)?;
+            Tensor::from_vec(g.shape().to_vec(), out)
         })
+    }
+
+    fn backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        mut g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        one_input(ctx, || {
+            self.mask.apply(g.data_mut(), clip_element)?;
+            Ok(g)
+        })
+    }
+
+    fn backward_elementwise<'a>(&'a self, ctx: &RuleContext<'a, T>) -> Option<Elementwise<'a, T>> {
+        if !ctx.needs(0) {
+            return None;
+        }
+        let mask = &self.mask;
+        Some(Box::new(move |g: &mut [T], offset: usize| {
+            mask.apply_at(g, offset, clip_element)
+        }))
     }
 }
 

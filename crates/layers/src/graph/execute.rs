@@ -488,7 +488,12 @@ fn run_node<T: Element>(
         (NodeOp::Clip { min, max }, _) => {
             arity(1)?;
             let (lo, hi) = (min.map(T::from_f64_lossy), max.map(T::from_f64_lossy));
-            one(activation::clip(tape, &inputs[0].var, lo, hi)?)
+            let x = inputs.swap_remove(0);
+            one(if x.last {
+                activation::clip_owned(tape, x.var, lo, hi)?
+            } else {
+                activation::clip(tape, &x.var, lo, hi)?
+            })
         }
         (NodeOp::Sigmoid, _) => {
             arity(1)?;
