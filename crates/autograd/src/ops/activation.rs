@@ -10,6 +10,7 @@
 
 use crate::error::Result;
 use crate::op::{Op, OpKind};
+use crate::ops::one_input;
 use crate::rule::Elementwise;
 use crate::rule::RuleContext;
 use crate::tape::{Tape, Var};
@@ -21,18 +22,6 @@ use sightline_tensor::activation::{
 use sightline_tensor::elementwise::{clip_in_place, SignMask};
 use sightline_tensor::{Element, Tensor};
 use std::sync::Arc;
-
-/// The one input gradient of a one-input op, computed by `f` when it is
-/// wanted.
-fn one_input<T: Element>(
-    ctx: &RuleContext<'_, T>,
-    f: impl FnOnce() -> sightline_tensor::Result<Tensor<T>>,
-) -> Result<Vec<Option<Tensor<T>>>> {
-    if !ctx.needs(0) {
-        return Ok(vec![None]);
-    }
-    Ok(vec![Some(f().map_err(|e| ctx.kernel(e))?)])
-}
 
 /// A recorded clip `min(max(x, min), max)`: two bits per element, as a
 /// ReLU keeps (whether its input was strictly inside the bounds, and

@@ -20,6 +20,18 @@ use sightline_tensor::{cst_eps, Element, Tensor};
 use std::fmt;
 use std::sync::OnceLock;
 
+/// The one input gradient of a one-input op, computed by `f` when it is
+/// wanted (`None` otherwise), a kernel error named after the node.
+pub(crate) fn one_input<T: Element>(
+    ctx: &RuleContext<'_, T>,
+    f: impl FnOnce() -> sightline_tensor::Result<Tensor<T>>,
+) -> Result<Vec<Option<Tensor<T>>>> {
+    if !ctx.needs(0) {
+        return Ok(vec![None]);
+    }
+    Ok(vec![Some(f().map_err(|e| ctx.kernel(e))?)])
+}
+
 /// Excitation backprop's normalise-propagate-multiply step shared by conv,
 /// linear and the average pools: `a * VJP(g / (op_plus(a) + 1e-20))`.
 pub(crate) fn excitation<T: Element>(

@@ -7,6 +7,7 @@
 
 use crate::error::Result;
 use crate::op::{Op, OpKind};
+use crate::ops::one_input;
 use crate::rule::RuleContext;
 use crate::tape::{Tape, Var};
 use sightline_tensor::broadcast::{expand as expand_kernel, reduce_to_shape};
@@ -95,17 +96,6 @@ impl<T: Element> Op<T> for ReshapeOp {
 /// input, which the kernels then reject).
 fn input_shape<'a, T>(ctx: &RuleContext<'a, T>, i: usize) -> &'a [usize] {
     ctx.node.input_shapes.get(i).map_or(&[], Vec::as_slice)
-}
-
-/// `f`'s gradient for the node's one input, when it is wanted.
-fn one_input<T: Element>(
-    ctx: &RuleContext<'_, T>,
-    f: impl FnOnce() -> sightline_tensor::Result<Tensor<T>>,
-) -> Result<Vec<Option<Tensor<T>>>> {
-    if !ctx.needs(0) {
-        return Ok(vec![None]);
-    }
-    Ok(vec![Some(f().map_err(|e| ctx.kernel(e))?)])
 }
 
 /// A recorded permutation of axes.

@@ -221,19 +221,15 @@ pub(super) fn run<T: Element>(
         tape.set_layer_path(path);
         if let Some((bn, y)) = run_folded(node, prepared, tape, &mut values, path)? {
             folded_away[bn] = true;
-            let bn_node = &plan.nodes[bn];
-            for &id in &bn_node.outputs {
-                if let Some(paths) = planned.outputs_of.get(id) {
-                    for p in paths {
-                        match marks.as_deref_mut() {
-                            Some(m) => m.push((p.clone(), y.clone())),
-                            None => tape.mark_output_of(p, &y),
-                        }
-                    }
-                }
-                if values.left.get(id).copied().unwrap_or(0) > 0 {
-                    values.vars[id] = Some(y.clone());
-                }
+            for &id in &plan.nodes[bn].outputs {
+                store(
+                    planned,
+                    tape,
+                    &mut values,
+                    marks.as_deref_mut(),
+                    id,
+                    y.clone(),
+                );
             }
             continue;
         }
@@ -260,17 +256,7 @@ pub(super) fn run<T: Element>(
             return Err(node_error(node, "wrong number of outputs"));
         }
         for (var, &id) in outs.into_iter().zip(&node.outputs) {
-            if let Some(paths) = planned.outputs_of.get(id) {
-                for p in paths {
-                    match marks.as_deref_mut() {
-                        Some(m) => m.push((p.clone(), var.clone())),
-                        None => tape.mark_output_of(p, &var),
-                    }
-                }
-            }
-            if values.left.get(id).copied().unwrap_or(0) > 0 {
-                values.vars[id] = Some(var);
-            }
+            store(planned, tape, &mut values, marks.as_deref_mut(), id, var);
         }
     }
     values
@@ -320,6 +306,27 @@ fn run_folded<T: Element>(
     let y = conv::conv2d_batch_norm_folded(tape, &x, w, folded, params, cache)?;
     tape.mark_folded(path);
     Ok(Some((*bn, y)))
+}
+
+/// Records value `id` as `var`: registers it as the output of the modules
+/// it ends (on the tape, or in `marks`), and keeps it if a node reads it.
+fn store<T: Element>(
+    planned: &Planned<T>,
+    tape: &mut Tape<T>,
+    values: &mut Values<T>,
+    marks: Option<&mut Vec<(String, Var<T>)>>,
+    id: ValueId,
+    var: Var<T>,
+) {
+    if let Some(paths) = planned.outputs_of.get(id) {
+        match marks {
+            Some(m) => m.extend(paths.iter().map(|p| (p.clone(), var.clone()))),
+            None => paths.iter().for_each(|p| tape.mark_output_of(p, &var)),
+        }
+    }
+    if values.left.get(id).copied().unwrap_or(0) > 0 {
+        values.vars[id] = Some(var);
+    }
 }
 
 /// A node's input: its variable, and whether this is the value's last read.
