@@ -1,5 +1,5 @@
 //! Elementwise activations of the ONNX op set and their backwards:
-//! sigmoid, hard sigmoid, hard swish, erf, clip.
+//! sigmoid, SiLU, hard sigmoid, hard swish, erf, clip.
 //!
 //! Each forward follows the operation order of PyTorch's CPU kernel where
 //! it is known (so that `f32` results agree with PyTorch's up to its
@@ -10,10 +10,16 @@
 //!
 //! All run through [`Tensor::map`] / [`Tensor::zip_map`]: in parallel for
 //! large tensors, each element computed alone, so the same bits whatever
-//! the number of threads.
+//! the number of threads. The sigmoid and the SiLU take their `f32`
+//! exponential as straight-line arithmetic (`exp`), which vectorizes, and
+//! sweep at the CPU's widest vector width (`wide`), the same bits at each.
+
+mod exp;
+mod wide;
 
 use crate::element::{cst, Element};
-use crate::error::Result;
+use crate::error::{Result, TensorError};
+use crate::layout::try_write;
 use crate::tensor::Tensor;
 use std::any::TypeId;
 
@@ -37,9 +43,84 @@ fn cmin<T: Element>(a: T, b: T) -> T {
     }
 }
 
-/// The logistic sigmoid `1 / (1 + exp(-x))`.
-pub fn sigmoid<T: Element>(x: &Tensor<T>) -> Tensor<T> {
-    x.map(move |v| T::one() / (T::one() + (-v).exp()))
+/// The logistic sigmoid of one element, `1 / (1 + exp(-v))`.
+#[inline(always)]
+fn logistic<T: Element>(v: T) -> T {
+    T::one() / (T::one() + exp::exp(-v))
+}
+
+/// `f(a[i], b[i])` for every element, a new tensor of `a`'s shape
+/// (allocated fallibly), swept at the widest vector width; an error if
+/// the shapes differ.
+fn zip_wide<T: Element>(
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    op: &'static str,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Result<Tensor<T>> {
+    a.expect_same_shape(b, op)?;
+    let write = |out: &mut [std::mem::MaybeUninit<T>]| {
+        wide::write_all(out, a.data(), b.data(), f);
+        Ok(())
+    };
+    // SAFETY: `write_all` writes every element of `out`.
+    unsafe { try_write(a.shape().to_vec(), op, write) }
+}
+
+/// The logistic sigmoid `1 / (1 + exp(-x))`; an error only if the result
+/// cannot be allocated.
+pub fn sigmoid<T: Element>(x: &Tensor<T>) -> Result<Tensor<T>> {
+    zip_wide(x, x, "sigmoid", |v, _| logistic(v))
+}
+
+/// SiLU (swish), `x * sigmoid(x)`: what an exported `nn.SiLU` computes as
+/// `Mul(x, Sigmoid(x))`, in that order, in one sweep; an error only if the
+/// result cannot be allocated.
+pub fn silu<T: Element>(x: &Tensor<T>) -> Result<Tensor<T>> {
+    zip_wide(x, x, "silu", |v, _| v * logistic(v))
+}
+
+/// The derivative of SiLU times `g` at one element, PyTorch's
+/// `silu_backward`: `g * s * (1 + x * (1 - s))` with `s = sigmoid(x)`.
+#[inline(always)]
+fn silu_grad<T: Element>(g: T, x: T) -> T {
+    let s = logistic(x);
+    g * s * (T::one() + x * (T::one() - s))
+}
+
+/// Backward of [`silu`] from its input (see [`silu_backward_at`]).
+pub fn silu_backward<T: Element>(g: &Tensor<T>, x: &Tensor<T>) -> Result<Tensor<T>> {
+    zip_wide(g, x, "silu_backward", silu_grad)
+}
+
+/// Backward of [`silu`] in place on the whole gradient (of the input's
+/// shape): `g` becomes `g * s * (1 + x * (1 - s))`, on all threads when
+/// large.
+pub fn silu_backward_in_place<T: Element>(g: &mut Tensor<T>, x: &Tensor<T>) -> Result<()> {
+    g.expect_same_shape(x, "silu_backward")?;
+    wide::update_all(g.data_mut(), x.data(), silu_grad);
+    Ok(())
+}
+
+/// Backward of [`silu`] in place on a run of the gradient: `g[i]` becomes
+/// `g[i] * s * (1 + x * (1 - s))` with `x = input[offset + i]` and `s =
+/// sigmoid(x)` (PyTorch's `silu_backward`). For a kernel that hands the
+/// gradient over in pieces (one thread each); an error if the run reaches
+/// past `input`.
+pub fn silu_backward_at<T: Element>(g: &mut [T], input: &[T], offset: usize) -> Result<()> {
+    let xs = offset
+        .checked_add(g.len())
+        .and_then(|end| input.get(offset..end))
+        .ok_or_else(|| TensorError::InvalidParameter {
+            op: "silu_backward",
+            message: format!(
+                "a gradient run of {} at offset {offset} reaches past the input's {} elements",
+                g.len(),
+                input.len()
+            ),
+        })?;
+    wide::update_at(wide::Width::best(), g, xs, &silu_grad);
+    Ok(())
 }
 
 /// Backward of [`sigmoid`] from its output `y`: `g * (1 - y) * y`
@@ -217,7 +298,7 @@ mod tests {
     #[test]
     fn sigmoid_values_and_backward() {
         let x = t(&[3], &[0.0, 3f64.ln(), -3f64.ln()]);
-        let y = sigmoid(&x);
+        let y = sigmoid(&x).unwrap();
         assert_eq!(y.data()[0], 0.5);
         assert!((y.data()[1] - 0.75).abs() < 1e-15 && (y.data()[2] - 0.25).abs() < 1e-15);
         let g = t(&[3], &[1.0, 2.0, 4.0]);
@@ -225,6 +306,81 @@ mod tests {
         assert_eq!(gx.data()[0], 0.25);
         assert!((gx.data()[1] - 2.0 * 0.1875).abs() < 1e-15);
         assert!(sigmoid_backward(&g, &t(&[2], &[0., 0.])).is_err());
+    }
+
+    #[test]
+    fn silu_values_and_backward() {
+        let x = t(&[4], &[0.0, 3f64.ln(), -3f64.ln(), -800.0]);
+        let y = silu(&x).unwrap();
+        assert_eq!(y.data()[0], 0.0);
+        assert!((y.data()[1] - 0.75 * 3f64.ln()).abs() < 1e-15);
+        assert!((y.data()[2] + 0.25 * 3f64.ln()).abs() < 1e-15);
+        assert_eq!(y.data()[3], 0.0);
+        let g = t(&[4], &[1.0, 2.0, 4.0, 1.0]);
+        let gx = silu_backward(&g, &x).unwrap();
+        // s (1 + x (1 - s)): 0.5 at 0; 0.75 (1 + ln3 / 4) at ln 3.
+        assert_eq!(gx.data()[0], 0.5);
+        assert!((gx.data()[1] - 2.0 * 0.75 * (1.0 + 3f64.ln() / 4.0)).abs() < 1e-15);
+        assert!((gx.data()[2] - 4.0 * 0.25 * (1.0 - 3f64.ln() * 0.75)).abs() < 1e-15);
+        assert_eq!(gx.data()[3], 0.0);
+        // In place on a run, at an offset: the same values.
+        let mut run = g.data()[1..3].to_vec();
+        silu_backward_at(&mut run, x.data(), 1).unwrap();
+        assert_eq!(run, gx.data()[1..3]);
+        assert!(silu_backward_at(&mut run, x.data(), 3).is_err());
+        assert!(silu_backward_at(&mut run, x.data(), usize::MAX).is_err());
+        assert!(silu_backward(&g, &t(&[2], &[0., 0.])).is_err());
+        // f32 through the vectorizable exponential, NaN kept.
+        let x32 = t(&[3], &[1.5, -2.0, f64::NAN]).cast::<f32>();
+        let y32 = silu(&x32).unwrap();
+        assert!((y32.data()[0] as f64 - 1.5 / (1.0 + (-1.5f64).exp())).abs() < 1e-6);
+        assert!((y32.data()[1] as f64 + 2.0 / (1.0 + 2f64.exp())).abs() < 1e-6);
+        assert!(y32.data()[2].is_nan());
+    }
+
+    /// The sigmoid and SiLU sweeps give the same bits at every vector width.
+    #[test]
+    fn every_vector_width_gives_the_same_bits() {
+        use std::mem::MaybeUninit;
+        let x: Vec<f32> = (0..4099).map(|i| (i as f32 - 2049.0) * 0.05).collect();
+        let g: Vec<f32> = (0..4099)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.1)
+            .collect();
+        let run = |width: wide::Width| {
+            let mut y = vec![MaybeUninit::new(0.0f32); x.len()];
+            wide::write_at(width, &mut y, &x, &x, &|v, _| v * logistic(v));
+            let mut s = vec![MaybeUninit::new(0.0f32); x.len()];
+            wide::write_at(width, &mut s, &x, &x, &|v, _| logistic(v));
+            let mut gx = g.clone();
+            wide::update_at(width, &mut gx, &x, &silu_grad);
+            // SAFETY: write_at wrote every element (all initialised anyway).
+            let bits = |v: &[MaybeUninit<f32>]| -> Vec<u32> {
+                v.iter()
+                    .map(|e| unsafe { e.assume_init() }.to_bits())
+                    .collect()
+            };
+            (
+                bits(&y),
+                bits(&s),
+                gx.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            )
+        };
+        let base = run(wide::Width::Base);
+        for width in [wide::Width::Avx2, wide::Width::Avx512] {
+            if width.available() {
+                assert_eq!(run(width), base, "{width:?}");
+            }
+        }
+        // And the sweep agrees with f64 to f32 accuracy.
+        let (y, _, _) = &base;
+        for (i, &v) in x.iter().enumerate().step_by(97) {
+            let want = v as f64 / (1.0 + (-(v as f64)).exp());
+            let got = f32::from_bits(y[i]) as f64;
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "{v}: {got} vs {want}"
+            );
+        }
     }
 
     #[test]
@@ -308,9 +464,10 @@ mod tests {
         fn backwards_by_finite_differences(x in arb_tensor(vec![3, 5]).prop_map(|x| x.map(|v| 2.5 * v))) {
             let g = rnd(&[3, 5], 11);
             let tol = 1e-6;
-            let y = sigmoid(&x);
-            assert_close(&sigmoid_backward(&g, &y).unwrap(), &numeric_grad(sigmoid, &x, &g), tol);
+            let y = sigmoid(&x).unwrap();
+            assert_close(&sigmoid_backward(&g, &y).unwrap(), &numeric_grad(|x: &Tensor<f64>| sigmoid(x).unwrap(), &x, &g), tol);
             assert_close(&erf_backward(&g, &x).unwrap(), &numeric_grad(erf, &x, &g), tol);
+            assert_close(&silu_backward(&g, &x).unwrap(), &numeric_grad(|x: &Tensor<f64>| silu(x).unwrap(), &x, &g), tol);
             let xs = away_from(&x, &[-3.0, 3.0], 1e-3);
             assert_close(&hard_swish_backward(&g, &xs).unwrap(), &numeric_grad(hard_swish, &xs, &g), tol);
             let f = |x: &Tensor<f64>| hard_sigmoid(x, SIXTH_F32, 0.5);
@@ -333,7 +490,7 @@ mod tests {
         let g = rnd(&[3, 70_000], 2).cast::<f32>();
         let run = |threads| {
             on_threads(threads, || {
-                let y = sigmoid(&x);
+                let y = sigmoid(&x).unwrap();
                 vec![
                     sigmoid_backward(&g, &y).unwrap(),
                     y,
@@ -343,6 +500,8 @@ mod tests {
                     erf(&x),
                     erf_backward(&g, &x).unwrap(),
                     clip_backward(&g, &x, Some(0.0), Some(6.0), false).unwrap(),
+                    silu(&x).unwrap(),
+                    silu_backward(&g, &x).unwrap(),
                 ]
             })
         };

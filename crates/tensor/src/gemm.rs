@@ -197,7 +197,7 @@ pub fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
             right: b.shape().to_vec(),
         });
     }
-    let mut out = Tensor::zeros([m, n]);
+    let mut out = Tensor::try_full_for(vec![m, n], T::zero(), "matmul")?;
     gemm(
         T::one(),
         MatRef::row_major(a.data(), m, k),

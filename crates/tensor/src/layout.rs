@@ -17,21 +17,7 @@ pub(crate) const PAR_MIN: usize = 1 << 16;
 /// Output elements per parallel task (rounded to whole rows).
 pub(crate) const CHUNK: usize = 1 << 14;
 
-/// The number of elements of `shape`, an error if it overflows or if a
-/// buffer of as many `f64` could not be addressed.
-pub(crate) fn checked_numel(shape: &[usize], op: &'static str) -> Result<usize> {
-    if shape.contains(&0) {
-        return Ok(0);
-    }
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= isize::MAX as usize / std::mem::size_of::<f64>())
-        .ok_or_else(|| TensorError::TooLarge {
-            op,
-            shape: shape.to_vec(),
-        })
-}
+pub(crate) use crate::tensor::checked_numel;
 
 /// Row-major strides of a shape whose element count has been checked.
 pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
@@ -54,13 +40,7 @@ pub(crate) unsafe fn try_write<T: Element>(
     op: &'static str,
     write: impl FnOnce(&mut [MaybeUninit<T>]) -> Result<()>,
 ) -> Result<Tensor<T>> {
-    let len = checked_numel(&shape, op)?;
-    let mut data: Vec<T> = Vec::new();
-    data.try_reserve_exact(len)
-        .map_err(|_| TensorError::TooLarge {
-            op,
-            shape: shape.clone(),
-        })?;
+    let (mut data, len) = try_buffer::<T>(&shape, op)?;
     let spare = &mut data.spare_capacity_mut()[..len];
     #[cfg(test)]
     spare.fill(MaybeUninit::new(T::nan()));
@@ -71,21 +51,29 @@ pub(crate) unsafe fn try_write<T: Element>(
     Tensor::from_vec(shape, data)
 }
 
-/// A tensor of `shape` filled with `value`, allocated fallibly.
+/// An empty buffer with room for the elements of `shape` (checked
+/// element count, fallible allocation: [`TensorError::TooLarge`] naming
+/// `op`), and that count: for kernels that fill their output by pushing or
+/// through its spare capacity.
+pub(crate) fn try_buffer<T>(shape: &[usize], op: &'static str) -> Result<(Vec<T>, usize)> {
+    let len = checked_numel(shape, op)?;
+    let mut data: Vec<T> = Vec::new();
+    data.try_reserve_exact(len)
+        .map_err(|_| TensorError::TooLarge {
+            op,
+            shape: shape.to_vec(),
+        })?;
+    Ok((data, len))
+}
+
+/// A tensor of `shape` filled with `value`, allocated fallibly; errors
+/// name `op`.
 pub(crate) fn try_full<T: Element>(
     shape: Vec<usize>,
     value: T,
     op: &'static str,
 ) -> Result<Tensor<T>> {
-    let len = checked_numel(&shape, op)?;
-    let mut data: Vec<T> = Vec::new();
-    data.try_reserve_exact(len)
-        .map_err(|_| TensorError::TooLarge {
-            op,
-            shape: shape.clone(),
-        })?;
-    data.resize(len, value);
-    Tensor::from_vec(shape, data)
+    Tensor::try_full_for(shape, value, op)
 }
 
 /// A strided view's dimensions with the strides of `K` operands, simplified:
@@ -327,7 +315,9 @@ mod tests {
     fn numel_is_checked() {
         assert_eq!(checked_numel(&[2, 3, 4], "t").unwrap(), 24);
         assert_eq!(checked_numel(&[], "t").unwrap(), 1);
-        assert_eq!(checked_numel(&[usize::MAX, 0, 7], "t").unwrap(), 0);
+        assert_eq!(checked_numel(&[3, 0, 7], "t").unwrap(), 0);
+        // Zero elements, but strides that would overflow.
+        assert!(checked_numel(&[usize::MAX, 0, 7], "t").is_err());
         assert!(matches!(
             checked_numel(&[usize::MAX, 2], "t"),
             Err(TensorError::TooLarge { op: "t", .. })

@@ -9,6 +9,11 @@
 //! Every kernel that runs in parallel (with `rayon`) splits its work so that
 //! each output element is computed by exactly one task in a fixed order: the
 //! results are bit-identical whatever the number of threads.
+//!
+//! Which kernels run where there is a choice (Winograd or not, and which
+//! variant; the highest SIMD level) is a value, [`KernelPolicy`], carried by
+//! the convolution and pooling parameters: nothing is read from the
+//! environment.
 #![warn(missing_docs)]
 
 pub mod activation;
@@ -27,6 +32,7 @@ mod layout;
 pub mod linear;
 pub mod matmul;
 pub mod norm;
+pub mod policy;
 pub mod pool;
 pub mod reduce;
 pub mod reduce_axes;
@@ -48,6 +54,7 @@ pub use conv::Conv2dParams;
 pub use element::{cst, cst_eps, Element};
 pub use epilogue::Epilogue;
 pub use error::{Result, TensorError};
+pub use policy::{KernelPolicy, SimdCap, WinogradPolicy};
 pub use pool::{AvgPool2dParams, MaxPool2dParams};
 pub use resize::ResizeMode;
 pub use tensor::Tensor;

@@ -12,7 +12,7 @@ pub fn linear<T: Element>(
     bias: Option<&Tensor<T>>,
 ) -> Result<Tensor<T>> {
     let (n, fin, fout) = forward_dims(x, weight)?;
-    let mut out = Tensor::zeros([n, fout]);
+    let mut out = Tensor::try_full_for(vec![n, fout], T::zero(), "linear")?;
     fill_bias(&mut out, bias, fout)?;
     let beta = if bias.is_some() { T::one() } else { T::zero() };
     gemm(
@@ -41,10 +41,10 @@ pub fn linear_and_mapped<T: Element>(
     map: impl Fn(T) -> T + Sync + Send,
 ) -> Result<(Tensor<T>, Option<Tensor<T>>)> {
     let (n, fin, fout) = forward_dims(x, weight)?;
-    let mut out = Tensor::zeros([n, fout]);
+    let mut out = Tensor::try_full_for(vec![n, fout], T::zero(), "linear")?;
     fill_bias(&mut out, bias, fout)?;
     let beta = if bias.is_some() { T::one() } else { T::zero() };
-    let mut mapped = Tensor::zeros([n, fout]);
+    let mut mapped = Tensor::try_full_for(vec![n, fout], T::zero(), "linear")?;
     let a = MatRef::row_major(x.data(), n, fin);
     let b = MatRef::row_major(weight.data(), fout, fin).t();
     if crate::gemv::gemv_and_mapped(a, b, beta, out.data_mut(), mapped.data_mut(), &map) {
@@ -64,7 +64,7 @@ pub fn linear_and_mapped<T: Element>(
 /// 24 ms against 50).
 pub fn linear_backward_input<T: Element>(g: &Tensor<T>, weight: &Tensor<T>) -> Result<Tensor<T>> {
     let (n, fout, fin) = backward_input_dims(g, weight)?;
-    let mut out = Tensor::zeros([n, fin]);
+    let mut out = Tensor::try_full_for(vec![n, fin], T::zero(), "linear_backward_input")?;
     gemm(
         T::one(),
         MatRef::row_major(g.data(), n, fout),
@@ -97,7 +97,7 @@ pub fn linear_map_weight<T: Element>(
     map: impl Fn(T) -> T + Sync + Send,
 ) -> Result<Tensor<T>> {
     let (n, fin, fout) = forward_dims(x, weight)?;
-    let mut out = Tensor::zeros([n, fout]);
+    let mut out = Tensor::try_full_for(vec![n, fout], T::zero(), "linear")?;
     gemm_map_b(
         T::one(),
         MatRef::row_major(x.data(), n, fin),
@@ -119,7 +119,7 @@ pub fn linear_backward_input_map_weight<T: Element>(
     map: impl Fn(T) -> T + Sync + Send,
 ) -> Result<Tensor<T>> {
     let (n, fout, fin) = backward_input_dims(g, weight)?;
-    let mut out = Tensor::zeros([n, fin]);
+    let mut out = Tensor::try_full_for(vec![n, fin], T::zero(), "linear_backward_input")?;
     gemm_map_b(
         T::one(),
         MatRef::row_major(g.data(), n, fout),
@@ -190,7 +190,7 @@ pub fn linear_backward_weight<T: Element>(g: &Tensor<T>, x: &Tensor<T>) -> Resul
             right: x.shape().to_vec(),
         });
     }
-    let mut out = Tensor::zeros([fout, fin]);
+    let mut out = Tensor::try_full_for(vec![fout, fin], T::zero(), "linear_backward_weight")?;
     gemm(
         T::one(),
         MatRef::row_major(g.data(), n, fout).t(),
@@ -214,6 +214,26 @@ pub fn linear_backward_bias<T: Element>(g: &Tensor<T>) -> Result<Tensor<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Zero-sized inputs whose output would have 2^80 elements (0 once
+    /// wrapped): errors.
+    #[test]
+    fn output_sizes_are_checked() {
+        let x = Tensor::<f32>::zeros([1 << 40, 0]);
+        let w = Tensor::<f32>::zeros([1 << 40, 0]);
+        assert!(matches!(
+            linear(&x, &w, None),
+            Err(TensorError::TooLarge { op: "linear", .. })
+        ));
+        assert!(linear_map_weight(&x, &w, |v| v).is_err());
+        assert!(crate::gemm::matmul(&x, &Tensor::zeros([0, 1 << 40])).is_err());
+        let g = Tensor::<f32>::zeros([0, 1 << 40]);
+        assert!(linear_backward_weight(&g, &Tensor::zeros([0, 1 << 40])).is_err());
+        let g = Tensor::<f32>::zeros([1 << 40, 0]);
+        assert!(linear_backward_input(&g, &Tensor::zeros([0, 1 << 40])).is_err());
+        let y = linear_backward_input(&Tensor::<f32>::ones([2, 3]), &Tensor::ones([3, 4])).unwrap();
+        assert_eq!((y.shape(), y.data()), (&[2, 4][..], &[3.0; 8][..]));
+    }
 
     #[test]
     fn forward_and_backward_values() {

@@ -5,6 +5,7 @@
 
 use crate::element::Element;
 use crate::error::{Result, TensorError};
+use crate::layout::try_buffer;
 use crate::tensor::Tensor;
 
 fn split(shape: &[usize], axis: usize, op: &'static str) -> Result<(usize, usize, usize)> {
@@ -136,15 +137,17 @@ pub fn expand_axis<T: Element>(x: &Tensor<T>, axis: usize, len: usize) -> Result
             message: format!("axis {axis} of {:?} must have length 1", x.shape()),
         });
     }
-    let mut out = Vec::with_capacity(outer * len * inner);
+    let mut shape = x.shape().to_vec();
+    shape[axis] = len;
+    // `len` comes from the caller: the new size is checked, and allocated
+    // fallibly, before anything is copied.
+    let (mut out, _) = try_buffer(&shape, "expand_axis")?;
     for o in 0..outer {
         let src = &x.data()[o * inner..(o + 1) * inner];
         for _ in 0..len {
             out.extend_from_slice(src);
         }
     }
-    let mut shape = x.shape().to_vec();
-    shape[axis] = len;
     Tensor::from_vec(shape, out)
 }
 
@@ -156,6 +159,22 @@ pub fn sum_all<T: Element>(x: &Tensor<T>) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expand_axis_checks_the_new_size() {
+        let x = Tensor::<f64>::from_vec([2, 1], vec![1.0, 2.0]).unwrap();
+        let e = expand_axis(&x, 1, usize::MAX).unwrap_err();
+        assert!(matches!(
+            e,
+            TensorError::TooLarge {
+                op: "expand_axis",
+                ..
+            }
+        ));
+        assert!(expand_axis(&x, 1, 1 << 62).is_err());
+        let y = expand_axis(&x, 1, 3).unwrap();
+        assert_eq!(y.data(), &[1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+    }
 
     fn t() -> Tensor<f64> {
         Tensor::from_vec([2, 3], vec![1., 5., 5., -1., -2., 0.]).unwrap()

@@ -95,8 +95,10 @@ pub fn resize2d<T: Element>(
         return Ok(x.clone());
     }
     let (ho, wo) = out_hw;
+    // The output first: a size that overflows or cannot be allocated is an
+    // error before the taps (one per output row and column) are made.
+    let mut out = Tensor::try_full_for(vec![n, c, ho, wo], T::zero(), op)?;
     let (rows, cols) = (axis_taps::<T>(h, ho, mode), axis_taps::<T>(w, wo, mode));
-    let mut out = Tensor::zeros([n, c, ho, wo]);
     out.data_mut()
         .par_chunks_mut(ho * wo)
         .zip(x.data().par_chunks(h * w))
@@ -134,8 +136,8 @@ pub fn resize2d_backward<T: Element>(
         return Ok(gout.clone());
     }
     let (h, w) = input_hw;
+    let mut gin = Tensor::try_full_for(vec![n, c, h, w], T::zero(), op)?;
     let (rows, cols) = (axis_taps::<T>(h, ho, mode), axis_taps::<T>(w, wo, mode));
-    let mut gin = Tensor::zeros([n, c, h, w]);
     gin.data_mut()
         .par_chunks_mut(h * w)
         .zip(gout.data().par_chunks(ho * wo))
@@ -162,6 +164,25 @@ pub fn resize2d_backward<T: Element>(
 mod tests {
     use super::*;
     use crate::testing::{dot, rnd, t};
+
+    #[test]
+    fn huge_sizes_are_errors() {
+        let x = Tensor::<f32>::zeros([1, 1, 2, 2]);
+        for hw in [(1 << 32, 1 << 32), (usize::MAX, 3), (1 << 30, 1 << 29)] {
+            for mode in [ResizeMode::Nearest, ResizeMode::Bilinear] {
+                let e = resize2d(&x, hw, mode).unwrap_err();
+                assert!(matches!(e, TensorError::TooLarge { op: "resize2d", .. }));
+                let e = resize2d_backward(&x, hw, mode).unwrap_err();
+                assert!(matches!(
+                    e,
+                    TensorError::TooLarge {
+                        op: "resize2d_backward",
+                        ..
+                    }
+                ));
+            }
+        }
+    }
 
     #[test]
     fn bilinear_upsampling_by_two() {

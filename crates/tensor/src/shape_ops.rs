@@ -624,6 +624,93 @@ mod tests {
     };
     use proptest::prelude::*;
 
+    /// A dimension: mostly small, sometimes huge.
+    fn dim() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            4 => 0usize..4,
+            1 => Just(1usize << 20),
+            1 => Just(1usize << 32),
+            1 => Just(usize::MAX / 2),
+            1 => Just(usize::MAX),
+        ]
+    }
+
+    /// What a shape op must do with an output of `dims` (`None`: a
+    /// dimension overflowed on the way): `Some(Some(len))` succeed with
+    /// `len` elements, `Some(None)` fail with `TooLarge`; `None` for sizes
+    /// that fit but are too large to allocate in a test.
+    fn expected(dims: Option<Vec<usize>>) -> Option<Option<usize>> {
+        let limit = (isize::MAX as u128) / 8;
+        let Some(dims) = dims else {
+            return Some(None);
+        };
+        let nonzero = dims
+            .iter()
+            .filter(|&&d| d != 0)
+            .fold(1u128, |a, &d| a.saturating_mul(d as u128));
+        let len = dims.iter().map(|&d| d as u128).product::<u128>();
+        if nonzero > limit {
+            Some(None)
+        } else if nonzero <= 1 << 16 {
+            Some(Some(len as usize))
+        } else {
+            None
+        }
+    }
+
+    /// The outcome of a shape op against [`expected`].
+    fn check<T: Element>(
+        got: Result<Tensor<T>>,
+        want: Option<Option<usize>>,
+    ) -> std::result::Result<(), TestCaseError> {
+        match (got, want) {
+            (Ok(t), Some(Some(len))) => prop_assert_eq!(t.len(), len),
+            (Err(e), Some(None)) => {
+                prop_assert!(matches!(e, TensorError::TooLarge { .. }), "{}", e)
+            }
+            (got, want) => prop_assert!(false, "{:?} for {:?}", got.map(|t| t.len()), want),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Random, possibly huge, output sizes given to the shape ops
+        /// (expand, pad, slice_backward, unpad's inverse): each either
+        /// succeeds with the product of the output shape as length or
+        /// returns `TooLarge`, never panics or wraps.
+        #[test]
+        fn huge_shapes_succeed_or_are_errors(
+            target in prop::collection::vec(dim(), 1..5),
+            extra in prop::collection::vec(dim(), 4),
+        ) {
+            let rank = target.len();
+            let ones = Tensor::<f32>::ones(vec![1; rank]);
+            let want = expected(Some(target.clone()));
+            if want.is_some() {
+                // A target axis of 0 or any length: ONNX Expand broadcasts
+                // 1 to it.
+                check(crate::broadcast::expand(&ones, &target), want)?;
+            }
+            let padded: Option<Vec<usize>> = (0..rank)
+                .map(|d| 1usize.checked_add(target[d])?.checked_add(extra[d]))
+                .collect();
+            let want = expected(padded);
+            if want.is_some() {
+                check(pad(&ones, &target, &extra[..rank], 0.5), want)?;
+            }
+            // The gradient of a one-element slice back into `target`.
+            let want = expected(Some(target.clone()));
+            if want.is_some() && target[0] > 0 {
+                let mut g = target.clone();
+                g[0] = 1;
+                if let Some(Some(_)) = expected(Some(g.clone())) {
+                    let grad = Tensor::<f32>::ones(g);
+                    check(slice_backward(&grad, &target, 0, 0, 1, 1), want)?;
+                }
+            }
+        }
+    }
+
     /// The flat offset of `index` in a row-major tensor of `shape`.
     fn offset(shape: &[usize], index: &[usize]) -> usize {
         shape.iter().zip(index).fold(0, |o, (&d, &i)| o * d + i)

@@ -2,9 +2,10 @@
 //! x86-64 and AVX2), which run the same operations in the same order (no
 //! fused multiply-adds are introduced), so they give the same bits, the AVX2
 //! build only using registers twice as wide; and the level of the
-//! hand-vectorized kernels ([`simd_level`]).
+//! hand-vectorized kernels ([`simd_level_capped`], under a
+//! [`SimdCap`]).
 
-use std::sync::OnceLock;
+use crate::policy::SimdCap;
 
 /// Whether this CPU runs AVX2 code (checked once; `false` off x86-64).
 pub(crate) fn has_avx2() -> bool {
@@ -60,8 +61,8 @@ impl SimdLevel {
         }
     }
 
-    /// Every level this CPU runs, whatever `SIGHTLINE_SIMD` says: the tests
-    /// compare the builds with each other.
+    /// Every level this CPU runs, lowest first: the tests compare the
+    /// builds with each other.
     #[cfg(test)]
     pub(crate) fn available() -> Vec<SimdLevel> {
         let all = [
@@ -75,22 +76,51 @@ impl SimdLevel {
     }
 }
 
-/// The best level this CPU runs, capped by `SIGHTLINE_SIMD`: `avx2` (to
-/// measure what a CPU without AVX-512 would run) or `generic`; read once.
+/// The best level this CPU runs, with no cap: for the kernels that do not
+/// take a [`SimdCap`] yet (the depthwise convolutions, whose levels all give
+/// the same bits).
 pub(crate) fn simd_level() -> SimdLevel {
-    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let cap = std::env::var("SIGHTLINE_SIMD").unwrap_or_default();
+    simd_level_capped(SimdCap::Best)
+}
+
+/// The best level this CPU runs at or below `cap`. (The CPU's features are
+/// detected once by the standard library; this only reads them.)
+pub(crate) fn simd_level_capped(cap: SimdCap) -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cap == SimdCap::Best && SimdLevel::Avx512.runs() {
+            return SimdLevel::Avx512;
+        }
+        if cap != SimdCap::Generic && SimdLevel::Avx2.runs() {
+            return SimdLevel::Avx2;
+        }
+    }
+    let _ = cap;
+    SimdLevel::Baseline
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_bounds_the_level() {
+        assert_eq!(simd_level_capped(SimdCap::Generic), SimdLevel::Baseline);
+        assert_eq!(simd_level_capped(SimdCap::Best), simd_level());
+        let best = simd_level();
+        assert!(best.runs());
+        assert_eq!(SimdLevel::available().last(), Some(&best));
+        let avx2 = simd_level_capped(SimdCap::Avx2);
+        assert!(avx2.runs());
         #[cfg(target_arch = "x86_64")]
         {
-            if cap != "avx2" && cap != "generic" && SimdLevel::Avx512.runs() {
-                return SimdLevel::Avx512;
-            }
-            if cap != "generic" && SimdLevel::Avx2.runs() {
-                return SimdLevel::Avx2;
-            }
+            assert_ne!(avx2, SimdLevel::Avx512);
+            let want = if SimdLevel::Avx2.runs() {
+                SimdLevel::Avx2
+            } else {
+                SimdLevel::Baseline
+            };
+            assert_eq!(avx2, want);
         }
-        let _ = cap;
-        SimdLevel::Baseline
-    })
+    }
 }

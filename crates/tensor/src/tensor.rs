@@ -57,16 +57,43 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Tensor<T> {
     }
 }
 
-/// Number of elements a shape holds.
-pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+/// The widest [`Element`] in bytes (`f64`): [`checked_numel`] bounds a
+/// buffer's size in bytes by it, so that one bound holds for every element
+/// type.
+pub const MAX_ELEMENT_BYTES: usize = 8;
+
+/// The number of elements of `shape`, with checked arithmetic: a
+/// [`TensorError::TooLarge`] naming `op` and the shape when the product of
+/// its dimensions overflows `usize`, or when a buffer of as many elements
+/// of the widest element type ([`MAX_ELEMENT_BYTES`]) would exceed
+/// `isize::MAX` bytes (Rust's limit on one allocation).
+///
+/// A zero dimension makes the count 0, but the product of the other
+/// dimensions is checked all the same: then every partial product of a
+/// valid shape's dimensions (a stride, a plane, a row count) fits too, and
+/// kernels may compute them unchecked.
+pub fn checked_numel(shape: &[usize], op: &'static str) -> Result<usize> {
+    let limit = isize::MAX as usize / MAX_ELEMENT_BYTES;
+    let too_large = || TensorError::TooLarge {
+        op,
+        shape: shape.to_vec(),
+    };
+    let nonzero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= limit)
+        .ok_or_else(too_large)?;
+    Ok(if shape.contains(&0) { 0 } else { nonzero })
 }
 
 impl<T: Element> Tensor<T> {
-    /// Wraps a buffer; its length must be the product of `shape`.
+    /// Wraps a buffer; its length must be the product of `shape`
+    /// ([`TensorError::LengthMismatch`] if not, [`TensorError::TooLarge`]
+    /// if that product overflows: see [`checked_numel`]).
     pub fn from_vec(shape: impl Into<Vec<usize>>, data: Vec<T>) -> Result<Self> {
         let shape = shape.into();
-        let expected = numel(&shape);
+        let expected = checked_numel(&shape, "Tensor::from_vec")?;
         if expected != data.len() {
             return Err(TensorError::LengthMismatch {
                 op: "Tensor::from_vec",
@@ -78,14 +105,55 @@ impl<T: Element> Tensor<T> {
         Ok(Self { shape, data })
     }
 
-    /// A tensor filled with `value`.
+    /// A tensor filled with `value`, for shapes already known to be valid
+    /// (derived from existing tensors or from checked geometry). A shape
+    /// that comes from input goes through [`Tensor::try_full`].
+    ///
+    /// # Panics
+    /// If the shape's element count overflows ([`checked_numel`]): it never
+    /// makes a tensor of the wrong length.
     pub fn full(shape: impl Into<Vec<usize>>, value: T) -> Self {
         let shape = shape.into();
-        let n = numel(&shape);
-        Self {
-            shape,
-            data: vec![value; n],
+        match checked_numel(&shape, "Tensor::full") {
+            Ok(n) => Self {
+                shape,
+                data: vec![value; n],
+            },
+            Err(e) => panic!("{e}"),
         }
+    }
+
+    /// A tensor filled with `value`, or [`TensorError::TooLarge`] naming
+    /// the shape when its element count overflows ([`checked_numel`]) or
+    /// the buffer cannot be allocated.
+    pub fn try_full(shape: impl Into<Vec<usize>>, value: T) -> Result<Self> {
+        Self::try_full_for(shape.into(), value, "Tensor::try_full")
+    }
+
+    /// A tensor of zeros, or [`TensorError::TooLarge`] as
+    /// [`Tensor::try_full`].
+    pub fn try_zeros(shape: impl Into<Vec<usize>>) -> Result<Self> {
+        Self::try_full_for(shape.into(), T::zero(), "Tensor::try_zeros")
+    }
+
+    /// A tensor of ones, or [`TensorError::TooLarge`] as
+    /// [`Tensor::try_full`].
+    pub fn try_ones(shape: impl Into<Vec<usize>>) -> Result<Self> {
+        Self::try_full_for(shape.into(), T::one(), "Tensor::try_ones")
+    }
+
+    /// [`Tensor::try_full`] with the error naming `op`: for kernels whose
+    /// output shape comes from their arguments.
+    pub fn try_full_for(shape: Vec<usize>, value: T, op: &'static str) -> Result<Self> {
+        let len = checked_numel(&shape, op)?;
+        let mut data: Vec<T> = Vec::new();
+        data.try_reserve_exact(len)
+            .map_err(|_| TensorError::TooLarge {
+                op,
+                shape: shape.clone(),
+            })?;
+        data.resize(len, value);
+        Ok(Self { shape, data })
     }
 
     /// A tensor of `shape` whose elements `write` writes, every one, into
@@ -97,6 +165,11 @@ impl<T: Element> Tensor<T> {
     /// In this crate's unit tests the buffer starts as NaN instead, so that
     /// an element a kernel fails to write shows in the results.
     ///
+    /// A shape whose element count overflows, or a buffer that cannot be
+    /// allocated, is [`TensorError::TooLarge`] (named `write_whole`; the
+    /// kernels check their output shapes under their own names first),
+    /// before `write` runs.
+    ///
     /// # Safety
     /// When `write` returns `Ok`, it has written every element.
     pub(crate) unsafe fn write_whole(
@@ -104,8 +177,14 @@ impl<T: Element> Tensor<T> {
         write: impl FnOnce(&mut [MaybeUninit<T>]) -> Result<()>,
     ) -> Result<Self> {
         let shape = shape.into();
-        let len = numel(&shape);
-        let mut data: Vec<T> = Vec::with_capacity(len);
+        let op = "write_whole";
+        let len = checked_numel(&shape, op)?;
+        let mut data: Vec<T> = Vec::new();
+        data.try_reserve_exact(len)
+            .map_err(|_| TensorError::TooLarge {
+                op,
+                shape: shape.clone(),
+            })?;
         let spare = &mut data.spare_capacity_mut()[..len];
         #[cfg(test)]
         spare.fill(MaybeUninit::new(T::nan()));
@@ -176,10 +255,11 @@ impl<T: Element> Tensor<T> {
         self.data
     }
 
-    /// The same elements under another shape with as many elements.
+    /// The same elements under another shape with as many elements
+    /// ([`TensorError::TooLarge`] if the new shape's count overflows).
     pub fn reshape(mut self, shape: impl Into<Vec<usize>>) -> Result<Self> {
         let shape = shape.into();
-        if numel(&shape) != self.data.len() {
+        if checked_numel(&shape, "reshape")? != self.data.len() {
             return Err(TensorError::ShapeMismatch {
                 op: "reshape",
                 left: self.shape,
@@ -305,7 +385,8 @@ impl<T: Element> Tensor<T> {
                 shape: self.shape.clone(),
             });
         }
-        let inner = numel(rest);
+        // A part of a valid shape: its product fits (`checked_numel`).
+        let inner: usize = rest.iter().product();
         Ok(Self {
             shape: rest.to_vec(),
             data: self.data[i * inner..(i + 1) * inner].to_vec(),
@@ -318,13 +399,19 @@ impl<T: Element> Tensor<T> {
             op: "stack",
             message: "no tensor to stack".into(),
         })?;
-        let mut data = Vec::with_capacity(first.len() * items.len());
+        let mut shape = vec![items.len()];
+        shape.extend_from_slice(&first.shape);
+        let len = checked_numel(&shape, "stack")?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(len)
+            .map_err(|_| TensorError::TooLarge {
+                op: "stack",
+                shape: shape.clone(),
+            })?;
         for t in items {
             first.expect_same_shape(t, "stack")?;
             data.extend_from_slice(&t.data);
         }
-        let mut shape = vec![items.len()];
-        shape.extend_from_slice(&first.shape);
         Ok(Self { shape, data })
     }
 
@@ -334,21 +421,35 @@ impl<T: Element> Tensor<T> {
             op: "concat0",
             message: "no tensor to concatenate".into(),
         })?;
-        let mut data = Vec::new();
-        let mut rows = 0;
+        let op = "concat0";
+        let mut rows = 0usize;
         for t in items {
             if t.shape.is_empty() || t.shape[1..] != first.shape[1..] {
                 return Err(TensorError::ShapeMismatch {
-                    op: "concat0",
+                    op,
                     left: first.shape.clone(),
                     right: t.shape.clone(),
                 });
             }
-            rows += t.shape[0];
-            data.extend_from_slice(&t.data);
+            rows = rows
+                .checked_add(t.shape[0])
+                .ok_or_else(|| TensorError::TooLarge {
+                    op,
+                    shape: t.shape.clone(),
+                })?;
         }
         let mut shape = first.shape.clone();
         shape[0] = rows;
+        let len = checked_numel(&shape, op)?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(len)
+            .map_err(|_| TensorError::TooLarge {
+                op,
+                shape: shape.clone(),
+            })?;
+        for t in items {
+            data.extend_from_slice(&t.data);
+        }
         Ok(Self { shape, data })
     }
 }
@@ -376,6 +477,143 @@ fn max_or_nan<T: Element>(m: T, v: T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The largest element count a shape may have: `isize::MAX` bytes of
+    /// the widest element.
+    const LIMIT: u128 = (isize::MAX as u128) / MAX_ELEMENT_BYTES as u128;
+
+    /// The product of the non-zero dimensions, exactly.
+    fn exact_nonzero_product(shape: &[usize]) -> u128 {
+        shape
+            .iter()
+            .filter(|&&d| d != 0)
+            .fold(1u128, |acc, &d| acc.saturating_mul(d as u128))
+    }
+
+    /// A dimension: mostly small, sometimes huge.
+    fn dim() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            4 => 0usize..5,
+            1 => Just(1usize << 20),
+            1 => Just(1usize << 31),
+            1 => Just(1usize << 32),
+            1 => Just(usize::MAX / 2),
+            1 => Just(usize::MAX),
+        ]
+    }
+
+    #[test]
+    fn checked_numel_counts_and_names_the_overflow() {
+        assert_eq!(checked_numel(&[2, 3, 4], "t"), Ok(24));
+        assert_eq!(checked_numel(&[], "t"), Ok(1));
+        assert_eq!(checked_numel(&[5, 0], "t"), Ok(0));
+        let limit = isize::MAX as usize / MAX_ELEMENT_BYTES;
+        assert_eq!(checked_numel(&[limit], "t"), Ok(limit));
+        let e = checked_numel(&[limit + 1], "op").unwrap_err();
+        assert_eq!(
+            e,
+            TensorError::TooLarge {
+                op: "op",
+                shape: vec![limit + 1]
+            }
+        );
+        // 2^64 wraps to 0 in unchecked arithmetic.
+        assert!(checked_numel(&[1 << 32, 1 << 32], "t").is_err());
+        // No element, but dimensions whose strides overflow.
+        assert!(checked_numel(&[0, 1 << 32, 1 << 32], "t").is_err());
+    }
+
+    #[test]
+    fn try_constructors_return_the_error_naming_the_shape() {
+        let e = Tensor::<f32>::try_zeros([1 << 32, 1 << 32]).unwrap_err();
+        assert_eq!(
+            e,
+            TensorError::TooLarge {
+                op: "Tensor::try_zeros",
+                shape: vec![1 << 32, 1 << 32]
+            }
+        );
+        assert!(e.to_string().contains("[4294967296, 4294967296]"));
+        assert!(Tensor::<f64>::try_ones([usize::MAX, 2]).is_err());
+        // Below the count limit but beyond any allocation: an error, not an abort.
+        assert!(Tensor::<f64>::try_full([1 << 30, 1 << 29], 1.0).is_err());
+        let t = Tensor::<f64>::try_full([2, 3], 1.5).unwrap();
+        assert_eq!((t.shape(), t.data()), (&[2, 3][..], &[1.5; 6][..]));
+        assert_eq!(Tensor::<f32>::try_zeros([3]).unwrap().data(), &[0.0; 3]);
+        assert_eq!(Tensor::<f32>::try_ones([0, 4]).unwrap().len(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "too large")]
+    fn infallible_constructors_panic_rather_than_wrap() {
+        let _ = Tensor::<f32>::zeros([1 << 32, 1 << 32]);
+    }
+
+    #[test]
+    fn from_vec_and_reshape_reject_overflowing_shapes() {
+        // The wrapped product, 0, would match the empty buffer.
+        let e = Tensor::<f32>::from_vec([1 << 32, 1 << 32], vec![]).unwrap_err();
+        assert!(matches!(
+            e,
+            TensorError::TooLarge {
+                op: "Tensor::from_vec",
+                ..
+            }
+        ));
+        // The wrapped product, 2, would match this one.
+        let e = Tensor::<f32>::from_vec([usize::MAX / 2 + 2, 2], vec![0.0; 2]).unwrap_err();
+        assert!(matches!(e, TensorError::TooLarge { .. }));
+        let t = Tensor::<f32>::from_vec([2], vec![1.0, 2.0]).unwrap();
+        let e = t.clone().reshape([usize::MAX / 2 + 2, 2]).unwrap_err();
+        assert!(matches!(e, TensorError::TooLarge { op: "reshape", .. }));
+        let e = Tensor::<f32>::zeros([0]).reshape([0, 1 << 32, 1 << 32]);
+        assert!(matches!(e, Err(TensorError::TooLarge { .. })));
+        assert_eq!(t.reshape([1, 2, 1]).unwrap().shape(), &[1, 2, 1]);
+    }
+
+    #[test]
+    fn concat0_counts_rows_with_checked_arithmetic() {
+        // 3 x 2^59 rows: more than the 2^60 - 1 a shape may count.
+        let a = Tensor::<f32>::zeros([1 << 59, 0]);
+        let e = Tensor::concat0(&[a.clone(), a.clone(), a]);
+        assert!(matches!(
+            e,
+            Err(TensorError::TooLarge { op: "concat0", .. })
+        ));
+        let b = Tensor::<f32>::zeros([1 << 31, 0]);
+        let e = Tensor::stack(&[b.clone(), b.clone(), b.clone(), b]);
+        // 4 x 2^31 rows of nothing: fine; as many again would not be.
+        assert_eq!(e.unwrap().shape(), &[4, 1 << 31, 0]);
+    }
+
+    proptest! {
+        /// Any shape, however large: the fallible constructors, `from_vec`
+        /// and `reshape` either succeed with the product of the shape as
+        /// length or return `TooLarge`, exactly when that product (or the
+        /// product of the non-zero dimensions) exceeds the limit. Successes
+        /// are kept small by the dimensions drawn (huge ones overflow).
+        #[test]
+        fn shapes_either_fit_or_are_errors(shape in prop::collection::vec(dim(), 0..5)) {
+            let fits = exact_nonzero_product(&shape) <= LIMIT;
+            let small = fits && exact_nonzero_product(&shape) <= 1 << 20;
+            let want = shape.iter().map(|&d| d as u128).product::<u128>();
+            match checked_numel(&shape, "t") {
+                Ok(n) => prop_assert!(fits && n as u128 == want),
+                Err(e) => prop_assert!(!fits && matches!(e, TensorError::TooLarge { .. }), "{}", e),
+            }
+            if small || !fits {
+                match Tensor::<f32>::try_zeros(shape.clone()) {
+                    Ok(t) => prop_assert!(fits && t.len() as u128 == want && t.shape() == &shape[..]),
+                    Err(e) => prop_assert!(!fits && matches!(e, TensorError::TooLarge { .. }), "{}", e),
+                }
+            }
+            let empty = Tensor::<f32>::from_vec(shape.clone(), vec![]);
+            prop_assert_eq!(empty.is_ok(), fits && want == 0);
+            let one = Tensor::<f32>::scalar(1.0).reshape(shape.clone());
+            prop_assert_eq!(one.is_ok(), fits && want == 1);
+        }
+    }
 
     /// Above and below the size from which they run on all threads (with a
     /// partial last chunk), `par_clone`, `map` and `zip_map` give every

@@ -66,6 +66,10 @@ pub fn transpose_flip_kernel<T: Element>(weight: &Tensor<T>, groups: usize) -> R
 /// [`conv2d_backward_input_cached`] fail with a shape error where it holds a
 /// kernel; one used with another weight of the same shape would silently
 /// compute with the old kernel.
+///
+/// As with [`ForwardCache`], a call under another [`crate::SimdCap`] than
+/// the one a kept kernel was made for makes its own kernel for that call
+/// instead of reading it (the same bits as a fresh cache).
 #[derive(Default)]
 pub struct BackwardInputCache<T> {
     winograd: Arc<OnceLock<WinogradKernel<T>>>,
@@ -194,6 +198,7 @@ fn backward_input<T: Element>(
     then: Option<Epilogue<'_, T>>,
 ) -> Result<Tensor<T>> {
     let g = backward_geometry(gout, weight, input_hw, p)?;
+    let simd = p.kernels.simd;
     if g.is_depthwise() {
         let shape = [g.n, g.cin, g.h, g.w];
         return depthwise_conv2d_backward_input_then(
@@ -205,11 +210,14 @@ fn backward_input<T: Element>(
         );
     }
     if g.is_packed_pointwise() {
+        let mut made = None;
         let k = cached_packed(
             &cache.packed,
+            &mut made,
             weight,
             (g.cin, g.cout),
-            PackedWeight::transposed,
+            simd,
+            PackedWeight::transposed_capped,
         )?;
         return conv1x1_then(gout, k, None, then);
     }
@@ -229,8 +237,10 @@ fn backward_input<T: Element>(
             padding: (dh * (kh - 1) - ph, dw * (kw - 1) - pw),
             dilation: p.dilation,
             groups: p.groups,
+            kernels: p.kernels,
         };
-        // The geometry of the transposed convolution.
+        // The geometry of the transposed convolution (under the same
+        // policy).
         let tg = ConvGeometry::new(gout.shape(), &[g.cin, g.cout_g(), kh, kw], tp)?;
         if let Some(variant) = input_gradient_winograd_variant(&tg, WINOGRAD_MIN_TILES_CACHED) {
             if variant == Variant::F2x2 {
@@ -241,8 +251,9 @@ fn backward_input<T: Element>(
                 let k = cached_winograd(
                     &cache.winograd,
                     keeps_kernel(&g, variant),
+                    simd,
                     &mut made,
-                    || WinogradKernel::forward_with(weight, variant),
+                    || WinogradKernel::forward_capped(weight, variant, simd),
                 )?;
                 if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
                     return Err(stale_cache(
@@ -257,8 +268,9 @@ fn backward_input<T: Element>(
             let k = cached_winograd(
                 &cache.winograd_f4,
                 keeps_kernel(&g, variant),
+                simd,
                 &mut made,
-                || WinogradKernel::backward_input_with(weight, variant),
+                || WinogradKernel::backward_input_capped(weight, variant, simd),
             )?;
             if (k.out_channels(), k.in_channels()) != (g.cin, g.cout) {
                 return Err(stale_cache(
@@ -279,22 +291,28 @@ fn backward_input<T: Element>(
             return Err(stale_cache(weight, wt.shape()));
         }
         if p.groups == 1 {
+            let mut made = None;
             let k = cached_packed(
                 &cache.packed_flipped,
+                &mut made,
                 wt,
                 (g.cin, tg.unfolded_rows()),
-                PackedWeight::forward,
+                simd,
+                PackedWeight::forward_capped,
             )?;
             return then_after(conv2d_unfolded_packed(gout, k, None, &tg), then);
         }
         return then_after(conv2d_im2col_checked(gout, wt, None, &tg), then);
     }
+    let mut made = None;
     let packed = if g.p.groups == 1 {
         Some(cached_packed(
             &cache.packed,
+            &mut made,
             weight,
             (g.unfolded_rows(), g.cout),
-            PackedWeight::transposed,
+            simd,
+            PackedWeight::transposed_capped,
         )?)
     } else {
         None
@@ -330,7 +348,11 @@ fn pointwise_backward_input<T: Element>(
     )?;
     let (cog, cig) = (g.cout_g(), g.cin_g());
     let w = weight.data();
-    let mut gin = Tensor::zeros([g.n, g.cin, g.h, g.w]);
+    let mut gin = Tensor::try_full_for(
+        vec![g.n, g.cin, g.h, g.w],
+        T::zero(),
+        "conv2d_backward_input",
+    )?;
     column_blocks(gout, &tg, &mut gin, &|grp, r0, r1| MatRef {
         data: &w[grp * cog * cig + r0..(grp + 1) * cog * cig],
         rows: r1 - r0,
@@ -358,6 +380,7 @@ pub fn backward_input_im2col<T: Element>(
             padding: (dh * (g.kh - 1) - ph, dw * (g.kw - 1) - pw),
             dilation: p.dilation,
             groups: p.groups,
+            kernels: p.kernels,
         };
         return conv2d_im2col(gout, &wt, None, tp);
     }
@@ -374,11 +397,13 @@ fn backward_geometry<T: Element>(
 ) -> Result<ConvGeometry> {
     let [n, cout, ho, wo] = gout.dims4("conv2d_backward_input")?;
     let [wc, cig, _, _] = weight.dims4("conv2d_backward_input")?;
-    let g = ConvGeometry::new(
-        &[n, cig * p.groups.max(1), input_hw.0, input_hw.1],
-        weight.shape(),
-        p,
-    )?;
+    let cin = cig
+        .checked_mul(p.groups.max(1))
+        .ok_or_else(|| TensorError::InvalidParameter {
+            op: "conv2d_backward_input",
+            message: format!("{} groups of {cig} input channels overflow", p.groups),
+        })?;
+    let g = ConvGeometry::new(&[n, cin, input_hw.0, input_hw.1], weight.shape(), p)?;
     if wc != cout || g.ho != ho || g.wo != wo {
         return Err(TensorError::ShapeMismatch {
             op: "conv2d_backward_input",
@@ -433,9 +458,6 @@ mod tests {
 
     #[test]
     fn cached_winograd_input_gradient_matches_im2col() {
-        if !super::super::dispatch::default_policy() {
-            return; // SIGHTLINE_WINOGRAD set: another policy on purpose
-        }
         // 14 x 12 output: 42 tiles, enough for Winograd with a cached kernel.
         let p = Conv2dParams::new(1, 1);
         let wt = seq(&[16, 18, 3, 3], 5);
@@ -451,9 +473,6 @@ mod tests {
 
     #[test]
     fn cached_f4_input_gradient_matches_im2col() {
-        if !super::super::dispatch::default_policy() {
-            return; // SIGHTLINE_WINOGRAD set: another policy on purpose
-        }
         // 30 x 28 input gradient (the transposed convolution's output):
         // F(4x4), with padding 0, 1 and 2.
         let wt = seq(&[16, 18, 3, 3], 5);
@@ -538,6 +557,48 @@ mod tests {
         let cache = BackwardInputCache::new();
         let e = conv2d_backward_input_then(&g, &wt, (14, 12), p, &cache, &fail).unwrap_err();
         assert!(matches!(e, TensorError::InvalidParameter { .. }));
+    }
+
+    /// An input-gradient cache (sharing a forward cache) filled under one
+    /// SIMD cap and then used under another cap or Winograd policy gives,
+    /// on every path (F(2x2) on the forward kernel, F(4x4), 1 x 1 packed,
+    /// col2im on the packed transpose, the flipped kernel packed), the
+    /// bits of a fresh cache under that policy.
+    #[test]
+    fn a_cache_filled_under_one_policy_gives_the_bits_of_another() {
+        use crate::policy::{KernelPolicy, SimdCap, WinogradPolicy};
+        let cases = [
+            ([14, 12], [16, 18, 3, 3], Conv2dParams::new(1, 1)),
+            ([30, 28], [16, 18, 3, 3], Conv2dParams::new(1, 1)),
+            ([9, 7], [40, 24, 1, 1], Conv2dParams::default()),
+            ([11, 9], [7, 5, 3, 3], Conv2dParams::new(2, 1)),
+            ([5, 5], [30, 20, 3, 3], Conv2dParams::new(1, 1)),
+        ];
+        for ([h, w], ws, p) in cases {
+            let wt = seq(&ws, 5).cast::<f32>();
+            let ho = window_output_len(h, ws[2], p.stride.0, p.padding.0, 1).unwrap();
+            let wo = window_output_len(w, ws[3], p.stride.1, p.padding.1, 1).unwrap();
+            let g = seq(&[2, ws[0], ho, wo], 3).cast::<f32>();
+            for fill in SimdCap::ALL {
+                let forward = ForwardCache::new();
+                let cache = BackwardInputCache::sharing(&forward);
+                let filled = p.with_kernels(KernelPolicy::new(WinogradPolicy::Auto, fill));
+                let first = conv2d_backward_input_cached(&g, &wt, (h, w), filled, &cache).unwrap();
+                for policy in KernelPolicy::all() {
+                    let q = p.with_kernels(policy);
+                    let got = conv2d_backward_input_cached(&g, &wt, (h, w), q, &cache).unwrap();
+                    let fresh = BackwardInputCache::new();
+                    let want = conv2d_backward_input_cached(&g, &wt, (h, w), q, &fresh).unwrap();
+                    assert_eq!(
+                        got.data(),
+                        want.data(),
+                        "{ws:?} filled {fill}, run {policy}"
+                    );
+                }
+                let again = conv2d_backward_input_cached(&g, &wt, (h, w), filled, &cache).unwrap();
+                assert_eq!(again.data(), first.data());
+            }
+        }
     }
 
     #[test]

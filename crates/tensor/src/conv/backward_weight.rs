@@ -30,7 +30,7 @@ pub fn conv2d_backward_weight<T: Element>(
     let hwo = g.ho * g.wo;
     let rows = g.k_rows();
     let cog = g.cout_g();
-    let mut gw = Tensor::zeros(weight_shape.to_vec());
+    let mut gw = Tensor::try_full_for(weight_shape.to_vec(), T::zero(), "conv2d_backward_weight")?;
     let mut cols = vec![T::zero(); rows * hwo];
     let img_in = g.cin * g.h * g.w;
     for n in 0..g.n {

@@ -49,7 +49,11 @@ pub(super) fn backward_input_col2im<T: Element>(
         // every input row first).
         return unsafe { Tensor::write_whole([g.n, g.cin, g.h, g.w], write) };
     }
-    let mut gin = Tensor::zeros([g.n, g.cin, g.h, g.w]);
+    let mut gin = Tensor::try_full_for(
+        vec![g.n, g.cin, g.h, g.w],
+        T::zero(),
+        "conv2d_backward_input",
+    )?;
     let img_in = g.cin * g.h * g.w;
     with_scratch(g.p.groups * rows * hwo, |cols: &mut [T]| {
         for n in 0..g.n {

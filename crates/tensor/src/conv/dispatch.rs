@@ -1,24 +1,27 @@
 //! Which convolutions go through Winograd instead of im2col, and which
-//! variant (F(2x2, 3x3) or F(4x4, 3x3)): decided by the shapes (and
-//! `SIGHTLINE_WINOGRAD`) only, never by the number of threads.
+//! variant (F(2x2, 3x3) or F(4x4, 3x3)): decided by the shapes and the
+//! [`WinogradPolicy`] in the parameters ([`super::Conv2dParams::kernels`])
+//! only, never by the environment or the number of threads.
 
 use super::ConvGeometry;
+use crate::policy::WinogradPolicy;
 use crate::winograd::Variant;
-use std::sync::OnceLock;
 
 /// Whether a convolution with this geometry goes through Winograd: with
 /// enough channels, and enough tiles (2 x 2 output blocks) to pay back
-/// transforming the kernel (`min_tiles`). A function of the shapes only, so
-/// a given layer always takes the same path.
+/// transforming the kernel (`min_tiles`). A function of the shapes and the
+/// policy only, so a given layer always takes the same path: under
+/// [`WinogradPolicy::Off`] none does, under [`WinogradPolicy::All`] every
+/// one Winograd can compute (3 x 3, stride 1, dilation 1, one group).
 pub(super) fn use_winograd(g: &ConvGeometry, min_tiles: usize) -> bool {
-    let mode = winograd_mode();
+    let policy = g.p.kernels.winograd;
     let shape_ok = g.kh == 3
         && g.kw == 3
         && g.p.stride == (1, 1)
         && g.p.dilation == (1, 1)
         && g.p.groups == 1
-        && mode != WinogradMode::Off;
-    if mode == WinogradMode::All {
+        && policy != WinogradPolicy::Off;
+    if policy == WinogradPolicy::All {
         return shape_ok;
     }
     let tiles = g.n * g.ho.div_ceil(2) * g.wo.div_ceil(2);
@@ -32,15 +35,16 @@ pub(super) fn use_winograd(g: &ConvGeometry, min_tiles: usize) -> bool {
 /// (the forward pass with a [`super::ForwardCache`], the input gradient with
 /// a [`super::BackwardInputCache`]), or `None` for im2col: Winograd as
 /// [`use_winograd`] decides, then F(4x4, 3x3) where [`f4_pays`] and
-/// F(2x2, 3x3) elsewhere. `SIGHTLINE_WINOGRAD=f2` (or `f4`) makes every
-/// Winograd convolution use that variant.
+/// F(2x2, 3x3) elsewhere. [`WinogradPolicy::F2`] (or
+/// [`WinogradPolicy::F4`]) makes every Winograd convolution use that
+/// variant.
 pub(super) fn cached_winograd_variant(g: &ConvGeometry, min_tiles: usize) -> Option<Variant> {
     if !use_winograd(g, min_tiles) {
         return None;
     }
-    Some(match winograd_mode() {
-        WinogradMode::F2 => Variant::F2x2,
-        WinogradMode::F4 => Variant::F4x4,
+    Some(match g.p.kernels.winograd {
+        WinogradPolicy::F2 => Variant::F2x2,
+        WinogradPolicy::F4 => Variant::F4x4,
         _ if f4_pays(g) => Variant::F4x4,
         _ => Variant::F2x2,
     })
@@ -60,9 +64,10 @@ fn f4_pays(g: &ConvGeometry) -> bool {
 }
 
 /// The Winograd variant of a stride-1 input gradient, given the geometry
-/// `tg` of its transposed convolution: as [`cached_winograd_variant`], except
-/// that F(4x4, 3x3) is kept only where its kernel is small
-/// ([`F4_INPUT_GRADIENT_MAX_KERNEL`]). An F(2x2) input gradient reads the
+/// `tg` of its transposed convolution (which carries the forward
+/// convolution's policy): as [`cached_winograd_variant`], except that under
+/// [`WinogradPolicy::Auto`] F(4x4, 3x3) is kept only where its kernel is
+/// small ([`F4_INPUT_GRADIENT_MAX_KERNEL`]). An F(2x2) input gradient reads the
 /// forward pass's F(2x2) kernel transposed, with no kernel of its own; an
 /// F(4x4) one needs its own (4x the weight), which for VGG16's 256 x 256
 /// layers at 56 x 56 is 9.4 MB each: there F(2x2) costs ~1.5 ms per layer
@@ -75,7 +80,7 @@ pub(super) fn input_gradient_winograd_variant(
     let f4_kernel = Variant::F4x4.xi() * tg.cin * tg.cout;
     Some(
         if variant == Variant::F4x4
-            && winograd_mode() == WinogradMode::Auto
+            && tg.p.kernels.winograd == WinogradPolicy::Auto
             && f4_kernel > F4_INPUT_GRADIENT_MAX_KERNEL
         {
             Variant::F2x2
@@ -153,48 +158,64 @@ pub(super) const WINOGRAD_MIN_TILES: usize = 100;
 /// (9.4 MB each); 5 x 5 (9 tiles) does not.
 pub(super) const WINOGRAD_MIN_TILES_CACHED: usize = 16;
 
-/// Whether `SIGHTLINE_WINOGRAD` leaves the default policy (tests that pin
-/// which path a shape takes check it, and skip under another policy).
-#[cfg(test)]
-pub(super) fn default_policy() -> bool {
-    winograd_mode() == WinogradMode::Auto
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum WinogradMode {
-    Off,
-    Auto,
-    All,
-    F2,
-    F4,
-}
-
-/// `SIGHTLINE_WINOGRAD=0` turns Winograd off (to compare against im2col),
-/// `SIGHTLINE_WINOGRAD=all` uses it for every 3 x 3 stride-1 convolution it
-/// can compute (to check its accuracy on small models),
-/// `SIGHTLINE_WINOGRAD=f2` keeps the usual choice of layers but only
-/// F(2x2, 3x3) (to measure what F(4x4, 3x3) gains), `SIGHTLINE_WINOGRAD=f4`
-/// only F(4x4, 3x3) where the kernel is cached (to check its accuracy);
-/// read once.
-fn winograd_mode() -> WinogradMode {
-    static MODE: OnceLock<WinogradMode> = OnceLock::new();
-    *MODE.get_or_init(|| match std::env::var("SIGHTLINE_WINOGRAD").as_deref() {
-        Ok("0") | Ok("off") => WinogradMode::Off,
-        Ok("all") => WinogradMode::All,
-        Ok("f2") => WinogradMode::F2,
-        Ok("f4") => WinogradMode::F4,
-        _ => WinogradMode::Auto,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::conv::Conv2dParams;
+    use crate::policy::{KernelPolicy, SimdCap};
 
     fn geometry(cin: usize, cout: usize, side: usize) -> ConvGeometry {
-        let p = Conv2dParams::new(1, 1);
+        geometry_under(cin, cout, side, WinogradPolicy::Auto)
+    }
+
+    fn geometry_under(cin: usize, cout: usize, side: usize, w: WinogradPolicy) -> ConvGeometry {
+        let p = Conv2dParams::new(1, 1).with_kernels(KernelPolicy::new(w, SimdCap::Best));
         ConvGeometry::new(&[1, cin, side, side], &[cout, cin, 3, 3], p).unwrap()
+    }
+
+    /// What each policy decides, in both directions, on a layer `Auto`
+    /// sends through F(4x4) forward (64 x 64 at 56 x 56), one it sends
+    /// through F(2x2) in the input gradient (256 x 256 at 56 x 56), one it
+    /// keeps on im2col (8 channels) and one Winograd cannot compute
+    /// (5 x 5).
+    #[test]
+    fn each_policy_decides_as_documented() {
+        use Variant::{F2x2, F4x4};
+        use WinogradPolicy::{All, Auto, Off, F2, F4};
+        let min = WINOGRAD_MIN_TILES_CACHED;
+        // (policy, forward and input gradient of 64 x 64, of 256 x 256, of
+        // 8 x 8 channels)
+        let want = [
+            (Auto, [Some(F4x4); 2], [Some(F4x4), Some(F2x2)], [None; 2]),
+            (Off, [None; 2], [None; 2], [None; 2]),
+            (All, [Some(F4x4); 2], [Some(F4x4); 2], [Some(F4x4); 2]),
+            (F2, [Some(F2x2); 2], [Some(F2x2); 2], [None; 2]),
+            (F4, [Some(F4x4); 2], [Some(F4x4); 2], [None; 2]),
+        ];
+        for (policy, small, large, thin) in want {
+            for (c, expected) in [(64, small), (256, large), (8, thin)] {
+                let g = geometry_under(c, c, 56, policy);
+                let got = [
+                    cached_winograd_variant(&g, min),
+                    input_gradient_winograd_variant(&g, min),
+                ];
+                assert_eq!(got, expected, "{policy} {c} channels");
+                assert_eq!(use_winograd(&g, min), expected[0].is_some());
+            }
+            // A 5 x 5 kernel never goes through Winograd.
+            let p = Conv2dParams::new(1, 2).with_kernels(KernelPolicy::new(policy, SimdCap::Best));
+            let g = ConvGeometry::new(&[1, 64, 56, 56], &[64, 64, 5, 5], p).unwrap();
+            assert_eq!(cached_winograd_variant(&g, min), None, "{policy}");
+        }
+        // Without a cache only `All` takes small outputs (7 x 7, 16 tiles).
+        for policy in WinogradPolicy::ALL {
+            let g = geometry_under(64, 64, 7, policy);
+            assert_eq!(
+                use_winograd(&g, WINOGRAD_MIN_TILES),
+                policy == All,
+                "{policy}"
+            );
+        }
     }
 
     /// Where F(4x4) wins, the forward pass takes it; the input gradient keeps
@@ -202,9 +223,6 @@ mod tests {
     /// kernel instead on VGG16's 256 x 256 layers.
     #[test]
     fn input_gradient_keeps_f4_only_with_a_small_kernel() {
-        if !default_policy() {
-            return; // SIGHTLINE_WINOGRAD set: another policy on purpose
-        }
         let min = WINOGRAD_MIN_TILES_CACHED;
         for (cin, cout, side, backward) in [
             (64, 64, 224, Variant::F4x4),

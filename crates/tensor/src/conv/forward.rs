@@ -13,6 +13,7 @@ use super::panels::panel_product;
 use super::{depthwise_conv2d, Conv2dParams, ConvGeometry};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
+use crate::policy::SimdCap;
 use crate::tensor::Tensor;
 use crate::winograd::{self, Variant, WinogradKernel};
 use rayon::prelude::*;
@@ -25,7 +26,13 @@ use std::sync::{Arc, OnceLock};
 ///
 /// A Winograd kernel (always F(2x2, 3x3), the cheaper to transform) is
 /// transformed on every call; a caller that convolves with the same weight
-/// again should keep a [`ForwardCache`] and call [`conv2d_cached`].
+/// again should keep a [`ForwardCache`] and call [`conv2d_cached`]. Which
+/// path a call takes is decided by the shapes and `p.kernels` (see
+/// [`crate::KernelPolicy`]).
+///
+/// The convolutions that do not go through Winograd run im2col +
+/// `matrixmultiply` (or, depthwise ones, the direct depthwise kernels),
+/// which the SIMD cap does not cover.
 pub fn conv2d<T: Element>(
     input: &Tensor<T>,
     weight: &Tensor<T>,
@@ -38,7 +45,7 @@ pub fn conv2d<T: Element>(
         return depthwise_conv2d(input, weight, bias, g.depthwise_params());
     }
     if use_winograd(&g, WINOGRAD_MIN_TILES) {
-        let k = WinogradKernel::forward(weight)?;
+        let k = WinogradKernel::forward_capped(weight, Variant::F2x2, p.kernels.simd)?;
         return winograd::conv3x3(input, &k, p.padding, bias.map(|b| b.data()));
     }
     conv2d_im2col_checked(input, weight, bias, &g)
@@ -57,6 +64,14 @@ pub fn conv2d<T: Element>(
 /// [`conv2d_cached`] fail with a shape error where it holds a kernel; one
 /// used with another weight of the same shape would silently compute with
 /// the old kernel.
+///
+/// Each kernel kept is made for the micro-kernel (and transforms) of the
+/// [`crate::SimdCap`] of the call that made it. A call under a cap whose
+/// micro-kernel differs never reads it: it makes its own for that call
+/// (the same bits as a fresh cache under its policy, at the cost of the
+/// transform or packing on each such call). A [`crate::WinogradPolicy`]
+/// that picks another variant, or no Winograd, uses and fills the cache's
+/// other slots.
 #[derive(Default)]
 pub struct ForwardCache<T> {
     /// The F(2x2) kernel, shared with the input-gradient caches made by
@@ -150,6 +165,7 @@ pub fn conv2d_cached<T: Element>(
     if g.is_depthwise() {
         return depthwise_conv2d(input, weight, bias, g.depthwise_params());
     }
+    let simd = p.kernels.simd;
     if let Some(variant) = cached_winograd_variant(&g, WINOGRAD_MIN_TILES_CACHED) {
         let slot = match variant {
             Variant::F2x2 => &*cache.winograd,
@@ -157,8 +173,8 @@ pub fn conv2d_cached<T: Element>(
         };
         let keep = keeps_kernel(&g, variant);
         let mut made = None;
-        let k = cached_winograd(slot, keep, &mut made, || {
-            WinogradKernel::forward_with(weight, variant)
+        let k = cached_winograd(slot, keep, simd, &mut made, || {
+            WinogradKernel::forward_capped(weight, variant, simd)
         })?;
         if (k.out_channels(), k.in_channels()) != (g.cout, g.cin) {
             return Err(TensorError::ShapeMismatch {
@@ -170,11 +186,14 @@ pub fn conv2d_cached<T: Element>(
         return winograd::conv3x3(input, k, p.padding, bias.map(|b| b.data()));
     }
     if g.p.groups == 1 {
+        let mut made = None;
         let k = cached_packed(
             &cache.packed,
+            &mut made,
             weight,
             (g.cout, g.unfolded_rows()),
-            PackedWeight::forward,
+            simd,
+            PackedWeight::forward_capped,
         )?;
         let bias = bias.map(|b| b.data());
         if g.is_pointwise() {
@@ -201,41 +220,41 @@ pub(super) fn conv2d_unfolded_packed<T: Element>(
     unsafe { Tensor::write_whole([g.n, g.cout, g.ho, g.wo], write) }
 }
 
-/// The Winograd kernel in `slot`, built by `build` on first use and kept
-/// there; or, where `keep` is false and the slot is empty, built into
-/// `made` for this call only (see [`super::dispatch::keeps_kernel`]).
+/// The Winograd kernel in `slot` if it was made for `simd`'s micro-kernel
+/// ([`WinogradKernel::built_for`]); otherwise one built by `build` (for
+/// `simd`): kept in the slot if the slot is empty and `keep`, else held in
+/// `made` for this call only (see [`super::dispatch::keeps_kernel`]; a
+/// slot filled under another cap keeps its kernel).
 pub(super) fn cached_winograd<'a, T: Element>(
     slot: &'a OnceLock<WinogradKernel<T>>,
     keep: bool,
+    simd: SimdCap,
     made: &'a mut Option<WinogradKernel<T>>,
     build: impl FnOnce() -> Result<WinogradKernel<T>>,
 ) -> Result<&'a WinogradKernel<T>> {
-    Ok(match slot.get() {
-        Some(k) => k,
-        None if !keep => made.insert(build()?),
-        None => {
-            let k = build()?;
-            slot.get_or_init(|| k)
-        }
-    })
+    cached_or_made(slot, keep, |k| k.built_for(simd), made, build)
 }
 
-/// The packed weight in `slot`, built from `weight` by `pack` on first
-/// use; an error if the slot holds a kernel of other dimensions than
-/// `(out, in)` (a cache used with another shape of weight).
+/// The packed weight in `slot` if it was packed for `simd`'s
+/// micro-kernel, else packed from `weight` by `pack` (for `simd`): kept in
+/// the slot if it is empty, held in `made` for this call otherwise; an
+/// error if the kernel has other dimensions than `(out, in)` (a cache used
+/// with another shape of weight).
 pub(super) fn cached_packed<'a, T: Element>(
     slot: &'a OnceLock<PackedWeight<T>>,
+    made: &'a mut Option<PackedWeight<T>>,
     weight: &Tensor<T>,
     (out, inp): (usize, usize),
-    pack: fn(&Tensor<T>) -> Result<PackedWeight<T>>,
+    simd: SimdCap,
+    pack: fn(&Tensor<T>, SimdCap) -> Result<PackedWeight<T>>,
 ) -> Result<&'a PackedWeight<T>> {
-    let k = match slot.get() {
-        Some(k) => k,
-        None => {
-            let k = pack(weight)?;
-            slot.get_or_init(|| k)
-        }
-    };
+    let k = cached_or_made(
+        slot,
+        true,
+        |k| k.built_for(simd),
+        made,
+        || pack(weight, simd),
+    )?;
     if (k.out_channels(), k.in_channels()) != (out, inp) {
         return Err(TensorError::ShapeMismatch {
             op: "packed conv weight (cache made for another weight)",
@@ -244,6 +263,40 @@ pub(super) fn cached_packed<'a, T: Element>(
         });
     }
     Ok(k)
+}
+
+/// The kernel in `slot` if it `fits` this call; otherwise one made by
+/// `build`, kept in the slot if the slot is empty and `keep`, else held in
+/// `made` for this call only. A slot that holds a kernel that does not fit
+/// (made under another SIMD cap) keeps it.
+fn cached_or_made<'a, K>(
+    slot: &'a OnceLock<K>,
+    keep: bool,
+    fits: impl Fn(&K) -> bool,
+    made: &'a mut Option<K>,
+    build: impl FnOnce() -> Result<K>,
+) -> Result<&'a K> {
+    if let Some(k) = slot.get() {
+        if fits(k) {
+            return Ok(k);
+        }
+        return Ok(made.insert(build()?));
+    }
+    let k = build()?;
+    if !keep {
+        return Ok(made.insert(k));
+    }
+    // `Some` when another call filled the slot since it was read.
+    let rejected = slot.set(k).err();
+    match (slot.get(), rejected) {
+        (Some(k), _) if fits(k) => Ok(k),
+        (_, Some(k)) => Ok(made.insert(k)),
+        // The slot took this kernel, so it holds one that fits.
+        (_, None) => Err(TensorError::InvalidParameter {
+            op: "conv kernel cache",
+            message: "a filled cache slot reads empty".into(),
+        }),
+    }
 }
 
 fn check_bias<T: Element>(g: &ConvGeometry, bias: Option<&Tensor<T>>) -> Result<()> {
@@ -278,7 +331,8 @@ pub(super) fn conv2d_im2col_checked<T: Element>(
     g: &ConvGeometry,
 ) -> Result<Tensor<T>> {
     let hwo = g.ho * g.wo;
-    let mut out: Tensor<T> = Tensor::zeros([g.n, g.cout, g.ho, g.wo]);
+    let mut out: Tensor<T> =
+        Tensor::try_full_for(vec![g.n, g.cout, g.ho, g.wo], T::zero(), "conv2d")?;
     if !g.is_pointwise() && hwo <= SHARED_PANEL_COLS && g.cout_g() > CHANNEL_BLOCK {
         conv2d_shared_panel(input, weight, g, &mut out)?;
     } else {
@@ -319,6 +373,7 @@ mod tests {
                     padding: (1, 2),
                     dilation: (1, 2),
                     groups: 2,
+                    ..Conv2dParams::default()
                 },
             ),
             ([1, 3, 5, 5], [4, 3, 1, 1], Conv2dParams::default()),
@@ -362,9 +417,6 @@ mod tests {
 
     #[test]
     fn cached_forward_is_bit_identical_to_the_uncached_winograd_path() {
-        if !super::super::dispatch::default_policy() {
-            return; // SIGHTLINE_WINOGRAD set: another policy on purpose
-        }
         // 20 x 20 output: 100 tiles, Winograd with and without a cache.
         let x = seq(&[2, 16, 20, 20], 7).cast::<f32>();
         let w = seq(&[24, 16, 3, 3], 5).cast::<f32>();
@@ -382,9 +434,6 @@ mod tests {
 
     #[test]
     fn cached_forward_takes_winograd_from_16_tiles() {
-        if !super::super::dispatch::default_policy() {
-            return; // SIGHTLINE_WINOGRAD set: another policy on purpose
-        }
         // 7 x 7 output (16 tiles): im2col without a cache, Winograd with.
         let p = Conv2dParams::new(1, 1);
         let (x, w) = (seq(&[1, 16, 7, 7], 7), seq(&[20, 16, 3, 3], 5));
@@ -414,9 +463,6 @@ mod tests {
 
     #[test]
     fn cached_forward_takes_f4_on_large_outputs() {
-        if !super::super::dispatch::default_policy() {
-            return; // SIGHTLINE_WINOGRAD set: another policy on purpose
-        }
         // 28 x 29 output: F(4x4) (its own cache slot), exact in f64, and the
         // same bits as the F(4x4) kernel run directly in f32.
         let p = Conv2dParams::new(1, 1);
@@ -446,9 +492,6 @@ mod tests {
     /// made once.
     #[test]
     fn a_large_f2_kernel_is_made_per_call_with_the_same_bits() {
-        if !super::super::dispatch::default_policy() {
-            return; // SIGHTLINE_WINOGRAD set: another policy on purpose
-        }
         // 256 -> 512 channels, output 14 x 14: 49 tiles, 2 Mi kernel
         // elements. With padding 2 the input is 12 x 12 (36 tiles): the
         // input gradient decides by the forward pass's tiles, not its own.
@@ -499,6 +542,58 @@ mod tests {
         conv2d_cached(&x, &seq(&[20, 16, 3, 3], 5), None, p, &cache).unwrap();
         let e = conv2d_cached(&x, &seq(&[24, 16, 3, 3], 5), None, p, &cache).unwrap_err();
         assert!(matches!(e, TensorError::ShapeMismatch { .. }));
+    }
+
+    /// A cache filled under one SIMD cap and then used under another cap
+    /// or Winograd policy gives, on every path (F(2x2), F(4x4), 1 x 1
+    /// packed, unfolded packed), the bits of a fresh cache under that
+    /// policy, and keeps the kernels it holds.
+    #[test]
+    fn a_cache_filled_under_one_policy_gives_the_bits_of_another() {
+        use crate::policy::{KernelPolicy, SimdCap, WinogradPolicy};
+        let cases = [
+            ([2, 16, 20, 20], [24, 16, 3, 3], Conv2dParams::new(1, 1)),
+            ([2, 16, 28, 29], [20, 16, 3, 3], Conv2dParams::new(1, 1)),
+            ([1, 40, 9, 7], [24, 40, 1, 1], Conv2dParams::default()),
+            ([1, 17, 12, 13], [20, 17, 3, 3], Conv2dParams::new(2, 1)),
+        ];
+        for (xs, ws, p) in cases {
+            let x = seq(&xs, 7).cast::<f32>();
+            let w = seq(&ws, 5).cast::<f32>();
+            let b = seq(&[ws[0]], 3).cast::<f32>();
+            for fill in SimdCap::ALL {
+                let cache = ForwardCache::new();
+                let filled = p.with_kernels(KernelPolicy::new(WinogradPolicy::Auto, fill));
+                let first = conv2d_cached(&x, &w, Some(&b), filled, &cache).unwrap();
+                assert!(cache.is_built());
+                // Which slots hold a kernel made under `fill`.
+                let slots = |c: &ForwardCache<f32>| {
+                    [
+                        c.winograd.get().map(|k| k.built_for(fill)),
+                        c.winograd_f4.get().map(|k| k.built_for(fill)),
+                        c.packed.get().map(|k| k.built_for(fill)),
+                    ]
+                };
+                let before = slots(&cache);
+                assert!(before.contains(&Some(true)));
+                for policy in KernelPolicy::all() {
+                    let q = p.with_kernels(policy);
+                    let got = conv2d_cached(&x, &w, Some(&b), q, &cache).unwrap();
+                    let want = conv2d_cached(&x, &w, Some(&b), q, &ForwardCache::new()).unwrap();
+                    assert_eq!(
+                        got.data(),
+                        want.data(),
+                        "{xs:?} filled {fill}, run {policy}"
+                    );
+                }
+                // What was kept stays; empty slots may have been filled.
+                for (b, a) in before.iter().zip(slots(&cache)) {
+                    assert!(b.is_none() || *b == a, "{xs:?} filled {fill}");
+                }
+                let again = conv2d_cached(&x, &w, Some(&b), filled, &cache).unwrap();
+                assert_eq!(again.data(), first.data());
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::cblock::CBlock;
 use crate::element::Element;
 use crate::epilogue::Epilogue;
 use crate::error::{Result, TensorError};
+use crate::policy::SimdCap;
 use crate::scratch::with_scratch;
 use crate::tensor::Tensor;
 use crate::winograd::{micro_kind, Micro, NR};
@@ -31,7 +32,9 @@ use std::mem::MaybeUninit;
 /// A one-group convolution's weight as a matrix (`Cout x K`, `K = Cin kh
 /// kw`, or its transpose) packed in micro-panels of rows: `[panel][K][mr]`,
 /// rows padded with zeros to a multiple of `mr`, the panel height of the
-/// micro-kernel chosen for this CPU and element type.
+/// micro-kernel chosen for this CPU and element type under the
+/// [`SimdCap`] it was packed with (the products on it run that
+/// micro-kernel).
 #[derive(Clone, Debug)]
 pub struct PackedWeight<T> {
     cout: usize,
@@ -57,23 +60,49 @@ impl<T> PackedWeight<T> {
 
 impl<T: Element> PackedWeight<T> {
     /// `W` of a one-group convolution with `weight` (Cout x Cin x kh x kw)
-    /// as a `Cout x (Cin kh kw)` matrix: for its forward pass.
+    /// as a `Cout x (Cin kh kw)` matrix: for its forward pass; for the best
+    /// micro-kernel this CPU runs.
     pub fn forward(weight: &Tensor<T>) -> Result<Self> {
+        Self::forward_capped(weight, SimdCap::Best)
+    }
+
+    /// [`PackedWeight::forward`] for the best micro-kernel at or below
+    /// `simd`.
+    pub fn forward_capped(weight: &Tensor<T>, simd: SimdCap) -> Result<Self> {
         let [cout, k] = matrix_dims(weight)?;
         let w = weight.data();
-        Ok(Self::build(cout, k, |o, i| w[o * k + i]))
+        Ok(Self::build(cout, k, |o, i| w[o * k + i], simd))
     }
 
     /// `W^T`, `(Cin kh kw) x Cout`: for the input gradient (of the input
-    /// itself for 1 x 1 kernels, of the unfolded input otherwise).
+    /// itself for 1 x 1 kernels, of the unfolded input otherwise); for the
+    /// best micro-kernel this CPU runs.
     pub fn transposed(weight: &Tensor<T>) -> Result<Self> {
-        let [cout, k] = matrix_dims(weight)?;
-        let w = weight.data();
-        Ok(Self::build(k, cout, |o, i| w[i * k + o]))
+        Self::transposed_capped(weight, SimdCap::Best)
     }
 
-    fn build(cout: usize, cin: usize, value: impl Fn(usize, usize) -> T + Sync) -> Self {
-        let micro = micro_kind::<T>();
+    /// [`PackedWeight::transposed`] for the best micro-kernel at or below
+    /// `simd`.
+    pub fn transposed_capped(weight: &Tensor<T>, simd: SimdCap) -> Result<Self> {
+        let [cout, k] = matrix_dims(weight)?;
+        let w = weight.data();
+        Ok(Self::build(k, cout, |o, i| w[i * k + o], simd))
+    }
+
+    /// Whether this weight is packed for the micro-kernel a packing under
+    /// `simd` would choose. A cached one that is not is not used under that
+    /// cap.
+    pub(crate) fn built_for(&self, simd: SimdCap) -> bool {
+        self.micro == micro_kind::<T>(simd)
+    }
+
+    fn build(
+        cout: usize,
+        cin: usize,
+        value: impl Fn(usize, usize) -> T + Sync,
+        simd: SimdCap,
+    ) -> Self {
+        let micro = micro_kind::<T>(simd);
         let mr = micro.mr();
         let panels = cout.div_ceil(mr);
         let mut data = vec![T::zero(); panels * cin * mr];
@@ -675,21 +704,26 @@ mod tests {
         let bias = seq::<f32>(&[cout], 3);
         let p = Conv2dParams::default();
         let want = conv2d_im2col(&x, &wt, Some(&bias), p).unwrap();
-        let k = PackedWeight::forward(&wt).unwrap();
-        let run = |threads| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| conv1x1(&x, &k, Some(bias.data())).unwrap())
-        };
-        let got = run(1);
-        let max = want.max_abs();
-        let err = got.max_abs_diff(&want).unwrap() / max;
-        // 600-term sums in another order than matrixmultiply's (in blocks
-        // of KC): rounding of a few f32 ulps of the largest partial sums.
-        assert!(err < 5e-6, "relative error {err:e}");
-        assert_eq!(got.data(), run(3).data());
+        // Every micro-kernel this CPU runs (each SIMD cap).
+        for simd in SimdCap::ALL {
+            let k = PackedWeight::forward_capped(&wt, simd).unwrap();
+            assert!(k.built_for(simd) && k.micro() == micro_kind::<f32>(simd));
+            let run = |threads| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| conv1x1(&x, &k, Some(bias.data())).unwrap())
+            };
+            let got = run(1);
+            let max = want.max_abs();
+            let err = got.max_abs_diff(&want).unwrap() / max;
+            // 600-term sums in another order than matrixmultiply's (in
+            // blocks of KC): rounding of a few f32 ulps of the largest
+            // partial sums.
+            assert!(err < 5e-6, "{simd}: relative error {err:e}");
+            assert_eq!(got.data(), run(3).data(), "{simd}");
+        }
     }
 
     #[test]

@@ -784,6 +784,7 @@ mod tests {
             padding,
             dilation: (dilation, dilation),
             groups: 1,
+            ..Conv2dParams::default()
         }
     }
 

@@ -7,7 +7,9 @@
 
 use crate::element::{cst, Element};
 use crate::error::{Result, TensorError};
-use crate::tensor::{check_nonzero, Tensor};
+use crate::layout::try_buffer;
+use crate::policy::SimdCap;
+use crate::tensor::{check_nonzero, checked_numel, Tensor};
 use rayon::prelude::*;
 
 /// Arguments of a 2-d max pooling (PyTorch's `MaxPool2d`).
@@ -23,10 +25,14 @@ pub struct MaxPool2dParams {
     pub dilation: (usize, usize),
     /// Round the output size up, so the last window may hang over the edge.
     pub ceil_mode: bool,
+    /// The highest SIMD level of the interior kernels (every level gives
+    /// the same bits; the cap is for measuring).
+    pub simd: SimdCap,
 }
 
 impl MaxPool2dParams {
-    /// Square kernel, stride and padding; no dilation, floor mode.
+    /// Square kernel, stride and padding; no dilation, floor mode, the best
+    /// SIMD level.
     pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
         Self {
             kernel: (kernel, kernel),
@@ -34,7 +40,14 @@ impl MaxPool2dParams {
             padding: (padding, padding),
             dilation: (1, 1),
             ceil_mode: false,
+            simd: SimdCap::default(),
         }
+    }
+
+    /// The same pooling computed with the kernels of the best level at or
+    /// below `simd`.
+    pub fn with_simd(self, simd: SimdCap) -> Self {
+        Self { simd, ..self }
     }
 
     fn window(&self) -> Window {
@@ -133,7 +146,9 @@ pub fn adaptive_bin(i: usize, input: usize, output: usize) -> (usize, usize) {
     (start as usize, end as usize)
 }
 
-/// The four dimensions of an N x C x H x W shape, none of them zero.
+/// The four dimensions of an N x C x H x W shape, none of them zero, and
+/// their product checked ([`checked_numel`]: the backward passes take the
+/// input shape as an argument).
 pub(crate) fn shape4(op: &'static str, shape: &[usize]) -> Result<[usize; 4]> {
     let [n, c, h, w] = *shape else {
         return Err(TensorError::Rank {
@@ -143,6 +158,7 @@ pub(crate) fn shape4(op: &'static str, shape: &[usize]) -> Result<[usize; 4]> {
         });
     };
     check_nonzero(op, shape)?;
+    checked_numel(shape, op)?;
     Ok([n, c, h, w])
 }
 
@@ -189,6 +205,22 @@ impl Window {
         if p.0 > k.0 / 2 || p.1 > k.1 / 2 {
             return Err(invalid(format!(
                 "pad should be at most half of kernel size, got padding {p:?} for kernel {k:?}"
+            )));
+        }
+        // `input + 2 padding (+ stride - 1 in ceil mode)` and `dilation (kernel - 1) + 1`,
+        // which `pool_output_len` computes, must not overflow: an error
+        // that says so rather than "too small".
+        let round_up = |s: usize| if self.ceil_mode { s - 1 } else { 0 };
+        let fits = |input: usize, k: usize, s: usize, p: usize, d: usize| {
+            let padded = p.checked_mul(2).and_then(|v| v.checked_add(input));
+            let padded = padded.and_then(|v| v.checked_add(round_up(s)));
+            let span = d.checked_mul(k - 1).and_then(|v| v.checked_add(1));
+            padded.is_some() && span.is_some()
+        };
+        if !fits(dims[2], k.0, s.0, p.0, d.0) || !fits(dims[3], k.1, s.1, p.1, d.1) {
+            return Err(invalid(format!(
+                "kernel {k:?}, stride {s:?}, padding {p:?} and dilation {d:?} over input \
+                 {shape:?}: the padded input or the dilated window is too large"
             )));
         }
         let ho = pool_output_len(dims[2], k.0, s.0, p.0, d.0, self.ceil_mode);
@@ -264,7 +296,7 @@ pub fn avg_pool2d<T: Element>(x: &Tensor<T>, p: AvgPool2dParams) -> Result<Tenso
     let (dims, rows, cols) = avg_geometry("avg_pool2d", x.shape(), p)?;
     let [n, c, h, w] = dims;
     let (ho, wo) = (rows.len(), cols.len());
-    let mut out = Tensor::zeros([n, c, ho, wo]);
+    let mut out = Tensor::try_full_for(vec![n, c, ho, wo], T::zero(), "avg_pool2d")?;
     out.data_mut()
         .par_chunks_mut(ho * wo)
         .zip(x.data().par_chunks(h * w))
@@ -302,7 +334,7 @@ pub fn avg_pool2d_backward<T: Element>(
             right: vec![n, c, ho, wo],
         });
     }
-    let mut gin = Tensor::zeros(input_shape.to_vec());
+    let mut gin = Tensor::try_full_for(input_shape.to_vec(), T::zero(), op)?;
     gin.data_mut()
         .par_chunks_mut(h * w)
         .zip(gout.data().par_chunks(ho * wo))
@@ -321,14 +353,19 @@ pub fn avg_pool2d_backward<T: Element>(
     Ok(gin)
 }
 
-/// The bins of an adaptive pooling along one axis, with their sizes in `T`.
-fn adaptive_bins<T: Element>(input: usize, output: usize) -> Vec<(usize, usize, T)> {
-    (0..output)
-        .map(|i| {
-            let (start, end) = adaptive_bin(i, input, output);
-            (start, end, cst((end - start) as f64))
-        })
-        .collect()
+/// The bins of an adaptive pooling along one axis, with their sizes in `T`
+/// (allocated fallibly: [`TensorError::TooLarge`] naming `op`).
+fn adaptive_bins<T: Element>(
+    op: &'static str,
+    input: usize,
+    output: usize,
+) -> Result<Vec<(usize, usize, T)>> {
+    let (mut bins, _) = try_buffer(&[output], op)?;
+    bins.extend((0..output).map(|i| {
+        let (start, end) = adaptive_bin(i, input, output);
+        (start, end, cst((end - start) as f64))
+    }));
+    Ok(bins)
 }
 
 /// Checks an adaptive pooling's output size.
@@ -350,8 +387,13 @@ pub fn adaptive_avg_pool2d<T: Element>(x: &Tensor<T>, out_hw: (usize, usize)) ->
     let [n, c, h, w] = shape4(op, x.shape())?;
     check_out_hw(op, out_hw)?;
     let (ho, wo) = out_hw;
-    let (rows, cols) = (adaptive_bins::<T>(h, ho), adaptive_bins::<T>(w, wo));
-    let mut out = Tensor::zeros([n, c, ho, wo]);
+    // The output first: a size that overflows or cannot be allocated is an
+    // error before the bins (one per output row and column) are made.
+    let mut out = Tensor::try_full_for(vec![n, c, ho, wo], T::zero(), op)?;
+    let (rows, cols) = (
+        adaptive_bins::<T>(op, h, ho)?,
+        adaptive_bins::<T>(op, w, wo)?,
+    );
     out.data_mut()
         .par_chunks_mut(ho * wo)
         .zip(x.data().par_chunks(h * w))
@@ -379,8 +421,11 @@ pub fn adaptive_avg_pool2d_backward<T: Element>(
 ) -> Result<Tensor<T>> {
     let op = "adaptive_avg_pool2d_backward";
     let ([_, _, ho, wo], [_, _, h, w]) = backward_dims(op, gout.shape(), input_shape)?;
-    let (rows, cols) = (adaptive_bins::<T>(h, ho), adaptive_bins::<T>(w, wo));
-    let mut gin = Tensor::zeros(input_shape.to_vec());
+    let mut gin = Tensor::try_full_for(input_shape.to_vec(), T::zero(), op)?;
+    let (rows, cols) = (
+        adaptive_bins::<T>(op, h, ho)?,
+        adaptive_bins::<T>(op, w, wo)?,
+    );
     gin.data_mut()
         .par_chunks_mut(h * w)
         .zip(gout.data().par_chunks(ho * wo))
@@ -462,6 +507,81 @@ mod tests {
         ));
         let e = adaptive_avg_pool2d(&x, (0, 2));
         assert!(matches!(e, Err(TensorError::InvalidParameter { .. })));
+    }
+
+    #[test]
+    fn huge_windows_and_sizes_are_errors() {
+        let x = Tensor::<f32>::zeros([1, 1, 4, 4]);
+        let too_large = |k: usize, s: usize, p: usize| {
+            let e = max_pool2d(&x, MaxPool2dParams::new(k, s, p)).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    TensorError::InvalidParameter {
+                        op: "max_pool2d",
+                        ..
+                    }
+                ),
+                "{k} {s} {p}: {e}"
+            );
+            let e = avg_pool2d(&x, AvgPool2dParams::new(k, s, p)).unwrap_err();
+            assert!(matches!(
+                e,
+                TensorError::InvalidParameter {
+                    op: "avg_pool2d",
+                    ..
+                }
+            ));
+        };
+        too_large(usize::MAX, 1, usize::MAX / 2);
+        too_large(usize::MAX, 1, 0);
+        // A huge stride: one window in floor mode; in ceil mode, rounding
+        // up overflows.
+        let (y, _) = max_pool2d(&x, MaxPool2dParams::new(4, usize::MAX, 2)).unwrap();
+        assert_eq!((y.shape(), y.data()), (&[1, 1, 1, 1][..], &[0.0][..]));
+        let ceil = MaxPool2dParams {
+            ceil_mode: true,
+            ..MaxPool2dParams::new(4, usize::MAX, 2)
+        };
+        assert!(max_pool2d(&x, ceil).is_err());
+        let dilated = MaxPool2dParams {
+            dilation: (usize::MAX, 1),
+            ..MaxPool2dParams::new(2, 1, 0)
+        };
+        assert!(max_pool2d(&x, dilated).is_err());
+        // A kernel and padding near usize::MAX / 2 that fit: one window,
+        // clipped to the input.
+        let k = usize::MAX / 4;
+        let p = AvgPool2dParams {
+            count_include_pad: false,
+            ..AvgPool2dParams::new(k, k, k / 2)
+        };
+        let y = avg_pool2d(&t(&[1, 1, 1, 2], &[1., 3.]), p).unwrap();
+        assert_eq!((y.shape(), y.data()), (&[1, 1, 1, 1][..], &[2.0][..]));
+
+        // Adaptive pooling to a huge size: an error, not an empty tensor.
+        for out_hw in [(1 << 32, 1 << 32), (usize::MAX, 2), (1 << 30, 1 << 29)] {
+            let e = adaptive_avg_pool2d(&x, out_hw).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    TensorError::TooLarge {
+                        op: "adaptive_avg_pool2d",
+                        ..
+                    }
+                ),
+                "{out_hw:?}: {e}"
+            );
+        }
+        // Backward passes given a huge input shape.
+        let g = Tensor::<f32>::zeros([1, 1, 1, 1]);
+        let huge = [1, 1, 1 << 32, 1 << 32];
+        assert!(matches!(
+            adaptive_avg_pool2d_backward(&g, &huge),
+            Err(TensorError::TooLarge { .. })
+        ));
+        assert!(avg_pool2d_backward(&g, &huge, AvgPool2dParams::new(1, 1, 0)).is_err());
+        assert!(max_pool2d_backward(&g, &[0], &huge).is_err());
     }
 
     #[test]

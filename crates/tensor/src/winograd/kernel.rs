@@ -9,7 +9,8 @@ use super::taps::Taps;
 use super::{Variant, MR, MR_AVX512};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
-use crate::simd::{simd_level, SimdLevel};
+use crate::policy::SimdCap;
+use crate::simd::{simd_level_capped, SimdLevel};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -18,7 +19,9 @@ use std::mem::MaybeUninit;
 /// (`U = G g G^T`) and packed in micro-panels: `[panel][xi][cin][mr]`
 /// (`xi` over the 16 or 36 elements of a transformed tile), output and input
 /// channels padded with zeros to a multiple of `mr`, the panel height of the
-/// micro-kernel chosen for this CPU and element type.
+/// micro-kernel chosen for this CPU and element type under the [`SimdCap`]
+/// it was made with. The kernel keeps that choice: [`super::conv3x3`] runs
+/// its micro-kernel and the transforms of the same level.
 ///
 /// An F(2x2, 3x3) kernel also serves the input gradient of its
 /// convolution, read transposed (see [`super::conv3x3_input_gradient`]):
@@ -29,6 +32,8 @@ pub struct WinogradKernel<T> {
     pub(super) cout: usize,
     pub(super) cin: usize,
     pub(super) micro: Micro,
+    /// The level of the input and output transforms run with it.
+    pub(super) level: SimdLevel,
     pub(super) mr: usize,
     pub(super) panels: usize,
     /// Input channels padded to a multiple of `mr`.
@@ -68,32 +73,56 @@ impl<T: Element> WinogradKernel<T> {
     }
 
     /// The transformed kernel of a forward convolution with `weight`
-    /// (Cout x Cin x 3 x 3), for `variant`.
+    /// (Cout x Cin x 3 x 3), for `variant`, at the best SIMD level.
     pub fn forward_with(weight: &Tensor<T>, variant: Variant) -> Result<Self> {
+        Self::forward_capped(weight, variant, SimdCap::Best)
+    }
+
+    /// [`WinogradKernel::forward_with`] for the micro-kernel and transforms
+    /// of the best level at or below `simd`.
+    pub fn forward_capped(weight: &Tensor<T>, variant: Variant, simd: SimdCap) -> Result<Self> {
         let [cout, cin, kh, kw] = weight.dims4("winograd kernel")?;
         check_weight(cout, cin, kh, kw)?;
         let taps = Taps::forward(weight.data(), cin);
-        Ok(Self::build(variant, cout, cin, &taps))
+        Ok(Self::build(variant, cout, cin, &taps, simd))
     }
 
     /// The transformed kernel (for `variant`) of the convolution that
     /// computes the input gradient of a stride-1 convolution with `weight`
-    /// (Cout x Cin x 3 x 3): input and output channels swapped, taps flipped.
+    /// (Cout x Cin x 3 x 3): input and output channels swapped, taps
+    /// flipped; at the best SIMD level.
     pub fn backward_input_with(weight: &Tensor<T>, variant: Variant) -> Result<Self> {
+        Self::backward_input_capped(weight, variant, SimdCap::Best)
+    }
+
+    /// [`WinogradKernel::backward_input_with`] for the micro-kernel and
+    /// transforms of the best level at or below `simd`.
+    pub fn backward_input_capped(
+        weight: &Tensor<T>,
+        variant: Variant,
+        simd: SimdCap,
+    ) -> Result<Self> {
         let [cout, cin, kh, kw] = weight.dims4("winograd kernel")?;
         check_weight(cout, cin, kh, kw)?;
         // The new convolution maps Cout channels to Cin channels.
         let taps = Taps::backward_input(weight.data(), cin);
-        Ok(Self::build(variant, cin, cout, &taps))
+        Ok(Self::build(variant, cin, cout, &taps, simd))
     }
 
-    fn build(variant: Variant, cout: usize, cin: usize, taps: &Taps<'_, T>) -> Self {
+    /// Whether this kernel is the one a build under `simd` would make: the
+    /// same micro-kernel (hence layout) and transform level. A cached kernel
+    /// that is not is not used under that cap.
+    pub(crate) fn built_for(&self, simd: SimdCap) -> bool {
+        self.micro == micro_kind::<T>(simd) && self.level == simd_level_capped(simd)
+    }
+
+    fn build(variant: Variant, cout: usize, cin: usize, taps: &Taps<'_, T>, simd: SimdCap) -> Self {
         // The weight's shape was checked (`dims4`), so this holds.
         assert!(
             taps.covers(cout, cin),
             "winograd kernel: taps outside the weight"
         );
-        let micro = micro_kind::<T>();
+        let micro = micro_kind::<T>(simd);
         let mr = micro.mr();
         let panels = cout.div_ceil(mr);
         let cin_pad = cin.div_ceil(mr) * mr;
@@ -104,13 +133,13 @@ impl<T: Element> WinogradKernel<T> {
             cin,
             cin_pad,
         };
-        let level = simd_level();
+        let level = simd_level_capped(simd);
         let mut data: Vec<T> = Vec::with_capacity(panels * panel_len);
         data.spare_capacity_mut()[..panels * panel_len]
             .par_chunks_mut(panel_len)
             .enumerate()
             .for_each(|(p, panel)| match mr {
-                // SAFETY: the level runs on this CPU (`simd_level`), the
+                // SAFETY: the level runs on this CPU (`simd_level_capped`), the
                 // taps cover the kernels (asserted).
                 MR_AVX512 => unsafe {
                     dispatch_panel::<T, MR_AVX512>(level, &shape, p, taps, panel)
@@ -126,6 +155,7 @@ impl<T: Element> WinogradKernel<T> {
             cout,
             cin,
             micro,
+            level,
             mr,
             panels,
             cin_pad,

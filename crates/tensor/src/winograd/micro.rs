@@ -17,11 +17,11 @@
 use super::{MR, MR_AVX512, NR};
 use crate::cblock::CBlock;
 use crate::element::Element;
+use crate::policy::SimdCap;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::prefetch;
-use crate::simd::{simd_level, SimdLevel};
+use crate::simd::{simd_level_capped, SimdLevel};
 use std::any::TypeId;
-use std::sync::OnceLock;
 
 /// `C (mr x NR) = A B`, or `C += A B` when `accumulate`, with `A` packed
 /// `k x mr` and `B` `k x NR` with row stride `ldb`: `(k, a, b, ldb, c,
@@ -158,20 +158,21 @@ impl Micro {
     }
 }
 
-/// The best micro-kernel for `T` on this CPU, at the [`simd_level`]
-/// (`SIGHTLINE_SIMD` caps it); the AVX2 one also needs FMA. Read once.
-pub(crate) fn micro_kind<T: 'static>() -> Micro {
-    static F32: OnceLock<Micro> = OnceLock::new();
+/// The best micro-kernel for `T` on this CPU at or below `cap` (at the
+/// [`simd_level_capped`]); the AVX2 one also needs FMA. Computed on each
+/// call (the standard library caches the CPU's features), since the cap is
+/// the caller's.
+pub(crate) fn micro_kind<T: 'static>(cap: SimdCap) -> Micro {
     if TypeId::of::<T>() != TypeId::of::<f32>() {
         return Micro::Generic;
     }
-    *F32.get_or_init(|| match simd_level() {
+    match simd_level_capped(cap) {
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 => Micro::Avx512,
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 if std::arch::is_x86_feature_detected!("fma") => Micro::Avx2,
         _ => Micro::Generic,
-    })
+    }
 }
 
 /// The strides of `A` (in elements) for a kernel of `mr` rows: between
@@ -269,7 +270,7 @@ fn call_f32<T: Element>(
 /// The AVX2 + FMA micro-kernel: 6 x 16 accumulators in 12 registers. It
 /// prefetches `A` as the AVX-512 kernels do, further ahead
 /// ([`AVX2_PREFETCH_FACTOR`]), and not `B`: end to end under
-/// `SIGHTLINE_SIMD=avx2` (in-process alternation, 2 threads, 19 calls a
+/// the `avx2` SIMD cap (in-process alternation, 2 threads, 19 calls a
 /// side), prefetching `A` made VGG16 guided backprop 13% and 4% faster
 /// (median, fastest call) and ResNet-50 8% and 9%; prefetching `B` as
 /// well measured -3% to +4%, within the host's noise.
@@ -427,7 +428,7 @@ const fn prefetch_groups<const TR: bool>() -> usize {
 /// multiply-adds, against 12 of 12 or 24, so the same number of groups
 /// ahead would leave a quarter of the time for the block to arrive; 4x
 /// puts a packed read 2.3 KB ahead, as for AVX-512. End to end under
-/// `SIGHTLINE_SIMD=avx2` (in-process alternation, 2 threads, 19 calls a
+/// the `avx2` SIMD cap (in-process alternation, 2 threads, 19 calls a
 /// side), 4x against 1x: VGG16 guided backprop -2.9% and -4.3% (median),
 /// ResNet-50 -1.2% and -3.4%; 8x against 4x: 0 to +9%.
 const AVX2_PREFETCH_FACTOR: usize = 4;
@@ -520,13 +521,33 @@ unsafe fn micro_f32_avx512_wide<const TR: bool>(
 mod tests {
     use super::*;
 
+    /// The cap bounds the micro-kernel; other element types than `f32`
+    /// always take the portable one.
+    #[test]
+    fn the_cap_bounds_the_micro_kernel() {
+        assert_eq!(micro_kind::<f32>(SimdCap::Generic), Micro::Generic);
+        assert_eq!(micro_kind::<f64>(SimdCap::Best), Micro::Generic);
+        assert_ne!(micro_kind::<f32>(SimdCap::Avx2), Micro::Avx512);
+        assert_eq!(micro_kind::<f32>(SimdCap::Avx2).mr(), MR);
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            micro_kind::<f32>(SimdCap::Best) == Micro::Avx512,
+            SimdLevel::Avx512.runs()
+        );
+    }
+
     /// The wide kernel gives exactly the bits of two calls of its narrow
     /// sibling, and the right products.
     #[test]
     fn wide_kernel_equals_two_narrow_calls() {
-        let micro = micro_kind::<f32>();
+        for micro in SimdCap::ALL.map(micro_kind::<f32>) {
+            wide_equals_narrow(micro);
+        }
+    }
+
+    fn wide_equals_narrow(micro: Micro) {
         let Some(wide) = micro.wide_function::<f32>() else {
-            return; // no wide kernel on this CPU: nothing to compare
+            return; // no wide kernel at this level: nothing to compare
         };
         let narrow = micro.function::<f32>();
         let (k, mr, ldb, ldc) = (37, micro.mr(), 2 * NR + 5, 2 * NR + 3);
@@ -565,7 +586,7 @@ mod tests {
     /// a partial last group of steps.
     #[test]
     fn transposed_read_equals_packed_read() {
-        for micro in [micro_kind::<f32>(), Micro::Generic] {
+        for micro in SimdCap::ALL.map(micro_kind::<f32>) {
             let mr = micro.mr();
             let (k, ldb, ldc) = (3 * mr + 5, 2 * NR + 5, 2 * NR + 3);
             let groups = k.div_ceil(mr);

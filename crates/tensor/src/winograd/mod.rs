@@ -38,8 +38,14 @@
 //! at 28 x 28 with 256 or more channels it is about even, at 14 x 14 and
 //! below, where its tiles overhang the output, slower), F(2x2) otherwise
 //! and in the uncached `conv2d`
-//! (whose kernel transform is paid on every call). `SIGHTLINE_WINOGRAD=f2`
-//! forces F(2x2) only, `SIGHTLINE_WINOGRAD=0` turns Winograd off.
+//! (whose kernel transform is paid on every call). The convolution's
+//! [`crate::WinogradPolicy`] (in its parameters' [`crate::KernelPolicy`])
+//! can change that: `F2` forces F(2x2) only, `Off` turns Winograd off.
+//!
+//! A [`WinogradKernel`] is made for one micro-kernel (AVX-512, AVX2 or
+//! portable: its panel height `mr` is part of its layout) and one level of
+//! transforms, the best ones at or below the [`crate::SimdCap`] it is made
+//! with; [`conv3x3`] runs those.
 //!
 //! The parts: the kernel transforms and their packing (`kernel.rs`), the
 //! F(2x2) input and output transforms (`transforms.rs`), the F(4x4) ones
@@ -62,8 +68,7 @@ use crate::element::Element;
 use crate::epilogue::Epilogue;
 use crate::error::{Result, TensorError};
 use crate::scratch::with_scratch2;
-use crate::simd::simd_level;
-use crate::tensor::Tensor;
+use crate::tensor::{checked_numel, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use transforms::{input_transform, output_transform, OutPlanes};
@@ -303,7 +308,20 @@ fn run<T: Element>(
         });
     }
     let (ph, pw) = padding;
-    if h + 2 * ph < 3 || w + 2 * pw < 3 || n == 0 || cin == 0 {
+    // The padded sizes with checked arithmetic, at most `isize::MAX` (the
+    // transforms index padded positions as `isize`).
+    let padded = |len: usize, pad: usize| {
+        pad.checked_mul(2)
+            .and_then(|p| p.checked_add(len))
+            .filter(|&v| v <= isize::MAX as usize)
+    };
+    let (Some(hp), Some(wp)) = (padded(h, ph), padded(w, pw)) else {
+        return Err(TensorError::InvalidParameter {
+            op: "winograd conv3x3",
+            message: format!("input {h}x{w} with padding {padding:?}: padded size too large"),
+        });
+    };
+    if hp < 3 || wp < 3 || n == 0 || cin == 0 {
         return Err(TensorError::InvalidParameter {
             op: "winograd conv3x3",
             message: format!("input {h}x{w} with padding {padding:?} is smaller than the kernel"),
@@ -316,9 +334,10 @@ fn run<T: Element>(
         ph,
         pw,
         cout,
-        ho: h + 2 * ph - 2,
-        wo: w + 2 * pw - 2,
+        ho: hp - 2,
+        wo: wp - 2,
     };
+    checked_numel(&[n, g.cout, g.ho, g.wo], "winograd conv3x3")?;
     let kernel = read.kernel();
     let variant = kernel.variant;
     let xis = variant.xi();
@@ -327,7 +346,8 @@ fn run<T: Element>(
     let b = blocking(n, tiles, cin, panels, variant);
     let out_len = n * g.cout * g.ho * g.wo;
     let mr = kernel.mr;
-    let tk = simd_level();
+    // The transforms of the level the kernel was made for (its SIMD cap).
+    let tk = kernel.level;
     let tasks = n * b.tile_blocks * b.chan_blocks;
     let write = |out: &mut [MaybeUninit<T>]| -> Result<()> {
         let out_ptr = SendPtr(out.as_mut_ptr().cast::<T>());

@@ -35,6 +35,7 @@ pub fn conv2d_padded<T: Element>(
         padding,
         dilation,
         groups,
+        ..Conv2dParams::default()
     };
     if extra.is_zero() {
         return conv2d(x, weight, bias, p);
@@ -67,6 +68,7 @@ pub fn conv2d_padded_backward_input<T: Element>(
         padding,
         dilation,
         groups,
+        ..Conv2dParams::default()
     };
     if extra.is_zero() {
         return conv2d_backward_input(grad, weight, input_hw, p);
@@ -94,7 +96,7 @@ pub(super) fn pad_planes<T: Element>(x: &Tensor<T>, pads: Pads2d) -> Result<Tens
     let hp = checked_sum(OP, &[h, pads.top, pads.bottom])?;
     let wp = checked_sum(OP, &[w, pads.left, pads.right])?;
     checked_len(OP, &[n, c, hp, wp])?;
-    let mut out = Tensor::zeros([n, c, hp, wp]);
+    let mut out = Tensor::try_full_for(vec![n, c, hp, wp], T::zero(), OP)?;
     if h * w == 0 {
         return Ok(out);
     }

@@ -205,6 +205,7 @@ fn forward_and_gradients_match_grouped_conv2d() {
             padding: (0, 0),
             dilation: p.dilation,
             groups: xs[1],
+            ..Conv2dParams::default()
         };
         let xp = padded_by_hand(&x, p.pads);
         let want = conv2d(&xp, &wt, Some(&b), cp).unwrap();
@@ -572,6 +573,7 @@ fn padded_conv2d_is_conv2d_when_symmetric_and_pads_explicitly_otherwise() {
         padding: (1, 2),
         dilation,
         groups,
+        ..Conv2dParams::default()
     };
     let got = conv2d_padded(&x, &w, Some(&b), stride, sym, dilation, groups).unwrap();
     assert_eq!(got, conv2d(&x, &w, Some(&b), p).unwrap());

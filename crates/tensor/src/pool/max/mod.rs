@@ -11,8 +11,8 @@
 //! in-bound rows). It is built for baseline x86-64, AVX2 and AVX-512 (for
 //! `f32`, with intrinsics and masked tails, so that narrow rows such as
 //! VGG16's 7 and 14 outputs vectorize too), and the best build the CPU runs
-//! is picked at run time (`SIGHTLINE_SIMD=avx2` or `generic` caps it, as for
-//! the other kernels). The border, and every column for strides of 3 or
+//! is picked at run time, at or below the parameters' [`crate::SimdCap`]
+//! ([`MaxPool2dParams::simd`], as for the other kernels). The border, and every column for strides of 3 or
 //! more, scan their windows one by one. Every way visits a window's taps in
 //! the same order and applies the same rule with compares and selects only
 //! (no arithmetic on the values), so every build gives the same bits, those
@@ -25,7 +25,8 @@
 use super::{backward_dims, MaxPool2dParams};
 use crate::element::Element;
 use crate::error::{Result, TensorError};
-use crate::simd::{simd_level, SimdLevel as Level};
+use crate::layout::try_buffer;
+use crate::simd::{simd_level_capped, SimdLevel as Level};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -172,7 +173,7 @@ impl Geometry {
 /// ties go to the first maximum, a NaN wins (the last one if several), and
 /// padding never wins.
 pub fn max_pool2d<T: Element>(x: &Tensor<T>, p: MaxPool2dParams) -> Result<(Tensor<T>, Vec<u32>)> {
-    max_pool2d_with(simd_level(), x, p)
+    max_pool2d_with(simd_level_capped(p.simd), x, p)
 }
 
 /// [`max_pool2d`] with the kernels built for `level` (the baseline ones if
@@ -185,10 +186,11 @@ fn max_pool2d_with<T: Element>(
     let level = if level.runs() { level } else { Level::Baseline };
     let ([n, c, h, w], g) = Geometry::new("max_pool2d", x.shape(), p)?;
     let (ho, wo) = (g.rows.len(), g.wo);
-    let len = n * c * ho * wo;
+    let out_shape = [n, c, ho, wo];
+    let (mut out, len) = try_buffer(&out_shape, "max_pool2d")?;
+    let (mut indices, _) = try_buffer(&out_shape, "max_pool2d")?;
     let planes = (TASK_ELEMS / (h * w + ho * wo)).max(1);
     // The outputs are written once, without zeroing them first.
-    let (mut out, mut indices) = (Vec::with_capacity(len), Vec::with_capacity(len));
     let written: usize = out.spare_capacity_mut()[..len]
         .par_chunks_mut(planes * ho * wo)
         .zip(indices.spare_capacity_mut()[..len].par_chunks_mut(planes * ho * wo))
@@ -589,12 +591,11 @@ pub fn max_pool2d_backward<T: Element>(
         });
     }
     let (plane, plane_out) = (h * w, ho * wo);
-    let len = n * c * plane;
+    let (mut gin, len) = try_buffer(&[n, c, h, w], op)?;
     let planes = (TASK_ELEMS / (plane + plane_out)).max(1);
     // Copied into each plane of the result: zeroes it and yields it as
     // initialized, without `unsafe`.
     let zeros = vec![T::zero(); plane];
-    let mut gin = Vec::with_capacity(len);
     let (written, in_range) = gin.spare_capacity_mut()[..len]
         .par_chunks_mut(planes * plane)
         .zip(gout.data().par_chunks(planes * plane_out))

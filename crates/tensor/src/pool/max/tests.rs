@@ -2,6 +2,7 @@
 //! a straightforward scalar reference of PyTorch's rule, bit for bit.
 
 use super::*;
+use crate::policy::SimdCap;
 use crate::pool::pool_output_len;
 use crate::testing::{dot, rnd, t};
 use proptest::prelude::*;
@@ -323,6 +324,7 @@ proptest! {
             padding: (ph.min(kh / 2), pw.min(kw / 2)),
             dilation: (dh, dw),
             ceil_mode,
+            simd: SimdCap::Best,
         };
         check_against_reference(&input::<f32>([n, c, h, w], seed), p);
         check_against_reference(&input::<f64>([n, c, h, w], seed), p);
@@ -390,5 +392,24 @@ fn max_pool_is_the_same_on_any_number_of_threads() {
     let one = run(1);
     for threads in [2, 3, 5] {
         assert_eq!(one, run(threads), "{threads} threads");
+    }
+}
+
+/// [`max_pool2d`] under every SIMD cap (the interior kernels of the level
+/// each picks) gives the reference's bits and indices.
+#[test]
+fn max_pool_gives_the_same_bits_under_every_cap() {
+    let x = input::<f32>([2, 3, 15, 14], 5);
+    for p in [MaxPool2dParams::new(2, 2, 0), MaxPool2dParams::new(3, 1, 1)] {
+        let Some((want, want_idx)) = reference(&x, p) else {
+            panic!("{p:?} is a valid pooling");
+        };
+        for simd in SimdCap::ALL {
+            let q = p.with_simd(simd);
+            assert_eq!(q.simd, simd);
+            let (y, idx) = max_pool2d(&x, q).unwrap();
+            assert_eq!(idx, want_idx, "{simd}");
+            assert!(same_bits(y.data(), want.data()), "{simd} {p:?}");
+        }
     }
 }
