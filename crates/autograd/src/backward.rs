@@ -132,6 +132,7 @@ impl<T: Element> Tape<T> {
             for &w in pass.wrt {
                 self.var_shape(w)?;
             }
+            pass.rules.check_layers(self.nodes())?;
         }
         let nodes = self.nodes();
         // Nodes are in recording order, so their output ids increase.

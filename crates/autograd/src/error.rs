@@ -78,6 +78,22 @@ pub enum AutogradError {
         /// The returned shape.
         found: Vec<usize>,
     },
+    /// A rule set names a layer that recorded no op.
+    #[error("rule set `{rule_set}` has a rule for layer `{layer}`, which is not a layer of this model (it recorded no op on this tape)")]
+    UnknownRuleLayer {
+        /// The rule set's name.
+        rule_set: String,
+        /// The layer path it names.
+        layer: String,
+    },
+    /// A rule was given parameters it cannot run with.
+    #[error("rule `{rule}`: {reason}")]
+    InvalidRule {
+        /// The rule's name.
+        rule: &'static str,
+        /// What is wrong with its parameters.
+        reason: String,
+    },
     /// The tape was recorded without gradient support and cannot be walked backward.
     #[error("this tape records no ops (Retain::Nothing): no backward pass is possible")]
     NotRecording,

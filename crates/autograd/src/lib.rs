@@ -9,11 +9,13 @@
 //! the tape in reverse and stops once those are reached. Because the rule set
 //! is a value passed to [`Tape::backward`], one forward pass serves any number
 //! of backward passes: standard gradients, guided backprop, deconvnet,
-//! excitation backprop, or rules a user writes by implementing [`Rule`].
+//! excitation backprop, the LRP rules of [`lrp`], or rules a user writes by
+//! implementing [`Rule`].
 #![warn(missing_docs)]
 
 mod backward;
 pub mod error;
+pub mod lrp;
 pub mod op;
 pub mod ops;
 pub mod rule;

@@ -11,6 +11,7 @@
 //! reaches an op's saved values by type ([`crate::RuleContext::op`]).
 
 use crate::error::Result;
+use crate::lrp::{Affine, Homogeneous};
 use crate::rule::{then_after, Elementwise, RuleContext};
 use sightline_tensor::{Element, Epilogue, Tensor};
 use std::any::Any;
@@ -73,6 +74,8 @@ impl OpKind {
     pub const SIGMOID: Self = Self("sigmoid");
     /// Hard sigmoid `max(0, min(1, alpha x + beta))` ([`crate::ops::activation`]).
     pub const HARD_SIGMOID: Self = Self("hard_sigmoid");
+    /// SiLU (swish) `x sigmoid(x)` ([`crate::ops::activation`]).
+    pub const SILU: Self = Self("silu");
     /// Hard swish `x hard_sigmoid(x)` ([`crate::ops::activation`]).
     pub const HARD_SWISH: Self = Self("hard_swish");
     /// The error function (GELU's) ([`crate::ops::activation`]).
@@ -195,6 +198,20 @@ pub trait Op<T: Element>: Any + Send + Sync + Debug {
         grads: &[&Tensor<T>],
     ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
         grads.iter().map(|g| self.backward(ctx, g)).collect()
+    }
+
+    /// The op as an affine map of its input 0 (`x (*) W + b`), for the LRP
+    /// rules that run it again with modified weights
+    /// ([`crate::lrp::Affine`]). The default: `None` (those rules then
+    /// refuse the op).
+    fn affine(&self) -> Option<&dyn Affine<T>> {
+        None
+    }
+
+    /// The op as a parameter-free linear map of its inputs, for the LRP
+    /// norm rule ([`crate::lrp::Homogeneous`]). The default: `None`.
+    fn homogeneous(&self) -> Option<&dyn Homogeneous<T>> {
+        None
     }
 }
 

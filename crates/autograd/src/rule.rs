@@ -215,6 +215,14 @@ impl<T: Element> Rule<T> for Standard {
     }
 }
 
+/// Rule sets are equal when they run the same rules on the same ops
+/// ([`RuleSet::description`]); their names do not count.
+impl<T: Element> PartialEq for RuleSet<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.description() == other.description()
+    }
+}
+
 #[derive(Clone, Debug)]
 struct LayerRule<T> {
     layer: String,
@@ -312,6 +320,44 @@ impl<T: Element> RuleSet<T> {
             rule,
         });
         self
+    }
+
+    /// What the set does, as a value: each kind's rule and each layer rule
+    /// (layer, kind, rule), rules by their `Debug` form (their type and
+    /// parameters), in a canonical order. Two sets with the same
+    /// description run the same rules everywhere, whatever their names:
+    /// this is the set's identity ([`PartialEq`]).
+    pub fn description(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, r)| format!("{k}: {r:?}"))
+            .collect();
+        kinds.sort();
+        // Layer rules keep their order: the last match wins.
+        kinds.extend(self.by_layer.iter().map(|l| {
+            let kind = l.kind.map(|k| k.name()).unwrap_or("*");
+            format!("layer {} ({kind}): {:?}", l.layer, l.rule)
+        }));
+        kinds
+    }
+
+    /// An error naming the first layer rule whose layer recorded no op in
+    /// `nodes` (a layer the model does not have): a typo in a layer name
+    /// would otherwise leave the standard rule in place without a word. A
+    /// rule for one kind of op in a layer that has only others is allowed
+    /// (a set can say what to do with a classifier whether it is a
+    /// convolution or a linear layer).
+    pub fn check_layers(&self, nodes: &[Node<T>]) -> Result<()> {
+        for r in &self.by_layer {
+            if !nodes.iter().any(|n| *n.layer == *r.layer) {
+                return Err(AutogradError::UnknownRuleLayer {
+                    rule_set: self.name.clone(),
+                    layer: r.layer.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The rule for a node: the last matching layer rule, else its kind's rule, else [`Standard`].

@@ -2,7 +2,7 @@
 
 use crate::error::{AutogradError, Result};
 use crate::op::Op;
-use sightline_tensor::{Element, Tensor, TensorError};
+use sightline_tensor::{Element, KernelPolicy, Tensor, TensorError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -108,9 +108,8 @@ pub struct Tape<T> {
     keep: Vec<String>,
     retain: Retain,
     train: bool,
-    fold_batch_norm: bool,
-    folded: Vec<String>,
     params: Vec<(String, VarId)>,
+    kernels: KernelPolicy,
 }
 
 impl<T: Element> Tape<T> {
@@ -126,10 +125,24 @@ impl<T: Element> Tape<T> {
             keep: Vec::new(),
             retain,
             train: false,
-            fold_batch_norm: false,
-            folded: Vec::new(),
             params: Vec::new(),
+            kernels: KernelPolicy::default(),
         }
+    }
+
+    /// Records every convolution and max pool of this tape under `kernels`
+    /// (Winograd or not, and which variant; the highest SIMD level), in the
+    /// forward pass and in every backward pass through them: the recording
+    /// functions put it in the parameters they compute and keep with the
+    /// op. The default is [`KernelPolicy::default`].
+    pub fn with_kernels(mut self, kernels: KernelPolicy) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    /// The kernel policy the ops of this tape are recorded under.
+    pub fn kernels(&self) -> KernelPolicy {
+        self.kernels
     }
 
     /// Makes the parameters registered through [`Tape::param`] trainable leaves,
@@ -171,38 +184,6 @@ impl<T: Element> Tape<T> {
         let mut t = Self::new(retain);
         t.keep = layers.iter().map(|s| s.to_string()).collect();
         t
-    }
-
-    /// Lets layers fold a batch norm into the convolution before it
-    /// ([`crate::ops::conv::conv2d_batch_norm_folded`]): one op instead of
-    /// two, forward and backward. The convolution's own output then never
-    /// exists, so it is not a layer output of this tape, unless the layer is
-    /// one of the kept layers ([`Tape::with_kept_layers`]), which are never
-    /// folded. Rules keyed to the batch norm's layer path do not apply to a
-    /// folded pair (it is one convolution, under the convolution's path).
-    /// A training tape never folds.
-    pub fn folding_batch_norm(mut self) -> Self {
-        self.fold_batch_norm = true;
-        self
-    }
-
-    /// Whether the convolution `conv_path` may fold the batch norm after it:
-    /// folding is on, the tape does not train, and the layer is not kept.
-    pub fn folds_batch_norm_after(&self, conv_path: &str) -> bool {
-        self.fold_batch_norm && !self.train && !self.keep.iter().any(|k| k == conv_path)
-    }
-
-    /// Notes that the layer `conv_path` had a batch norm folded into it, so
-    /// its own output was not computed.
-    pub fn mark_folded(&mut self, conv_path: &str) {
-        if !self.is_folded(conv_path) {
-            self.folded.push(conv_path.to_string());
-        }
-    }
-
-    /// Whether the layer `path` had a batch norm folded into it on this tape.
-    pub fn is_folded(&self, path: &str) -> bool {
-        self.folded.iter().any(|f| f == path)
     }
 
     /// The retention policy.

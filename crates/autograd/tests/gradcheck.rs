@@ -88,7 +88,7 @@ proptest! {
               h in 3usize..8, w in 3usize..8, kh in 1usize..4, kw in 1usize..4,
               sh in 1usize..3, sw in 1usize..3, ph in 0usize..3, pw in 0usize..3,
               dh in 1usize..3, dw in 1usize..3, bias in any::<bool>(), seed in any::<u64>()) {
-        let p = Conv2dParams { stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), groups: g };
+        let p = Conv2dParams { stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), groups: g, ..Conv2dParams::default() };
         prop_assume!(h + 2 * ph > dh * (kh - 1) && w + 2 * pw > dw * (kw - 1));
         let mut inputs = vec![values(&[n, g * cig, h, w], seed, 0.0), values(&[g * cog, cig, kh, kw], seed + 1, 0.0)];
         if bias { inputs.push(values(&[g * cog], seed + 2, 0.0)); }
@@ -110,7 +110,7 @@ proptest! {
     #[test]
     fn max_pool2d(c in 1usize..3, h in 2usize..9, w in 2usize..9, k in 1usize..4, s in 1usize..4,
                   d in 1usize..3, ceil in any::<bool>(), pad in 0usize..2, seed in any::<u64>()) {
-        let p = MaxPool2dParams { kernel: (k, k.max(2) - 1), stride: (s, s + 1), padding: (pad.min(k / 2), 0), dilation: (d, 1), ceil_mode: ceil };
+        let p = MaxPool2dParams { kernel: (k, k.max(2) - 1), stride: (s, s + 1), padding: (pad.min(k / 2), 0), dilation: (d, 1), ceil_mode: ceil, ..MaxPool2dParams::new(1, 1, 0) };
         prop_assume!(h + 2 * p.padding.0 > d * (k - 1) && w >= p.kernel.1);
         check(&[values(&[1, c, h, w], seed, 1e-3)], &|t, v| pool::max_pool2d(t, &v[0], p));
     }
@@ -143,10 +143,9 @@ proptest! {
         let weight = Arc::new(values(&[cout, c, k, k], seed + 4, 0.0));
         let b = values(&[cout], seed + 5, 0.0);
         let folded = conv::FoldedBatchNorm::new(&weight, bias.then_some(&b), &affine).unwrap();
-        let cache = conv::Conv2dCache::new();
         let p = Conv2dParams::new(stride, k / 2);
         check(&[values(&[2, c, hw, hw + 1], seed + 6, 0.0)], &|t, v| {
-            conv::conv2d_batch_norm_folded(t, &v[0], &weight, &folded, p, &cache)
+            conv::conv2d_batch_norm_folded(t, &v[0], &folded, p)
         });
     }
 

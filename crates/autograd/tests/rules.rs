@@ -181,6 +181,16 @@ fn layer_rules_override_kind_rules() {
         e.contains("excitation_batch_norm") && e.contains("relu") && e.contains("second"),
         "{e}"
     );
+    // A layer rule naming a layer the tape does not have (a typo) is an
+    // error, not the standard gradient.
+    for kind in [Some(OpKind::RELU), None] {
+        let typo = RuleSet::guided_backprop().with_layer("frist", kind, Arc::new(HalfRelu));
+        let e = tape
+            .backward(b.id(), &g, &typo, &[xv.id()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("frist") && e.contains("guided_backprop"), "{e}");
+    }
 }
 
 #[test]
@@ -323,4 +333,28 @@ fn excitation_through_a_streamed_linear_layer_is_the_formula() {
         .remove(0);
     let bits = |t: &Tensor<f32>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&got), bits(&want));
+}
+
+#[test]
+fn rule_sets_are_equal_by_what_they_do_not_by_name() {
+    let a = RuleSet::<f64>::guided_backprop();
+    let b = RuleSet::<f64>::standard().with(OpKind::RELU, Arc::new(relu::GuidedRelu));
+    assert_eq!(a, b, "same rules, different names");
+    assert_ne!(
+        a,
+        RuleSet::<f64>::guided_backprop()
+            .named("standard")
+            .with(OpKind::RELU, Arc::new(relu::DeconvnetRelu))
+    );
+    assert_ne!(RuleSet::<f64>::standard(), a.clone().named("standard"));
+    let eb = RuleSet::<f64>::excitation_backprop();
+    let negated = eb.clone().with_layer(
+        "fc",
+        Some(OpKind::LINEAR),
+        Arc::new(linear::ExcitationLinear {
+            negate_weights: true,
+        }),
+    );
+    assert_ne!(eb, negated);
+    assert_eq!(negated.clone(), negated);
 }

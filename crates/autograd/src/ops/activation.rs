@@ -1,5 +1,5 @@
 //! The elementwise activations of the ONNX op set: clip (ReLU6), sigmoid,
-//! hard sigmoid, hard swish and erf; recording and standard backward.
+//! SiLU, hard sigmoid, hard swish and erf; recording and standard backward.
 //!
 //! Each forward and backward is the tensor kernel's
 //! ([`sightline_tensor::activation`]), which follows PyTorch's formulas and
@@ -7,6 +7,11 @@
 //! Each op keeps what its backward reads: the sigmoid its own output
 //! (shared with the output variable, not copied), the others a shared
 //! handle to their input.
+//!
+//! SiLU is not an ONNX op: an exported `nn.SiLU` is `Mul(x, Sigmoid(x))`,
+//! which the graph executor records as one [`silu`] (one sweep forward,
+//! one backward, run inside the kernel of the convolution above it, the
+//! input kept instead of the input and the sigmoid's output).
 
 use crate::error::Result;
 use crate::op::{Op, OpKind};
@@ -17,7 +22,7 @@ use crate::tape::{Tape, Var};
 use sightline_tensor::activation::{
     erf as erf_kernel, erf_backward, hard_sigmoid as hard_sigmoid_kernel, hard_sigmoid_backward,
     hard_swish as hard_swish_kernel, hard_swish_backward, sigmoid as sigmoid_kernel,
-    sigmoid_backward,
+    sigmoid_backward, silu as silu_kernel, silu_backward, silu_backward_at, silu_backward_in_place,
 };
 use sightline_tensor::elementwise::{clip_in_place, SignMask};
 use sightline_tensor::{Element, Tensor};
@@ -127,7 +132,7 @@ pub struct SigmoidOp<T> {
 /// `g * (1 - y) * y`, reads the output, which the op shares with the
 /// returned variable (no copy).
 pub fn sigmoid<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
-    let y = sigmoid_kernel(x.value());
+    let y = sigmoid_kernel(x.value()).map_err(tape.kernel_err("sigmoid"))?;
     Ok(tape.record_keeping_output(|output| SigmoidOp { output }, &[x], y))
 }
 
@@ -138,6 +143,57 @@ impl<T: Element> Op<T> for SigmoidOp<T> {
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
         one_input(ctx, || sigmoid_backward(g, &self.output))
+    }
+}
+
+/// The kind of a recorded SiLU ([`silu`]); rules keyed to the sigmoid
+/// or the product do not apply to it.
+
+/// A recorded SiLU `x * sigmoid(x)`.
+#[derive(Debug)]
+pub struct SiluOp<T> {
+    /// The input (shared with its variable).
+    pub input: Arc<Tensor<T>>,
+}
+
+/// Records SiLU (swish) `x * sigmoid(x)` as one op of kind [`OpKind::SILU`]: the
+/// values of `Mul(x, Sigmoid(x))`, in one sweep. Its backward is the
+/// standard gradient, PyTorch's `silu_backward`, `g * s * (1 + x * (1 -
+/// s))` with `s = sigmoid(x)` (recomputed from the kept input).
+pub fn silu<T: Element>(tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
+    let y = silu_kernel(x.value()).map_err(tape.kernel_err("silu"))?;
+    let input = x.value_arc().clone();
+    Ok(tape.record(SiluOp { input }, &[x], y))
+}
+
+impl<T: Element> Op<T> for SiluOp<T> {
+    fn kind(&self) -> OpKind {
+        OpKind::SILU
+    }
+
+    fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        one_input(ctx, || silu_backward(g, &self.input))
+    }
+
+    fn backward_owned(
+        &self,
+        ctx: &RuleContext<'_, T>,
+        mut g: Tensor<T>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        one_input(ctx, || {
+            silu_backward_in_place(&mut g, &self.input)?;
+            Ok(g)
+        })
+    }
+
+    fn backward_elementwise<'a>(&'a self, ctx: &RuleContext<'a, T>) -> Option<Elementwise<'a, T>> {
+        if !ctx.needs(0) {
+            return None;
+        }
+        let input = self.input.data();
+        Some(Box::new(move |g: &mut [T], offset: usize| {
+            silu_backward_at(g, input, offset)
+        }))
     }
 }
 
@@ -299,6 +355,51 @@ mod tests {
         );
     }
 
+    /// SiLU: `Mul(x, Sigmoid(x))`'s values, PyTorch's gradient, by every
+    /// path the walk may take (owned, in pieces inside a kernel above).
+    #[test]
+    fn silu_values_and_gradient_by_every_path() {
+        let x = [0.0, 2.0, -1.0, -30.0];
+        let g = [1.0, 3.0, -2.0, 5.0];
+        let (y, gx) = run(&x, &g, silu);
+        let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+        close(&y, &x.map(|v| v * s(v)));
+        let want: Vec<f64> = x
+            .iter()
+            .zip(&g)
+            .map(|(&v, &g)| g * s(v) * (1.0 + v * (1.0 - s(v))))
+            .collect();
+        close(&gx, &want);
+        // The same as the product of the two ops it stands for.
+        let (_, gx2) = run(&x, &g, |t, v| {
+            let sv = sigmoid(t, v)?;
+            crate::ops::arith::mul(t, v, &sv)
+        });
+        close(&gx, &gx2);
+        // backward_owned and the elementwise form, on pieces at offsets.
+        let mut tape = Tape::new(Retain::Minimal);
+        let xv = tape.input(Tensor::from_vec([4], x.to_vec()).unwrap());
+        silu(&mut tape, &xv).unwrap();
+        let node = tape.nodes().last().unwrap();
+        assert_eq!(node.op.kind(), OpKind::SILU);
+        let ctx = RuleContext {
+            node,
+            needs: &[true],
+        };
+        let seed = Tensor::from_vec([4], g.to_vec()).unwrap();
+        let owned = node.op.backward_owned(&ctx, seed.clone()).unwrap();
+        assert_eq!(owned[0].as_ref().unwrap().data(), gx.as_slice());
+        let f = node.op.backward_elementwise(&ctx).unwrap();
+        let mut pieces = g.to_vec();
+        let (a, b) = pieces.split_at_mut(1);
+        f(a, 0).unwrap();
+        f(b, 1).unwrap();
+        assert_eq!(pieces, gx);
+        assert!(f(&mut [1.0; 2], 3).is_err());
+        let short = Tensor::from_vec([2], vec![1.0, 1.0]).unwrap();
+        assert!(node.op.backward_owned(&ctx, short).is_err());
+    }
+
     /// The sigmoid's op keeps the very buffer its output variable holds.
     #[test]
     fn sigmoid_keeps_its_output_without_a_copy() {
@@ -372,6 +473,7 @@ mod tests {
             ),
             (hard_swish(&mut tape, &x).unwrap(), OpKind::HARD_SWISH),
             (erf(&mut tape, &x).unwrap(), OpKind::ERF),
+            (silu(&mut tape, &x).unwrap(), OpKind::SILU),
         ];
         let g = Tensor::from_vec([2], vec![1.0, 1.0]).unwrap();
         for (node, (y, kind)) in tape.nodes().iter().zip(&ys) {

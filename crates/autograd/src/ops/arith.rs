@@ -16,6 +16,7 @@
 //! the gradient of a broadcast operand is summed back to its shape.
 
 use crate::error::Result;
+use crate::lrp::Homogeneous;
 use crate::op::{Op, OpKind};
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
@@ -171,6 +172,21 @@ impl<T: Element> Op<T> for AddOp<T> {
         g: Tensor<T>,
     ) -> Result<Vec<Option<Tensor<T>>>> {
         self.standard_owned(ctx, g)
+    }
+
+    fn homogeneous(&self) -> Option<&dyn Homogeneous<T>> {
+        Some(self)
+    }
+}
+
+/// The sum as the LRP norm rule sees it: linear in both terms.
+impl<T: Element> Homogeneous<T> for AddOp<T> {
+    fn terms(&self) -> Option<Vec<&Tensor<T>>> {
+        self.terms.as_ref().map(|[a, b]| vec![&**a, &**b])
+    }
+
+    fn output(&self, terms: &[&Tensor<T>]) -> sightline_tensor::Result<Tensor<T>> {
+        apply(terms[0], terms[1], BinaryOp::Add)
     }
 }
 

@@ -1,14 +1,15 @@
 //! Convolution: recording, standard backward, excitation rule.
 
 use crate::error::Result;
+use crate::lrp::Affine;
 use crate::op::{Op, OpKind};
 use crate::ops::{excitation_denominator, excitation_with_denominator, ExcitationSlots};
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
 use sightline_tensor::conv::{
-    conv2d as conv_kernel, conv2d_backward_bias, conv2d_backward_input_cached,
-    conv2d_backward_input_then, conv2d_backward_weight, conv2d_cached, BackwardInputCache,
-    ForwardCache,
+    conv2d as conv_kernel, conv2d_backward_bias, conv2d_backward_input,
+    conv2d_backward_input_cached, conv2d_backward_input_then, conv2d_backward_weight,
+    conv2d_cached, BackwardInputCache, ForwardCache,
 };
 use sightline_tensor::norm::{fold_batch_norm, BatchNormAffine};
 use sightline_tensor::{Conv2dParams, Element, Epilogue, Tensor, TensorError};
@@ -18,18 +19,20 @@ use std::sync::{Arc, OnceLock};
 /// A recorded convolution.
 #[derive(Debug)]
 pub struct Conv2dOp<T> {
-    /// Stride, padding, dilation, groups.
+    /// Stride, padding, dilation, groups, and the tape's kernel policy
+    /// (which the backward rules compute under too).
     pub params: Conv2dParams,
     /// The kernel convolved (shared with the layer, not copied): with a batch
     /// norm folded in ([`conv2d_batch_norm_folded`]), the folded kernel.
     pub weight: Arc<Tensor<T>>,
-    /// With a batch norm folded in, the layer's own kernel: the excitation
-    /// rule, which treats batch norm as the identity (TorchRay), uses it.
-    pub unfolded_weight: Option<Arc<Tensor<T>>>,
     /// The input, kept when a rule or a weight gradient may need it.
     pub input: Option<Arc<Tensor<T>>>,
     /// Whether a bias was added (a third input).
     pub has_bias: bool,
+    /// The bias added (with a batch norm folded in, the folded bias), kept
+    /// when the input is: the LRP rules run the convolution again with it
+    /// ([`crate::lrp::Affine`]).
+    pub bias: Option<Arc<Tensor<T>>>,
     /// The transposed, flipped (or Winograd-transformed) kernel of the
     /// standard input gradient, made on the first backward pass and reused
     /// by the next ones: shared with the layer's [`Conv2dCache`] when the
@@ -130,6 +133,10 @@ impl<T> fmt::Debug for Conv2dCache<T> {
 /// What it derives from the weight (a Winograd kernel) is computed for this
 /// call and this tape only; a caller that runs the same weight again should
 /// keep a [`Conv2dCache`] and use [`conv2d_with_cache`].
+///
+/// The convolution runs under the tape's kernel policy ([`Tape::kernels`]),
+/// which replaces `params.kernels`; the node keeps it, so the backward rules
+/// run under it too.
 pub fn conv2d<T: Element>(
     tape: &mut Tape<T>,
     x: &Var<T>,
@@ -170,6 +177,7 @@ fn record<T: Element>(
     params: Conv2dParams,
     cache: Option<&Conv2dCache<T>>,
 ) -> Result<Var<T>> {
+    let params = params.with_kernels(tape.kernels());
     let (xv, wv, bv) = (x.value(), weight.value(), bias.map(|b| b.value()));
     let y = match cache {
         Some(c) => conv2d_cached(xv, wv, bv, params, &c.forward),
@@ -187,9 +195,9 @@ fn record<T: Element>(
     let op = Conv2dOp {
         params,
         weight: weight.value_arc().clone(),
-        unfolded_weight: None,
         input: keep_input.then(|| x.value_arc().clone()),
         has_bias: bias.is_some(),
+        bias: bias.filter(|_| keep_input).map(|b| b.value_arc().clone()),
         backward_kernel,
         excitation: ExcitationSlots::new(),
         positive,
@@ -238,23 +246,22 @@ impl<T: Element> FoldedBatchNorm<T> {
 }
 
 /// Records `bn(conv2d(x, weight, bias))` as one convolution with the batch
-/// norm folded in (`folded`, made from `weight`, the bias and the batch
+/// norm merged in (`folded`, made from the weight, the bias and the batch
 /// norm): no batch-norm pass forward or backward, and one activation fewer.
+/// What a canonizer's merge runs ([`FoldedBatchNorm`]).
 ///
-/// The node is a [`Conv2dOp`] whose standard rule is the folded kernel's
-/// input gradient, equal to the batch norm's then the convolution's to
-/// rounding. Its excitation rule uses `weight` (the batch norm counts as the
-/// identity there, as in TorchRay), as the unfolded pair does. `cache` is the layer's own (unfolded) cache: the
-/// excitation rule's positive weights come from it. The weight is a
-/// constant: a tape that trains parameters should not fold.
+/// The node is a [`Conv2dOp`] of the merged kernel and bias, as a
+/// convolution with those weights would be: every rule sees one
+/// convolution (the excitation rule's positive weights are the merged
+/// kernel's, kept with it). The weights are constants. As in [`conv2d`],
+/// the tape's kernel policy replaces `params.kernels`.
 pub fn conv2d_batch_norm_folded<T: Element>(
     tape: &mut Tape<T>,
     x: &Var<T>,
-    weight: &Arc<Tensor<T>>,
     folded: &FoldedBatchNorm<T>,
     params: Conv2dParams,
-    cache: &Conv2dCache<T>,
 ) -> Result<Var<T>> {
+    let params = params.with_kernels(tape.kernels());
     let y = conv2d_cached(
         x.value(),
         &folded.weight,
@@ -267,12 +274,12 @@ pub fn conv2d_batch_norm_folded<T: Element>(
     let op = Conv2dOp {
         params,
         weight: folded.weight.clone(),
-        unfolded_weight: Some(weight.clone()),
         input: tape.keeps_all().then(|| x.value_arc().clone()),
         has_bias: false,
+        bias: tape.keeps_all().then(|| folded.bias.clone()),
         backward_kernel: folded.cache.backward_input.clone(),
         excitation: ExcitationSlots::new(),
-        positive: cache.positive.clone(),
+        positive: folded.cache.positive.clone(),
     };
     Ok(tape.record(op, &[x, &w], y))
 }
@@ -351,6 +358,49 @@ impl<T: Element> Op<T> for Conv2dOp<T> {
     ) -> Result<Vec<Option<Tensor<T>>>> {
         self.standard_then(ctx, &g, Some(then))
     }
+
+    fn affine(&self) -> Option<&dyn Affine<T>> {
+        Some(self)
+    }
+}
+
+/// The convolution as the LRP rules run it: the same geometry and kernel
+/// policy with other weights (a batch norm folded in counts as part of the
+/// convolution, as after Zennit's canonizers).
+impl<T: Element> Affine<T> for Conv2dOp<T> {
+    fn input(&self) -> Option<&Tensor<T>> {
+        self.input.as_deref()
+    }
+
+    fn weight(&self) -> &Tensor<T> {
+        &self.weight
+    }
+
+    fn bias(&self) -> Option<&Tensor<T>> {
+        self.bias.as_deref()
+    }
+
+    fn forward_with(
+        &self,
+        x: &Tensor<T>,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+    ) -> sightline_tensor::Result<Tensor<T>> {
+        conv_kernel(x, weight, bias, self.params)
+    }
+
+    fn input_gradient_with(
+        &self,
+        grad: &Tensor<T>,
+        weight: &Tensor<T>,
+        input_shape: &[usize],
+    ) -> sightline_tensor::Result<Tensor<T>> {
+        let hw = (
+            input_shape.get(2).copied().unwrap_or(0),
+            input_shape.get(3).copied().unwrap_or(0),
+        );
+        conv2d_backward_input(grad, weight, hw, self.params)
+    }
 }
 
 /// Excitation backprop through a convolution:
@@ -392,11 +442,7 @@ impl<T: Element> Rule<T> for ExcitationConv {
         let plus = op.positive.0[usize::from(negate)].get_or_init(|| {
             let forward = ForwardCache::new();
             PositiveConv {
-                weight: op
-                    .unfolded_weight
-                    .as_ref()
-                    .unwrap_or(&op.weight)
-                    .map(|w| (w * sign).max(T::zero())),
+                weight: op.weight.map(|w| (w * sign).max(T::zero())),
                 backward_kernel: BackwardInputCache::sharing(&forward),
                 forward,
             }
@@ -413,5 +459,93 @@ impl<T: Element> Rule<T> for ExcitationConv {
             conv2d_backward_input_cached(s, &plus.weight, hw, op.params, &plus.backward_kernel)
         })?);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::RuleSet;
+    use crate::tape::Retain;
+    use sightline_tensor::{KernelPolicy, SimdCap, WinogradPolicy};
+
+    fn values(shape: &[usize], mul: usize) -> Tensor<f32> {
+        let n: usize = shape.iter().product();
+        let data = (0..n)
+            .map(|i| ((i * mul) % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        Tensor::from_vec(shape.to_vec(), data).unwrap()
+    }
+
+    fn same_bits(a: &Tensor<f32>, b: &Tensor<f32>) -> bool {
+        a.shape() == b.shape()
+            && a.data()
+                .iter()
+                .zip(b.data())
+                .all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    /// A convolution recorded on a tape with a kernel policy (with a layer
+    /// cache and without) keeps the policy in its node, replacing the one
+    /// in the parameters given, and computes forward and input gradient
+    /// with the bits of the kernels run directly under it; on a layer
+    /// where the default takes Winograd, `Off` gives other bits.
+    #[test]
+    fn a_convolution_runs_both_ways_under_the_tape_policy() {
+        // 16 -> 24 channels at 20 x 20: Winograd F(2x2) under `Auto`.
+        let (x, w) = (values(&[1, 16, 20, 20], 7), values(&[24, 16, 3, 3], 5));
+        let seed = values(&[1, 24, 20, 20], 3);
+        // The parameters the caller passes say `All` and `Avx2`: the tape's
+        // policy wins.
+        let given = Conv2dParams::new(1, 1)
+            .with_kernels(KernelPolicy::new(WinogradPolicy::All, SimdCap::Avx2));
+        let mut results = Vec::new();
+        for policy in [
+            KernelPolicy::default(),
+            KernelPolicy::new(WinogradPolicy::Off, SimdCap::Best),
+            KernelPolicy::new(WinogradPolicy::F4, SimdCap::Generic),
+        ] {
+            let p = given.with_kernels(policy);
+            let want_y = conv2d_cached(&x, &w, None, p, &ForwardCache::new()).unwrap();
+            let want_g =
+                conv2d_backward_input_cached(&seed, &w, (20, 20), p, &BackwardInputCache::new())
+                    .unwrap();
+            for cached in [false, true] {
+                let mut tape = Tape::new(Retain::Minimal).with_kernels(policy);
+                assert_eq!(tape.kernels(), policy);
+                let xv = tape.input(x.clone());
+                let wv = tape.constant(Arc::new(w.clone()));
+                let cache = Conv2dCache::new();
+                let y = if cached {
+                    conv2d_with_cache(&mut tape, &xv, &wv, None, given, &cache).unwrap()
+                } else {
+                    conv2d(&mut tape, &xv, &wv, None, given).unwrap()
+                };
+                let op = tape.nodes()[0].op.downcast_ref::<Conv2dOp<f32>>().unwrap();
+                assert_eq!(op.params, p);
+                let g = tape
+                    .backward(y.id(), &seed, &RuleSet::standard(), &[xv.id()])
+                    .unwrap()
+                    .remove(0);
+                if cached {
+                    assert!(same_bits(y.value(), &want_y), "{policy} forward");
+                } else {
+                    // Uncached: F(2x2) with its kernel made per call (the
+                    // same bits as cached F(2x2)), im2col where the cached
+                    // form would take F(4x4) or the packed weight.
+                    let direct = sightline_tensor::conv::conv2d(&x, &w, None, p).unwrap();
+                    assert!(same_bits(y.value(), &direct), "{policy} uncached forward");
+                }
+                assert!(
+                    same_bits(&g, &want_g),
+                    "{policy} input gradient, cached {cached}"
+                );
+                results.push((y.value().clone(), g));
+            }
+        }
+        // Default and `Off`, with a cache: Winograd against the packed
+        // weight.
+        assert!(!same_bits(&results[1].0, &results[3].0));
+        assert!(!same_bits(&results[1].1, &results[3].1));
     }
 }

@@ -1,6 +1,7 @@
 //! Fully connected layer: recording, standard backward, excitation rule.
 
 use crate::error::Result;
+use crate::lrp::Affine;
 use crate::op::{Op, OpKind};
 use crate::ops::{
     add_excitation_epsilon, excitation_denominator, excitation_with_denominator, ExcitationSlots,
@@ -24,6 +25,9 @@ pub struct LinearOp<T> {
     pub input: Option<Arc<Tensor<T>>>,
     /// Whether a bias was added (a third input).
     pub has_bias: bool,
+    /// The bias (shared with the layer), kept when the input is: the LRP
+    /// rules run the layer again with it ([`crate::lrp::Affine`]).
+    pub bias: Option<Arc<Tensor<T>>>,
     /// The excitation rule's denominator `x max(±W, 0)^T + 1e-20`, per
     /// sign, made on the first excitation pass through this node and
     /// dropped with the tape (the clamped weight itself is not kept: VGG16's
@@ -59,6 +63,7 @@ pub fn linear<T: Element>(
         weight: weight.value_arc().clone(),
         input: keep_input.then(|| x.value_arc().clone()),
         has_bias: bias.is_some(),
+        bias: bias.filter(|_| keep_input).map(|b| b.value_arc().clone()),
         excitation,
     };
     let mut inputs = vec![x, weight];
@@ -287,5 +292,42 @@ impl<T: Element> Op<T> for LinearOp<T> {
         grads: &[&Tensor<T>],
     ) -> Result<Vec<Vec<Option<Tensor<T>>>>> {
         self.standard_many(ctx, grads)
+    }
+
+    fn affine(&self) -> Option<&dyn Affine<T>> {
+        Some(self)
+    }
+}
+
+/// The layer as the LRP rules run it: `x W^T + b` with other weights.
+impl<T: Element> Affine<T> for LinearOp<T> {
+    fn input(&self) -> Option<&Tensor<T>> {
+        self.input.as_deref()
+    }
+
+    fn weight(&self) -> &Tensor<T> {
+        &self.weight
+    }
+
+    fn bias(&self) -> Option<&Tensor<T>> {
+        self.bias.as_deref()
+    }
+
+    fn forward_with(
+        &self,
+        x: &Tensor<T>,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+    ) -> sightline_tensor::Result<Tensor<T>> {
+        linear_kernel(x, weight, bias)
+    }
+
+    fn input_gradient_with(
+        &self,
+        grad: &Tensor<T>,
+        weight: &Tensor<T>,
+        _input_shape: &[usize],
+    ) -> sightline_tensor::Result<Tensor<T>> {
+        linear_backward_input(grad, weight)
     }
 }

@@ -2,6 +2,7 @@
 //! standard backward and the excitation rules of the average pools.
 
 use crate::error::Result;
+use crate::lrp::Homogeneous;
 use crate::op::{Op, OpKind};
 use crate::rule::{Rule, RuleContext};
 use crate::tape::{Tape, Var};
@@ -15,18 +16,20 @@ use std::sync::Arc;
 /// A recorded max pool: for each output, the index in its input plane of the first maximum.
 #[derive(Debug)]
 pub struct MaxPoolOp {
-    /// The pooling geometry.
+    /// The pooling geometry, with the SIMD cap of the tape's kernel policy.
     pub params: MaxPool2dParams,
     /// Flat index within the input plane of each output's first maximal element.
     pub indices: Vec<u32>,
 }
 
-/// Records a max pool.
+/// Records a max pool, run with the SIMD cap of the tape's kernel policy
+/// ([`Tape::kernels`]), which replaces `params.simd`.
 pub fn max_pool2d<T: Element>(
     tape: &mut Tape<T>,
     x: &Var<T>,
     params: MaxPool2dParams,
 ) -> Result<Var<T>> {
+    let params = params.with_simd(tape.kernels().simd);
     let (y, indices) = max_kernel(x.value(), params).map_err(tape.kernel_err("max_pool2d"))?;
     Ok(tape.record(MaxPoolOp { params, indices }, &[x], y))
 }
@@ -200,6 +203,21 @@ impl<T: Element> Op<T> for AvgPoolOp<T> {
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
         self.standard(ctx, g)
     }
+
+    fn homogeneous(&self) -> Option<&dyn Homogeneous<T>> {
+        Some(self)
+    }
+}
+
+/// The pool as the LRP norm rule sees it: linear in its input.
+impl<T: Element> Homogeneous<T> for AvgPoolOp<T> {
+    fn terms(&self) -> Option<Vec<&Tensor<T>>> {
+        self.input.as_deref().map(|x| vec![x])
+    }
+
+    fn output(&self, terms: &[&Tensor<T>]) -> sightline_tensor::Result<Tensor<T>> {
+        avg_kernel(terms[0], self.params)
+    }
 }
 
 impl<T: Element> Op<T> for AdaptiveAvgPoolOp<T> {
@@ -209,5 +227,58 @@ impl<T: Element> Op<T> for AdaptiveAvgPoolOp<T> {
 
     fn backward(&self, ctx: &RuleContext<'_, T>, g: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
         self.standard(ctx, g)
+    }
+
+    fn homogeneous(&self) -> Option<&dyn Homogeneous<T>> {
+        Some(self)
+    }
+}
+
+/// The pool as the LRP norm rule sees it: linear in its input.
+impl<T: Element> Homogeneous<T> for AdaptiveAvgPoolOp<T> {
+    fn terms(&self) -> Option<Vec<&Tensor<T>>> {
+        self.input.as_deref().map(|x| vec![x])
+    }
+
+    fn output(&self, terms: &[&Tensor<T>]) -> sightline_tensor::Result<Tensor<T>> {
+        adaptive_kernel(terms[0], self.output_hw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::RuleSet;
+    use crate::tape::Retain;
+    use sightline_tensor::{KernelPolicy, SimdCap, WinogradPolicy};
+
+    /// A max pool recorded on a tape with a SIMD cap keeps the cap in its
+    /// node (replacing the one given) and gives the kernel's values and
+    /// gradient.
+    #[test]
+    fn a_max_pool_runs_under_the_tape_cap() {
+        let x: Tensor<f32> = Tensor::from_vec(
+            vec![1, 2, 9, 8],
+            (0..144).map(|i| ((i * 37) % 29) as f32 - 14.0).collect(),
+        )
+        .unwrap();
+        let given = MaxPool2dParams::new(2, 2, 0).with_simd(SimdCap::Avx2);
+        for simd in SimdCap::ALL {
+            let policy = KernelPolicy::new(WinogradPolicy::Off, simd);
+            let mut tape = Tape::new(Retain::Minimal).with_kernels(policy);
+            let xv = tape.input(x.clone());
+            let y = max_pool2d(&mut tape, &xv, given).unwrap();
+            let op = tape.nodes()[0].op.downcast_ref::<MaxPoolOp>().unwrap();
+            assert_eq!(op.params, given.with_simd(simd));
+            let (want, indices) = max_kernel(&x, given.with_simd(simd)).unwrap();
+            assert_eq!(y.value(), &want);
+            assert_eq!(op.indices, indices);
+            let seed = Tensor::full(want.shape().to_vec(), 1.0);
+            let g = tape
+                .backward(y.id(), &seed, &RuleSet::standard(), &[xv.id()])
+                .unwrap()
+                .remove(0);
+            assert_eq!(g.data().iter().sum::<f32>(), want.len() as f32);
+        }
     }
 }
