@@ -92,6 +92,22 @@ pub enum LayerError {
         /// The known names.
         known: Vec<String>,
     },
+    /// A layer path that is not one of the model's.
+    #[error("{context} names layer `{path}`, which the model does not have")]
+    UnknownLayer {
+        /// The layer path.
+        path: String,
+        /// Who named it.
+        context: String,
+    },
+    /// A transform that does not apply to this kind of model.
+    #[error("{what} does not apply to {model}")]
+    Unsupported {
+        /// The transform.
+        what: String,
+        /// The model it was given.
+        model: String,
+    },
     /// A NaN or infinity where finite values are required.
     #[error("non-finite value (NaN or infinity) in {what}")]
     NonFinite {

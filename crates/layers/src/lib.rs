@@ -15,8 +15,10 @@
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod canonize;
 pub mod default_layers;
 pub mod error;
+pub mod footprint;
 pub mod graph;
 pub mod layers;
 pub mod model;
@@ -27,6 +29,7 @@ mod weights;
 pub use arch::{
     AlexNetConfig, Architecture, BlockKind, ResNetConfig, VggConfig, VggItem, PRESET_NAMES,
 };
+pub use canonize::{BatchNormMerge, Canonizer, MergeBatchNorm, ResNetCanonizer};
 pub use default_layers::DefaultLayers;
 pub use error::{LayerError, Result};
 pub use model::{Classifier, Model};

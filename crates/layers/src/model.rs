@@ -3,6 +3,7 @@
 //! a network of the user's own ([`Classifier`]).
 
 use crate::arch::Architecture;
+use crate::canonize::BatchNormMerge;
 use crate::default_layers::DefaultLayers;
 use crate::error::{LayerError, Result};
 use crate::graph::GraphNetwork;
@@ -12,7 +13,7 @@ use crate::weights::load::SafetensorsSource;
 use crate::weights::random::RandomSource;
 use crate::weights::save;
 use sightline_autograd::{Retain, Tape, Var};
-use sightline_tensor::{Element, Tensor};
+use sightline_tensor::{Element, KernelPolicy, Tensor};
 use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
@@ -60,10 +61,15 @@ enum Body<T> {
 /// module paths: a torchvision-style preset (VGG, ResNet or AlexNet), a
 /// graph read from ONNX (any torchvision family), or a [`Classifier`] of
 /// the user's own.
+///
+/// The model carries a [`KernelPolicy`] ([`Model::with_kernels`]; the
+/// default unless set): the tapes it makes itself ([`Model::logits`],
+/// [`Model::layer_shapes`]) and the explainers made on it record under it.
 #[derive(Clone, Debug)]
 pub struct Model<T> {
     body: Body<T>,
     paths: Vec<String>,
+    kernels: KernelPolicy,
 }
 
 impl<T: Element> Model<T> {
@@ -76,7 +82,77 @@ impl<T: Element> Model<T> {
                 network: Box::new(network),
             },
             paths,
+            kernels: KernelPolicy::default(),
         }
+    }
+
+    /// The same model computing under `kernels` (Winograd or not, and which
+    /// variant; the highest SIMD level): every tape the model or an
+    /// explainer on it makes records its convolutions and max pools under
+    /// it. The results agree with the default's to rounding.
+    pub fn with_kernels(mut self, kernels: KernelPolicy) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    /// A copy of the model with each batch norm that directly follows a
+    /// convolution (except after the convolutions `except`) merged into it,
+    /// leaving `leftover` of it: what [`crate::canonize::MergeBatchNorm`]
+    /// makes. The copy shares the weights; the merged kernels are those the
+    /// layers made when their weights were read.
+    pub(crate) fn with_batch_norms_merged(
+        &self,
+        leftover: BatchNormMerge,
+        except: &[String],
+    ) -> Result<Self> {
+        let mut out = self.clone();
+        match &mut out.body {
+            Body::Preset { network, .. } => {
+                let mut pairs = Vec::new();
+                network.batch_norms_after_convs_mut("", &mut pairs);
+                for (conv, bn) in pairs {
+                    if !except.contains(&conv) {
+                        bn.set_merged(leftover)?;
+                    }
+                }
+            }
+            Body::Graph(graph) => {
+                *graph = Arc::new(graph.with_batch_norms_merged(leftover, except)?);
+            }
+            Body::Custom(_) => {
+                return Err(LayerError::Unsupported {
+                    what: "merging batch norms".into(),
+                    model: "a classifier of the user's own (merge them in its own code)".into(),
+                })
+            }
+        }
+        Ok(out)
+    }
+
+    /// A copy of the model whose skip connections are summed by explicit
+    /// residual sums ([`sightline_autograd::OpKind::RESIDUAL_SUM`]), what
+    /// [`crate::canonize::ResNetCanonizer`] makes: the presets sum them so
+    /// already; an ONNX graph records each `Add` of two computed values of
+    /// one shape so.
+    pub(crate) fn with_explicit_residual_sums(&self) -> Result<Self> {
+        let mut out = self.clone();
+        match &mut out.body {
+            Body::Preset { .. } => {}
+            Body::Graph(graph) => *graph = Arc::new(graph.with_residual_sums()),
+            Body::Custom(_) => {
+                return Err(LayerError::Unsupported {
+                    what: "making residual sums explicit".into(),
+                    model: "a classifier of the user's own (record them with residual_sum)".into(),
+                })
+            }
+        }
+        Ok(out)
+    }
+
+    /// The kernel policy of the tapes this model makes (see
+    /// [`Model::with_kernels`]).
+    pub fn kernels(&self) -> KernelPolicy {
+        self.kernels
     }
 
     /// Reads a model from an ONNX file (either PyTorch exporter; external
@@ -98,6 +174,7 @@ impl<T: Element> Model<T> {
         Self {
             body: Body::Graph(Arc::new(graph)),
             paths,
+            kernels: KernelPolicy::default(),
         }
     }
 
@@ -107,6 +184,7 @@ impl<T: Element> Model<T> {
         Self {
             body: Body::Custom(classifier),
             paths,
+            kernels: KernelPolicy::default(),
         }
     }
 
@@ -125,11 +203,10 @@ impl<T: Element> Model<T> {
     /// `state_dict` names (see [`Model::from_safetensors_bytes`]).
     pub fn from_safetensors(arch: &Architecture, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| LayerError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Self::load(arch, &bytes, &path.display().to_string())
+        // Mapped, not read: the weights are converted tensor by tensor from
+        // the file's pages, so the peak is the weights plus one tensor.
+        let map = crate::weights::file::map_regular_file(path)?;
+        Self::load(arch, &map, &path.display().to_string())
     }
 
     /// Loads the weights of `arch` from safetensors bytes. Every tensor the
@@ -178,6 +255,10 @@ impl<T: Element> Model<T> {
     /// scope and registers its output under its torchvision path. An input too
     /// small for the architecture fails with [`LayerError::InputTooSmall`]
     /// naming the layer.
+    ///
+    /// The ops run under the tape's kernel policy ([`Tape::kernels`]), not
+    /// the model's: make the tape `with_kernels(model.kernels())` for the
+    /// model's.
     pub fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
         check_input(x.value(), self.channels())?;
         match &self.body {
@@ -188,9 +269,10 @@ impl<T: Element> Model<T> {
     }
 
     /// The logits of `x`, from a forward pass on a [`Retain::Nothing`] tape
-    /// that folds batch norms into the convolutions before them.
+    /// under the model's kernel policy (merge the batch norms first,
+    /// [`crate::canonize::MergeBatchNorm::exact`], for the fastest pass).
     pub fn logits(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        let mut tape = Tape::new(Retain::Nothing).folding_batch_norm();
+        let mut tape = Tape::new(Retain::Nothing).with_kernels(self.kernels);
         let input = tape.input(x.clone());
         let y = self.forward(&mut tape, &input)?;
         Ok(y.value().clone())
@@ -262,7 +344,7 @@ impl<T: Element> Model<T> {
         if let Body::Graph(g) = &self.body {
             return g.layer_shapes(input_shape);
         }
-        let mut tape = Tape::new(Retain::Nothing);
+        let mut tape = Tape::new(Retain::Nothing).with_kernels(self.kernels);
         let x = tape.input(Tensor::zeros(input_shape.to_vec()));
         self.forward(&mut tape, &x)?;
         let mut out = Vec::new();

@@ -2,6 +2,7 @@
 //! a child module inside its own scope on the tape.
 
 use crate::error::Result;
+use crate::layers::BatchNorm2d;
 use sightline_autograd::{Tape, Var};
 use sightline_tensor::{Element, Tensor};
 use std::sync::Arc;
@@ -58,6 +59,16 @@ pub trait Module<T: Element> {
         &'a mut self,
         _prefix: &str,
         _out: &mut Vec<(String, &'a mut Arc<Tensor<T>>)>,
+    ) {
+    }
+
+    /// Appends each batch norm that directly follows a convolution, mutably,
+    /// with the convolution's full path: where a canonizer may merge one into
+    /// the other ([`crate::canonize::MergeBatchNorm`]).
+    fn batch_norms_after_convs_mut<'a>(
+        &'a mut self,
+        _prefix: &str,
+        _out: &mut Vec<(String, &'a mut BatchNorm2d<T>)>,
     ) {
     }
 }

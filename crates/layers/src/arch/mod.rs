@@ -2,9 +2,11 @@
 //! AlexNet, as found in a fixture manifest, and the torchvision presets.
 
 mod presets;
+mod sizes;
 mod vgg_item;
 
 pub use presets::PRESET_NAMES;
+pub use sizes::{MAX_BLOCKS, MAX_PARAMETERS};
 pub use vgg_item::VggItem;
 
 use crate::error::{LayerError, Result};
@@ -169,17 +171,30 @@ impl Architecture {
 
     /// Checks the configuration: a non-empty VGG `cfg` with at least one
     /// convolution and no zero width, four ResNet stages with at least one
-    /// block and a positive width each, positive pool sizes, hidden widths and
-    /// class counts.
+    /// block (at most [`MAX_BLOCKS`]) and a positive width each, positive
+    /// pool sizes, hidden widths and class counts; and sizes, with checked
+    /// arithmetic: every weight's shape, a VGG's flattened features
+    /// (channels x avgpool) and the total parameter count (at most
+    /// [`MAX_PARAMETERS`]), so that no size a model computes from the
+    /// configuration can overflow.
     pub fn validate(&self) -> Result<()> {
         if self.num_classes() == 0 {
             return Err(LayerError::arch("num_classes must be positive"));
         }
         match self {
-            Self::Vgg(c) => c.validate(),
-            Self::ResNet(c) => c.validate(),
-            Self::AlexNet(_) => Ok(()),
+            Self::Vgg(c) => c.validate()?,
+            Self::ResNet(c) => c.validate()?,
+            Self::AlexNet(_) => {}
         }
+        self.parameter_count().map(|_| ())
+    }
+
+    /// The number of parameters (weights, biases, batch-norm scales and
+    /// shifts; not the running statistics), as torchvision counts them, or
+    /// the error naming the first weight whose size overflows or takes the
+    /// total beyond [`MAX_PARAMETERS`].
+    pub fn parameter_count(&self) -> Result<usize> {
+        sizes::parameter_count(self)
     }
 }
 
@@ -354,7 +369,43 @@ mod tests {
             arch_err(r#"{"kind":"resnet","block":"wide","layers":[1,1,1,1]}"#).contains("wide")
         );
         assert!(arch_err(r#"{"kind":"densenet"}"#).contains("densenet"));
+        assert!(
+            arch_err(r#"{"kind":"vgg","cfg":[1,2,3],"num_classes":18446744073709551615}"#)
+                .contains("classifier.6")
+        );
+        assert!(arch_err(
+            r#"{"kind":"resnet","block":"basic","layers":[1,1,100000,1],"widths":[1,1,1,1]}"#
+        )
+        .contains("layer3 has 100000 blocks"));
+        assert!(arch_err(
+            r#"{"kind":"resnet","block":"bottleneck","layers":[1,1,1,1],"widths":[8,16,4611686018427387904,64]}"#
+        )
+        .contains("layer3"));
+        assert!(arch_err(r#"{"kind":"alexnet","num_classes":4294967296}"#).contains("AlexNet"));
         assert!(arch_err("not json").contains("cannot parse"));
+    }
+
+    /// A VGG whose avgpool or width would make the classifier's input
+    /// overflow (2^64 features wrap to 0: empty logits) or exceed any
+    /// memory: an error at validation.
+    #[test]
+    fn absurd_vgg_sizes_are_errors() {
+        for json in [
+            r#"{"kind":"vgg","cfg":[8],"avgpool":[4294967296,4294967296]}"#,
+            r#"{"kind":"vgg","cfg":[8],"avgpool":[65536,65536],"hidden":4096}"#,
+            r#"{"kind":"vgg","cfg":[4294967296,4294967296]}"#,
+            r#"{"kind":"vgg","cfg":[8],"hidden":4294967296}"#,
+            r#"{"kind":"vgg","cfg":[18446744073709551615],"avgpool":[1,1]}"#,
+        ] {
+            let message = arch_err(json);
+            assert!(message.contains("too large"), "{json}: {message}");
+        }
+        let e = arch_err(r#"{"kind":"vgg","cfg":[8],"avgpool":[4294967296,4294967296]}"#);
+        assert!(e.contains("flattened features"), "{e}");
+        let ok = Architecture::from_json(r#"{"kind":"vgg","cfg":[2],"avgpool":[3,4],"hidden":5}"#)
+            .unwrap();
+        // conv 2x3x3x3 + 2, fc 5x24 + 5, 5x5 + 5, 1000x5 + 1000.
+        assert_eq!(ok.parameter_count().unwrap(), 56 + 125 + 30 + 6000);
     }
 
     #[test]

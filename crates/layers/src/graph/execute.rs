@@ -8,6 +8,7 @@
 //! adaptive average pool, a `BatchNormalization` is a batch norm.
 
 use super::Planned;
+use crate::canonize::BatchNormMerge;
 use crate::error::{LayerError, Result};
 use sightline_autograd::ops::conv::FoldedBatchNorm;
 use sightline_autograd::ops::{
@@ -17,7 +18,7 @@ use sightline_autograd::{Tape, Var};
 use sightline_onnx::{NodeOp, Operand, PlanNode, ValueId};
 use sightline_tensor::norm::BatchNormAffine;
 use sightline_tensor::shape_ops::transpose;
-use sightline_tensor::{AvgPool2dParams, Conv2dParams, Element, MaxPool2dParams, Tensor};
+use sightline_tensor::{cst, AvgPool2dParams, Conv2dParams, Element, MaxPool2dParams, Tensor};
 use std::sync::Arc;
 
 /// The value an operand reads, if it is not a constant.
@@ -28,6 +29,33 @@ pub(super) fn value_id<T>(o: &Operand<T>) -> Option<ValueId> {
     }
 }
 
+/// A convolution's following batch norm, folded in: what a canonizer's
+/// merge runs instead of the pair.
+pub(super) struct Fold<T> {
+    /// The batch norm node's index.
+    bn: usize,
+    /// The kernel and bias with the batch norm folded in.
+    folded: FoldedBatchNorm<T>,
+    /// What Zennit's merge leaves of the batch norm: identity statistics,
+    /// its `eps` (`x / sqrt(1 + eps)`).
+    identity: Arc<BatchNormAffine<T>>,
+}
+
+/// How a run records the graph: what the model's canonizers changed.
+#[derive(Clone, Debug, Default)]
+pub(super) struct RunOptions {
+    /// Batch norms after convolutions merged into them, and what is left.
+    pub(super) merge: BatchNormMerge,
+    /// Convolutions whose batch norm is not merged.
+    pub(super) except: Vec<String>,
+    /// Sums of two computed values of one shape recorded as residual sums
+    /// (ResNet canonizer).
+    pub(super) residual_sums: bool,
+    /// Exported SiLUs left as a sigmoid and a product (tests compare the
+    /// fused op with the pair).
+    pub(super) unfused_silu: bool,
+}
+
 /// What a node derives from its constant operands, made once per plan.
 pub(super) enum Prepared<T> {
     /// Nothing.
@@ -36,10 +64,7 @@ pub(super) enum Prepared<T> {
     /// excitation kernels), kept across calls; and, for a convolution whose
     /// output only a batch norm node reads, that node and the convolution
     /// with the batch norm folded in (run as one op where the tape folds).
-    Conv(
-        Box<conv::Conv2dCache<T>>,
-        Option<(usize, Box<FoldedBatchNorm<T>>)>,
-    ),
+    Conv(Box<conv::Conv2dCache<T>>, Option<Box<Fold<T>>>),
     /// A linear layer's weight `[out, in]` (a `Gemm` with `transB = 0`, or
     /// a `MatMul` by a constant `[in, out]`, transposed once) and bias.
     Linear {
@@ -48,6 +73,10 @@ pub(super) enum Prepared<T> {
     },
     /// A batch norm's affine map.
     BatchNorm(Arc<BatchNormAffine<T>>),
+    /// A `Sigmoid` whose output only a `Mul` by its own input reads: an
+    /// exported SiLU, run as one op where the tape fuses (see
+    /// [`prepare_silu`]); the index of that `Mul` node.
+    Silu(usize),
 }
 
 impl<T: Element> Prepared<T> {
@@ -114,8 +143,8 @@ impl<T: Element> Prepared<T> {
 
 /// Finds each convolution (constant weight and bias, symmetric padding)
 /// whose output only a batch norm node reads, and folds that batch norm
-/// into it: what `run` records as one convolution where the tape folds
-/// batch norms ([`Tape::folds_batch_norm_after`]).
+/// into it: what `run` records as one convolution where a canonizer merged
+/// batch norms ([`RunOptions::merge`]).
 pub(super) fn prepare_folds<T: Element>(
     plan: &sightline_onnx::Plan<T>,
     uses: &[u32],
@@ -156,11 +185,64 @@ pub(super) fn prepare_folds<T: Element>(
         }
         let folded =
             FoldedBatchNorm::new(w, bias.as_deref(), affine).map_err(|e| node_error(conv, e))?;
+        let NodeOp::BatchNormalization { epsilon } = node.op else {
+            continue;
+        };
+        let c = affine.channels();
+        let (zeros, ones) = (Tensor::zeros(vec![c]), Tensor::full(vec![c], T::one()));
+        let identity = BatchNormAffine::new(&zeros, &ones, &ones, &zeros, cst(epsilon))
+            .map_err(|e| node_error(node, e))?;
         if let Prepared::Conv(_, fold) = &mut prepared[i] {
-            *fold = Some((j, Box::new(folded)));
+            *fold = Some(Box::new(Fold {
+                bn: j,
+                folded,
+                identity: Arc::new(identity),
+            }));
         }
     }
     Ok(())
+}
+
+/// Finds each exported SiLU, `Mul(x, Sigmoid(x))` (the operands in either
+/// order) where the sigmoid's output is read by that product alone and ends
+/// no module, and marks the sigmoid node with the product's index: `run`
+/// records the pair as one [`activation::silu`] (its standard gradient is
+/// the pair's; the LRP composites treat it as the activation it is, as
+/// Zennit treats `nn.SiLU`).
+pub(super) fn prepare_silu<T: Element>(
+    plan: &sightline_onnx::Plan<T>,
+    uses: &[u32],
+    outputs_of: &[Vec<String>],
+    prepared: &mut [Prepared<T>],
+) {
+    let mut reader = vec![usize::MAX; plan.values.len()];
+    for (i, node) in plan.nodes.iter().enumerate() {
+        for v in node.inputs.iter().filter_map(value_id) {
+            reader[v] = i;
+        }
+    }
+    for (k, node) in plan.nodes.iter().enumerate() {
+        let (NodeOp::Sigmoid, [Operand::Value(x)], [s]) =
+            (&node.op, node.inputs.as_slice(), node.outputs.as_slice())
+        else {
+            continue;
+        };
+        if uses.get(*s) != Some(&1) || outputs_of.get(*s).is_some_and(|o| !o.is_empty()) {
+            continue;
+        }
+        let m = reader[*s];
+        let Some(mul) = plan.nodes.get(m) else {
+            continue;
+        };
+        let product_of_x_and_s = matches!(
+            mul.inputs.as_slice(),
+            [Operand::Value(a), Operand::Value(b)]
+                if (a == x && b == s) || (a == s && b == x)
+        );
+        if matches!(mul.op, NodeOp::Mul) && product_of_x_and_s && mul.outputs.len() == 1 && m > k {
+            prepared[k] = Prepared::Silu(m);
+        }
+    }
 }
 
 /// A kernel or shape error of a node, naming it.
@@ -201,6 +283,7 @@ impl<T: Element> Values<T> {
 /// instead (for a caller that runs the plan on parts of a batch).
 pub(super) fn run<T: Element>(
     planned: &Planned<T>,
+    options: &RunOptions,
     tape: &mut Tape<T>,
     x: &Var<T>,
     mut marks: Option<&mut Vec<(String, Var<T>)>>,
@@ -211,7 +294,8 @@ pub(super) fn run<T: Element>(
         left: planned.uses.clone(),
     };
     values.vars[plan.input] = Some(x.clone());
-    // Batch norm nodes already run inside the convolution before them.
+    // Batch norm nodes already run inside the convolution before them, and
+    // SiLU products with their sigmoid.
     let mut folded_away = vec![false; plan.nodes.len()];
     for (k, (node, prepared)) in plan.nodes.iter().zip(&planned.prepared).enumerate() {
         if folded_away[k] {
@@ -219,7 +303,7 @@ pub(super) fn run<T: Element>(
         }
         let path = node.scope.last().map_or("", String::as_str);
         tape.set_layer_path(path);
-        if let Some((bn, y)) = run_folded(node, prepared, tape, &mut values, path)? {
+        if let Some((bn, y)) = run_folded(plan, node, prepared, options, tape, &mut values, path)? {
             folded_away[bn] = true;
             for &id in &plan.nodes[bn].outputs {
                 store(
@@ -231,6 +315,18 @@ pub(super) fn run<T: Element>(
                     y.clone(),
                 );
             }
+            continue;
+        }
+        if let Some((mul, y)) = run_silu(plan, node, prepared, options, tape, &mut values)? {
+            folded_away[mul] = true;
+            store(
+                planned,
+                tape,
+                &mut values,
+                marks.as_deref_mut(),
+                plan.nodes[mul].outputs[0],
+                y,
+            );
             continue;
         }
         let mut inputs = Vec::with_capacity(node.inputs.len());
@@ -251,7 +347,7 @@ pub(super) fn run<T: Element>(
                 },
             });
         }
-        let outs = run_node(node, prepared, tape, inputs)?;
+        let outs = run_node(node, prepared, options, tape, inputs)?;
         if outs.len() != node.outputs.len() {
             return Err(node_error(node, "wrong number of outputs"));
         }
@@ -267,11 +363,15 @@ pub(super) fn run<T: Element>(
 }
 
 /// Runs a convolution with the batch norm after it folded in, when it has
-/// one and the tape folds after its path: the batch norm node's index and
-/// the output. `None`: run the convolution as it is.
+/// one and a canonizer merged it: the
+/// batch norm node's index and the output (after what Zennit's merge
+/// leaves of the batch norm, recorded under the batch norm's path). `None`:
+/// run the convolution as it is.
 fn run_folded<T: Element>(
+    plan: &sightline_onnx::Plan<T>,
     node: &PlanNode<T>,
     prepared: &Prepared<T>,
+    options: &RunOptions,
     tape: &mut Tape<T>,
     values: &mut Values<T>,
     path: &str,
@@ -284,14 +384,16 @@ fn run_folded<T: Element>(
             group,
             ..
         },
-        Prepared::Conv(cache, Some((bn, folded))),
+        Prepared::Conv(_, Some(fold)),
         Some(Operand::Value(v)),
-        Some(Operand::Const(w)),
+        Some(Operand::Const(_)),
     ) = (&node.op, prepared, node.inputs.first(), node.inputs.get(1))
     else {
         return Ok(None);
     };
-    if !tape.folds_batch_norm_after(path) {
+    let merged =
+        options.merge != BatchNormMerge::NotMerged && !options.except.iter().any(|e| e == path);
+    if !merged {
         return Ok(None);
     }
     let (x, _) = values
@@ -302,10 +404,45 @@ fn run_folded<T: Element>(
         padding: (pads[0], pads[1]),
         dilation: (dilations[0], dilations[1]),
         groups: *group,
+        ..Conv2dParams::default()
     };
-    let y = conv::conv2d_batch_norm_folded(tape, &x, w, folded, params, cache)?;
-    tape.mark_folded(path);
-    Ok(Some((*bn, y)))
+    let mut y = conv::conv2d_batch_norm_folded(tape, &x, &fold.folded, params)?;
+    if options.merge == BatchNormMerge::ZennitIdentity {
+        let bn_path = plan.nodes[fold.bn].scope.last().map_or("", String::as_str);
+        tape.set_layer_path(bn_path);
+        y = norm::batch_norm(tape, &y, &fold.identity)?;
+    }
+    Ok(Some((fold.bn, y)))
+}
+
+/// Runs a sigmoid node marked as an exported SiLU ([`prepare_silu`]) with
+/// its product, as one op: the product node's index and the output
+/// (recorded under the product's path). `None`: not a SiLU's sigmoid.
+fn run_silu<T: Element>(
+    plan: &sightline_onnx::Plan<T>,
+    node: &PlanNode<T>,
+    prepared: &Prepared<T>,
+    options: &RunOptions,
+    tape: &mut Tape<T>,
+    values: &mut Values<T>,
+) -> Result<Option<(usize, Var<T>)>> {
+    let (Prepared::Silu(m), Some(Operand::Value(v))) = (prepared, node.inputs.first()) else {
+        return Ok(None);
+    };
+    if options.unfused_silu {
+        return Ok(None);
+    }
+    let Some(mul) = plan.nodes.get(*m) else {
+        return Ok(None);
+    };
+    let path = mul.scope.last().map_or("", String::as_str);
+    tape.set_layer_path(path);
+    // Both reads of `x`: the sigmoid's and the product's.
+    let missing = || node_error(node, "reads a value before it is computed");
+    values.read(*v).ok_or_else(missing)?;
+    let (x, _) = values.read(*v).ok_or_else(missing)?;
+    let y = activation::silu(tape, &x)?;
+    Ok(Some((*m, y)))
 }
 
 /// Records value `id` as `var`: registers it as the output of the modules
@@ -339,6 +476,7 @@ struct Input<T> {
 fn run_node<T: Element>(
     node: &PlanNode<T>,
     prepared: &Prepared<T>,
+    options: &RunOptions,
     tape: &mut Tape<T>,
     mut inputs: Vec<Input<T>>,
 ) -> Result<Vec<Var<T>>> {
@@ -383,6 +521,7 @@ fn run_node<T: Element>(
                 padding,
                 dilation: (dilations[0], dilations[1]),
                 groups: *group,
+                ..Conv2dParams::default()
             };
             let bias = inputs.get(2).map(|i| i.var.clone());
             let w = &inputs[1].var;
@@ -465,7 +604,11 @@ fn run_node<T: Element>(
             arity(2)?;
             let b = inputs.pop().map(|i| i.var);
             let a = inputs.pop();
+            let residual = options.residual_sums
+                && node.inputs.iter().all(|o| value_id(o).is_some())
+                && matches!((&a, &b), (Some(a), Some(b)) if a.var.shape() == b.shape());
             match (a, b) {
+                (Some(a), Some(b)) if residual => one(arith::residual_sum_owned(tape, a.var, &b)?),
                 (Some(a), Some(b)) if a.last => one(arith::add_owned(tape, a.var, &b)?),
                 (Some(a), Some(b)) => one(arith::add(tape, &a.var, &b)?),
                 _ => Err(node_error(node, "missing operand")),
@@ -558,6 +701,7 @@ fn run_node<T: Element>(
                 padding,
                 dilation: (dilations[0], dilations[1]),
                 ceil_mode: *ceil_mode,
+                ..MaxPool2dParams::new(1, 1, 0)
             };
             one(pool::max_pool2d(tape, &inputs[0].var, params)?)
         }

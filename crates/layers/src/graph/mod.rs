@@ -13,9 +13,10 @@
 mod defaults;
 mod execute;
 
+use crate::canonize::BatchNormMerge;
 use crate::default_layers::DefaultLayers;
 use crate::error::{LayerError, Result};
-use execute::Prepared;
+use execute::{Prepared, RunOptions};
 use sightline_autograd::{Tape, Var};
 use sightline_onnx::{Dim, OnnxModel, Plan};
 use sightline_tensor::{Element, Tensor};
@@ -43,10 +44,14 @@ struct Planned<T> {
 type PlanEntry<T> = (Vec<usize>, Arc<Planned<T>>);
 
 /// A classifier read from an ONNX file.
+///
+/// Copies made by the canonizers ([`GraphNetwork::with_batch_norms_merged`],
+/// [`GraphNetwork::with_residual_sums`]) share the model and its plans.
 pub struct GraphNetwork<T> {
-    model: OnnxModel<T>,
+    model: Arc<OnnxModel<T>>,
     origin: String,
-    plans: Mutex<Vec<PlanEntry<T>>>,
+    plans: Arc<Mutex<Vec<PlanEntry<T>>>>,
+    options: RunOptions,
     layer_paths: Vec<String>,
     num_classes: usize,
     channels: usize,
@@ -83,9 +88,10 @@ impl<T: Element> GraphNetwork<T> {
     fn new(model: OnnxModel<T>, origin: String) -> Result<Self> {
         let shape = declared_shape(model.input_shape())?;
         let mut net = Self {
-            model,
+            model: Arc::new(model),
             origin,
-            plans: Mutex::new(Vec::new()),
+            plans: Arc::new(Mutex::new(Vec::new())),
+            options: RunOptions::default(),
             layer_paths: Vec::new(),
             num_classes: 0,
             channels: shape[1],
@@ -111,6 +117,45 @@ impl<T: Element> GraphNetwork<T> {
         net.layer_paths = plan.layer_outputs().into_iter().map(|(p, _)| p).collect();
         net.defaults = defaults::default_layers(plan);
         Ok(net)
+    }
+
+    /// A copy that runs each convolution followed only by a batch norm as
+    /// one convolution with the batch norm merged in (except the
+    /// convolutions `except`), leaving `leftover` of it: the ONNX side of
+    /// [`crate::canonize::MergeBatchNorm`].
+    pub fn with_batch_norms_merged(
+        &self,
+        leftover: BatchNormMerge,
+        except: &[String],
+    ) -> Result<Self> {
+        let mut out = self.copy();
+        out.options.merge = leftover;
+        out.options.except = except.to_vec();
+        Ok(out)
+    }
+
+    /// A copy that records each `Add` of two computed values of one shape
+    /// (a skip connection's sum) as an explicit residual sum
+    /// ([`sightline_autograd::OpKind::RESIDUAL_SUM`]): the ONNX side of
+    /// [`crate::canonize::ResNetCanonizer`].
+    pub fn with_residual_sums(&self) -> Self {
+        let mut out = self.copy();
+        out.options.residual_sums = true;
+        out
+    }
+
+    fn copy(&self) -> Self {
+        Self {
+            model: self.model.clone(),
+            origin: self.origin.clone(),
+            plans: self.plans.clone(),
+            options: self.options.clone(),
+            layer_paths: self.layer_paths.clone(),
+            num_classes: self.num_classes,
+            channels: self.channels,
+            declared: self.declared.clone(),
+            defaults: self.defaults.clone(),
+        }
     }
 
     /// The declared input shape, open dimensions filled in (batch 1, 224 x 224).
@@ -189,6 +234,7 @@ impl<T: Element> GraphNetwork<T> {
         }
         uses[plan.output] += 1;
         execute::prepare_folds(&plan, &uses, &mut prepared)?;
+        execute::prepare_silu(&plan, &uses, &outputs_of, &mut prepared);
         let planned = Arc::new(Planned {
             plan,
             prepared,
@@ -209,7 +255,7 @@ impl<T: Element> GraphNetwork<T> {
     /// dimension is the batch are the slices' results joined along it.
     pub fn forward(&self, tape: &mut Tape<T>, x: &Var<T>) -> Result<Var<T>> {
         let out = match self.planned(x.shape()) {
-            Ok(planned) => execute::run(&planned, tape, x, None),
+            Ok(planned) => execute::run(&planned, &self.options, tape, x, None),
             Err(e) => match self.chunk_shape(x.shape()) {
                 Some(shape) => self.forward_in_chunks(tape, x, &shape),
                 None => Err(e),
@@ -246,7 +292,13 @@ impl<T: Element> GraphNetwork<T> {
             let (start, end) = ((k * n0) as i64, ((k + 1) * n0) as i64);
             let xk = slice(tape, x, 0, start, end, 1)?;
             let mut m = Vec::new();
-            outputs.push(execute::run(&planned, tape, &xk, Some(&mut m))?);
+            outputs.push(execute::run(
+                &planned,
+                &self.options,
+                tape,
+                &xk,
+                Some(&mut m),
+            )?);
             marks.push(m);
         }
         tape.set_layer_path("");
@@ -300,3 +352,6 @@ fn declared_shape(dims: &[Dim]) -> Result<Vec<usize>> {
     }
     Ok(shape)
 }
+
+#[cfg(test)]
+mod tests;

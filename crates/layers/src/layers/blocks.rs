@@ -146,6 +146,17 @@ impl<T: Element> Module<T> for BasicBlock<T> {
             ds.trainable_mut(&join_path(prefix, "downsample"), out);
         }
     }
+    fn batch_norms_after_convs_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut BatchNorm2d<T>)>,
+    ) {
+        out.push((join_path(prefix, "conv1"), &mut self.bn1));
+        out.push((join_path(prefix, "conv2"), &mut self.bn2));
+        if let Some(ds) = &mut self.downsample {
+            ds.batch_norms_after_convs_mut(&join_path(prefix, "downsample"), out);
+        }
+    }
 }
 
 /// torchvision's `Bottleneck` (expansion 4, stride on the 3x3 conv): `conv1`
@@ -245,6 +256,18 @@ impl<T: Element> Module<T> for Bottleneck<T> {
         self.conv3.trainable_mut(&join_path(prefix, "conv3"), out);
         if let Some(ds) = &mut self.downsample {
             ds.trainable_mut(&join_path(prefix, "downsample"), out);
+        }
+    }
+    fn batch_norms_after_convs_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut BatchNorm2d<T>)>,
+    ) {
+        out.push((join_path(prefix, "conv1"), &mut self.bn1));
+        out.push((join_path(prefix, "conv2"), &mut self.bn2));
+        out.push((join_path(prefix, "conv3"), &mut self.bn3));
+        if let Some(ds) = &mut self.downsample {
+            ds.batch_norms_after_convs_mut(&join_path(prefix, "downsample"), out);
         }
     }
 }

@@ -203,14 +203,7 @@ impl<T: Element> Conv2d<T> {
     ) -> Result<Var<T>> {
         self.check_fits(tape, x.shape())?;
         let folded = self.fold_batch_norm(tape.layer_path(), bn)?;
-        Ok(conv2d_batch_norm_folded(
-            tape,
-            x,
-            &self.weight,
-            folded,
-            self.params,
-            &self.cache,
-        )?)
+        Ok(conv2d_batch_norm_folded(tape, x, folded, self.params)?)
     }
 
     /// The number of output channels.

@@ -1,11 +1,14 @@
 //! A convolution followed by a batch norm: folded into one convolution
-//! when the weights are loaded, and run as that one convolution when the tape
-//! allows it ([`Tape::folding_batch_norm`]).
+//! when the weights are loaded, and run as that one convolution when a
+//! canonizer merged the batch norm into it
+//! ([`crate::canonize::MergeBatchNorm`]).
 
 use super::{BatchNorm2d, Conv2d, ConvSpec};
+use crate::canonize::BatchNormMerge;
 use crate::error::Result;
-use crate::module::{join_path, run_child};
+use crate::module::run_child;
 use crate::weights::WeightSource;
+use sightline_autograd::ops::norm::batch_norm;
 use sightline_autograd::{Tape, Var};
 use sightline_tensor::Element;
 
@@ -26,12 +29,13 @@ pub(crate) fn build_conv_then_batch_norm<T: Element>(
 
 /// Runs the child `conv_name` (`conv`) then the child `bn_name` (`bn`).
 ///
-/// When the tape folds batch norms and does not keep the convolution's
-/// output, this is one convolution with the batch norm folded in, recorded
-/// under the convolution's path and registered as the batch norm's output;
-/// the convolution's own output is not computed (the tape notes it as
-/// folded). Otherwise (or when their channels differ, an error the batch
-/// norm then reports) it is the two layers, one after the other.
+/// When a canonizer merged the batch norm into the convolution
+/// ([`BatchNorm2d::merged`]), this is one convolution with the batch norm
+/// folded in, recorded under the convolution's path and registered as the
+/// batch norm's output (after what the merge left of it); the
+/// convolution's own output is not computed. Otherwise (or when their
+/// channels differ, an error the batch norm then reports) it is the two
+/// layers, one after the other.
 pub(crate) fn conv_then_batch_norm<T: Element>(
     tape: &mut Tape<T>,
     conv_name: &str,
@@ -40,17 +44,40 @@ pub(crate) fn conv_then_batch_norm<T: Element>(
     bn: &BatchNorm2d<T>,
     x: &Var<T>,
 ) -> Result<Var<T>> {
-    let conv_path = join_path(tape.layer_path(), conv_name);
-    if !tape.folds_batch_norm_after(&conv_path) || conv.out_channels() != bn.channels() {
-        let y = run_child(tape, conv_name, conv, x)?;
-        return run_child(tape, bn_name, bn, &y);
+    if bn.merged() != BatchNormMerge::NotMerged && conv.out_channels() == bn.channels() {
+        return merged_conv(tape, conv_name, conv, bn_name, bn, x);
     }
+    let y = run_child(tape, conv_name, conv, x)?;
+    run_child(tape, bn_name, bn, &y)
+}
+
+/// The pair merged by a canonizer: the convolution with the batch norm
+/// folded in, recorded under the convolution's path, then what the merge
+/// left of the batch norm (nothing, or Zennit's `x / sqrt(1 + eps)`),
+/// registered as the batch norm's output. The convolution's own output is
+/// not computed, so it is no layer output of the pass.
+fn merged_conv<T: Element>(
+    tape: &mut Tape<T>,
+    conv_name: &str,
+    conv: &Conv2d<T>,
+    bn_name: &str,
+    bn: &BatchNorm2d<T>,
+    x: &Var<T>,
+) -> Result<Var<T>> {
     tape.push_scope(conv_name);
     let y = conv.forward_folded(tape, x, bn);
     tape.pop_scope();
-    let y = y?;
-    tape.mark_folded(&conv_path);
+    let mut y = y?;
     tape.push_scope(bn_name);
+    if let Some(identity) = bn.leftover() {
+        match batch_norm(tape, &y, identity) {
+            Ok(v) => y = v,
+            Err(e) => {
+                tape.pop_scope();
+                return Err(e.into());
+            }
+        }
+    }
     tape.mark_layer_output(&y);
     tape.pop_scope();
     Ok(y)
@@ -71,9 +98,13 @@ mod tests {
         build_conv_then_batch_norm(&mut RandomSource::new(7), "c", spec, "b").unwrap()
     }
 
-    /// The folded kernel of the first node of a folding pass through the pair.
+    /// The folded kernel of the first node of a pass through the pair with
+    /// the batch norm merged.
     fn folded_kernel(conv: &Conv2d<f64>, bn: &BatchNorm2d<f64>) -> Arc<Tensor<f64>> {
-        let mut tape = Tape::new(Retain::Minimal).folding_batch_norm();
+        let mut bn = bn.clone();
+        bn.set_merged(BatchNormMerge::Removed).unwrap();
+        let bn = &bn;
+        let mut tape = Tape::new(Retain::Minimal);
         let x = tape.input(Tensor::full(vec![1, 3, 5, 5], 0.5));
         conv_then_batch_norm(&mut tape, "c", conv, "b", bn, &x).unwrap();
         let op = tape.nodes()[0]

@@ -102,6 +102,14 @@ impl<T: Element> Module<T> for Layer<T> {
     ) {
         self.module_mut().trainable_mut(prefix, out);
     }
+
+    fn batch_norms_after_convs_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut BatchNorm2d<T>)>,
+    ) {
+        self.module_mut().batch_norms_after_convs_mut(prefix, out);
+    }
 }
 
 macro_rules! impl_from {

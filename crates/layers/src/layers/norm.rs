@@ -1,5 +1,6 @@
 //! `BatchNorm2d` in inference mode.
 
+use crate::canonize::BatchNormMerge;
 use crate::error::{LayerError, Result};
 use crate::module::{join_path, Module, NamedTensor, TensorRole};
 use crate::weights::{Init, WeightSource};
@@ -25,6 +26,11 @@ pub struct BatchNorm2d<T> {
     running_var: Arc<Tensor<T>>,
     eps: f64,
     affine: Arc<BatchNormAffine<T>>,
+    /// Whether a canonizer merged this batch norm into the convolution
+    /// before it, and what is left of it ([`BatchNormMerge`]).
+    merged: BatchNormMerge,
+    /// What is left when merged as Zennit merges: `x / sqrt(1 + eps)`.
+    leftover: Option<Arc<BatchNormAffine<T>>>,
 }
 
 impl<T: Element> BatchNorm2d<T> {
@@ -59,6 +65,8 @@ impl<T: Element> BatchNorm2d<T> {
             running_var,
             eps,
             affine: Arc::new(affine),
+            merged: BatchNormMerge::NotMerged,
+            leftover: None,
         })
     }
 
@@ -95,6 +103,36 @@ impl<T: Element> BatchNorm2d<T> {
     /// The `eps` added to the variance.
     pub fn eps(&self) -> f64 {
         self.eps
+    }
+
+    /// Whether a canonizer merged the layer into the convolution before it.
+    pub fn merged(&self) -> BatchNormMerge {
+        self.merged
+    }
+
+    /// Marks the layer merged into the convolution before it (or not), as
+    /// [`crate::canonize::MergeBatchNorm`] does on a copy of the model.
+    pub(crate) fn set_merged(&mut self, merged: BatchNormMerge) -> Result<()> {
+        self.leftover = match merged {
+            BatchNormMerge::ZennitIdentity => {
+                let c = self.channels();
+                let zeros = Tensor::zeros(vec![c]);
+                let ones = Tensor::full(vec![c], T::one());
+                let identity = BatchNormAffine::new(&zeros, &ones, &ones, &zeros, cst(self.eps))
+                    .map_err(|e| LayerError::arch(format!("batch norm identity: {e}")))?;
+                Some(Arc::new(identity))
+            }
+            _ => None,
+        };
+        self.merged = merged;
+        Ok(())
+    }
+
+    /// What a Zennit-style merge leaves of the layer: the batch norm with
+    /// identity statistics and parameters but its `eps`, `x / sqrt(1 + eps)`
+    /// per channel; `None` unless merged so.
+    pub(crate) fn leftover(&self) -> Option<&Arc<BatchNormAffine<T>>> {
+        self.leftover.as_ref()
     }
 }
 

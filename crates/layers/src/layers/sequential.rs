@@ -1,7 +1,7 @@
 //! `Sequential`: children named `0`, `1`, ... run in order.
 
 use super::fold::conv_then_batch_norm;
-use super::Layer;
+use super::{BatchNorm2d, Layer};
 use crate::error::Result;
 use crate::module::{child_paths, join_path, run_child_owned, Module, NamedTensor};
 use sightline_autograd::{Tape, Var};
@@ -87,6 +87,27 @@ impl<T: Element> Module<T> for Sequential<T> {
     ) {
         for (i, layer) in self.layers.iter_mut().enumerate() {
             layer.trainable_mut(&join_path(prefix, &i.to_string()), out);
+        }
+    }
+
+    /// The batch norm of each (convolution, batch norm) pair of children,
+    /// as [`Module::forward`] pairs them, and those of the children's own.
+    fn batch_norms_after_convs_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut BatchNorm2d<T>)>,
+    ) {
+        let mut after_conv = false;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let follows_conv = after_conv;
+            after_conv = matches!(layer, Layer::Conv2d(_));
+            if let Layer::BatchNorm2d(bn) = layer {
+                if follows_conv {
+                    out.push((join_path(prefix, &(i - 1).to_string()), bn));
+                }
+            } else {
+                layer.batch_norms_after_convs_mut(&join_path(prefix, &i.to_string()), out);
+            }
         }
     }
 }

@@ -71,4 +71,13 @@ impl<T: Element> Module<T> for FeatureClassifier<T> {
         self.classifier
             .trainable_mut(&join_path(prefix, "classifier"), out);
     }
+
+    fn batch_norms_after_convs_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut crate::layers::BatchNorm2d<T>)>,
+    ) {
+        self.features
+            .batch_norms_after_convs_mut(&join_path(prefix, "features"), out);
+    }
 }

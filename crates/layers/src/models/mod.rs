@@ -83,4 +83,12 @@ impl<T: Element> Module<T> for Network<T> {
     ) {
         self.module_mut().trainable_mut(prefix, out);
     }
+
+    fn batch_norms_after_convs_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut crate::layers::BatchNorm2d<T>)>,
+    ) {
+        self.module_mut().batch_norms_after_convs_mut(prefix, out);
+    }
 }

@@ -154,4 +154,15 @@ impl<T: Element> Module<T> for ResNet<T> {
         }
         self.fc.trainable_mut(&join_path(prefix, "fc"), out);
     }
+
+    fn batch_norms_after_convs_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut crate::layers::BatchNorm2d<T>)>,
+    ) {
+        out.push((join_path(prefix, "conv1"), &mut self.bn1));
+        for (name, stage) in STAGES.iter().zip(&mut self.stages) {
+            stage.batch_norms_after_convs_mut(&join_path(prefix, name), out);
+        }
+    }
 }
