@@ -62,7 +62,9 @@ pub struct Saliency<T> {
 }
 
 /// A recorded forward pass of a model on one batch, ready to be explained
-/// with any method and any target without running the model again.
+/// with any method and any target without running the model again. Every
+/// constructor records under the model's kernel policy
+/// ([`Model::kernels`]).
 pub struct Explainer<'m, T: Element> {
     model: &'m Model<T>,
     tape: Tape<T>,
@@ -72,18 +74,21 @@ pub struct Explainer<'m, T: Element> {
 
 impl<'m, T: Element> Explainer<'m, T> {
     /// Runs the forward pass, keeping what every method may need at every
-    /// layer: any layer can be probed afterwards. Batch norms are not folded
-    /// (see [`Explainer::with_retention`]).
+    /// layer: any layer can be probed afterwards.
+    ///
+    /// The model runs as it is: a canonizer applied to it first (for
+    /// example [`crate::ModelForm::apply`], which merges batch norms into
+    /// the convolutions before them for the gradient-style methods) changes
+    /// what is recorded, and a merged convolution's own output is then not
+    /// a layer output.
     pub fn new(model: &'m Model<T>, input: &Tensor<T>) -> Result<Self> {
-        Self::record(model, input, Retain::All, &[], false)
+        Self::record(model, input, Retain::All, &[])
     }
 
     /// Runs the forward pass, keeping what `methods` need at `layers` only.
     ///
     /// Gradient-style methods then keep no activations but the named layers'
-    /// outputs: the least memory. Batch norms are folded into the
-    /// convolutions before them, except after the named layers (see
-    /// [`Explainer::with_retention`]).
+    /// outputs: the least memory.
     pub fn for_methods(
         model: &'m Model<T>,
         input: &Tensor<T>,
@@ -100,20 +105,13 @@ impl<'m, T: Element> Explainer<'m, T> {
 
     /// Runs the forward pass with an explicit retention policy, keeping the
     /// outputs of `layers`.
-    ///
-    /// A batch norm that follows a convolution is folded into it
-    /// ([`Tape::folding_batch_norm`]) unless the convolution is one of
-    /// `layers`: faster and lighter, with maps equal to the unfolded ones to
-    /// rounding. Such a convolution's own
-    /// output is then not computed, so it cannot be probed afterwards: name
-    /// it in `layers`, or use [`Explainer::new`], which folds nothing.
     pub fn with_retention(
         model: &'m Model<T>,
         input: &Tensor<T>,
         retain: Retain,
         layers: &[&str],
     ) -> Result<Self> {
-        Self::record(model, input, retain, layers, true)
+        Self::record(model, input, retain, layers)
     }
 
     fn record(
@@ -121,15 +119,12 @@ impl<'m, T: Element> Explainer<'m, T> {
         input: &Tensor<T>,
         retain: Retain,
         layers: &[&str],
-        fold: bool,
     ) -> Result<Self> {
         for l in layers {
             check_layer(model, l)?;
         }
-        let mut tape = Tape::with_kept_layers(retain, layers);
-        if fold {
-            tape = tape.folding_batch_norm();
-        }
+        // The model's kernel policy, forward and in every backward pass.
+        let mut tape = Tape::with_kept_layers(retain, layers).with_kernels(model.kernels());
         let input = tape.input(input.clone());
         let logits = model.forward(&mut tape, &input)?;
         Ok(Self {
@@ -161,16 +156,12 @@ impl<'m, T: Element> Explainer<'m, T> {
             return Ok((self.input.id(), Some(self.input.value_arc().clone())));
         }
         check_layer(self.model, layer)?;
-        if self.tape.is_folded(layer) {
-            return Err(AttributionError::InvalidOption(format!(
-                "layer `{layer}` had the batch norm after it folded in, so its own output was \
-                 never computed; name it when creating the explainer, or use Explainer::new"
-            )));
-        }
-        let out = self
-            .tape
-            .layer_output(layer)
-            .ok_or_else(|| unknown_layer(self.model, layer))?;
+        let out = self.tape.layer_output(layer).ok_or_else(|| {
+            AttributionError::InvalidOption(format!(
+                "layer `{layer}` has no output on this forward pass (a canonizer merged the \
+                 batch norm after it into it: keep it out of the merge, or probe the batch norm)"
+            ))
+        })?;
         Ok((out.id, out.value.clone()))
     }
 
@@ -181,6 +172,12 @@ impl<'m, T: Element> Explainer<'m, T> {
                 "the forward pass did not keep the output of layer `{layer}`; name it when creating the explainer"
             ))
         })
+    }
+
+    /// The recorded forward pass (for rule sets built from it, such as an
+    /// LRP composite's first layer: [`crate::lrp::Composite::rule_set`]).
+    pub fn tape(&self) -> &Tape<T> {
+        &self.tape
     }
 
     /// The pseudo-gradient at a probe for a seed at the logits under `rules`.
@@ -244,17 +241,17 @@ impl<'m, T: Element> Explainer<'m, T> {
             .collect::<Result<Vec<_>>>()?;
         // One backward pass per distinct rule set and target, to every probe it serves.
         let mut passes: Vec<(RuleSet<T>, Vec<VarId>)> = Vec::new();
+        let mut pass_of: Vec<usize> = Vec::with_capacity(requests.len());
         for r in &requests {
-            let idx = match passes
-                .iter()
-                .position(|(rules, _)| rules.name() == r.rules.name())
-            {
+            // Rule sets are the same by what they do, not by name.
+            let idx = match passes.iter().position(|(rules, _)| *rules == r.rules) {
                 Some(i) => i,
                 None => {
                     passes.push((r.rules.clone(), Vec::new()));
                     passes.len() - 1
                 }
             };
+            pass_of.push(idx);
             let wanted = &mut passes[idx].1;
             for id in std::iter::once(r.probe).chain(r.contrast.as_ref().map(|c| c.id)) {
                 if !wanted.contains(&id) {
@@ -294,12 +291,7 @@ impl<'m, T: Element> Explainer<'m, T> {
                 let (Some(c), Some(negative)) = (&r.contrast, &negatives[k]) else {
                     continue;
                 };
-                let Some(from) = passes
-                    .iter()
-                    .position(|(rules, _)| rules.name() == r.rules.name())
-                else {
-                    continue;
-                };
+                let from = pass_of[k];
                 branch_of[k] = Some(walk.len());
                 walk.push(Pass {
                     seed: negative,
@@ -309,24 +301,20 @@ impl<'m, T: Element> Explainer<'m, T> {
                 });
             }
             let mut results = self.tape.backward_passes(self.logits.id(), &walk)?;
-            let mut grads: Vec<(&str, VarId, Tensor<T>)> = Vec::new();
-            for ((rules, ids), gs) in passes.iter().zip(results.iter_mut()) {
-                grads.extend(
-                    ids.iter()
-                        .zip(gs.drain(..))
-                        .map(|(&id, g)| (rules.name(), id, g)),
-                );
+            let mut grads: Vec<(usize, VarId, Tensor<T>)> = Vec::new();
+            for (p, ((_, ids), gs)) in passes.iter().zip(results.iter_mut()).enumerate() {
+                grads.extend(ids.iter().zip(gs.drain(..)).map(|(&id, g)| (p, id, g)));
             }
-            let lookup = |rules: &RuleSet<T>, id: VarId| -> Tensor<T> {
+            let lookup = |pass: usize, id: VarId| -> Tensor<T> {
                 grads
                     .iter()
-                    .find(|(name, gid, _)| *name == rules.name() && *gid == id)
+                    .find(|(p, gid, _)| *p == pass && *gid == id)
                     .map(|(_, _, g)| g.clone())
                     .unwrap_or_else(|| Tensor::zeros(vec![0]))
             };
             for (k, r) in requests.iter().enumerate() {
                 let gradient = match branch_of[k] {
-                    None => lookup(&r.rules, r.probe),
+                    None => lookup(pass_of[k], r.probe),
                     Some(i) => results[i].remove(0),
                 };
                 let map = self.reduce(r, &gradient)?;
@@ -357,6 +345,9 @@ impl<'m, T: Element> Explainer<'m, T> {
         };
         let (probe, value) = self.probe(&layer)?;
         let rules = match method {
+            Method::Lrp { composite, params } => {
+                composite.composite(params)?.rule_set(&self.tape)?
+            }
             Method::Gradient | Method::GradCam | Method::LinearApprox => RuleSet::standard(),
             Method::Deconvnet => RuleSet::deconvnet(),
             Method::GuidedBackprop => RuleSet::guided_backprop(),
@@ -405,7 +396,7 @@ impl<'m, T: Element> Explainer<'m, T> {
             Method::Gradient | Method::Deconvnet | Method::GuidedBackprop => max_abs_channels(g),
             Method::GradCam => grad_cam(&*activation()?, g, &r.layer, true),
             Method::LinearApprox => sum_channels_product(&*activation()?, g),
-            Method::ExcitationBackprop => sum_channels(g),
+            Method::ExcitationBackprop | Method::Lrp { .. } => sum_channels(g),
             Method::ContrastiveExcitationBackprop { .. } => {
                 Ok(sum_channels(g)?.map(|v| v.max(T::zero())))
             }
@@ -514,5 +505,44 @@ fn unknown_layer<T: Element>(model: &Model<T>, layer: &str) -> AttributionError 
             .map(|s| s.as_str())
             .collect::<Vec<_>>()
             .join(", "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sightline_layers::Architecture;
+    use sightline_tensor::{KernelPolicy, SimdCap, WinogradPolicy};
+
+    /// Every constructor records under the model's kernel policy.
+    #[test]
+    fn every_constructor_records_under_the_model_policy() {
+        let arch = Architecture::from_json(
+            r#"{"kind":"vgg","cfg":[16,"M"],"avgpool":[1,1],"hidden":4,"num_classes":3}"#,
+        )
+        .expect("arch");
+        let policy = KernelPolicy::new(WinogradPolicy::Off, SimdCap::Generic);
+        let model = Model::<f32>::random(&arch, 5)
+            .expect("model")
+            .with_kernels(policy);
+        let x = Tensor::full(vec![1, 3, 8, 8], 0.5);
+        let explainers = [
+            Explainer::new(&model, &x).expect("new"),
+            Explainer::for_methods(&model, &x, &[Method::Gradient], &[]).expect("for_methods"),
+            Explainer::with_retention(&model, &x, Retain::Minimal, &["features.0"])
+                .expect("with_retention"),
+        ];
+        for e in &explainers {
+            assert_eq!(e.tape.kernels(), policy);
+        }
+        let default = Model::<f32>::random(&arch, 5).expect("model");
+        let e = Explainer::new(&default, &x).expect("new");
+        assert_eq!(e.tape.kernels(), KernelPolicy::default());
+        // The same logits to rounding.
+        let err = e
+            .logits()
+            .max_abs_diff(explainers[0].logits())
+            .expect("shapes");
+        assert!(err <= 1e-5 * e.logits().max_abs().max(1.0), "{err:e}");
     }
 }

@@ -9,12 +9,13 @@
 pub mod captum;
 pub mod error;
 pub mod explainer;
+pub mod lrp;
 pub mod method;
 pub mod postprocess;
 pub mod target;
 
 pub use error::{AttributionError, Result};
 pub use explainer::{saliency, Explainer, Saliency, SaliencyOptions};
-pub use method::Method;
+pub use method::{group_by_form, Method, ModelForm};
 pub use postprocess::Resize;
 pub use target::Target;

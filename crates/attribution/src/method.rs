@@ -1,10 +1,15 @@
-//! TorchRay's backprop saliency methods: their rule sets and reductions.
+//! The saliency methods of the explainer: TorchRay's backprop methods and
+//! layer-wise relevance propagation with Zennit's composites; their rule
+//! sets and reductions.
 
 use crate::error::{AttributionError, Result};
+use crate::lrp::{LrpParams, ZennitComposite};
+use sightline_layers::{Canonizer, MergeBatchNorm, Model, ResNetCanonizer};
+use sightline_tensor::Element;
 use std::fmt;
 use std::str::FromStr;
 
-/// A TorchRay backprop saliency method.
+/// A saliency method the [`crate::Explainer`] answers from one forward pass.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Method {
     /// Simonyan et al. 2014: standard gradient, `max_c |g|`.
@@ -27,6 +32,14 @@ pub enum Method {
         /// Layer whose weights are negated for the contrast (default: the model's classifier).
         classifier_layer: Option<String>,
     },
+    /// Layer-wise relevance propagation with one of Zennit's composites:
+    /// the relevance at the probe (the input by default), `Σ_c R_c`.
+    Lrp {
+        /// The composite.
+        composite: ZennitComposite,
+        /// Its parameters.
+        params: LrpParams,
+    },
 }
 
 impl Method {
@@ -46,7 +59,26 @@ impl Method {
         ]
     }
 
-    /// The method's name (TorchRay's function name).
+    /// Every LRP composite as a method (`lrp.NAME`), with `params`.
+    pub fn lrp_all(params: LrpParams) -> Vec<Method> {
+        ZennitComposite::ALL
+            .into_iter()
+            .map(|composite| Method::Lrp { composite, params })
+            .collect()
+    }
+
+    /// The name of every method [`FromStr`] takes: TorchRay's, then the
+    /// LRP composites'.
+    pub fn names() -> Vec<&'static str> {
+        Method::all()
+            .iter()
+            .chain(&Method::lrp_all(LrpParams::default()))
+            .map(Method::name)
+            .collect()
+    }
+
+    /// The method's name (TorchRay's function name; `lrp.` and Zennit's
+    /// composite name for LRP).
     pub fn name(&self) -> &'static str {
         match self {
             Method::Gradient => "gradient",
@@ -56,7 +88,25 @@ impl Method {
             Method::LinearApprox => "linear_approx",
             Method::ExcitationBackprop => "excitation_backprop",
             Method::ContrastiveExcitationBackprop { .. } => "contrastive_excitation_backprop",
+            Method::Lrp { composite, .. } => composite.method_name(),
         }
+    }
+
+    /// The form of the model the method runs on.
+    pub fn model_form(&self) -> ModelForm {
+        match self {
+            Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. } => {
+                ModelForm::AsIs
+            }
+            Method::Lrp { .. } => ModelForm::Zennit,
+            _ => ModelForm::BatchNormsMerged,
+        }
+    }
+
+    /// Whether the method's map is signed (relevance), so a diverging
+    /// colormap centred on zero shows it best.
+    pub fn is_signed(&self) -> bool {
+        matches!(self, Method::LinearApprox | Method::Lrp { .. })
     }
 
     /// Whether the method's rules need the inputs of conv, linear, pools and
@@ -64,9 +114,58 @@ impl Method {
     pub fn needs_all_values(&self) -> bool {
         matches!(
             self,
-            Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. }
+            Method::ExcitationBackprop
+                | Method::ContrastiveExcitationBackprop { .. }
+                | Method::Lrp { .. }
         )
     }
+}
+
+/// The form of the model a method runs on: what canonizer, if any, is
+/// applied before its forward pass ([`sightline_layers::canonize`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModelForm {
+    /// As it is: TorchRay's excitation backprop treats batch norm as the
+    /// identity with the convolution's own kernel.
+    AsIs,
+    /// Each batch norm after a convolution merged into it and removed: the
+    /// same function with one op fewer per pair (the gradient-style
+    /// methods).
+    BatchNormsMerged,
+    /// Zennit's canonized model ([`ResNetCanonizer`]: batch norms merged as
+    /// Zennit merges them, explicit residual sums): the LRP composites.
+    Zennit,
+}
+
+impl ModelForm {
+    /// `model` in this form, keeping the batch norms after the
+    /// convolutions `keep` (whose own output a method probes). A network of
+    /// the user's own ([`Model::from_classifier`]) is used as it is: it
+    /// merges or not in its own code.
+    pub fn apply<T: Element>(self, model: &Model<T>, keep: &[&str]) -> Result<Model<T>> {
+        let own = model.architecture().is_none() && model.graph().is_none();
+        Ok(match self {
+            _ if own => model.clone(),
+            ModelForm::AsIs => model.clone(),
+            ModelForm::BatchNormsMerged => MergeBatchNorm::exact().except(keep).apply(model)?,
+            ModelForm::Zennit => ResNetCanonizer::new().except(keep).apply(model)?,
+        })
+    }
+}
+
+/// The methods grouped by the form of model they run on, in form order:
+/// `(form, indices into methods)`; one forward pass per group.
+pub fn group_by_form(methods: &[Method]) -> Vec<(ModelForm, Vec<usize>)> {
+    let mut groups: Vec<(ModelForm, Vec<usize>)> = Vec::new();
+    for (i, m) in methods.iter().enumerate() {
+        let form = m.model_form();
+        match groups.iter_mut().find(|(f, _)| *f == form) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((form, vec![i])),
+        }
+    }
+    groups.sort_by_key(|(f, _)| *f);
+    groups
 }
 
 impl fmt::Display for Method {
@@ -78,17 +177,16 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = AttributionError;
 
+    /// A method by name; an LRP composite gets Zennit's default parameters
+    /// (set them on the value).
     fn from_str(s: &str) -> Result<Self> {
         Method::all()
             .into_iter()
+            .chain(Method::lrp_all(LrpParams::default()))
             .find(|m| m.name() == s)
             .ok_or_else(|| AttributionError::UnknownMethod {
                 name: s.to_string(),
-                known: Method::all()
-                    .iter()
-                    .map(|m| m.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                known: Method::names().join(", "),
             })
     }
 }
@@ -99,9 +197,14 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for m in Method::all() {
+        for m in Method::all()
+            .into_iter()
+            .chain(Method::lrp_all(LrpParams::default()))
+        {
             assert_eq!(m.name().parse::<Method>().unwrap(), m);
         }
+        assert_eq!(Method::names().len(), 13);
+        assert!(Method::names().contains(&"lrp.epsilon_plus_flat"));
         let e = "gradcam".parse::<Method>().unwrap_err().to_string();
         assert!(e.contains("gradcam") && e.contains("grad_cam"), "{e}");
     }

@@ -65,18 +65,33 @@ impl<T: Element> Target<T> {
         Ok(seed)
     }
 
-    /// The classes of the `k` highest logits of each item, best first.
+    /// The classes of the `k` highest logits of each item, best first
+    /// (ties by class number; NaN ranks below every number, so it is never
+    /// first unless the whole row is NaN). `k` must lie in `1..=K` for `N x K`
+    /// logits with `K >= 1`.
     pub fn top_k(logits: &Tensor<T>, k: usize) -> Result<Vec<Vec<usize>>> {
         let [_, classes] = logits.dims2("top_k")?;
+        if classes == 0 {
+            return Err(AttributionError::InvalidOption(
+                "top_k of logits with zero classes".into(),
+            ));
+        }
+        if k == 0 || k > classes {
+            return Err(AttributionError::InvalidOption(format!(
+                "top_k: k must lie in 1..={classes} (the logits' classes), got {k}"
+            )));
+        }
         Ok(logits
             .data()
             .chunks(classes)
             .map(|row| {
                 let mut idx: Vec<usize> = (0..classes).collect();
-                idx.sort_by(|&a, &b| {
-                    row[b]
+                // Descending by value, NaN last; stable, so ties keep class order.
+                idx.sort_by(|&a, &b| match (row[a].is_nan(), row[b].is_nan()) {
+                    (false, false) => row[b]
                         .partial_cmp(&row[a])
-                        .unwrap_or(std::cmp::Ordering::Equal)
+                        .unwrap_or(std::cmp::Ordering::Equal),
+                    (x, y) => x.cmp(&y),
                 });
                 idx.truncate(k);
                 idx
@@ -119,5 +134,29 @@ mod tests {
     fn top_k_orders_by_score() {
         let l = Tensor::<f32>::from_vec([1, 4], vec![0.1, 3.0, -1.0, 2.0]).unwrap();
         assert_eq!(Target::top_k(&l, 2).unwrap(), vec![vec![1, 3]]);
+    }
+
+    #[test]
+    fn top_k_ranks_nan_last_and_refuses_bad_k() {
+        let nan = f32::NAN;
+        let l = Tensor::<f32>::from_vec(
+            [2, 4],
+            vec![nan, 1.0, f32::NEG_INFINITY, 1.0, nan, nan, -5.0, nan],
+        )
+        .unwrap();
+        assert_eq!(
+            Target::top_k(&l, 4).unwrap(),
+            vec![vec![1, 3, 2, 0], vec![2, 0, 1, 3]]
+        );
+        assert_eq!(Target::top_k(&l, 1).unwrap(), vec![vec![1], vec![2]]);
+        for k in [0, 5, usize::MAX] {
+            assert!(matches!(
+                Target::top_k(&l, k),
+                Err(AttributionError::InvalidOption(_))
+            ));
+        }
+        let empty = Tensor::<f32>::zeros([1, 0]);
+        let e = Target::top_k(&empty, 1).unwrap_err();
+        assert!(e.to_string().contains("zero classes"), "{e}");
     }
 }

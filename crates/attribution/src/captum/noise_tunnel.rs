@@ -36,6 +36,10 @@ impl FromStr for NoiseKind {
     }
 }
 
+/// Most noisy samples per item ([`NoiseTunnelOptions::samples`]); Captum's
+/// examples use 10 to 50.
+pub const MAX_SAMPLES: usize = 100_000;
+
 /// Options of the noise tunnel.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NoiseTunnelOptions {
@@ -73,6 +77,12 @@ pub fn noise_tunnel<T: Element>(
     opts: &NoiseTunnelOptions,
     mut attribute: impl FnMut(&Tensor<T>, &Target<T>) -> Result<Tensor<T>>,
 ) -> Result<Tensor<T>> {
+    if opts.samples > MAX_SAMPLES {
+        return Err(AttributionError::InvalidOption(format!(
+            "noise tunnel with {} samples: at most {MAX_SAMPLES} are taken",
+            opts.samples
+        )));
+    }
     if opts.samples == 0 || opts.batch == 0 || !(opts.stdev.is_finite() && opts.stdev >= 0.0) {
         return Err(AttributionError::InvalidOption(format!(
             "noise tunnel needs samples > 0, batch > 0 and a finite stdev >= 0, got {opts:?}"
@@ -170,6 +180,25 @@ fn repeat_target<T: Element>(t: &Target<T>, rows: usize) -> Target<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_sample_counts_are_refused_before_any_call() {
+        let x = Tensor::<f64>::from_vec([1, 2], vec![1., 2.]).unwrap();
+        let mut calls = 0;
+        for samples in [MAX_SAMPLES + 1, usize::MAX] {
+            let opts = NoiseTunnelOptions {
+                samples,
+                ..Default::default()
+            };
+            let e = noise_tunnel(&x, &Target::Class(0), &opts, |b, _| {
+                calls += 1;
+                Ok(b.clone())
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains("at most 100000"), "{e}");
+        }
+        assert_eq!(calls, 0);
+    }
 
     #[test]
     fn combines_samples_and_is_seeded() {

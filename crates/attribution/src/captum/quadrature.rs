@@ -39,9 +39,20 @@ impl FromStr for Integration {
     }
 }
 
+/// Most steps an integration rule takes ([`Integration::points`]): Captum's
+/// examples use 50 to 300; Gauss-Legendre's nodes cost `O(n^2)` to find,
+/// 0.1 s at this bound.
+pub const MAX_STEPS: usize = 10_000;
+
 impl Integration {
-    /// The points `t_k` in [0, 1] and weights `w_k` of an `n`-step rule.
+    /// The points `t_k` in [0, 1] and weights `w_k` of an `n`-step rule
+    /// (`n` at most [`MAX_STEPS`]).
     pub fn points(self, n: usize) -> Result<Vec<(f64, f64)>> {
+        if n > MAX_STEPS {
+            return Err(AttributionError::InvalidOption(format!(
+                "{self:?} with {n} steps: at most {MAX_STEPS} are taken"
+            )));
+        }
         let min = if self == Integration::GaussLegendre {
             1
         } else {
@@ -156,5 +167,13 @@ mod tests {
         assert_eq!(l, vec![(0.25, 0.5), (0.75, 0.5)]);
         assert!(Integration::RiemannLeft.points(1).is_err());
         assert!(Integration::GaussLegendre.points(0).is_err());
+        assert_eq!(
+            Integration::RiemannLeft.points(MAX_STEPS).unwrap().len(),
+            MAX_STEPS
+        );
+        for n in [MAX_STEPS + 1, usize::MAX] {
+            let e = Integration::GaussLegendre.points(n).unwrap_err();
+            assert!(e.to_string().contains("at most 10000"), "{e}");
+        }
     }
 }
