@@ -19,8 +19,11 @@
 //! image and under 0.1% of a smooth one); crops, the conversion to `[0, 1]`
 //! and the normalisation are exact.
 
-use image::{imageops, ImageReader, Rgb, RgbImage};
+use crate::budget::{product, BudgetError};
+use crate::files::{read_regular, FileError, MAX_IMAGE_FILE_BYTES};
+use image::{imageops, ImageFormat, ImageReader, Rgb, RgbImage};
 use sightline_tensor::Tensor;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -28,6 +31,10 @@ use thiserror::Error;
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// torchvision's ImageNet channel standard deviations (R, G, B).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// Largest magnitude of a normalised pixel value that [`Preprocess::validate`]
+/// accepts (ImageNet's normalisation gives at most 2.7): values near
+/// float32's largest (3.4e38) overflow in the first layers.
+pub const MAX_NORMALISED: f32 = 1e12;
 /// File extensions (lower case) that a folder is expanded to.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
@@ -65,6 +72,12 @@ pub enum ImageError {
     /// A preprocessing option is invalid.
     #[error("invalid preprocessing: {0}")]
     Invalid(String),
+    /// The path is not a regular file, or too large a one.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The image would need more memory than the budget.
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
 }
 
 /// Result alias for image reading.
@@ -134,13 +147,74 @@ impl Preprocess {
                 self.std
             )));
         }
+        // The extreme pixel values 0 and 1 bound every normalised value: a
+        // tiny std (2.9e-39) makes them so large that the first layers
+        // overflow float32.
+        for c in 0..3 {
+            for v in [0.0f32, 1.0] {
+                let x = (v - self.mean[c]) / self.std[c];
+                if !(x.is_finite() && x.abs() <= MAX_NORMALISED) {
+                    return Err(ImageError::Invalid(format!(
+                        "mean {} and std {} of channel {c} normalise the pixel value {v} to {x}, beyond +-{MAX_NORMALISED:e} (the model would overflow float32)",
+                        self.mean[c], self.std[c]
+                    )));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Width and height of the model input for a `width x height` image:
+    /// after the resize, and the crop when there is one.
+    pub fn input_size(&self, width: u32, height: u32) -> (u32, u32) {
+        let resized = match self.resize {
+            Some(s) => short_side_size(width, height, s),
+            None => (width, height),
+        };
+        match self.crop {
+            Some(s) => (s, s),
+            None => resized,
+        }
+    }
+
+    /// An upper bound of the bytes that reading and preparing a
+    /// `width x height` image takes at once: the decoded picture (up to 8
+    /// bytes per pixel, 16-bit RGBA) and its RGB copy, the resize's
+    /// intermediate (`width x new height`, 16 bytes per pixel) and result,
+    /// the padded canvas and crop, and the f32 input tensor.
+    pub fn memory_bytes(&self, width: u32, height: u32) -> u64 {
+        let (w, h) = (u64::from(width), u64::from(height));
+        let (rw, rh) = match self.resize {
+            Some(s) => short_side_size(width, height, s),
+            None => (width, height),
+        };
+        let (rw, rh) = (u64::from(rw), u64::from(rh));
+        let (iw, ih) = self.input_size(width, height);
+        let (iw, ih) = (u64::from(iw), u64::from(ih));
+        let crop = self.crop.map_or(0, u64::from);
+        [
+            product(11, &[w, h]),
+            product(16, &[w, rh]),
+            product(3, &[rw, rh]),
+            product(3, &[rw.max(crop), rh.max(crop)]),
+            product(3, &[iw, ih]),
+            product(12, &[iw, ih]),
+        ]
+        .iter()
+        .fold(0u64, |a, &b| a.saturating_add(b))
     }
 
     /// Reads `path` and prepares it.
     pub fn load(&self, path: &Path) -> Result<Prepared> {
+        self.prepare(&EncodedImage::read(path)?)
+    }
+
+    /// Decodes an image read with [`EncodedImage::read`] and prepares it
+    /// (check [`Preprocess::memory_bytes`] of its size first).
+    pub fn prepare(&self, encoded: &EncodedImage) -> Result<Prepared> {
         self.validate()?;
-        let original = read_rgb(path)?;
+        let path = encoded.path.as_path();
+        let original = encoded.decode()?;
         let image = self.transform(&original);
         let tensor = self.to_tensor(&image);
         Ok(Prepared {
@@ -180,32 +254,140 @@ impl Preprocess {
     }
 }
 
+/// An image file read but not decoded: its bytes, format and the size its
+/// header declares, so that the memory of decoding and preparing it can be
+/// checked before any of it is allocated.
+#[derive(Clone, Debug)]
+pub struct EncodedImage {
+    /// The file.
+    pub path: PathBuf,
+    /// Width declared by the header.
+    pub width: u32,
+    /// Height declared by the header.
+    pub height: u32,
+    format: ImageFormat,
+    bytes: Vec<u8>,
+}
+
+impl EncodedImage {
+    /// Reads `path` (a regular file of at most [`MAX_IMAGE_FILE_BYTES`]) and
+    /// its header: the format is read from the content, not the name.
+    pub fn read(path: &Path) -> Result<Self> {
+        if std::fs::symlink_metadata(path).is_err() {
+            return Err(ImageError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let bytes = read_regular(path, "image", MAX_IMAGE_FILE_BYTES)?;
+        let decode_err = |message: String| ImageError::Decode {
+            path: path.to_path_buf(),
+            message,
+        };
+        let reader = ImageReader::new(Cursor::new(&bytes[..]))
+            .with_guessed_format()
+            .map_err(|e| decode_err(e.to_string()))?;
+        let format = reader
+            .format()
+            .ok_or_else(|| decode_err("The image format could not be determined".into()))?;
+        let (width, height) = reader
+            .into_dimensions()
+            .map_err(|e| decode_err(e.to_string()))?;
+        if width == 0 || height == 0 {
+            return Err(decode_err("the image is empty".into()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            width,
+            height,
+            format,
+            bytes,
+        })
+    }
+
+    /// Decodes to 8-bit RGB (see [`read_rgb`]). A JPEG that ends before its
+    /// end-of-image marker is refused as truncated, as Pillow refuses it.
+    pub fn decode(&self) -> Result<RgbImage> {
+        let decode_err = |message: String| ImageError::Decode {
+            path: self.path.clone(),
+            message,
+        };
+        if self.format == ImageFormat::Jpeg && !jpeg_is_complete(&self.bytes) {
+            return Err(decode_err(
+                "the JPEG file is truncated (it ends before its end-of-image marker)".into(),
+            ));
+        }
+        let mut reader = ImageReader::new(Cursor::new(&self.bytes[..]));
+        reader.set_format(self.format);
+        let image = reader.decode().map_err(|e| decode_err(e.to_string()))?;
+        if image.width() == 0 || image.height() == 0 {
+            return Err(decode_err("the image is empty".into()));
+        }
+        Ok(image.to_rgb8())
+    }
+}
+
+/// Whether a JPEG stream reaches its end-of-image marker (`FF D9`): the
+/// segments are walked by their lengths and the entropy-coded data of each
+/// scan to its next marker, so an `FF D9` inside an embedded thumbnail does
+/// not count. Bytes that do not start with `FF D8` are not judged (`true`).
+pub fn jpeg_is_complete(b: &[u8]) -> bool {
+    if b.len() < 2 || b[0] != 0xFF || b[1] != 0xD8 {
+        return true;
+    }
+    let mut i = 2;
+    loop {
+        // Skip anything up to a marker, then the fill bytes.
+        while i < b.len() && b[i] != 0xFF {
+            i += 1;
+        }
+        while i < b.len() && b[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&marker) = b.get(i) else {
+            return false;
+        };
+        i += 1;
+        match marker {
+            0xD9 => return true,
+            0x00 | 0x01 | 0xD0..=0xD8 => continue,
+            _ => {
+                let Some(len) = b
+                    .get(i..i + 2)
+                    .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+                else {
+                    return false;
+                };
+                if len < 2 || i + len > b.len() {
+                    return false;
+                }
+                i += len;
+                if marker == 0xDA {
+                    // Entropy-coded data: FF is followed by 00 (a stuffed
+                    // byte), a restart marker D0-D7 or a fill FF; anything
+                    // else is the next marker.
+                    loop {
+                        match (b.get(i), b.get(i + 1)) {
+                            (Some(0xFF), Some(&n))
+                                if n != 0x00 && n != 0xFF && !(0xD0..=0xD7).contains(&n) =>
+                            {
+                                break
+                            }
+                            (Some(_), Some(_)) => i += 1,
+                            _ => return false,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Decodes a JPEG or PNG file (the format is read from its content, not its
 /// name) to 8-bit RGB; grey and alpha images are converted as PIL's
-/// `convert("RGB")` does (the alpha channel is dropped).
+/// `convert("RGB")` does (the alpha channel is dropped). Only regular files
+/// are read; a truncated JPEG is an error.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
-    if !path.exists() {
-        return Err(ImageError::NotFound {
-            path: path.to_path_buf(),
-        });
-    }
-    let reader = ImageReader::open(path)
-        .and_then(ImageReader::with_guessed_format)
-        .map_err(|e| ImageError::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    let image = reader.decode().map_err(|e| ImageError::Decode {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    if image.width() == 0 || image.height() == 0 {
-        return Err(ImageError::Decode {
-            path: path.to_path_buf(),
-            message: "the image is empty".into(),
-        });
-    }
-    Ok(image.to_rgb8())
+    EncodedImage::read(path)?.decode()
 }
 
 /// The size torchvision's `Resize(size)` gives a `width x height` image: the
@@ -284,7 +466,9 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             }
             files.sort();
             out.extend(files);
-        } else if path.exists() {
+        } else if std::fs::symlink_metadata(path).is_ok() {
+            // Whatever it is (a FIFO, a device, a dangling or looping
+            // link), reading it tells, for this image alone.
             out.push(path.clone());
         } else {
             return Err(ImageError::NotFound { path: path.clone() });

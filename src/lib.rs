@@ -15,8 +15,14 @@ pub use sightline_layers as layers;
 pub use sightline_tensor as tensor;
 
 pub mod allocator;
+pub mod budget;
 pub mod demo;
+pub mod files;
 pub mod imageio;
+pub mod interrupt;
 pub mod labels;
 pub mod manifest;
+pub mod output;
 pub mod render;
+
+pub use sightline_layers::footprint;

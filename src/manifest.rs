@@ -1,15 +1,20 @@
 //! Reference manifests (the format of `tests/fixtures/README.md`): models,
 //! their weights, inputs and expected outputs; and running their cases.
 
+use crate::files::{check_regular, read_regular, read_regular_text, FileError, MAX_JSON_BYTES};
 use serde::Deserialize;
 use serde_json::Value;
 use sightline_attribution::captum::{self, Baseline, IgOptions, Integration};
-use sightline_attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
-use sightline_autograd::Retain;
+use sightline_attribution::lrp::{Composite, LrpParams, ZennitComposite};
+use sightline_attribution::{
+    AttributionError, Explainer, Method, ModelForm, Resize, SaliencyOptions, Target,
+};
+use sightline_autograd::{lrp, OpKind, Retain, Rule};
 use sightline_layers::{Architecture, Model};
-use sightline_tensor::{ResizeMode, Tensor};
+use sightline_tensor::{KernelPolicy, ResizeMode, Tensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// What went wrong reading a manifest or running a case.
@@ -59,7 +64,13 @@ pub enum ManifestError {
     /// A kernel failed.
     #[error(transparent)]
     Tensor(#[from] sightline_tensor::TensorError),
+    /// A file that is not a regular file, or too large.
+    #[error(transparent)]
+    File(#[from] FileError),
 }
+
+/// Largest cases file read (2 GiB).
+pub const MAX_CASES_BYTES: u64 = 2 << 30;
 
 /// Result alias for manifests.
 pub type Result<T> = std::result::Result<T, ManifestError>;
@@ -141,10 +152,7 @@ impl CaseResult {
 impl Manifest {
     /// Reads a manifest; file names in it are relative to its folder.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let text = read_regular_text(path, "manifest", MAX_JSON_BYTES)?;
         let mut m: Manifest = serde_json::from_str(&text).map_err(|e| ManifestError::Format {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -160,7 +168,9 @@ impl ModelEntry {
         match (&self.onnx, &self.architecture, &self.weights) {
             (Some(onnx), None, None) => Ok(Model::from_onnx(root.join(onnx))?),
             (None, Some(arch), Some(weights)) => {
-                Ok(Model::from_safetensors(arch, root.join(weights))?)
+                let path = root.join(weights);
+                check_regular(&path, "weights", u64::MAX)?;
+                Ok(Model::from_safetensors(arch, path)?)
             }
             _ => Err(ManifestError::Format {
                 path: root.to_path_buf(),
@@ -173,10 +183,7 @@ impl ModelEntry {
     /// Reads the cases file.
     pub fn case_data(&self, root: &Path) -> Result<CaseData> {
         let path = root.join(&self.cases_file);
-        let bytes = std::fs::read(&path).map_err(|e| ManifestError::Io {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let bytes = read_regular(&path, "cases file", MAX_CASES_BYTES)?;
         let err = |message: String| ManifestError::Cases {
             path: path.clone(),
             message,
@@ -231,48 +238,88 @@ impl ModelEntry {
 /// How [`run_model_with`] records the forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recording {
-    /// As `sightline explain` does: the layers the cases probe kept, batch
-    /// norms folded into the convolutions before them elsewhere
-    /// ([`Explainer::with_retention`]).
-    Folded,
-    /// Every layer kept, nothing folded ([`Explainer::new`]).
-    Unfolded,
+    /// As `sightline explain` does: each method on the form of the model it
+    /// runs on ([`Method::model_form`]: batch norms merged for the
+    /// gradient-style methods), the layers the cases probe kept.
+    AsExplain,
+    /// Every layer kept, and the gradient-style methods on the model as it
+    /// is ([`Explainer::new`]; the LRP cases on Zennit's canonized model,
+    /// which is what they are defined on).
+    Plain,
 }
 
 /// Runs every case of one model, in manifest order, as `sightline explain`
-/// records the forward pass ([`Recording::Folded`]).
-pub fn run_model(entry: &ModelEntry, root: &Path) -> Result<Vec<CaseResult>> {
-    run_model_with(entry, root, Recording::Folded)
+/// records the forward pass ([`Recording::AsExplain`]), under `kernels`.
+pub fn run_model(
+    entry: &ModelEntry,
+    root: &Path,
+    kernels: KernelPolicy,
+) -> Result<Vec<CaseResult>> {
+    run_model_with(entry, root, Recording::AsExplain, kernels)
+}
+
+/// The form of the model a case runs on.
+fn case_form(case: &Case, recording: Recording) -> ModelForm {
+    if case.method.starts_with("zennit.") {
+        return ModelForm::Zennit;
+    }
+    let form = match case.method.as_str() {
+        "contrastive_excitation_backprop" => ModelForm::AsIs,
+        other => other
+            .parse::<Method>()
+            .map(|m| m.model_form())
+            .unwrap_or(ModelForm::AsIs),
+    };
+    match (recording, form) {
+        (Recording::Plain, ModelForm::BatchNormsMerged) => ModelForm::AsIs,
+        (_, form) => form,
+    }
 }
 
 /// Runs every case of one model, in manifest order, with the forward pass
-/// recorded as `recording` says.
+/// recorded as `recording` says (one per form of the model the cases need)
+/// and the model computing under `kernels`.
 pub fn run_model_with(
     entry: &ModelEntry,
     root: &Path,
     recording: Recording,
+    kernels: KernelPolicy,
 ) -> Result<Vec<CaseResult>> {
-    let model = entry.model(root)?;
+    let model = entry.model(root)?.with_kernels(kernels);
     let data = entry.case_data(root)?;
-    let explainer = match recording {
-        Recording::Unfolded => Explainer::new(&model, &data.input)?,
-        Recording::Folded => {
-            // Every layer a case names (unknown ones fail in their case).
-            let layers: Vec<&str> = entry
-                .cases
-                .iter()
-                .flat_map(|c| c.params.values())
-                .filter_map(Value::as_str)
-                .filter(|l| model.has_layer(l))
-                .collect();
-            Explainer::with_retention(&model, &data.input, Retain::All, &layers)?
-        }
-    };
+    // Every layer a case names (unknown ones fail in their case).
+    let layers: Vec<&str> = entry
+        .cases
+        .iter()
+        .flat_map(|c| c.params.values())
+        .filter_map(Value::as_str)
+        .filter(|l| model.has_layer(l))
+        .collect();
+    let mut forms: Vec<ModelForm> = entry
+        .cases
+        .iter()
+        .map(|c| case_form(c, recording))
+        .collect();
+    forms.sort();
+    forms.dedup();
+    let models = forms
+        .iter()
+        .map(|f| f.apply(&model, &layers))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let explainers = models
+        .iter()
+        .map(|m| match recording {
+            Recording::Plain => Explainer::new(m, &data.input),
+            Recording::AsExplain => Explainer::with_retention(m, &data.input, Retain::All, &layers),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(entry
         .cases
         .iter()
         .map(|case| {
-            let outcome = run_case(&model, &explainer, &data, case)
+            let form = case_form(case, recording);
+            let k = forms.iter().position(|f| *f == form).unwrap_or(0);
+            let outcome = run_case(&model, &explainers[k], &data, case)
                 .map_err(|e| e.to_string())
                 .and_then(|got| {
                     let want = data
@@ -375,6 +422,9 @@ pub fn run_case(
     if case.method == "forward" {
         return Ok(explainer.logits().clone());
     }
+    if let Some(name) = case.method.strip_prefix("zennit.") {
+        return run_zennit(explainer, data, case, name);
+    }
     let method = match case.method.as_str() {
         "contrastive_excitation_backprop" => Method::ContrastiveExcitationBackprop {
             contrast_layer: str_param(case, "contrast_layer")?,
@@ -414,6 +464,73 @@ pub fn run_case(
         Some("none") => Ok(s.gradient),
         Some(other) => Err(bad("reduction", format!("unknown reduction `{other}`"))),
     }
+}
+
+/// A Zennit case: the relevance at the input for the one-hot targets,
+/// under one of Zennit's composites (`zennit.epsilon_plus`, ...) or one
+/// rule on every convolution and linear layer (`zennit.rule_epsilon`,
+/// `zennit.rule_zplus`, `zennit.rule_gamma`, `zennit.rule_alpha1_beta0`,
+/// with pass on ReLUs and norm on average pools, as Zennit's
+/// `LayerMapComposite`), optionally another on the first convolution
+/// (`zennit.first_wsquare_then_epsilon`, `zennit.first_flat_then_zplus`).
+fn run_zennit(
+    explainer: &Explainer<'_, f32>,
+    data: &CaseData,
+    case: &Case,
+    name: &str,
+) -> Result<Tensor<f32>> {
+    let params = LrpParams {
+        epsilon: f64_param(case, "epsilon")?.unwrap_or(1e-6),
+        gamma: f64_param(case, "gamma")?.unwrap_or(0.25),
+        bounds: match (f64_param(case, "low")?, f64_param(case, "high")?) {
+            (Some(l), Some(h)) => Some((l, h)),
+            _ => None,
+        },
+        ..LrpParams::default()
+    };
+    let rule = |r: &str| -> Result<Arc<dyn Rule<f32>>> {
+        Ok(match r {
+            "epsilon" => {
+                Arc::new(lrp::Epsilon::new(params.epsilon).map_err(AttributionError::from)?)
+            }
+            "zplus" => Arc::new(lrp::ZPlus::default()),
+            "gamma" => Arc::new(lrp::Gamma::new(params.gamma).map_err(AttributionError::from)?),
+            "alpha1_beta0" => {
+                Arc::new(lrp::AlphaBeta::new(1.0, 0.0).map_err(AttributionError::from)?)
+            }
+            "wsquare" => Arc::new(lrp::WSquare::default()),
+            "flat" => Arc::new(lrp::Flat::default()),
+            other => {
+                return Err(ManifestError::UnknownMethod(format!(
+                    "zennit rule `{other}`"
+                )))
+            }
+        })
+    };
+    let layer_map = |r: Arc<dyn Rule<f32>>| {
+        Composite::new()
+            .with_kinds(&[OpKind::RELU], Arc::new(lrp::Pass))
+            .with_kinds(
+                &[OpKind::AVG_POOL2D, OpKind::ADAPTIVE_AVG_POOL2D],
+                Arc::new(lrp::Norm::default()),
+            )
+            .with_kinds(&[OpKind::CONV2D, OpKind::LINEAR], r)
+    };
+    let composite = if let Some(r) = name.strip_prefix("rule_") {
+        layer_map(rule(r)?)
+    } else if let Some((first, rest)) = name
+        .strip_prefix("first_")
+        .and_then(|n| n.split_once("_then_"))
+    {
+        layer_map(rule(rest)?).with_first(&[OpKind::CONV2D], rule(first)?)
+    } else {
+        name.parse::<ZennitComposite>()
+            .map_err(|_| ManifestError::UnknownMethod(format!("zennit.{name}")))?
+            .composite(&params)?
+    };
+    let rules = composite.rule_set(explainer.tape())?;
+    let seed = Target::PerItem(data.targets.clone()).seed(explainer.logits().shape())?;
+    Ok(explainer.gradient_at("", &seed, &rules)?)
 }
 
 fn run_captum(

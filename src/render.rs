@@ -91,11 +91,36 @@ pub enum Colormap {
     Viridis,
     /// Black to white.
     Gray,
+    /// matplotlib's diverging `coolwarm` (Moreland 2009: blue, light grey,
+    /// red), for signed maps (LRP relevance): its range is centred on zero
+    /// ([`Colormap::centred`]), so 0 is grey, negative blue, positive red.
+    Coolwarm,
 }
 
 impl Colormap {
     /// Every colormap.
-    pub const ALL: [Colormap; 3] = [Colormap::Jet, Colormap::Viridis, Colormap::Gray];
+    pub const ALL: [Colormap; 4] = [
+        Colormap::Jet,
+        Colormap::Viridis,
+        Colormap::Gray,
+        Colormap::Coolwarm,
+    ];
+
+    /// Whether the colormap is diverging (centred on zero).
+    pub fn is_diverging(self) -> bool {
+        self == Colormap::Coolwarm
+    }
+
+    /// The range a map is stretched from: `range` itself, or, for a
+    /// diverging colormap, `[-m, m]` with `m` its largest magnitude, so that
+    /// zero takes the middle colour.
+    pub fn centred(self, range: ValueRange) -> ValueRange {
+        if !self.is_diverging() {
+            return range;
+        }
+        let m = range.min.abs().max(range.max.abs());
+        ValueRange { min: -m, max: m }
+    }
 
     /// The colormap's name, as [`FromStr`] parses it.
     pub fn name(self) -> &'static str {
@@ -103,6 +128,7 @@ impl Colormap {
             Colormap::Jet => "jet",
             Colormap::Viridis => "viridis",
             Colormap::Gray => "gray",
+            Colormap::Coolwarm => "coolwarm",
         }
     }
 
@@ -118,6 +144,8 @@ impl Colormap {
                 Rgb([c.r, c.g, c.b])
             }
             Colormap::Gray => Rgb([index as u8; 3]),
+            Colormap::Coolwarm => Rgb([COOLWARM_RED, COOLWARM_GREEN, COOLWARM_BLUE]
+                .map(|knots| (piecewise_linear(knots, x) * 255.0).round() as u8)),
         }
     }
 }
@@ -144,6 +172,115 @@ const JET_BLUE: &[(f64, f64)] = &[
     (0.34, 1.0),
     (0.65, 0.0),
     (1.0, 0.0),
+];
+
+/// matplotlib's `coolwarm` segment data (Moreland's diverging map, made in
+/// Msh space, at 33 control points), (x, value) knots per channel; linear
+/// between, as matplotlib interpolates them.
+const COOLWARM_RED: &[(f64, f64)] = &[
+    (0.0, 0.2298057),
+    (0.03125, 0.26623388),
+    (0.0625, 0.30386891),
+    (0.09375, 0.342804478),
+    (0.125, 0.38301334),
+    (0.15625, 0.424369608),
+    (0.1875, 0.46666708),
+    (0.21875, 0.509635204),
+    (0.25, 0.552953156),
+    (0.28125, 0.596262162),
+    (0.3125, 0.639176211),
+    (0.34375, 0.681291281),
+    (0.375, 0.722193294),
+    (0.40625, 0.761464949),
+    (0.4375, 0.798691636),
+    (0.46875, 0.833466556),
+    (0.5, 0.865395197),
+    (0.53125, 0.897787179),
+    (0.5625, 0.924127593),
+    (0.59375, 0.944468518),
+    (0.625, 0.958852946),
+    (0.65625, 0.96732803),
+    (0.6875, 0.969954137),
+    (0.71875, 0.966811177),
+    (0.75, 0.958003065),
+    (0.78125, 0.943660866),
+    (0.8125, 0.923944917),
+    (0.84375, 0.89904617),
+    (0.875, 0.869186849),
+    (0.90625, 0.834620542),
+    (0.9375, 0.795631745),
+    (0.96875, 0.752534934),
+    (1.0, 0.705673158),
+];
+const COOLWARM_GREEN: &[(f64, f64)] = &[
+    (0.0, 0.298717966),
+    (0.03125, 0.353094838),
+    (0.0625, 0.406535296),
+    (0.09375, 0.458757618),
+    (0.125, 0.50941904),
+    (0.15625, 0.558148092),
+    (0.1875, 0.604562568),
+    (0.21875, 0.648280772),
+    (0.25, 0.688929332),
+    (0.28125, 0.726149107),
+    (0.3125, 0.759599947),
+    (0.34375, 0.788964712),
+    (0.375, 0.813952739),
+    (0.40625, 0.834302879),
+    (0.4375, 0.849786142),
+    (0.46875, 0.860207984),
+    (0.5, 0.86541021),
+    (0.53125, 0.848937047),
+    (0.5625, 0.827384882),
+    (0.59375, 0.800927443),
+    (0.625, 0.769767752),
+    (0.65625, 0.734132809),
+    (0.6875, 0.694266682),
+    (0.71875, 0.650421156),
+    (0.75, 0.602842431),
+    (0.78125, 0.551750968),
+    (0.8125, 0.49730856),
+    (0.84375, 0.439559467),
+    (0.875, 0.378313092),
+    (0.90625, 0.312874446),
+    (0.9375, 0.24128379),
+    (0.96875, 0.157246067),
+    (1.0, 0.01555616),
+];
+const COOLWARM_BLUE: &[(f64, f64)] = &[
+    (0.0, 0.753683153),
+    (0.03125, 0.801466763),
+    (0.0625, 0.84495867),
+    (0.09375, 0.883725899),
+    (0.125, 0.917387822),
+    (0.15625, 0.945619588),
+    (0.1875, 0.968154911),
+    (0.21875, 0.98478814),
+    (0.25, 0.995375608),
+    (0.28125, 0.999836203),
+    (0.3125, 0.998151185),
+    (0.34375, 0.990363227),
+    (0.375, 0.976574709),
+    (0.40625, 0.956945269),
+    (0.4375, 0.931688648),
+    (0.46875, 0.901068838),
+    (0.5, 0.865395561),
+    (0.53125, 0.820880546),
+    (0.5625, 0.774508472),
+    (0.59375, 0.726736146),
+    (0.625, 0.678007945),
+    (0.65625, 0.628751763),
+    (0.6875, 0.579375448),
+    (0.71875, 0.530263762),
+    (0.75, 0.481775914),
+    (0.78125, 0.434243684),
+    (0.8125, 0.387970225),
+    (0.84375, 0.343229596),
+    (0.875, 0.300267182),
+    (0.90625, 0.259301199),
+    (0.9375, 0.220525627),
+    (0.96875, 0.184115123),
+    (1.0, 0.150232812),
 ];
 
 fn jet(x: f64) -> [u8; 3] {
@@ -181,7 +318,9 @@ impl FromStr for Colormap {
             .into_iter()
             .find(|c| c.name() == s)
             .ok_or_else(|| {
-                RenderError::Invalid(format!("unknown colormap `{s}`; known: jet, viridis, gray"))
+                RenderError::Invalid(format!(
+                    "unknown colormap `{s}`; known: jet, viridis, gray, coolwarm"
+                ))
             })
     }
 }
@@ -340,6 +479,7 @@ impl<'a> MapRef<'a> {
 
 /// The map coloured with `cmap` after stretching `range` to `[0, 1]`.
 pub fn heatmap(map: &MapRef<'_>, range: ValueRange, cmap: Colormap) -> RgbImage {
+    let range = cmap.centred(range);
     let mut img = RgbImage::new(map.width as u32, map.height as u32);
     for (px, &v) in img.pixels_mut().zip(map.values) {
         *px = cmap.rgb(range.scale(v));
@@ -444,10 +584,18 @@ pub fn write_png(img: &RgbImage, path: &Path) -> Result<()> {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Attempts at a fresh temporary name before giving up.
+const TEMP_ATTEMPTS: u32 = 16;
+
 /// Writes `bytes` to `path` so that `path` holds either its old content or
 /// all of the new one, never a part: the bytes go to a hidden temporary file
 /// in the same folder (`.NAME.PID.N.tmp`), are flushed to disk, and the file
 /// is renamed over `path`. The temporary file is removed on failure.
+///
+/// The temporary file is created exclusively (`O_CREAT | O_EXCL`, which
+/// never follows a symbolic link): a file or link planted under its name
+/// is left alone and another name is tried. The rename replaces `path`
+/// itself, so a symbolic link at `path` is replaced, not followed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let err = |e: std::io::Error| RenderError::Write {
         path: path.to_path_buf(),
@@ -456,11 +604,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| RenderError::Invalid(format!("{} names no file", path.display())))?;
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let temp_name = format!(".{}.{}.{n}.tmp", name.to_string_lossy(), std::process::id());
-    let temp = path.with_file_name(temp_name);
+    let mut attempt = 0;
+    let (temp, mut file) = loop {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp_name = format!(".{}.{}.{n}.tmp", name.to_string_lossy(), std::process::id());
+        let temp = path.with_file_name(temp_name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+        {
+            Ok(file) => break (temp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < TEMP_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    };
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -511,6 +672,10 @@ mod tests {
                 [[59, 82, 139], [33, 145, 140], [112, 207, 87]],
             ),
             (Colormap::Gray, [[64; 3], [128; 3], [200; 3]]),
+            (
+                Colormap::Coolwarm,
+                [[141, 176, 254], [221, 220, 220], [240, 139, 110]],
+            ),
         ];
         for (cmap, colours) in expected {
             for (i, want) in [64, 128, 200].into_iter().zip(colours) {
@@ -522,6 +687,29 @@ mod tests {
                 assert!(close, "{cmap} at {i}: {got:?} vs {want:?}");
             }
         }
+    }
+
+    /// A diverging colormap stretches `[-m, m]`: zero is its middle colour
+    /// whatever the map's own range; the others keep the range.
+    #[test]
+    fn diverging_maps_centre_on_zero() {
+        let r = ValueRange {
+            min: -1.0,
+            max: 3.0,
+        };
+        assert_eq!(
+            Colormap::Coolwarm.centred(r),
+            ValueRange {
+                min: -3.0,
+                max: 3.0
+            }
+        );
+        assert_eq!(Colormap::Jet.centred(r), r);
+        let values = [-1.0, 0.0, 3.0];
+        let map = MapRef::new(&values, 3, 1).unwrap();
+        let img = heatmap(&map, r, Colormap::Coolwarm);
+        assert_eq!(*img.get_pixel(1, 0), Colormap::Coolwarm.rgb(0.5));
+        assert_eq!(*img.get_pixel(2, 0), Colormap::Coolwarm.rgb(1.0));
     }
 
     #[test]
@@ -666,5 +854,32 @@ mod tests {
         let bad = dir.path().join("missing").join("b.png");
         let e = write_png(&img, &bad).unwrap_err().to_string();
         assert!(e.contains("b.png"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn planted_links_at_temporary_names_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"keep me").unwrap();
+        // Plant a link at the next temporary names this process will use.
+        let next = TEMP_COUNTER.load(Ordering::Relaxed);
+        for n in next..next + 4 {
+            let name = format!(".out.json.{}.{n}.tmp", std::process::id());
+            std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+        }
+        let out = dir.path().join("out.json");
+        write_atomic(&out, b"new").unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        // A link at the destination itself is replaced, not written through.
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        write_atomic(&link, b"other").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        assert!(!std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 }

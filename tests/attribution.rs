@@ -5,7 +5,7 @@ use sightline::attribution::captum::{
     self, Baseline, IgOptions, Integration, NoiseKind, NoiseTunnelOptions,
 };
 use sightline::attribution::{
-    saliency, AttributionError, Explainer, Method, Resize, SaliencyOptions, Target,
+    saliency, AttributionError, Explainer, Method, ModelForm, Resize, SaliencyOptions, Target,
 };
 use sightline::autograd::Retain;
 use sightline::layers::{Architecture, LayerError, Model};
@@ -86,24 +86,27 @@ fn default_layers_follow_torchray() {
     );
 }
 
-/// An explainer that names its layers folds batch norms elsewhere: a
-/// folded convolution cannot be probed later (a typed error saying so), a
-/// named one can, and the maps match the unfolded explainer's to rounding.
+/// The gradient methods' form of the model merges batch norms into the
+/// convolutions before them except after the layers it is told to keep: a
+/// merged convolution cannot be probed (a typed error saying why), a kept
+/// one can, and the maps match the plain model's to rounding.
 #[test]
-fn folded_batch_norms_keep_named_layers_and_match_unfolded_maps() {
+fn merged_batch_norms_keep_named_layers_and_match_plain_maps() {
     let model = resnet_bottleneck();
     let x = input(1, 45, 38);
     let conv = "layer1.0.conv1";
-    let folded = Explainer::with_retention(&model, &x, Retain::Minimal, &[]).unwrap();
+    let merged = ModelForm::BatchNormsMerged.apply(&model, &[]).unwrap();
+    let all_merged = Explainer::with_retention(&merged, &x, Retain::Minimal, &[]).unwrap();
     let at = SaliencyOptions::at(conv);
-    let e = folded
+    let e = all_merged
         .saliency(&Method::GradCam, &Target::Class(3), &at)
         .unwrap_err();
     assert!(
-        matches!(&e, AttributionError::InvalidOption(m) if m.contains("folded") && m.contains(conv)),
+        matches!(&e, AttributionError::InvalidOption(m) if m.contains("merged") && m.contains(conv)),
         "{e}"
     );
-    let kept = Explainer::with_retention(&model, &x, Retain::Minimal, &[conv]).unwrap();
+    let keeping = ModelForm::BatchNormsMerged.apply(&model, &[conv]).unwrap();
+    let kept = Explainer::with_retention(&keeping, &x, Retain::Minimal, &[conv]).unwrap();
     let plain = Explainer::new(&model, &x).unwrap();
     let a = kept
         .saliency(&Method::GradCam, &Target::Class(3), &at)
@@ -114,7 +117,9 @@ fn folded_batch_norms_keep_named_layers_and_match_unfolded_maps() {
     assert_close(&a.map, &b.map);
     let opts = SaliencyOptions::default();
     for method in [Method::Gradient, Method::GuidedBackprop] {
-        let a = folded.saliency(&method, &Target::Class(3), &opts).unwrap();
+        let a = all_merged
+            .saliency(&method, &Target::Class(3), &opts)
+            .unwrap();
         let b = plain.saliency(&method, &Target::Class(3), &opts).unwrap();
         assert_close(&a.map, &b.map);
     }

@@ -779,3 +779,79 @@ fn onnx_models_are_explained_and_bad_ones_exit_2_writing_nothing() {
         assert!(!out.exists(), "{file}: wrote {:?}", entries(&out));
     }
 }
+
+/// LRP composites run next to a gradient method, on Zennit's canonized
+/// model (their own forward pass), with the command's parameters: their
+/// maps are the library's, bit for bit, signed (relevance), drawn with the
+/// diverging colormap; a composite missing a parameter, or a parameter no
+/// method takes, is an error before anything is written.
+#[test]
+fn lrp_methods_run_on_zennit_s_canonized_model() {
+    use sightline::attribution::lrp::{LrpParams, ZennitComposite};
+    use sightline::layers::{Canonizer, ResNetCanonizer};
+    let f = Fixture::new();
+    let out = f.path("out");
+    let png = f.images.join("b_square.png");
+    let o = f.explain(
+        &out,
+        &[
+            "--method",
+            "gradient,lrp.epsilon_plus_flat,lrp.epsilon_gamma_box",
+            "--lrp-epsilon",
+            "0.1",
+            "--lrp-bounds",
+            "-3,3",
+            "--colormap",
+            "coolwarm",
+            "--target",
+            "3",
+            png.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["colormap"], "coolwarm");
+    let pre = Preprocess {
+        resize: Some(32),
+        crop: Some(32),
+        ..Preprocess::default()
+    };
+    let x = pre.load(&png).unwrap().tensor;
+    let canonized = ResNetCanonizer::new().apply(&f.model()).unwrap();
+    let ex = Explainer::new(&canonized, &x).unwrap();
+    let opts = SaliencyOptions {
+        resize: Resize::Input,
+        ..SaliencyOptions::default()
+    };
+    for composite in [
+        ZennitComposite::EpsilonPlusFlat,
+        ZennitComposite::EpsilonGammaBox,
+    ] {
+        let params = LrpParams {
+            epsilon: 0.1,
+            bounds: Some((-3.0, 3.0)),
+            ..LrpParams::default()
+        };
+        let method = Method::Lrp { composite, params };
+        let want = ex.saliency(&method, &Target::Class(3), &opts).unwrap().map;
+        let name = composite.method_name();
+        let (shape, got) = read_npy(&out.join(format!("b_square.{name}.3.npy")));
+        assert_eq!(shape, vec![32, 32]);
+        assert_eq!(got, want.data(), "{name}");
+        assert!(
+            got.iter().any(|v| *v < 0.0) && got.iter().any(|v| *v > 0.0),
+            "{name}: signed"
+        );
+    }
+    for bad in [
+        vec!["--method", "lrp.epsilon_gamma_box"],
+        vec!["--method", "lrp.epsilon_plus", "--lrp-gamma", "0.5"],
+        vec!["--method", "lrp.epsilon_plus", "--lrp-epsilon", "-1"],
+    ] {
+        let out = f.path("refused");
+        let mut args = bad.clone();
+        args.push(png.to_str().unwrap());
+        let o = f.explain(&out, &args);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{bad:?}");
+    }
+}

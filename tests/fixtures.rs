@@ -2,6 +2,7 @@
 //! run through the library, within `1e-4 * max|expected|`.
 
 use sightline::manifest::{run_model_with, Manifest, Recording, TOLERANCE};
+use sightline_tensor::KernelPolicy;
 use std::path::Path;
 
 fn manifest() -> Manifest {
@@ -12,7 +13,8 @@ fn manifest() -> Manifest {
 fn check_model(name: &str, recording: Recording) {
     let m = manifest();
     let entry = &m.models[name];
-    let results = run_model_with(entry, &m.root, recording).expect("model runs");
+    let results =
+        run_model_with(entry, &m.root, recording, KernelPolicy::default()).expect("model runs");
     assert_eq!(results.len(), entry.cases.len());
     let failures: Vec<String> = results
         .iter()
@@ -27,15 +29,16 @@ fn check_model(name: &str, recording: Recording) {
 
 #[test]
 fn tiny_vgg_matches_torchray_and_captum() {
-    check_model("tiny_vgg", Recording::Folded);
+    check_model("tiny_vgg", Recording::AsExplain);
 }
 
-/// With batch norms folded into the convolutions (as `explain` and `bench`
-/// record) and without: both within the bar.
+/// With batch norms merged into the convolutions for the gradient-style
+/// methods (as `explain` and `bench` record) and without: both within the
+/// bar.
 #[test]
 fn tiny_resnet_matches_torchray_and_captum() {
-    check_model("tiny_resnet", Recording::Folded);
-    check_model("tiny_resnet", Recording::Unfolded);
+    check_model("tiny_resnet", Recording::AsExplain);
+    check_model("tiny_resnet", Recording::Plain);
 }
 
 #[test]
@@ -119,7 +122,13 @@ fn onnx_families_match_torchray_and_captum() {
     let mut run = 0;
     let mut failures = Vec::new();
     for (name, entry) in &m.models {
-        let results = run_model_with(entry, &m.root, Recording::Folded).expect("model runs");
+        let results = run_model_with(
+            entry,
+            &m.root,
+            Recording::AsExplain,
+            KernelPolicy::default(),
+        )
+        .expect("model runs");
         assert_eq!(results.len(), entry.cases.len(), "{name}");
         for r in results {
             run += 1;
@@ -257,4 +266,34 @@ fn onnx_op_graph_matches_onnxruntime_and_finite_differences() {
             g.data()[i]
         );
     }
+}
+
+/// Zennit's composites, its single rules and a special first layer (24
+/// cases on the two fixture models, Zennit's `Gradient` attributor with the
+/// VGG and ResNet canonizers), through the same path as `sightline
+/// compare`, within `1e-4 * max|expected|`; the worst case measured 1.7e-6.
+#[test]
+fn lrp_matches_zennit() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lrp/manifest.json");
+    let m = Manifest::load(&path).expect("LRP fixture manifest");
+    let mut run = 0;
+    let mut failures = Vec::new();
+    for (name, entry) in &m.models {
+        for r in run_model_with(
+            entry,
+            &m.root,
+            Recording::AsExplain,
+            KernelPolicy::default(),
+        )
+        .expect("model runs")
+        {
+            run += 1;
+            match r.outcome {
+                Ok(e) if e <= 1e-5 => {}
+                other => failures.push(format!("{name} {}: {other:?}", r.name)),
+            }
+        }
+    }
+    assert_eq!(run, 24);
+    assert!(failures.is_empty(), "{failures:#?}");
 }

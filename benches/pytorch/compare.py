@@ -9,6 +9,7 @@ against issue 7's targets).
     python3 benches/pytorch/compare.py --python ~/torch-venv/bin/python
     python3 benches/pytorch/compare.py --table --python ~/torch-venv/bin/python   # issue 7's table
     python3 benches/pytorch/compare.py --onnx-table --python ~/torch-venv/bin/python  # ONNX families
+    python3 benches/pytorch/compare.py --lrp-table --python ~/torch-venv/bin/python   # LRP vs Zennit
     python3 benches/pytorch/compare.py --onnx --arch mobilenet_v2 --method grad_cam --layer features
 
 PyTorch is optional: the PyTorch side runs in the interpreter given by
@@ -95,6 +96,15 @@ def run():
         from torchray.attribution.grad_cam import grad_cam
         layer = a.get("layer") or ("features.29" if a["arch"].startswith("vgg") else "layer4")
         grad_cam(model, x, target, saliency_layer=layer)
+    elif method == "lrp.epsilon_plus_flat":
+        # Zennit's composite with the canonizer of the family, its Gradient
+        # attributor, one-hot output relevance (the LRP fixtures' setup).
+        from zennit.attribution import Gradient
+        from zennit.composites import EpsilonPlusFlat
+        from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+        canon = ResNetCanonizer() if a["arch"].startswith("resnet") else VGGCanonizer()
+        with Gradient(model=model, composite=EpsilonPlusFlat(canonizers=[canon])) as attr:
+            attr(x.clone().requires_grad_(True), torch.eye(1000)[[target] * x.shape[0]])
     elif method == "captum_guided_backprop":
         from captum.attr import GuidedBackprop
         GuidedBackprop(model).attribute(x.clone().requires_grad_(True), target=target)
@@ -131,6 +141,17 @@ TABLE = [
     ("VGG16 Grad-CAM features.29", "vgg16", "grad_cam", "grad_cam", 1, 0.6),
     ("VGG16 all seven, one forward", "vgg16", SEVEN, "guided_backprop", 1, 1.5),
     ("VGG16 guided backprop batch 8", "vgg16", "guided_backprop", "guided_backprop", 8, None),
+]
+
+
+# Issue 20's jobs: LRP with Zennit's EpsilonPlusFlat (and its VGG / ResNet
+# canonizer) against sightline's `lrp.epsilon_plus_flat`. Targets: time and
+# peak RSS <= 0.5 of Zennit's.
+LRP_TABLE = [
+    ("VGG16 LRP epsilon_plus_flat", "vgg16", "lrp.epsilon_plus_flat",
+     "lrp.epsilon_plus_flat", 1, 0.5),
+    ("ResNet-50 LRP epsilon_plus_flat", "resnet50", "lrp.epsilon_plus_flat",
+     "lrp.epsilon_plus_flat", 1, 0.5),
 ]
 
 
@@ -353,6 +374,8 @@ def main():
     p.add_argument("--layer", help="layer probed by grad_cam on both sides")
     p.add_argument("--onnx-table", action="store_true",
                    help="run issue 19's jobs (ONNX exports of three families)")
+    p.add_argument("--lrp-table", action="store_true",
+                   help="run issue 20's jobs (LRP EpsilonPlusFlat against Zennit)")
     a = p.parse_args()
     if a.iters is None:
         a.iters = 16 if (a.table or a.onnx_table) else 10
@@ -366,6 +389,8 @@ def main():
     exe = sightline_binary(a.sightline)
     if a.table:
         return run_table(a, have_torch, exe)
+    if a.lrp_table:
+        return run_table(a, have_torch, exe, LRP_TABLE)
     if a.onnx_table:
         if not have_torch:
             p.error("--onnx-table needs PyTorch (--python) to export the models")
@@ -463,7 +488,7 @@ def run_onnx_table(a, exe):
                 print(f"{'':36} {side['error']}")
 
 
-def run_table(a, have_torch, exe):
+def run_table(a, have_torch, exe, table=TABLE):
     """Issue 7's jobs, with time and peak RSS ratios (sightline / PyTorch)
     against the targets. Each job interleaves `--iters` calls of each side
     (see the module's doc); the time ratio is the median of the rounds'
@@ -473,7 +498,7 @@ def run_table(a, have_torch, exe):
     batch-8 job also interleaves sightline at batch 1 (three processes),
     and compares its time per image with that."""
     rows = []
-    for label, arch, methods, torch_method, batch, target in TABLE:
+    for label, arch, methods, torch_method, batch, target in table:
         makers = {}
         if have_torch:
             makers["pytorch"] = functools.partial(torch_side, a.python, arch, torch_method,

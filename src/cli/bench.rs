@@ -3,14 +3,17 @@
 //! throughput of the run, matrixmultiply's sgemm throughput measured in the
 //! same process, and the peak resident memory.
 
-use super::explain::{load_model, method_layers, parse_methods};
+use super::explain::{load_model, method_layers, parse_methods, transforms_weights};
+use super::options::{KernelOptions, LrpOptions};
 use super::CliError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
-use sightline_attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
+use sightline::budget::{model_pass_bytes, parse_size, product, MemoryBudget};
+use sightline::footprint::pass_footprint;
+use sightline_attribution::{group_by_form, Explainer, Method, Resize, SaliencyOptions, Target};
 use sightline_autograd::{Retain, Tape, VarId};
-use sightline_layers::Model;
+use sightline_layers::{Canonizer, MergeBatchNorm, Model};
 use sightline_tensor::gemm::{gemm, MatRef};
 use sightline_tensor::Tensor;
 use std::io::Write;
@@ -38,24 +41,34 @@ pub struct Args {
     /// comma-separated, timed together from one forward pass.
     #[arg(long, value_delimiter = ',', default_value = "forward")]
     pub method: Vec<String>,
+    /// Parameters of the LRP methods (`lrp.NAME`).
+    #[command(flatten)]
+    pub lrp: LrpOptions,
+    /// The kernel policy the model computes under.
+    #[command(flatten)]
+    pub kernels: KernelOptions,
     /// Layer probed by grad_cam, linear_approx and the excitation methods.
     #[arg(long)]
     pub layer: Option<String>,
     /// Height and width of the input.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, allow_negative_numbers = true)]
     pub size: usize,
     /// Images per batch.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub batch: usize,
-    /// Timed iterations.
-    #[arg(long, default_value_t = 10)]
+    /// Timed iterations (at most 1,000,000).
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     pub iters: usize,
-    /// Untimed iterations first.
-    #[arg(long, default_value_t = 1)]
+    /// Untimed iterations first (at most 1,000,000).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub warmup: usize,
     /// Side of the square sgemm product measured for comparison.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true)]
     pub gemm_size: usize,
+    /// Memory the benchmark may plan to use (`4G`, `512M`, bytes)
+    /// [default: 3/4 of the machine's available memory].
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -70,51 +83,55 @@ pub struct Args {
     pub stepped: bool,
 }
 
+/// Most timed or warm-up iterations (their times are kept).
+pub const MAX_ITERS: usize = 1_000_000;
+
 /// What one iteration runs.
 enum Job {
-    /// `model.logits`.
-    Forward,
-    /// One forward pass keeping what the methods need, then every method for
-    /// each item's best class.
-    Methods {
-        methods: Vec<Method>,
-        layers: Vec<String>,
-    },
+    /// `model.logits`, on the model with its batch norms merged.
+    Forward(Model<f32>),
+    /// Per form of the model the methods run on (`ModelForm`): one
+    /// forward pass keeping what its methods need, then each of them (with
+    /// its layer) for each item's best class.
+    Methods(Vec<(Model<f32>, Vec<Method>, Vec<String>)>),
 }
 
 impl Job {
-    fn run(&self, model: &Model<f32>, x: &Tensor<f32>) -> Result<(), CliError> {
-        let (methods, layers) = match self {
-            Job::Forward => {
+    fn run(&self, x: &Tensor<f32>) -> Result<(), CliError> {
+        let forms = match self {
+            Job::Forward(model) => {
                 model.logits(x)?;
                 return Ok(());
             }
-            Job::Methods { methods, layers } => (methods, layers),
+            Job::Methods(forms) => forms,
         };
-        let keep: Vec<&str> = layers
-            .iter()
-            .map(String::as_str)
-            .filter(|l| !l.is_empty())
-            .collect();
-        let ex = Explainer::for_methods(model, x, methods, &keep)?;
-        let best = Target::top_k(ex.logits(), 1)?
-            .into_iter()
-            .map(|v| v[0])
-            .collect();
-        let target = Target::PerItem(best);
-        let requests: Vec<(Method, SaliencyOptions)> = methods
-            .iter()
-            .zip(layers)
-            .map(|(m, l)| {
-                let opts = SaliencyOptions {
-                    layer: Some(l.clone()),
-                    resize: Resize::Input,
-                    ..SaliencyOptions::default()
-                };
-                (m.clone(), opts)
-            })
-            .collect();
-        ex.saliency_requests(&requests, std::slice::from_ref(&target))?;
+        // One forward pass per form of the model, as `explain` runs them.
+        for (model, methods, layers) in forms {
+            let keep: Vec<&str> = layers
+                .iter()
+                .map(String::as_str)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let ex = Explainer::for_methods(model, x, methods, &keep)?;
+            let best = Target::top_k(ex.logits(), 1)?
+                .into_iter()
+                .map(|v| v[0])
+                .collect();
+            let target = Target::PerItem(best);
+            let requests: Vec<(Method, SaliencyOptions)> = methods
+                .iter()
+                .zip(layers)
+                .map(|(m, l)| {
+                    let opts = SaliencyOptions {
+                        layer: Some(l.clone()),
+                        resize: Resize::Input,
+                        ..SaliencyOptions::default()
+                    };
+                    (m.clone(), opts)
+                })
+                .collect();
+            ex.saliency_requests(&requests, std::slice::from_ref(&target))?;
+        }
         Ok(())
     }
 }
@@ -135,9 +152,11 @@ impl ProductCount {
     /// kw` multiply-adds (the weight's size over its output channels), a
     /// linear output element `in_features`.
     fn record(model: &Model<f32>, x: &Tensor<f32>) -> Result<Self, CliError> {
-        // Folding batch norms as the timed jobs do: the same convolutions,
-        // and no second set of kernels built for the unfolded ones.
-        let mut tape = Tape::new(Retain::Minimal).folding_batch_norm();
+        // On the model with its batch norms merged, as the timed
+        // gradient-style jobs run it: the same convolutions.
+        let merged = MergeBatchNorm::exact().apply(model)?;
+        let model = &merged;
+        let mut tape = Tape::new(Retain::Minimal).with_kernels(model.kernels());
         let input = tape.input(x.clone());
         model.forward(&mut tape, &input)?;
         let mut nodes = Vec::new();
@@ -353,6 +372,16 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     if args.iters == 0 && !args.stepped {
         return Err("--iters must be positive".into());
     }
+    if args.iters > MAX_ITERS || args.warmup > MAX_ITERS {
+        return Err(format!("--iters and --warmup must be at most {MAX_ITERS}").into());
+    }
+    let budget = MemoryBudget::from_option(args.max_memory);
+    let n = args.gemm_size as u64;
+    // Three n x n f32 matrices.
+    budget.check(
+        format!("--gemm-size {} (three {n} x {n} matrices)", args.gemm_size),
+        product(12, &[n, n]),
+    )?;
     let names: Vec<String> = args.method.iter().map(|m| m.trim().to_string()).collect();
     let forward_only = names.iter().any(|n| n == "forward");
     if forward_only && names.len() > 1 {
@@ -365,18 +394,43 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         args.arch.as_deref(),
         args.weights.as_deref(),
         args.seed,
-    )?;
+        &budget,
+    )?
+    .with_kernels(args.kernels.policy());
     let (job, methods, layers) = if forward_only {
-        (Job::Forward, Vec::new(), Vec::new())
+        let merged = MergeBatchNorm::exact().apply(&model)?;
+        (Job::Forward(merged), Vec::new(), Vec::new())
     } else {
-        let methods = parse_methods(&names)?;
+        let methods = args.lrp.apply(parse_methods(&names)?)?;
         let layers = method_layers(&model, &methods, args.layer.as_deref())?;
-        let job = Job::Methods {
-            methods: methods.clone(),
-            layers: layers.clone(),
-        };
-        (job, methods, layers)
+        let mut forms = Vec::new();
+        for (form, idx) in group_by_form(&methods) {
+            let keep: Vec<&str> = idx
+                .iter()
+                .map(|&i| layers[i].as_str())
+                .filter(|l| !l.is_empty())
+                .collect();
+            forms.push((
+                form.apply(&model, &keep)?,
+                idx.iter().map(|&i| methods[i].clone()).collect(),
+                idx.iter().map(|&i| layers[i].clone()).collect(),
+            ));
+        }
+        (Job::Methods(forms), methods, layers)
     };
+    let shape = [args.batch, model.channels(), args.size, args.size];
+    budget.check(
+        format!(
+            "--batch {} --size {} (one pass of {} on {shape:?})",
+            args.batch,
+            args.size,
+            model.describe()
+        ),
+        model_pass_bytes(&model, &shape, transforms_weights(&methods)),
+    )?;
+    let footprint_mib = pass_footprint(&model, &shape, rayon::current_num_threads())
+        .ok()
+        .map(|f| f.total() as f64 / f64::from(1u32 << 20));
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let n_in = args.batch * 3 * args.size * args.size;
     let data: Vec<f32> = (0..n_in).map(|_| rng.gen_range(-2.0..2.0)).collect();
@@ -393,14 +447,14 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     drop(count);
 
     for _ in 0..args.warmup {
-        job.run(&model, &x)?;
+        job.run(&x)?;
     }
     let mut times = Vec::with_capacity(args.iters);
     let mut cpu_times = Vec::with_capacity(args.iters);
     let mut steps = Steps::new(args.stepped)?;
     while steps.next_call(args.iters, times.len())? {
         let (t, cpu) = (Instant::now(), cpu_ms());
-        job.run(&model, &x)?;
+        job.run(&x)?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         times.push(ms);
         let cpu = match (cpu, cpu_ms()) {
@@ -453,14 +507,15 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         "sgemm_1t_gflops": sgemm_1t,
         "gemm_size": args.gemm_size,
         "peak_rss_mib": peak,
+        "footprint_mib": footprint_mib,
     });
     let text = if args.json {
         format!("{report}\n")
     } else {
         text_report(&report)
     };
-    // A closed pipe (`| head`) is not an error worth a panic.
-    let _ = std::io::stdout().write_all(text.as_bytes());
+    // A closed pipe (`| head`) ends the report quietly.
+    sightline::out!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,7 +26,7 @@ pub struct Args {
     /// Held-out images to explain and draw (the first six show each class once).
     #[arg(long, default_value_t = 6)]
     images: usize,
-    /// Held-out images of the pointing game (0 skips it).
+    /// Held-out images of the pointing game (0 skips it; at most 100000).
     #[arg(long, default_value_t = 200)]
     count: usize,
     /// Colormap of the heatmaps: jet, viridis or gray.
@@ -42,6 +42,9 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
     if !(1..=60).contains(&args.images) {
         return Err(format!("--images must be between 1 and 60, got {}", args.images).into());
     }
+    if args.count > 100_000 {
+        return Err(format!("--count must be at most 100000, got {}", args.count).into());
+    }
     if !(1..=16).contains(&args.scale) {
         return Err(format!("--scale must be between 1 and 16, got {}", args.scale).into());
     }
@@ -49,13 +52,13 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
     let (model, card) = embedded::model()?;
     let size = card.image_size;
     let methods = Method::all();
-    println!(
+    sightline::outln!(
         "sightline demo: a small VGG trained by `sightline train-demo` to tell {} apart in {size} x {size} images",
         card.classes.join(", ")
     );
 
     let layers = model.default_layers();
-    println!(
+    sightline::outln!(
         "methods probe the input, except grad_cam (layer {}) and the excitation methods (layer {}, contrast at {})",
         layers.grad_cam, layers.excitation, layers.contrast
     );
@@ -110,7 +113,7 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
         } else {
             "WRONG"
         };
-        println!(
+        sightline::outln!(
             "  image {i}: a {} at {}; the model says {} ({verdict})",
             card.classes[sample.class],
             describe_place(sample),
@@ -120,11 +123,11 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
     let grid_path = args.out.join("grid.png");
     write_png(&grid(&rows, GridStyle::default()), &grid_path)?;
     written += 1;
-    println!(
+    sightline::outln!(
         "wrote {written} PNG files to {}: per image `NNN_class.png`, and per method `_heatmap.png` and `_overlay.png` (+ marks the map's maximum)",
         args.out.display()
     );
-    println!(
+    sightline::outln!(
         "comparison grid: {} (rows: images; columns: image, {})",
         grid_path.display(),
         methods
@@ -146,16 +149,16 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
             50,
         )?;
         let table = game.table();
-        println!();
-        println!(
+        sightline::outln!();
+        sightline::outln!(
             "pointing game (TorchRay's protocol) on {} held-out images (seed {}), tolerance {tolerance:.2} px (15 px at 224 px):",
             args.count,
             dataset::TEST_SEED
         );
-        print!("{table}");
+        sightline::out!("{table}");
         write_atomic(&args.out.join("pointing_game.txt"), table.as_bytes())?;
     }
-    println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    sightline::outln!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,7 +3,8 @@
 
 use super::explain::load_model;
 use super::CliError;
-use std::io::Write;
+use sightline::budget::{model_pass_bytes, parse_size, MemoryBudget};
+use sightline::outln;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -15,18 +16,23 @@ pub struct Args {
     model: String,
     /// Input height and width [default: the ONNX graph's declared size, 224
     /// for presets].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     size: Option<usize>,
+    /// Memory the command may plan to use (`4G`, `512M`, bytes) [default:
+    /// 3/4 of the machine's available memory].
+    #[arg(long, value_parser = parse_size)]
+    max_memory: Option<u64>,
 }
 
 /// Prints one line per layer: its path and output shape.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let path = Path::new(&args.model);
     let is_onnx = args.model.ends_with(".onnx");
+    let budget = MemoryBudget::from_option(args.max_memory);
     let model = if is_onnx {
-        load_model(Some(path), None, None, 0)?
+        load_model(Some(path), None, None, 0, &budget)?
     } else {
-        load_model(None, Some(&args.model), None, 0)?
+        load_model(None, Some(&args.model), None, 0, &budget)?
     };
     let shape = match (model.graph(), args.size) {
         (_, Some(0)) => return Err("--size must be positive".into()),
@@ -45,19 +51,16 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             size.unwrap_or(224),
         ],
     };
+    // A preset's shapes come from a forward pass on zeros.
+    budget.check(
+        format!("--size: a pass of {} on {shape:?}", model.describe()),
+        model_pass_bytes(&model, &shape, false),
+    )?;
     let layers = model.layer_shapes(&shape)?;
     let defaults = model.default_layers();
     let width = layers.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
-    let mut out = std::io::stdout().lock();
     // A closed stdout (`| head`) ends the listing quietly.
-    if writeln!(
-        out,
-        "{} on {shape:?}: {} layers",
-        model.describe(),
-        layers.len()
-    )
-    .is_err()
-    {
+    if !outln!("{} on {shape:?}: {} layers", model.describe(), layers.len()) {
         return Ok(ExitCode::SUCCESS);
     }
     for (path, shape) in &layers {
@@ -73,7 +76,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         } else {
             format!("  ({})", notes.join(", "))
         };
-        if writeln!(out, "{path:<width$}  {shape:?}{notes}").is_err() {
+        if !outln!("{path:<width$}  {shape:?}{notes}") {
             break;
         }
     }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod demo;
 pub mod explain;
 pub mod layers;
+pub mod options;
 pub mod pointing_game;
 pub mod train_demo;
 

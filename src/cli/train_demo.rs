@@ -42,6 +42,10 @@ pub struct Args {
     /// Held-out test images (seed 3) scored at the end.
     #[arg(long, default_value_t = 1000)]
     test_size: usize,
+    /// Memory training may plan to use (`4G`, `512M`, bytes) [default: 3/4
+    /// of the machine's available memory].
+    #[arg(long, value_parser = sightline::budget::parse_size)]
+    max_memory: Option<u64>,
 }
 
 /// Trains, reports the held-out accuracy and writes the weights and the card.
@@ -60,6 +64,28 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
     if !(opts.lr.is_finite() && opts.lr > 0.0) {
         return Err(format!("--lr must be positive, got {}", opts.lr).into());
     }
+    // The images are generated up front: f32 pixels and a mask each; then
+    // one batch's pass with its gradients.
+    let budget = sightline::budget::MemoryBudget::from_option(args.max_memory);
+    let images = [opts.train_size, opts.val_size, args.test_size]
+        .iter()
+        .fold(0u64, |a, &n| a.saturating_add(n as u64));
+    let side = IMAGE_SIZE as u64;
+    let arch = sightline_layers::Architecture::from_json(ARCHITECTURE_JSON)?;
+    let pass = sightline::footprint::architecture_footprint::<f32>(
+        &arch,
+        &[opts.batch_size, 3, IMAGE_SIZE, IMAGE_SIZE],
+        rayon::current_num_threads(),
+    )?;
+    budget.check(
+        format!(
+            "--train-size {} --val-size {} --test-size {} --batch-size {} (the generated images and one batch)",
+            opts.train_size, opts.val_size, args.test_size, opts.batch_size
+        ),
+        sightline::budget::product(13, &[images, side, side])
+            .saturating_add(pass.total())
+            .saturating_add(pass.weights.saturating_mul(3)),
+    )?;
     let card_path = args.out.with_extension("json");
     // Fail before training, not after, when the output folder is missing.
     for p in [&args.out, &card_path] {
@@ -69,9 +95,12 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
             }
         }
     }
-    eprintln!(
+    sightline::errln!(
         "training {} on {} generated images x {} epochs (batch {})",
-        ARCHITECTURE_JSON, opts.train_size, opts.epochs, opts.batch_size
+        ARCHITECTURE_JSON,
+        opts.train_size,
+        opts.epochs,
+        opts.batch_size
     );
     let started = Instant::now();
     let steps = (opts.train_size.div_ceil(opts.batch_size.max(1)) * opts.epochs) as u64;
@@ -94,7 +123,7 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
             );
             // A hidden bar (stderr not a terminal) drops its println.
             if bar.is_hidden() {
-                eprintln!("{line}");
+                sightline::errln!("{line}");
             } else {
                 bar.println(line);
             }
@@ -104,7 +133,7 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
     let seconds = started.elapsed().as_secs_f64();
     let test = dataset::generate(dataset::TEST_SEED, 0, args.test_size, IMAGE_SIZE);
     let test_accuracy = accuracy(&trained.model, &test)?;
-    println!(
+    sightline::outln!(
         "trained in {seconds:.1} s; held-out accuracy {:.1}% on {} images (seed {})",
         100.0 * test_accuracy,
         test.len(),
@@ -136,23 +165,14 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
         &card_path,
         (serde_json::to_string_pretty(&card)? + "\n").as_bytes(),
     )?;
-    println!("wrote {} and {}", args.out.display(), card_path.display());
+    sightline::outln!("wrote {} and {}", args.out.display(), card_path.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+/// Writes `bytes` atomically ([`sightline::render::write_atomic`]: an
+/// exclusively created temporary file, renamed over `path`).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), super::CliError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write `{}`: {e}", path.display())
-    })?;
-    Ok(())
+    Ok(sightline::render::write_atomic(path, bytes)?)
 }
 
 /// An f32 as the JSON number of its shortest decimal form (0.003, not 0.003000000026).

@@ -4,6 +4,9 @@
 
 use super::pointing::{Mask, Trial};
 use super::{DemoError, Result};
+use crate::budget::{model_pass_bytes, product, MemoryBudget};
+use crate::files::{read_regular_text, MAX_XML_BYTES};
+use crate::imageio::EncodedImage;
 use std::path::{Path, PathBuf};
 
 /// The 20 Pascal VOC classes, in TorchRay's (and torchvision's) order.
@@ -240,7 +243,8 @@ pub fn scan_folder(dir: &Path) -> Result<Vec<VocEntry>> {
     }
     let mut entries = Vec::new();
     for xml in xmls {
-        let text = std::fs::read_to_string(&xml).map_err(|e| DemoError::io(&xml, e))?;
+        let text = read_regular_text(&xml, "annotation", MAX_XML_BYTES)
+            .map_err(|e| DemoError::Invalid(e.to_string()))?;
         let annotation = parse_annotation(&text, &xml.display().to_string())?;
         let stem = xml
             .file_stem()
@@ -271,24 +275,37 @@ pub fn scan_folder(dir: &Path) -> Result<Vec<VocEntry>> {
 
 /// Reads an image as a 1 x 3 x H x W model input, `(v / 255 - mean) / std`
 /// per channel, resized (bilinear) to `resize` x `resize` when given.
+/// Only regular files are read; a truncated JPEG is an error.
 pub fn load_image(
     path: &Path,
     mean: [f32; 3],
     std: [f32; 3],
     resize: Option<usize>,
 ) -> Result<sightline_tensor::Tensor<f32>> {
-    let img = image::open(path).map_err(|e| DemoError::Image {
+    let encoded = EncodedImage::read(path).map_err(|e| image_error(path, e))?;
+    encoded_input(&encoded, mean, std, resize)
+}
+
+fn image_error(path: &Path, e: impl std::fmt::Display) -> DemoError {
+    DemoError::Image {
         path: path.display().to_string(),
         message: e.to_string(),
-    })?;
-    let mut rgb = img.to_rgb8();
+    }
+}
+
+/// [`load_image`] of an image already read.
+fn encoded_input(
+    encoded: &EncodedImage,
+    mean: [f32; 3],
+    std: [f32; 3],
+    resize: Option<usize>,
+) -> Result<sightline_tensor::Tensor<f32>> {
+    let path = encoded.path.as_path();
+    let mut rgb = encoded.decode().map_err(|e| image_error(path, e))?;
     if let Some(s) = resize {
-        rgb = image::imageops::resize(
-            &rgb,
-            s as u32,
-            s as u32,
-            image::imageops::FilterType::Triangle,
-        );
+        let s = u32::try_from(s)
+            .map_err(|_| DemoError::Invalid(format!("input size {s} is too large")))?;
+        rgb = image::imageops::resize(&rgb, s, s, image::imageops::FilterType::Triangle);
     }
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let mut data = vec![0f32; 3 * w * h];
@@ -298,6 +315,35 @@ pub fn load_image(
         }
     }
     Ok(sightline_tensor::Tensor::from_vec([1, 3, h, w], data)?)
+}
+
+/// Upper bound of the bytes of one VOC image's step: its decoded picture
+/// and resize, the masks of its `played` classes at the annotation's size,
+/// and one pass of the model on its input.
+fn image_step_bytes(
+    model: &sightline_layers::Model<f32>,
+    encoded: &EncodedImage,
+    annotation: &VocAnnotation,
+    played: usize,
+    resize: Option<usize>,
+) -> u64 {
+    let (w, h) = (u64::from(encoded.width), u64::from(encoded.height));
+    let (iw, ih) = match resize {
+        Some(s) => (s, s),
+        None => (encoded.width as usize, encoded.height as usize),
+    };
+    let masks = product(
+        played as u64,
+        &[annotation.width as u64, annotation.height as u64],
+    );
+    // Decoded (up to 8 bytes per pixel) and RGB copies, the resize's f32
+    // intermediate, the resized picture and the f32 input.
+    let picture = product(11, &[w, h])
+        .saturating_add(product(16, &[w, ih as u64]))
+        .saturating_add(product(15, &[iw as u64, ih as u64]));
+    masks
+        .saturating_add(picture)
+        .saturating_add(model_pass_bytes(model, &[1, 3, ih, iw], false))
 }
 
 /// Counts of a VOC pointing game.
@@ -323,19 +369,62 @@ pub fn play_folder(
     normalize: ([f32; 3], [f32; 3]),
     resize: Option<usize>,
 ) -> Result<VocStats> {
+    let budget = MemoryBudget::from_machine();
+    play_folder_within(
+        game,
+        model,
+        dir,
+        (classes, subset),
+        normalize,
+        resize,
+        &budget,
+    )
+}
+
+/// [`play_folder`] within a memory budget: an image whose step (see the
+/// module's documentation) would need more is an error naming it, before
+/// anything of it is allocated.
+pub fn play_folder_within(
+    game: &mut super::pointing::PointingGame,
+    model: &sightline_layers::Model<f32>,
+    dir: &Path,
+    (classes, subset): (&[String], Subset),
+    normalize: ([f32; 3], [f32; 3]),
+    resize: Option<usize>,
+    budget: &MemoryBudget,
+) -> Result<VocStats> {
     let entries = scan_folder(dir)?;
     let mut stats = VocStats {
         images: entries.len(),
         ..VocStats::default()
     };
     for e in &entries {
-        let (trials, unknown) = e.annotation.trials(classes, subset);
-        stats.unknown_classes += unknown;
-        if trials.is_empty() {
+        let names = e.annotation.played_classes(subset);
+        let played = names.iter().filter(|n| classes.contains(n)).count();
+        if played == 0 {
+            stats.unknown_classes += names.len();
             continue;
         }
+        let encoded = EncodedImage::read(&e.image).map_err(|err| image_error(&e.image, err))?;
+        let needed = image_step_bytes(model, &encoded, &e.annotation, played, resize);
+        budget
+            .check(
+                format!(
+                    "{} ({} x {} annotated, {} x {} image, {played} classes)",
+                    e.xml.display(),
+                    e.annotation.width,
+                    e.annotation.height,
+                    encoded.width,
+                    encoded.height
+                ),
+                needed,
+            )
+            .map_err(|err| DemoError::Invalid(err.to_string()))?;
+        let (trials, unknown) = e.annotation.trials(classes, subset);
+        stats.unknown_classes += unknown;
         stats.played_images += 1;
-        let input = load_image(&e.image, normalize.0, normalize.1, resize)?;
+        let input = encoded_input(&encoded, normalize.0, normalize.1, resize)?;
+        drop(encoded);
         // One item whose classes are explained from one forward pass.
         game.play(model, &input, &[trials])?;
     }

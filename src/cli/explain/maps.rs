@@ -5,8 +5,10 @@ use super::setup::Setup;
 use super::Args;
 use crate::cli::CliError;
 use image::RgbImage;
+use sightline::budget::model_pass_bytes;
+use sightline::imageio::EncodedImage;
 use sightline::render::{MapRef, ValueRange};
-use sightline_attribution::{Explainer, Resize, SaliencyOptions, Target};
+use sightline_attribution::{Explainer, Resize, Saliency, SaliencyOptions, Target};
 use sightline_tensor::softmax::softmax;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,56 +61,107 @@ pub(super) fn explain_image(
     stem: &str,
 ) -> Result<Outcome, CliError> {
     let t0 = Instant::now();
-    let prepared = match s.preprocess.load(path) {
+    let encoded = match EncodedImage::read(path) {
+        Ok(e) => e,
+        Err(e) => return Ok(Outcome::Failed(e.to_string())),
+    };
+    // Everything this image will allocate, from its header, before decoding.
+    let (w, h) = (encoded.width, encoded.height);
+    let (iw, ih) = s.preprocess.input_size(w, h);
+    let shape = [1, s.model.channels(), ih as usize, iw as usize];
+    let needed = s
+        .preprocess
+        .memory_bytes(w, h)
+        .saturating_add(model_pass_bytes(&s.model, &shape, s.transformed_weights));
+    let what = format!("{} ({w} x {h}, model input {iw} x {ih})", path.display());
+    if let Err(e) = s.budget.check(what, needed) {
+        return Ok(Outcome::Failed(e.to_string()));
+    }
+    let prepared = match s.preprocess.prepare(&encoded) {
         Ok(p) => p,
         Err(e) => return Ok(Outcome::Failed(e.to_string())),
     };
+    drop(encoded);
     let mut timings = BTreeMap::new();
     timings.insert("load", ms_since(t0));
-    let t1 = Instant::now();
-    let keep: Vec<&str> = s
-        .layers
-        .iter()
-        .map(String::as_str)
-        .filter(|l| !l.is_empty())
-        .collect();
-    // Every image reaches the model with a short side of `--resize` (and the
-    // crop's size), so an error here (an input too small for the model, a
-    // layer a method cannot use) is an error of the options: fatal, and met
-    // on the first image, before any file is written.
-    let explainer = Explainer::for_methods(&s.model, &prepared.tensor, &s.methods, &keep)?;
-    let probs = softmax(explainer.logits())?;
-    let classes: Vec<(usize, f32)> = s
-        .target
-        .classes(explainer.logits())?
-        .into_iter()
-        .map(|k| (k, probs.data()[k]))
-        .collect();
-    timings.insert("forward", ms_since(t1));
+    // One forward pass per form of the model the methods run on (as it
+    // is, batch norms merged, Zennit's canonized; see `ModelForm`), all
+    // methods of a form and all classes from it. Every image reaches the
+    // model with a short side of `--resize` (and the crop's size), so an
+    // error here (an input too small for the model, a layer a method
+    // cannot use) is an error of the options: fatal, and met on the first
+    // image, before any file is written.
+    let mut answers: Vec<Vec<Saliency<f32>>> = vec![Vec::new(); s.methods.len()];
+    let mut classes: Vec<(usize, f32)> = Vec::new();
+    let mut forward_ms = 0.0;
     let t2 = Instant::now();
-    // All methods and classes from the one forward pass; methods sharing a
-    // rule set share their backward passes, so the time is shared too.
-    let requests: Vec<_> = s
-        .methods
-        .iter()
-        .zip(&s.layers)
-        .map(|(method, layer)| {
-            let opts = SaliencyOptions {
-                layer: Some(layer.clone()),
-                resize: Resize::Input,
-                smooth: args.smooth,
-                ..SaliencyOptions::default()
-            };
-            (method.clone(), opts)
-        })
-        .collect();
-    let targets: Vec<Target<f32>> = classes.iter().map(|&(k, _)| Target::Class(k)).collect();
-    let answers = explainer.saliency_requests(&requests, &targets)?;
-    let ms_each = ms_since(t2) / (requests.len() * targets.len()).max(1) as f64;
+    for (model, idx) in &s.forms {
+        let tf = Instant::now();
+        let keep: Vec<&str> = idx
+            .iter()
+            .map(|&i| s.layers[i].as_str())
+            .filter(|l| !l.is_empty())
+            .collect();
+        let methods: Vec<_> = idx.iter().map(|&i| s.methods[i].clone()).collect();
+        let explainer = Explainer::for_methods(model, &prepared.tensor, &methods, &keep)?;
+        if let Some(k) = explainer
+            .logits()
+            .data()
+            .iter()
+            .position(|v| !v.is_finite())
+        {
+            return Ok(Outcome::Failed(format!(
+                "{}: the model's logits are not finite (class {k} is {}): the weights or the input overflow float32",
+                path.display(),
+                explainer.logits().data()[k]
+            )));
+        }
+        if classes.is_empty() {
+            // The classes from the first form's logits (the forms compute
+            // the same function, to rounding).
+            let probs = softmax(explainer.logits())?;
+            classes = s
+                .target
+                .classes(explainer.logits())?
+                .into_iter()
+                .map(|k| (k, probs.data()[k]))
+                .collect();
+        }
+        forward_ms += ms_since(tf);
+        // Methods sharing a rule set share their backward passes.
+        let requests: Vec<_> = idx
+            .iter()
+            .map(|&i| {
+                let opts = SaliencyOptions {
+                    layer: Some(s.layers[i].clone()),
+                    resize: Resize::Input,
+                    smooth: args.smooth,
+                    ..SaliencyOptions::default()
+                };
+                (s.methods[i].clone(), opts)
+            })
+            .collect();
+        let targets: Vec<Target<f32>> = classes.iter().map(|&(k, _)| Target::Class(k)).collect();
+        for (&i, got) in idx
+            .iter()
+            .zip(explainer.saliency_requests(&requests, &targets)?)
+        {
+            answers[i] = got;
+        }
+    }
+    timings.insert("forward", forward_ms);
+    let ms_each = (ms_since(t2) - forward_ms) / (s.methods.len() * classes.len()).max(1) as f64;
     let mut maps = Vec::new();
     for (mi, per_class) in answers.into_iter().enumerate() {
         for (sal, &(class, _)) in per_class.into_iter().zip(&classes) {
             let map = MapRef::from_tensor(&sal.map)?;
+            if map.values().iter().any(|v| !v.is_finite()) {
+                return Ok(Outcome::Failed(format!(
+                    "{}: the {} map of class {class} holds NaN or infinite values (the gradients overflow float32)",
+                    path.display(),
+                    s.methods[mi].name()
+                )));
+            }
             maps.push(MapResult {
                 method: mi,
                 class,
@@ -123,7 +176,7 @@ pub(super) fn explain_image(
             });
         }
     }
-    timings.insert("saliency", ms_since(t2));
+    timings.insert("saliency", ms_since(t2) - forward_ms);
     Ok(Outcome::Done(Box::new(ImageResult {
         stem: stem.to_string(),
         input_size: prepared.image.dimensions(),

@@ -3,6 +3,9 @@
 
 use crate::cli::CliError;
 use serde_json::Value;
+use sightline::budget::MemoryBudget;
+use sightline::files::{check_regular, read_regular_text, MAX_JSON_BYTES};
+use sightline::footprint::architecture_footprint;
 use sightline_attribution::Method;
 use sightline_layers::{Architecture, Model};
 use std::path::Path;
@@ -13,39 +16,54 @@ use std::path::Path;
 /// `assets/demo_model.json` and reference manifests' model entries do).
 pub fn architecture(spec: &str) -> Result<Architecture, CliError> {
     let path = Path::new(spec);
-    if !(path.is_file() || spec.ends_with(".json")) {
+    // Anything on disk by that name (a FIFO, a folder, a link loop) is read
+    // as a file, so that the message says what it is.
+    if std::fs::symlink_metadata(path).is_err() && !spec.ends_with(".json") {
         return Ok(Architecture::preset(spec)?);
     }
     let err =
         |e: &dyn std::fmt::Display| -> CliError { format!("architecture file {spec}: {e}").into() };
-    let text = std::fs::read_to_string(path).map_err(|e| err(&e))?;
+    let text = read_regular_text(path, "architecture file", MAX_JSON_BYTES)?;
     let value: Value = serde_json::from_str(&text).map_err(|e| err(&e))?;
     let value = value.get("architecture").unwrap_or(&value);
     Architecture::from_json_value(value).map_err(|e| err(&e))
 }
 
 /// The model: the ONNX file `onnx`, or `arch` with the weights of
-/// `weights`, or with random weights from `seed`.
+/// `weights`, or with random weights from `seed`. The weights an
+/// architecture declares (widths, class counts) must fit `budget` before
+/// they are allocated.
 pub fn load_model(
     onnx: Option<&Path>,
     arch_spec: Option<&str>,
     weights: Option<&Path>,
     seed: u64,
+    budget: &MemoryBudget,
 ) -> Result<Model<f32>, CliError> {
     let arch_spec = match (onnx, arch_spec) {
         (Some(path), None) if weights.is_none() => {
+            // The graph's weights are converted from the file: about its size.
+            if let Some(meta) = std::fs::metadata(path).ok().filter(|m| m.is_file()) {
+                budget.check(format!("the model {}", path.display()), meta.len())?;
+            }
             return Model::from_onnx(path)
-                .map_err(|e| format!("model {}: {e}", path.display()).into())
+                .map_err(|e| format!("model {}: {e}", path.display()).into());
         }
         (None, Some(spec)) => spec,
         _ => return Err("give either --model FILE.onnx, or --arch (with --weights)".into()),
     };
     let arch = architecture(arch_spec)?;
+    // The smallest input (1 x 3 x 1 x 1) leaves the weights alone.
+    let declared = architecture_footprint::<f32>(&arch, &[1, 3, 1, 1], 1)?.weights;
+    budget.check(format!("the weights of `{arch_spec}`"), declared)?;
     match weights {
         Some(path) => {
-            if !path.is_file() {
-                return Err(format!("weights file {}: no such file", path.display()).into());
-            }
+            let size = check_regular(path, "weights file", u64::MAX)?;
+            // Read whole, then converted: the file and the weights at once.
+            budget.check(
+                format!("loading the weights {}", path.display()),
+                size.saturating_add(declared),
+            )?;
             Model::from_safetensors(&arch, path).map_err(|e| {
                 format!("weights {} do not fit `{arch_spec}`: {e}", path.display()).into()
             })

@@ -4,10 +4,11 @@
 use super::model::{load_model, method_layers, parse_methods};
 use super::Args;
 use crate::cli::CliError;
+use sightline::budget::{model_pass_bytes, MemoryBudget};
 use sightline::imageio::{expand_inputs, Preprocess};
 use sightline::labels::Labels;
 use sightline::render::check_alpha;
-use sightline_attribution::{Method, Target};
+use sightline_attribution::{group_by_form, Method, Target};
 use sightline_layers::Model;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -66,6 +67,9 @@ impl TargetSpec {
 /// Everything checked before the first image.
 pub(super) struct Setup {
     pub(super) model: Model<f32>,
+    /// The model in each form the methods run on, with their indices (one
+    /// forward pass each; made once, before the first image).
+    pub(super) forms: Vec<(Model<f32>, Vec<usize>)>,
     pub(super) methods: Vec<Method>,
     pub(super) layers: Vec<String>,
     pub(super) target: TargetSpec,
@@ -73,6 +77,56 @@ pub(super) struct Setup {
     pub(super) labels: Labels,
     pub(super) inputs: Vec<PathBuf>,
     pub(super) stems: Vec<String>,
+    pub(super) budget: MemoryBudget,
+    /// Whether a method recomputes the layers with transformed weights (a
+    /// second copy of them in memory).
+    pub(super) transformed_weights: bool,
+}
+
+/// Whether a method's rules recompute the layers with transformed weights.
+pub(crate) fn transforms_weights(methods: &[Method]) -> bool {
+    methods.iter().any(|m| {
+        matches!(
+            m,
+            Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. }
+        )
+    })
+}
+
+/// Checks the options whose memory does not depend on the image: the
+/// resize of an image (at least `--resize` squared) and, with a crop, one
+/// pass of the model on `--size` x `--size`.
+fn check_sizes(
+    args: &Args,
+    preprocess: &Preprocess,
+    model: &Model<f32>,
+    budget: &MemoryBudget,
+    transformed_weights: bool,
+) -> Result<(), CliError> {
+    let resize = args.resize;
+    let no_crop = Preprocess {
+        crop: None,
+        ..preprocess.clone()
+    };
+    budget.check(
+        format!("--resize {resize} (an image resized to at least {resize} x {resize})"),
+        no_crop.memory_bytes(resize, resize),
+    )?;
+    if let Some(size) = preprocess.crop {
+        let shape = [1, model.channels(), size as usize, size as usize];
+        let side = u64::from(size);
+        // The padded canvas, the crop and the input tensor, then the pass.
+        let crop_bytes = sightline::budget::product(18, &[side, side]);
+        budget.check(
+            format!(
+                "--size {size} (one pass of {} on 1 x {} x {size} x {size})",
+                model.describe(),
+                model.channels()
+            ),
+            model_pass_bytes(model, &shape, transformed_weights).saturating_add(crop_bytes),
+        )?;
+    }
+    Ok(())
 }
 
 pub(super) fn setup(args: &Args) -> Result<Setup, CliError> {
@@ -87,13 +141,17 @@ pub(super) fn setup(args: &Args) -> Result<Setup, CliError> {
         std: args.std,
     };
     preprocess.validate()?;
-    let methods = parse_methods(&args.method)?;
+    let methods = args.lrp.apply(parse_methods(&args.method)?)?;
+    let budget = MemoryBudget::from_option(args.max_memory);
     let model = load_model(
         args.model.as_deref(),
         args.arch.as_deref(),
         args.weights.as_deref(),
         args.seed,
+        &budget,
     )?;
+    let transformed_weights = transforms_weights(&methods);
+    check_sizes(args, &preprocess, &model, &budget, transformed_weights)?;
     let layers = method_layers(&model, &methods, args.layer.as_deref())?;
     let target = TargetSpec::parse(args.target.trim(), model.num_classes())?;
     let inputs = expand_inputs(&args.inputs)?;
@@ -102,8 +160,18 @@ pub(super) fn setup(args: &Args) -> Result<Setup, CliError> {
         return Err(format!("--out {}: exists and is not a folder", args.out.display()).into());
     }
     let labels = Labels::for_classes(model.num_classes());
+    let mut forms = Vec::new();
+    for (form, idx) in group_by_form(&methods) {
+        let keep: Vec<&str> = idx
+            .iter()
+            .map(|&i| layers[i].as_str())
+            .filter(|l| !l.is_empty())
+            .collect();
+        forms.push((form.apply(&model, &keep)?, idx));
+    }
     Ok(Setup {
         model,
+        forms,
         methods,
         layers,
         target,
@@ -111,6 +179,8 @@ pub(super) fn setup(args: &Args) -> Result<Setup, CliError> {
         labels,
         inputs,
         stems,
+        budget,
+        transformed_weights,
     })
 }
 

@@ -46,14 +46,16 @@ fn image_json(s: &Setup, r: &ImageResult) -> Value {
     })
 }
 
-/// The JSON summary of the run.
+/// The JSON summary of the run: `failed` lists every image not explained
+/// with why (an image interrupted by a signal says so), `interrupted` names
+/// the signal that stopped the run (null when it ran to the end).
 pub(super) fn summary_json(
     args: &Args,
     s: &Setup,
     done: &[ImageResult],
     failed: &[(PathBuf, String)],
-    grid_file: Option<&str>,
-    grid_rows: usize,
+    (grid_file, grid_rows): (Option<&str>, usize),
+    interrupted: Option<&str>,
     start: Instant,
 ) -> Value {
     json!({
@@ -75,6 +77,7 @@ pub(super) fn summary_json(
         "smooth": args.smooth,
         "images": done.iter().map(|r| image_json(s, r)).collect::<Vec<_>>(),
         "failed": failed.iter().map(|(p, e)| json!({ "image": p.display().to_string(), "error": e })).collect::<Vec<_>>(),
+        "interrupted": interrupted,
         "grid": grid_file,
         "grid_rows": grid_rows,
         "threads": rayon::current_num_threads(),

@@ -1,0 +1,170 @@
+//! Options several subcommands share: the LRP composites' parameters and
+//! the kernel policy.
+
+use super::CliError;
+use sightline_attribution::lrp::LrpParams;
+use sightline_attribution::Method;
+use sightline_tensor::{KernelPolicy, SimdCap, WinogradPolicy};
+
+/// The parameters of the LRP methods (`lrp.NAME`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LrpOptions {
+    /// Epsilon of the epsilon rule on fully connected layers (the
+    /// `lrp.epsilon_*` composites) [default: Zennit's 1e-6].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lrp_epsilon: Option<f64>,
+    /// Gamma of the gamma rule on convolutions (`lrp.epsilon_gamma_box`)
+    /// [default: 0.25].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lrp_gamma: Option<f64>,
+    /// Input bounds LOW,HIGH of the z-box rule on the first convolution
+    /// (`lrp.epsilon_gamma_box`, which needs them): the lowest and highest
+    /// values of the normalised input.
+    #[arg(long, allow_hyphen_values = true)]
+    pub lrp_bounds: Option<String>,
+}
+
+impl LrpOptions {
+    /// `methods` with the LRP ones given these parameters: an error for an
+    /// option no method asked for takes, for a value a rule refuses, or for
+    /// `lrp.epsilon_gamma_box` without bounds.
+    pub fn apply(&self, methods: Vec<Method>) -> Result<Vec<Method>, CliError> {
+        let bounds = match &self.lrp_bounds {
+            None => None,
+            Some(s) => {
+                let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+                let parsed: Option<Vec<f64>> = parts.iter().map(|p| p.parse().ok()).collect();
+                match parsed.as_deref() {
+                    Some(&[low, high]) if low.is_finite() && high.is_finite() && low < high => {
+                        Some((low, high))
+                    }
+                    _ => return Err(format!(
+                        "--lrp-bounds {s}: expected LOW,HIGH, two finite numbers with LOW < HIGH"
+                    )
+                    .into()),
+                }
+            }
+        };
+        let mut used = (false, false, false);
+        let out = methods
+            .into_iter()
+            .map(|m| match m {
+                Method::Lrp { composite, params } => {
+                    let (eps, gamma, box_) = composite.takes();
+                    used = (used.0 || eps, used.1 || gamma, used.2 || box_);
+                    let params = LrpParams {
+                        epsilon: self.lrp_epsilon.unwrap_or(params.epsilon),
+                        gamma: self.lrp_gamma.unwrap_or(params.gamma),
+                        bounds: bounds.or(params.bounds),
+                        ..params
+                    };
+                    // Refused parameters and missing bounds, now, before
+                    // any image.
+                    composite.composite::<f32>(&params).map_err(|e| {
+                        CliError::from(format!("--method {}: {e}", composite.method_name()))
+                    })?;
+                    Ok(Method::Lrp { composite, params })
+                }
+                other => Ok(other),
+            })
+            .collect::<Result<Vec<_>, CliError>>()?;
+        for (given, taken, flag) in [
+            (self.lrp_epsilon.is_some(), used.0, "--lrp-epsilon"),
+            (self.lrp_gamma.is_some(), used.1, "--lrp-gamma"),
+            (bounds.is_some(), used.2, "--lrp-bounds"),
+        ] {
+            if given && !taken {
+                return Err(format!("{flag}: no method asked for takes it").into());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How the convolutions and pools compute: a value on the model, never the
+/// environment.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KernelOptions {
+    /// Winograd policy of the 3 x 3 convolutions: auto (the shapes decide),
+    /// off (im2col everywhere), all, f2 or f4.
+    #[arg(long, default_value = "auto")]
+    pub winograd: WinogradPolicy,
+    /// Highest instruction set of the hand-vectorised kernels: best (what
+    /// the CPU has), avx2 (what a CPU without AVX-512 runs) or generic.
+    #[arg(long, default_value = "best")]
+    pub simd: SimdCap,
+}
+
+impl KernelOptions {
+    /// The policy these options name.
+    pub fn policy(&self) -> KernelPolicy {
+        KernelPolicy::new(self.winograd, self.simd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sightline_attribution::lrp::ZennitComposite;
+
+    fn lrp(c: ZennitComposite) -> Method {
+        Method::Lrp {
+            composite: c,
+            params: LrpParams::default(),
+        }
+    }
+
+    #[test]
+    fn lrp_options_set_the_parameters_and_refuse_what_nothing_takes() {
+        let opts = LrpOptions {
+            lrp_epsilon: Some(0.1),
+            lrp_gamma: Some(0.5),
+            lrp_bounds: Some("-3,3".into()),
+        };
+        let got = opts
+            .apply(vec![
+                Method::Gradient,
+                lrp(ZennitComposite::EpsilonGammaBox),
+            ])
+            .unwrap();
+        let Method::Lrp { params, .. } = &got[1] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (params.epsilon, params.gamma, params.bounds),
+            (0.1, 0.5, Some((-3.0, 3.0)))
+        );
+        assert_eq!(got[0], Method::Gradient);
+        // Bounds are required by the gamma-box composite, checked now.
+        let e = LrpOptions::default()
+            .apply(vec![lrp(ZennitComposite::EpsilonGammaBox)])
+            .unwrap_err();
+        assert!(e.to_string().contains("bounds"), "{e}");
+        // An option no method takes, bad values.
+        let gamma_only = LrpOptions {
+            lrp_gamma: Some(0.5),
+            ..LrpOptions::default()
+        };
+        assert!(gamma_only
+            .apply(vec![lrp(ZennitComposite::EpsilonPlus)])
+            .is_err());
+        for bad in ["3,-3", "1", "a,b", "nan,1"] {
+            let o = LrpOptions {
+                lrp_bounds: Some(bad.into()),
+                ..LrpOptions::default()
+            };
+            assert!(
+                o.apply(vec![lrp(ZennitComposite::EpsilonGammaBox)])
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        let negative = LrpOptions {
+            lrp_epsilon: Some(-1.0),
+            ..LrpOptions::default()
+        };
+        assert!(negative
+            .apply(vec![lrp(ZennitComposite::EpsilonPlus)])
+            .is_err());
+    }
+}
