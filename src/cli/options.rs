@@ -38,10 +38,12 @@ impl LrpOptions {
                     Some(&[low, high]) if low.is_finite() && high.is_finite() && low < high => {
                         Some((low, high))
                     }
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "--lrp-bounds {s}: expected LOW,HIGH, two finite numbers with LOW < HIGH"
                     )
-                    .into()),
+                        .into())
+                    }
                 }
             }
         };
