@@ -25,7 +25,7 @@ use std::time::Duration;
 use targets::{corpus_dir, Target, TARGETS};
 
 /// The seed of the short runs.
-const SHORT_SEED: u64 = 0x5EED_22_08;
+const SHORT_SEED: u64 = 0x5EED_2208;
 
 fn out_dir() -> PathBuf {
     std::env::var_os("FUZZ_OUT")

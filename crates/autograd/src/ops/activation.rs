@@ -146,10 +146,8 @@ impl<T: Element> Op<T> for SigmoidOp<T> {
     }
 }
 
-/// The kind of a recorded SiLU ([`silu`]); rules keyed to the sigmoid
-/// or the product do not apply to it.
-
-/// A recorded SiLU `x * sigmoid(x)`.
+/// A recorded SiLU `x * sigmoid(x)` (kind [`OpKind::SILU`]: rules keyed to
+/// the sigmoid or the product do not apply to it).
 #[derive(Debug)]
 pub struct SiluOp<T> {
     /// The input (shared with its variable).
