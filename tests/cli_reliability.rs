@@ -179,7 +179,8 @@ fn arguments_over_the_budget_exit_2_naming_them() {
         assert_one_line_error(&o, &[needle, "memory budget"]);
         assert!(entries(&out).is_empty(), "{:?}", entries(&out));
     }
-    // An architecture whose declared widths would not fit.
+    // An architecture whose declared widths would not fit the budget (and
+    // one past the architecture's own limits: refused as invalid).
     let huge = f.path("huge.json");
     std::fs::write(
         &huge,
@@ -192,6 +193,26 @@ fn arguments_over_the_budget_exit_2_naming_them() {
         .arg("--out")
         .arg(&out)
         .arg(&png);
+    let o = run_within(cmd, 60);
+    assert_one_line_error(&o, &["invalid architecture", "too large"]);
+    std::fs::write(
+        &huge,
+        r#"{"kind":"vgg","cfg":[40000,40000],"num_classes":1000}"#,
+    )
+    .unwrap();
+    let mut cmd = bin();
+    cmd.args([
+        "explain",
+        "--max-memory",
+        "4G",
+        "--method",
+        "gradient",
+        "--arch",
+    ])
+    .arg(&huge)
+    .arg("--out")
+    .arg(&out)
+    .arg(&png);
     let o = run_within(cmd, 60);
     assert_one_line_error(&o, &["the weights of", "memory budget"]);
     // bench: every size argument, and iteration counts.
