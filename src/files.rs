@@ -11,7 +11,7 @@
 //! byte is read, and the read itself stops at the limit (a file that grows
 //! meanwhile is refused too).
 
-use std::fs::{File, FileType, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -70,32 +70,7 @@ pub enum FileError {
     },
 }
 
-/// What a file that is not a regular file is, for messages.
-pub fn file_kind(ft: &FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return "a FIFO";
-        }
-        if ft.is_socket() {
-            return "a socket";
-        }
-        if ft.is_char_device() {
-            return "a character device";
-        }
-        if ft.is_block_device() {
-            return "a block device";
-        }
-    }
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
-    }
-}
+pub use sightline_onnx::file_kind;
 
 /// Opens `path` if it is a regular file (see the module's documentation);
 /// returns the file and its size. `what` names the file in errors.

@@ -73,4 +73,4 @@ pub use model::{Dim, OnnxModel, MAX_OPSET, MIN_OPSET};
 pub use node_op::NodeOp;
 pub use plan::{Operand, Plan, PlanNode, ValueId, ValueInfo};
 pub use planner::MAX_PLAN_ELEMENTS;
-pub use read::MAX_MODEL_BYTES;
+pub use read::{file_kind, MAX_MODEL_BYTES};

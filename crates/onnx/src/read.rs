@@ -12,8 +12,9 @@ use std::path::{Component, Path, PathBuf};
 /// Largest model file read (2 GiB, the protobuf limit of one message).
 pub const MAX_MODEL_BYTES: u64 = 1 << 31;
 
-/// What a non-regular file is, for messages.
-fn file_kind(ft: &FileType) -> &'static str {
+/// What a file that is not a regular file is (`a FIFO`, `a directory`,
+/// ...), for messages; shared by every reader of the workspace.
+pub fn file_kind(ft: &FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;

@@ -4,35 +4,9 @@
 
 use crate::error::{LayerError, Result};
 use memmap2::Mmap;
-use std::fs::{File, FileType, OpenOptions};
+use sightline_onnx::file_kind;
+use std::fs::{File, OpenOptions};
 use std::path::Path;
-
-/// What a file that is not a regular file is, for messages.
-pub(crate) fn file_kind(ft: &FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return "a FIFO";
-        }
-        if ft.is_socket() {
-            return "a socket";
-        }
-        if ft.is_char_device() {
-            return "a character device";
-        }
-        if ft.is_block_device() {
-            return "a block device";
-        }
-    }
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
-    }
-}
 
 /// Opens `path` for reading without blocking: on Unix with `O_NONBLOCK`,
 /// so that opening a FIFO with no writer returns at once (the flag changes
