@@ -34,7 +34,11 @@ The sightline side is `sightline bench --arch A --method M --size S
 --batch B --stepped --json` (the binary from `--sightline`, default
 target/release/sightline, built with `cargo build --release` if missing).
 Both sides use random weights and a random input, batch 1 and 224 x 224 by
-default, and the same number of threads (`--threads`, default 2:
+default; in the tables (--table, --lrp-table, --onnx-table) sightline reads
+the PyTorch side's random weights from a file, as a user runs it (the
+PyTorch side keeps them in memory, its leanest case): safetensors saved
+once to target/onnx-bench/ARCH.safetensors for the presets, the ONNX export
+below for the families; and the same number of threads (`--threads`, default 2:
 RAYON_NUM_THREADS for sightline, torch.set_num_threads for PyTorch).
 
 The PyTorch job is the one of the project's reference timings
@@ -75,6 +79,11 @@ if a.get("export"):
     torch.onnx.export(model, x[:1], a["export"], dynamo=False, opset_version=17,
                       do_constant_folding=False)
     print(json.dumps({"exported": a["export"]}), flush=True)
+    raise SystemExit(0)
+if a.get("save_weights"):
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, a["save_weights"])
+    print(json.dumps({"saved": a["save_weights"]}), flush=True)
     raise SystemExit(0)
 target = 1
 method = a["method"]
@@ -177,6 +186,19 @@ def onnx_export(python, arch):
         path.parent.mkdir(parents=True, exist_ok=True)
         args = json.dumps(dict(arch=arch, method="forward", size=224, batch=1, threads=0,
                                export=str(path)))
+        subprocess.run([python, "-c", TORCH_JOB, args], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def weights_export(python, arch):
+    """target/onnx-bench/ARCH.safetensors: the PyTorch side's random weights
+    (its seed 0), saved by `python` (with torch and safetensors) if missing,
+    which sightline's side of the preset tables loads, as a user does."""
+    path = ROOT / "target" / "onnx-bench" / f"{arch}.safetensors"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        args = json.dumps(dict(arch=arch, method="forward", size=224, batch=1, threads=0,
+                               save_weights=str(path)))
         subprocess.run([python, "-c", TORCH_JOB, args], check=True, stdout=subprocess.DEVNULL)
     return path
 
@@ -312,8 +334,11 @@ def sightline_binary(path):
     return exe
 
 
-def sightline_side(exe, arch, method, size, batch, threads, layer=None, onnx=None):
+def sightline_side(exe, arch, method, size, batch, threads, layer=None, onnx=None,
+                   weights=None):
     model = ["--model", str(onnx)] if onnx else ["--arch", arch]
+    if weights:
+        model += ["--weights", str(weights)]
     cmd = [str(exe), "bench", *model, "--method", method, "--size", str(size),
            "--batch", str(batch), "--stepped", "--json"]
     if layer:
@@ -500,14 +525,15 @@ def run_table(a, have_torch, exe, table=TABLE):
     rows = []
     for label, arch, methods, torch_method, batch, target in table:
         makers = {}
+        weights = weights_export(a.python, arch) if have_torch else None
         if have_torch:
             makers["pytorch"] = functools.partial(torch_side, a.python, arch, torch_method,
                                                   a.size, batch, a.threads)
         makers["sightline"] = functools.partial(sightline_side, exe, arch, methods, a.size,
-                                                batch, a.threads)
+                                                batch, a.threads, weights=weights)
         if batch > 1:
             makers["batch1"] = functools.partial(sightline_side, exe, arch, methods, a.size, 1,
-                                                 a.threads)
+                                                 a.threads, weights=weights)
         sides = interleave(makers, a.iters, a.gap)
         pt, sl, one = sides.get("pytorch"), sides["sightline"], sides.get("batch1")
         ratios = pair_ratios(sl.ms(), pt.ms()) if pt else []

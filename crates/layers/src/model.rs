@@ -204,9 +204,14 @@ impl<T: Element> Model<T> {
     pub fn from_safetensors(arch: &Architecture, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         // Mapped, not read: the weights are converted tensor by tensor from
-        // the file's pages, so the peak is the weights plus one tensor.
+        // the file's pages, each tensor's pages released once converted, so
+        // the peak is the weights plus one tensor.
         let map = crate::weights::file::map_regular_file(path)?;
-        Self::load(arch, &map, &path.display().to_string())
+        arch.validate()?;
+        Self::load(
+            arch,
+            SafetensorsSource::parse_mapped(&map, &path.display().to_string())?,
+        )
     }
 
     /// Loads the weights of `arch` from safetensors bytes. Every tensor the
@@ -216,12 +221,12 @@ impl<T: Element> Model<T> {
     /// error ([`LayerError::UnexpectedWeight`]), as is a missing one, a wrong
     /// shape or dtype, or bytes that are not safetensors.
     pub fn from_safetensors_bytes(arch: &Architecture, bytes: &[u8]) -> Result<Self> {
-        Self::load(arch, bytes, "<memory>")
+        arch.validate()?;
+        Self::load(arch, SafetensorsSource::parse(bytes, "<memory>")?)
     }
 
-    fn load(arch: &Architecture, bytes: &[u8], origin: &str) -> Result<Self> {
-        arch.validate()?;
-        let mut src = SafetensorsSource::parse(bytes, origin)?;
+    /// Builds the network of a validated `arch` from `src`.
+    fn load(arch: &Architecture, mut src: SafetensorsSource) -> Result<Self> {
         let network = Network::build(arch, &mut src)?;
         src.finish()?;
         Ok(Self::new(arch, network))

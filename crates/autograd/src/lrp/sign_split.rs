@@ -5,23 +5,36 @@ use super::stabilizer::{check_non_negative, scaled, DEFAULT_STABILIZER};
 use crate::error::{AutogradError, Result};
 use crate::rule::{Rule, RuleContext};
 use sightline_tensor::{cst, Element, Tensor};
+use std::borrow::Cow;
 
 /// The positive-contribution part of a layer on `x`, given the weights
 /// `wp` for the positive inputs (and bias `bp`) and `wn` for the negative
 /// ones: `z = x+ wp + bp + x- wn`, with the parts that `x` has.
 struct Split<'n, 'a, T: Element> {
     node: &'n AffineNode<'a, T>,
-    xp: Option<Tensor<T>>,
-    xn: Option<Tensor<T>>,
+    xp: Option<Cow<'a, Tensor<T>>>,
+    xn: Option<Cow<'a, Tensor<T>>>,
 }
 
 impl<'n, 'a, T: Element> Split<'n, 'a, T> {
+    /// The parts of the node's input; a part that is the whole input (the
+    /// positive part after a ReLU) is the input itself, not a copy.
     fn of(node: &'n AffineNode<'a, T>) -> Self {
-        let x = node.x;
+        let x: &'a Tensor<T> = node.x;
+        let (pos, neg) = (has_positive(x), has_negative(x));
+        let part = |present: bool, other: bool, f: fn(&Tensor<T>) -> Tensor<T>| {
+            present.then(|| {
+                if other {
+                    Cow::Owned(f(x))
+                } else {
+                    Cow::Borrowed(x)
+                }
+            })
+        };
         Self {
             node,
-            xp: has_positive(x).then(|| positive(x)),
-            xn: has_negative(x).then(|| negative(x)),
+            xp: part(pos, neg, positive),
+            xn: part(neg, pos, negative),
         }
     }
 

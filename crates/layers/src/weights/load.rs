@@ -14,6 +14,10 @@ pub(crate) struct SafetensorsSource<'a> {
     file: SafeTensors<'a>,
     origin: String,
     used: HashSet<String>,
+    /// The file's map, when the buffer is one: each tensor's pages are
+    /// handed back to the system once converted, so that the file's pages
+    /// and the converted weights are never resident together.
+    map: Option<&'a memmap2::Mmap>,
 }
 
 impl<'a> SafetensorsSource<'a> {
@@ -27,7 +31,37 @@ impl<'a> SafetensorsSource<'a> {
             file,
             origin: origin.to_string(),
             used: HashSet::new(),
+            map: None,
         })
+    }
+
+    /// Parses the mapped file `map`, releasing each tensor's pages once it
+    /// is converted.
+    pub(crate) fn parse_mapped(map: &'a memmap2::Mmap, origin: &str) -> Result<Self> {
+        let mut source = Self::parse(map, origin)?;
+        source.map = Some(map);
+        Ok(source)
+    }
+
+    /// Drops the resident pages of `bytes`, a slice of the map, from this
+    /// process. Advisory: a failure only leaves the pages resident.
+    fn release(&self, bytes: &[u8]) {
+        let Some(map) = self.map else { return };
+        let Some(offset) = (bytes.as_ptr() as usize).checked_sub(map.as_ptr() as usize) else {
+            return;
+        };
+        if offset.saturating_add(bytes.len()) > map.len() {
+            return;
+        }
+        #[cfg(unix)]
+        // SAFETY: the map is a read-only, private map of a file that is not
+        // written while it is mapped (the loader's premise, see
+        // `file::map_regular_file`); dropping its pages only makes the next
+        // access read them from the file again, with the same bytes, so the
+        // slices borrowed from it keep their values.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, bytes.len())
+        };
     }
 
     /// Fails on the first key (in sorted order) that the model did not ask for.
@@ -64,7 +98,7 @@ impl<T: Element> WeightSource<T> for SafetensorsSource<'_> {
                 found: view.shape().to_vec(),
             });
         }
-        let values = float_values::<T>(key, &view)?;
+        let values = float_values::<T>(key, &view, &|chunk| self.release(chunk))?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(LayerError::NonFinite {
                 what: format!("weight `{key}`"),
