@@ -14,9 +14,9 @@ use super::panels::{product_block, with_matrix_block};
 use super::ConvGeometry;
 use crate::cblock::CBlock;
 use crate::element::Element;
-use crate::error::Result;
+use crate::error::{Result, TensorError};
 use crate::gemm::{gemm, MatRef};
-use crate::scratch::with_scratch;
+use crate::scratch::{scratch_len, with_scratch};
 use crate::simd::has_avx2;
 use crate::tensor::Tensor;
 use crate::winograd::NR;
@@ -41,12 +41,9 @@ pub(super) fn backward_input_col2im<T: Element>(
     let hwo = g.ho * g.wo;
     let rows = g.k_rows();
     if let Some(k) = packed {
-        let write = |gin: &mut [MaybeUninit<T>]| {
-            banded_col2im(gout.data(), k, g, gin);
-            Ok(())
-        };
-        // SAFETY: `banded_col2im` writes every element (its even bands zero
-        // every input row first).
+        let write = |gin: &mut [MaybeUninit<T>]| banded_col2im(gout.data(), k, g, gin);
+        // SAFETY: `banded_col2im` writes every element when it returns Ok
+        // (its even bands zero every input row first).
         return unsafe { Tensor::write_whole([g.n, g.cin, g.h, g.w], write) };
     }
     let mut gin = Tensor::try_full_for(
@@ -55,7 +52,9 @@ pub(super) fn backward_input_col2im<T: Element>(
         "conv2d_backward_input",
     )?;
     let img_in = g.cin * g.h * g.w;
-    with_scratch(g.p.groups * rows * hwo, |cols: &mut [T]| {
+    let op = "conv2d_backward_input unfolded gradient";
+    let len = scratch_len(op, &[&[g.p.groups, rows, hwo]])?;
+    with_scratch(op, len, |cols: &mut [T]| {
         for n in 0..g.n {
             let go = &gout.data()[n * g.cout * hwo..(n + 1) * g.cout * hwo];
             for grp in 0..g.p.groups {
@@ -92,7 +91,7 @@ pub(super) fn backward_input_col2im<T: Element>(
                 });
         }
         Ok(gin)
-    })
+    })?
 }
 
 #[derive(Clone, Copy)]
@@ -147,12 +146,17 @@ fn reach(g: &ConvGeometry, oy0: usize, oy1: usize) -> (usize, usize) {
 /// the even pass touches. This zero-fill, on the task's own rows just
 /// before it adds to them, replaced a serial fill of the whole gradient
 /// (0.6% of a ResNet-50 call).
+///
+/// # Errors
+/// [`TensorError::TooLarge`] if a task's scratch (its packed columns, its
+/// block of the unfolded gradient) cannot be had; then `gin` is not all
+/// written.
 fn banded_col2im<T: Element>(
     gout: &[T],
     k: &PackedWeight<T>,
     g: &ConvGeometry,
     gin: &mut [MaybeUninit<T>],
-) {
+) -> Result<()> {
     let hwo = g.ho * g.wo;
     let rows = band_rows(g);
     let bands = g.ho.div_ceil(rows);
@@ -176,18 +180,24 @@ fn banded_col2im<T: Element>(
         let tasks: Vec<(usize, usize)> = (0..g.n)
             .flat_map(|n| (parity..bands).step_by(2).map(move |b| (n, b)))
             .collect();
-        tasks.into_par_iter().for_each(|(n, b)| {
+        tasks.into_par_iter().try_for_each(|(n, b)| {
+            let op = "col2im band";
             let (oy0, oy1) = (b * rows, ((b + 1) * rows).min(g.ho));
             let width = (oy1 - oy0) * g.wo;
-            let ldacc = width.next_multiple_of(NR);
+            let too_large = || TensorError::TooLarge {
+                op,
+                shape: vec![oy1 - oy0, g.wo],
+            };
+            let ldacc = width.checked_next_multiple_of(NR).ok_or_else(too_large)?;
             let go = &gout[n * g.cout * hwo..(n + 1) * g.cout * hwo];
             let (lo, hi) = reach(g, oy0, oy1);
             with_matrix_block(go, g.cout, hwo, oy0 * g.wo, width, |bv| {
-                (0..groups).into_par_iter().for_each(|grp| {
+                (0..groups).into_par_iter().try_for_each(|grp| {
                     let (c0, c1) = (grp * cg, ((grp + 1) * cg).min(g.cin));
                     let (r0, r1) = (c0 * kk, c1 * kk);
                     let panels = r0 / mr..r1.div_ceil(mr);
-                    with_scratch::<T, _>((r1 - r0) * ldacc, |acc| {
+                    let len = scratch_len(op, &[&[r1 - r0, ldacc]])?;
+                    with_scratch::<T, _>(op, len, |acc| {
                         let c = CBlock::of_slice(acc, ldacc, r1 - r0);
                         product_block(k, bv, width, panels, r1 - r0, c, None);
                         for c in c0..c1 {
@@ -225,11 +235,12 @@ fn banded_col2im<T: Element>(
                             let acc = &acc[(c - c0) * kk * ldacc..];
                             scatter_band(acc, ldacc, g, (oy0, oy1), lo, dst);
                         }
-                    });
-                });
-            });
-        });
+                    })
+                })
+            })
+        })?;
     }
+    Ok(())
 }
 
 /// Scatter-adds the unfolded gradient of output rows `oy0..oy1` of one input

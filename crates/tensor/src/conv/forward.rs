@@ -212,11 +212,9 @@ pub(super) fn conv2d_unfolded_packed<T: Element>(
     bias: Option<&[T]>,
     g: &ConvGeometry,
 ) -> Result<Tensor<T>> {
-    let write = |out: &mut [MaybeUninit<T>]| {
-        panel_product(k, input.data(), g, bias, out);
-        Ok(())
-    };
-    // SAFETY: `panel_product` writes every element of the output.
+    let write = |out: &mut [MaybeUninit<T>]| panel_product(k, input.data(), g, bias, out);
+    // SAFETY: `panel_product` writes every element of the output when it
+    // returns Ok (`write_whole` keeps the buffer only then).
     unsafe { Tensor::write_whole([g.n, g.cout, g.ho, g.wo], write) }
 }
 

@@ -9,7 +9,7 @@ use crate::cblock::CBlock;
 use crate::element::Element;
 use crate::error::{Result, TensorError};
 use crate::gemm::MatRef;
-use crate::scratch::with_scratch;
+use crate::scratch::{scratch_len, with_scratch};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -92,7 +92,7 @@ pub(super) fn column_blocks<'w, T: Element>(
     let panel_len = if g.is_pointwise() {
         0
     } else {
-        g.k_rows() * block
+        scratch_len("conv2d im2col", &[&[g.k_rows(), block]])?
     };
     let tasks = g.n * blocks * row_blocks;
     (0..tasks).into_par_iter().try_for_each(|task| {
@@ -102,7 +102,7 @@ pub(super) fn column_blocks<'w, T: Element>(
         let (j0, j1) = (b * block, ((b + 1) * block).min(hwo));
         let (r0, r1) = (rb * rows_per, ((rb + 1) * rows_per).min(cog));
         let img = &input.data()[n * in_img..(n + 1) * in_img];
-        with_scratch(panel_len, |cols: &mut [T]| {
+        with_scratch("conv2d im2col", panel_len, |cols: &mut [T]| {
             for grp in 0..g.p.groups {
                 let c0 = grp * g.cin_g();
                 let bmat = if g.is_pointwise() {
@@ -131,7 +131,7 @@ pub(super) fn column_blocks<'w, T: Element>(
                 gemm_strided(wmat, bmat, dst)?;
             }
             Ok::<(), TensorError>(())
-        })
+        })?
     })
 }
 
@@ -148,7 +148,8 @@ pub(super) fn conv2d_shared_panel<T: Element>(
     let rows = g.k_rows();
     let cog = g.cout_g();
     let in_img = g.cin * g.h * g.w;
-    with_scratch(rows * hwo, |cols: &mut [T]| {
+    let len = scratch_len("conv2d shared im2col", &[&[rows, hwo]])?;
+    with_scratch("conv2d shared im2col", len, |cols: &mut [T]| {
         for n in 0..g.n {
             let img = &input.data()[n * in_img..(n + 1) * in_img];
             for grp in 0..g.p.groups {
@@ -170,7 +171,7 @@ pub(super) fn conv2d_shared_panel<T: Element>(
             }
         }
         Ok(())
-    })
+    })?
 }
 
 impl<'a, T> MatRef<'a, T> {

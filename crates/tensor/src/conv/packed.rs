@@ -23,7 +23,7 @@ use crate::element::Element;
 use crate::epilogue::Epilogue;
 use crate::error::{Result, TensorError};
 use crate::policy::SimdCap;
-use crate::scratch::with_scratch;
+use crate::scratch::{scratch_len, with_scratch};
 use crate::tensor::Tensor;
 use crate::winograd::{micro_kind, Micro, NR};
 use rayon::prelude::*;
@@ -289,9 +289,11 @@ pub(super) fn packed_product<T: Element>(
             };
             // SAFETY: as below: this task alone writes these channels and
             // columns of image `img`.
-            unsafe { blocked_task(kernel, xs, hw, bias, o, &t) };
+            unsafe { blocked_task(kernel, xs, hw, bias, o, &t) }?;
         } else {
-            with_scratch::<T, _>(cin * NR + mr * 2 * NR, |s| {
+            // The partial panel (`cin x NR`), then one tile of two panels.
+            let len = scratch_len("pointwise conv panel", &[&[cin, NR], &[mr, 2 * NR]])?;
+            with_scratch::<T, _>("pointwise conv panel", len, |s| {
                 let (tail, tile) = s.split_at_mut(cin * NR);
                 if partial && thin == 0 {
                     copy_partial_panel(tail, xs, hw, full_end * NR);
@@ -362,7 +364,7 @@ pub(super) fn packed_product<T: Element>(
                         },
                     );
                 }
-            });
+            })?;
         }
         let Some(then) = then else {
             return Ok(());
@@ -480,6 +482,10 @@ struct BlockTask {
 /// the task's outputs are summed in a scratch block (block by block, each in
 /// `k` order), then written to `out` with the bias.
 ///
+/// # Errors
+/// [`TensorError::TooLarge`] if the scratch (the partial panel and the
+/// block of sums) cannot be had; then nothing is written.
+///
 /// # Safety
 /// `out` must point at the product's output (`n x cout x hw`), of which this
 /// task alone writes the channels of its panels and the columns of its
@@ -491,7 +497,7 @@ unsafe fn blocked_task<T: Element>(
     bias: Option<&[T]>,
     out: SendPtr<T>,
     t: &BlockTask,
-) {
+) -> Result<()> {
     let (cin, cout, mr) = (kernel.cin, kernel.cout, kernel.mr);
     let (tp0, full_end, tp1) = t.tps;
     let (p0, p1) = t.panels;
@@ -501,7 +507,9 @@ unsafe fn blocked_task<T: Element>(
     let rows = (p1 - p0) * mr;
     let partial = tp1 > full_end;
     let thin = thin_columns::<T>(kernel, partial, hw);
-    with_scratch::<T, _>(cin * NR + rows * width, |s| {
+    let op = "pointwise conv block sums";
+    let len = scratch_len(op, &[&[cin, NR], &[rows, width]])?;
+    with_scratch::<T, _>(op, len, |s| {
         let (tail, acc) = s.split_at_mut(cin * NR);
         if partial && thin == 0 {
             copy_partial_panel(tail, xs, hw, full_end * NR);
@@ -563,7 +571,7 @@ unsafe fn blocked_task<T: Element>(
                 dst.add(i).write(v + bv);
             }
         }
-    });
+    })
 }
 
 /// Copies `rows x width` values from `src` (row stride `lds`) to `dst` (row

@@ -39,7 +39,8 @@ use super::thin::{thin_available, thin_product, LANES, THIN_MAX, THIN_PANELS};
 use super::ConvGeometry;
 use crate::cblock::CBlock;
 use crate::element::Element;
-use crate::scratch::with_scratch;
+use crate::error::Result;
+use crate::scratch::{scratch_len, with_scratch};
 use crate::simd::has_avx2;
 use crate::winograd::NR;
 use rayon::prelude::*;
@@ -400,15 +401,19 @@ impl<'a, T> BView<'a, T> {
 /// Runs `f` on columns `j0 .. j0 + width` of the row-major `k x cols`
 /// matrix `m` as a [`BView`]: read in place when its rows are whole 64-byte
 /// lines apart (`cols` a multiple of [`NR`]), but for a last, partial pair,
-/// packed; all packed otherwise.
+/// packed; all packed otherwise. Returns what `f` returns.
+///
+/// # Errors
+/// [`crate::TensorError::TooLarge`] if the scratch for the packed pairs
+/// cannot be had (then `f` is not run), or the error of `f`.
 pub(super) fn with_matrix_block<T: Element, R>(
     m: &[T],
     k: usize,
     cols: usize,
     j0: usize,
     width: usize,
-    f: impl FnOnce(&BView<'_, T>) -> R,
-) -> R {
+    f: impl FnOnce(&BView<'_, T>) -> Result<R>,
+) -> Result<R> {
     let src = Source {
         data: &m[..k * cols],
         wo: cols,
@@ -421,7 +426,9 @@ pub(super) fn with_matrix_block<T: Element, R>(
     } else {
         0
     };
-    with_scratch::<T, _>((pairs - full) * k * PAIR, |tail| {
+    let op = "packed matrix block";
+    let len = scratch_len(op, &[&[pairs - full, k, PAIR]])?;
+    with_scratch::<T, _>(op, len, |tail| {
         if full < pairs {
             let j = j0 + full * PAIR;
             pack(&src, k * PAIR, 0..k, j, j0 + width - j, tail);
@@ -434,7 +441,7 @@ pub(super) fn with_matrix_block<T: Element, R>(
             tail,
         };
         f(&view)
-    })
+    })?
 }
 
 /// `out = W[panels] B (+ bias)` for a packed block `b` (`[pair][k][PAIR]`,
@@ -625,6 +632,10 @@ fn chan_range(panels: usize, chan_blocks: usize, cb: usize) -> Range<usize> {
 /// kernel` (`Cout x K`): `img` holds the input batch, `out` the output
 /// batch (N x Cout x Ho x Wo).
 ///
+/// # Errors
+/// [`crate::TensorError::TooLarge`] if a scratch buffer (the padded planes,
+/// a block of packed columns) cannot be had; then `out` is not all written.
+///
 /// # Panics
 /// If `img`, `out`, `bias` or `kernel` do not match `g` (the callers in this
 /// crate build them from checked geometries).
@@ -634,7 +645,7 @@ pub(super) fn panel_product<T: Element>(
     g: &ConvGeometry,
     bias: Option<&[T]>,
     out: &mut [MaybeUninit<T>],
-) {
+) -> Result<()> {
     let (m, k) = (kernel.out_channels(), kernel.in_channels());
     let (n, cols) = (g.n, g.ho * g.wo);
     assert!(
@@ -647,7 +658,7 @@ pub(super) fn panel_product<T: Element>(
         "panel_product: bias length"
     );
     if n == 0 || cols == 0 || m == 0 {
-        return;
+        return Ok(());
     }
     let panels = kernel.panels();
     let s = Split::new(n, k, cols, panels);
@@ -676,12 +687,14 @@ pub(super) fn panel_product<T: Element>(
     // The source of B: the padded, phase-split planes of the images, or the
     // input itself.
     let identity = PaddedPlanes::identity(g);
+    let op = "conv2d padded planes";
     let len = if identity {
         0
     } else {
-        PaddedPlanes::new(g).plane() * g.cin * n
+        let l = PaddedPlanes::new(g);
+        scratch_len(op, &[&[l.hp, l.nph, l.wq, g.cin, n]])?
     };
-    with_scratch::<T, _>(len, |buf| {
+    with_scratch::<T, _>(op, len, |buf| {
         let planes = if identity {
             let layout = PaddedPlanes {
                 nph: 1,
@@ -703,8 +716,8 @@ pub(super) fn panel_product<T: Element>(
                 g,
             }
         };
-        run(kernel, &planes, n, cols, &s, &task);
-    });
+        run(kernel, &planes, n, cols, &s, &task)
+    })?
 }
 
 /// One task of [`panel_product`]: image, column block, kernel panels, and
@@ -712,7 +725,7 @@ pub(super) fn panel_product<T: Element>(
 type Task<'t, T> = dyn Fn(usize, usize, Range<usize>, &BView<'_, T>) + Sync + 't;
 
 /// Runs the tasks of [`panel_product`] as `s` splits them, packing `B` of
-/// image `img` from `planes.image(img)`.
+/// image `img` from `planes.image(img)`; fails as [`panel_product`] does.
 fn run<T: Element>(
     kernel: &PackedWeight<T>,
     planes: &Planes<'_, T>,
@@ -720,24 +733,25 @@ fn run<T: Element>(
     cols: usize,
     s: &Split,
     task: &Task<'_, T>,
-) {
+) -> Result<()> {
     let (k, panels) = (kernel.in_channels(), kernel.panels());
     if s.per_task {
+        let op = "conv2d im2col panel";
         let tasks = n * s.col_blocks;
-        (0..tasks).into_par_iter().for_each(|t| {
+        return (0..tasks).into_par_iter().try_for_each(|t| {
             let (img, cb) = (t / s.col_blocks, t % s.col_blocks);
             let j0 = cb * s.block;
             let width = s.block.min(cols - j0);
-            let len = width.div_ceil(PAIR) * k * PAIR;
-            with_scratch::<T, _>(len, |b| {
+            let len = scratch_len(op, &[&[width.div_ceil(PAIR), k, PAIR]])?;
+            with_scratch::<T, _>(op, len, |b| {
                 pack(&planes.image(img), k * PAIR, 0..k, j0, width, b);
                 task(img, cb, 0..panels, &BView::packed(b, k));
-            });
+            })
         });
-        return;
     }
-    let pairs = cols.div_ceil(PAIR);
-    with_scratch::<T, _>(pairs * k * PAIR, |b| {
+    let op = "conv2d shared im2col panel";
+    let len = scratch_len(op, &[&[cols.div_ceil(PAIR), k, PAIR]])?;
+    with_scratch::<T, _>(op, len, |b| {
         for img in 0..n {
             let src = planes.image(img);
             // Pack: one task per (pair, block of rows).
@@ -765,7 +779,7 @@ fn run<T: Element>(
                 task(img, cb, chan_range(panels, s.chan_blocks, kb), &bv);
             });
         }
-    });
+    })
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ use crate::cblock::CBlock;
 use crate::element::Element;
 use crate::epilogue::Epilogue;
 use crate::error::{Result, TensorError};
-use crate::scratch::with_scratch2;
+use crate::scratch::{scratch_len, with_scratch2};
 use crate::tensor::{checked_numel, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -363,7 +363,9 @@ fn run<T: Element>(
             let p1 = (p0 + b.panels).min(panels);
             let rows = (p1 - p0) * mr;
             let x = &input.data()[img * cin * h * w..(img + 1) * cin * h * w];
-            with_scratch2::<T, _>(xis * cin * ldm, xis * rows * ldm, |v, m| {
+            let v_len = scratch_len("winograd input tiles", &[&[xis, cin, ldm]])?;
+            let m_len = scratch_len("winograd product tiles", &[&[xis, rows, ldm]])?;
+            with_scratch2::<T, _>("winograd tiles", v_len, m_len, |v, m| {
                 input_transform(tk, variant, x, &g, tw, (f0, f1), ldm, v);
                 for xi in 0..xis {
                     let vx = &v[xi * cin * ldm..(xi + 1) * cin * ldm];
@@ -407,7 +409,7 @@ fn run<T: Element>(
                     },
                     None => Ok(()),
                 }
-            })
+            })?
         })
     };
     // SAFETY: the tasks cover every tile of every channel of every image,

@@ -56,9 +56,11 @@ pub(super) fn run_planes<K: PlaneKernel>(
     out.par_chunks_mut(plane_len * per_task)
         .enumerate()
         .try_for_each(|(t, o)| {
-            with_scratch(scratch_len, |s: &mut [K::Elem]| {
-                run_at(level, kernel, t * per_task, plane_len, o, s)
-            })
+            with_scratch(
+                "depthwise conv scratch",
+                scratch_len,
+                |s: &mut [K::Elem]| run_at(level, kernel, t * per_task, plane_len, o, s),
+            )?
         })
 }
 
