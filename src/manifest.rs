@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sightline_attribution::captum::{self, Baseline, IgOptions, Integration};
 use sightline_attribution::lrp::{Composite, LrpParams, ZennitComposite};
+use sightline_attribution::perturbation::{rise, MaskSource, RiseDraws, RiseOptions};
 use sightline_attribution::{
     AttributionError, Explainer, Method, ModelForm, Resize, SaliencyOptions, Target,
 };
@@ -220,6 +221,25 @@ impl ModelEntry {
                         .collect();
                     targets = Some(v.map_err(|_| err("negative target".into()))?);
                 }
+                safetensors::Dtype::I64 => {
+                    // Integer draws (RISE's shifts), kept as float32: exact
+                    // below 2^24, refused above.
+                    let data: std::result::Result<Vec<f32>, _> = view
+                        .data()
+                        .chunks_exact(8)
+                        .map(|b| {
+                            let mut a = [0u8; 8];
+                            a.copy_from_slice(b);
+                            let v = i64::from_le_bytes(a);
+                            if v.unsigned_abs() < 1 << 24 {
+                                Ok(v as f32)
+                            } else {
+                                Err(err(format!("tensor `{name}`: integer {v} too large")))
+                            }
+                        })
+                        .collect();
+                    expected.insert(name, Tensor::from_vec(shape, data?)?);
+                }
                 other => {
                     return Err(err(format!(
                         "tensor `{name}` has unsupported type {other:?}"
@@ -422,6 +442,9 @@ pub fn run_case(
     if case.method == "forward" {
         return Ok(explainer.logits().clone());
     }
+    if case.method == "rise" {
+        return run_rise(model, data, case);
+    }
     if let Some(name) = case.method.strip_prefix("zennit.") {
         return run_zennit(explainer, data, case, name);
     }
@@ -531,6 +554,61 @@ fn run_zennit(
     let rules = composite.rule_set(explainer.tape())?;
     let seed = Target::PerItem(data.targets.clone()).seed(explainer.logits().shape())?;
     Ok(explainer.gradient_at("", &seed, &rules)?)
+}
+
+/// A RISE case (TorchRay's `rise` on the stored draws): the masks are built
+/// from the case's grids and shifts and must agree with TorchRay's stored
+/// masks within [`TOLERANCE`] (the case fails naming them otherwise); the
+/// saliency of every class is computed from them.
+fn run_rise(model: &Model<f32>, data: &CaseData, case: &Case) -> Result<Tensor<f32>> {
+    let stored = |key: &str| -> Result<&Tensor<f32>> {
+        let name = str_param(case, key)?.ok_or_else(|| bad(key, "missing".into()))?;
+        data.expected
+            .get(&name)
+            .ok_or_else(|| bad(key, format!("no tensor `{name}` in the cases file")))
+    };
+    let shift = stored("shift")?;
+    if shift.shape().len() != 2 || shift.shape()[1] != 2 {
+        return Err(bad(
+            "shift",
+            format!("expected M x 2, got {:?}", shift.shape()),
+        ));
+    }
+    let shifts: Vec<(usize, usize)> = shift
+        .data()
+        .chunks_exact(2)
+        .map(|p| {
+            let at = |v: f32| {
+                (v >= 0.0 && v.fract() == 0.0)
+                    .then_some(v as usize)
+                    .ok_or_else(|| bad("shift", format!("{v} is not a shift")))
+            };
+            Ok((at(p[0])?, at(p[1])?))
+        })
+        .collect::<Result<_>>()?;
+    let draws = RiseDraws::new(stored("grid")?.clone(), shifts)?;
+    if let Some(m) = f64_param(case, "num_masks")? {
+        if m != draws.len() as f64 {
+            return Err(bad(
+                "num_masks",
+                format!("{m}, but {} grids are stored", draws.len()),
+            ));
+        }
+    }
+    let [_, _, h, w] = data.input.dims4("rise")?;
+    let built = draws.masks(0..draws.len(), (h, w))?;
+    let masks_error = relative_error(&built, stored("masks")?).map_err(|e| bad("masks", e))?;
+    if masks_error.is_nan() || masks_error > TOLERANCE {
+        return Err(bad(
+            "masks",
+            format!("built from the grids and shifts, they differ from TorchRay's by {masks_error:.2e} of their maximum"),
+        ));
+    }
+    let opts = RiseOptions {
+        batch_size: f64_param(case, "batch_size")?.map_or(0, |b| b as usize),
+        classes: Vec::new(),
+    };
+    Ok(rise(model, &data.input, MaskSource::Draws(&draws), &opts)?)
 }
 
 fn run_captum(

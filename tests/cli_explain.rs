@@ -855,3 +855,69 @@ fn lrp_methods_run_on_zennit_s_canonized_model() {
         assert!(!out.exists(), "{bad:?}");
     }
 }
+
+/// `--method rise` next to a gradient method: its maps are the library's
+/// RISE (`perturbation::rise` on the batch-norm-merged model, masks from
+/// the seed), bit for bit, at the input's size; its options are refused
+/// when out of range or when no method takes them, before anything is
+/// written.
+#[test]
+fn rise_runs_from_the_command_with_its_options() {
+    use sightline::attribution::perturbation::{rise, MaskSource, RiseDraws, RiseOptions};
+    use sightline::layers::{Canonizer, MergeBatchNorm};
+    let f = Fixture::new();
+    let out = f.path("out");
+    let png = f.images.join("b_square.png");
+    let o = f.explain(
+        &out,
+        &[
+            "--method",
+            "gradient,rise",
+            "--rise-masks",
+            "40",
+            "--rise-cells",
+            "4",
+            "--rise-batch",
+            "16",
+            "--rise-seed",
+            "5",
+            "--target",
+            "3",
+            png.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pre = Preprocess {
+        resize: Some(32),
+        crop: Some(32),
+        ..Preprocess::default()
+    };
+    let x = pre.load(&png).unwrap().tensor;
+    let merged = MergeBatchNorm::exact().apply(&f.model()).unwrap();
+    let draws = RiseDraws::seeded(40, 4, 0.5, (32, 32), 5).unwrap();
+    let opts = RiseOptions {
+        batch_size: 16,
+        classes: vec![3],
+    };
+    let want = rise(&merged, &x, MaskSource::Draws(&draws), &opts).unwrap();
+    let (shape, got) = read_npy(&out.join("b_square.rise.3.npy"));
+    assert_eq!(shape, vec![32, 32]);
+    assert_eq!(got, want.data());
+    assert!(
+        got.iter().all(|v| (0.0..=1.0).contains(v)),
+        "RISE maps are means of masks"
+    );
+    for bad in [
+        vec!["--method", "rise", "--rise-cells", "1"],
+        vec!["--method", "rise", "--rise-p", "1.5"],
+        vec!["--method", "rise", "--rise-masks", "0"],
+        vec!["--method", "gradient", "--rise-masks", "10"],
+    ] {
+        let out = f.path("refused");
+        let mut args = bad.clone();
+        args.push(png.to_str().unwrap());
+        let o = f.explain(&out, &args);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{bad:?}");
+    }
+}

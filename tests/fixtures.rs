@@ -297,3 +297,33 @@ fn lrp_matches_zennit() {
     assert_eq!(run, 24);
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// TorchRay's RISE on the two fixture models (two settings each: 200 masks
+/// of 4 x 4 cells at p 0.5, 96 masks of 7 x 7 at p 0.3), from TorchRay's
+/// stored random draws: the masks sightline builds from the grids and
+/// shifts must match TorchRay's (checked inside the case) and the saliency
+/// of every class must match within `1e-4 * max|expected|`, through the
+/// same path as `sightline compare`.
+#[test]
+fn rise_matches_torchray() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/perturbation/manifest.json");
+    let m = Manifest::load(&path).expect("perturbation fixture manifest");
+    let mut run = 0;
+    let mut failures = Vec::new();
+    for (name, entry) in &m.models {
+        for r in run_model_with(entry, &m.root, Recording::Plain, KernelPolicy::default())
+            .expect("model runs")
+            .into_iter()
+            .filter(|r| r.name.starts_with("rise"))
+        {
+            run += 1;
+            match r.outcome {
+                Ok(e) if e <= 1e-5 => {}
+                other => failures.push(format!("{name} {}: {other:?}", r.name)),
+            }
+        }
+    }
+    assert_eq!(run, 4);
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -4,7 +4,7 @@
 //! same process, and the peak resident memory.
 
 use super::explain::{load_model, method_layers, parse_methods, transforms_weights};
-use super::options::{KernelOptions, LrpOptions};
+use super::options::{KernelOptions, LrpOptions, RiseArgs};
 use super::CliError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,6 +44,9 @@ pub struct Args {
     /// Parameters of the LRP methods (`lrp.NAME`).
     #[command(flatten)]
     pub lrp: LrpOptions,
+    /// Parameters of RISE (`rise`).
+    #[command(flatten)]
+    pub rise: RiseArgs,
     /// The kernel policy the model computes under.
     #[command(flatten)]
     pub kernels: KernelOptions,
@@ -216,6 +219,8 @@ impl ProductCount {
                 let contrast = self.var(contrast_layer.as_deref().unwrap_or(&defaults.contrast));
                 2 * (2 * self.between(contrast, all) + self.between(probe, contrast))
             }
+            // A forward pass per mask, no backward pass.
+            Method::Rise(p) => p.num_masks as u64 * self.between(self.input, all),
             _ => self.between(probe, all),
         }
     }
@@ -401,7 +406,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let merged = MergeBatchNorm::exact().apply(&model)?;
         (Job::Forward(merged), Vec::new(), Vec::new())
     } else {
-        let methods = args.lrp.apply(parse_methods(&names)?)?;
+        let methods = args.rise.apply(args.lrp.apply(parse_methods(&names)?)?)?;
         let layers = method_layers(&model, &methods, args.layer.as_deref())?;
         let mut forms = Vec::new();
         for (form, idx) in group_by_form(&methods) {

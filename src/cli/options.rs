@@ -1,8 +1,9 @@
-//! Options several subcommands share: the LRP composites' parameters and
-//! the kernel policy.
+//! Options several subcommands share: the LRP composites' and RISE's
+//! parameters and the kernel policy.
 
 use super::CliError;
 use sightline_attribution::lrp::LrpParams;
+use sightline_attribution::perturbation::RiseParams;
 use sightline_attribution::Method;
 use sightline_tensor::{KernelPolicy, SimdCap, WinogradPolicy};
 
@@ -83,6 +84,63 @@ impl LrpOptions {
     }
 }
 
+/// The parameters of RISE (`--method rise`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RiseArgs {
+    /// Number of RISE masks [default: TorchRay's 8000].
+    #[arg(long, allow_negative_numbers = true)]
+    pub rise_masks: Option<usize>,
+    /// Cells per side of RISE's low-resolution grids [default: 7].
+    #[arg(long, allow_negative_numbers = true)]
+    pub rise_cells: Option<usize>,
+    /// Probability that a RISE grid cell is kept [default: 0.5].
+    #[arg(long, allow_negative_numbers = true)]
+    pub rise_p: Option<f64>,
+    /// Masked copies per RISE forward pass [default: 32].
+    #[arg(long, allow_negative_numbers = true)]
+    pub rise_batch: Option<usize>,
+    /// Seed of RISE's random masks [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub rise_seed: Option<u64>,
+}
+
+impl RiseArgs {
+    /// `methods` with RISE given these parameters: an error for a value
+    /// RISE refuses, or for an option given without `--method rise`.
+    pub fn apply(&self, methods: Vec<Method>) -> Result<Vec<Method>, CliError> {
+        let given = self.rise_masks.is_some()
+            || self.rise_cells.is_some()
+            || self.rise_p.is_some()
+            || self.rise_batch.is_some()
+            || self.rise_seed.is_some();
+        let mut taken = false;
+        let out = methods
+            .into_iter()
+            .map(|m| match m {
+                Method::Rise(p) => {
+                    taken = true;
+                    let params = RiseParams {
+                        num_masks: self.rise_masks.unwrap_or(p.num_masks),
+                        num_cells: self.rise_cells.unwrap_or(p.num_cells),
+                        p: self.rise_p.unwrap_or(p.p),
+                        batch_size: self.rise_batch.unwrap_or(p.batch_size),
+                        seed: self.rise_seed.unwrap_or(p.seed),
+                    };
+                    params
+                        .validate()
+                        .map_err(|e| CliError::from(format!("--method rise: {e}")))?;
+                    Ok(Method::Rise(params))
+                }
+                other => Ok(other),
+            })
+            .collect::<Result<Vec<_>, CliError>>()?;
+        if given && !taken {
+            return Err("--rise-*: no method asked for takes them (--method rise)".into());
+        }
+        Ok(out)
+    }
+}
+
 /// How the convolutions and pools compute: a value on the model, never the
 /// environment.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -114,6 +172,36 @@ mod tests {
             composite: c,
             params: LrpParams::default(),
         }
+    }
+
+    #[test]
+    fn rise_options_set_the_parameters_and_refuse_bad_values() {
+        let opts = RiseArgs {
+            rise_masks: Some(100),
+            rise_p: Some(0.25),
+            ..RiseArgs::default()
+        };
+        let got = opts
+            .apply(vec![Method::Gradient, "rise".parse().unwrap()])
+            .unwrap();
+        let Method::Rise(p) = &got[1] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (p.num_masks, p.num_cells, p.p, p.batch_size),
+            (100, 7, 0.25, 32)
+        );
+        let e = opts.apply(vec![Method::Gradient]).unwrap_err().to_string();
+        assert!(e.contains("--method rise"), "{e}");
+        let bad = RiseArgs {
+            rise_cells: Some(1),
+            ..RiseArgs::default()
+        };
+        let e = bad
+            .apply(vec!["rise".parse().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2 cells"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::error::{AttributionError, Result};
 use crate::method::Method;
+use crate::perturbation::{rise, MaskSource, RiseDraws, RiseOptions};
 use crate::postprocess::{
     grad_cam, max_abs_channels, resize_map, smooth_map, sum_channels, sum_channels_product, Resize,
 };
@@ -235,6 +236,28 @@ impl<'m, T: Element> Explainer<'m, T> {
         requests: &[(Method, SaliencyOptions)],
         targets: &[Target<T>],
     ) -> Result<Vec<Vec<Saliency<T>>>> {
+        if requests.iter().any(|(m, _)| m.is_perturbation()) {
+            // Perturbation methods run forward passes of their own; the
+            // others share the tape's backward passes.
+            let (perturbed, replayed): (Vec<usize>, Vec<usize>) =
+                (0..requests.len()).partition(|&i| requests[i].0.is_perturbation());
+            let mut out: Vec<Vec<Saliency<T>>> = requests.iter().map(|_| Vec::new()).collect();
+            let tape_requests: Vec<_> = replayed.iter().map(|&i| requests[i].clone()).collect();
+            for (&i, got) in replayed
+                .iter()
+                .zip(self.saliency_requests(&tape_requests, targets)?)
+            {
+                out[i] = got;
+            }
+            for i in perturbed {
+                let (method, opts) = &requests[i];
+                out[i] = targets
+                    .iter()
+                    .map(|t| self.perturbation(method, t, opts))
+                    .collect::<Result<_>>()?;
+            }
+            return Ok(out);
+        }
         let requests = requests
             .iter()
             .map(|(m, opts)| self.request(m, opts))
@@ -354,6 +377,11 @@ impl<'m, T: Element> Explainer<'m, T> {
             Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. } => {
                 RuleSet::excitation_backprop()
             }
+            Method::Rise(_) => {
+                return Err(AttributionError::InvalidOption(format!(
+                    "{method} runs forward passes, not a backward pass"
+                )))
+            }
         };
         let contrast = match method {
             Method::ContrastiveExcitationBackprop {
@@ -400,7 +428,79 @@ impl<'m, T: Element> Explainer<'m, T> {
             Method::ContrastiveExcitationBackprop { .. } => {
                 Ok(sum_channels(g)?.map(|v| v.max(T::zero())))
             }
+            Method::Rise(_) => Ok(g.clone()),
         }
+    }
+
+    /// A perturbation method's map for `target`, from forward passes of the
+    /// model on perturbed copies of the input: N x 1 x H x W at the input
+    /// (a layer other than the input is an error), then resized and
+    /// smoothed as asked.
+    fn perturbation(
+        &self,
+        method: &Method,
+        target: &Target<T>,
+        opts: &SaliencyOptions,
+    ) -> Result<Saliency<T>> {
+        let Method::Rise(params) = method else {
+            return Err(AttributionError::InvalidOption(format!(
+                "{method} is not a perturbation method"
+            )));
+        };
+        if opts.layer.as_deref().is_some_and(|l| !l.is_empty()) {
+            return Err(AttributionError::InvalidOption(format!(
+                "{method} explains the input, not a layer (`{}`)",
+                opts.layer.as_deref().unwrap_or_default()
+            )));
+        }
+        params.validate()?;
+        let x = self.input();
+        let [n, _, h, w] = x.dims4("rise")?;
+        let per_item: Vec<usize> = match target {
+            Target::Class(k) => vec![*k; n],
+            Target::PerItem(ks) if ks.len() == n => ks.clone(),
+            Target::PerItem(ks) => {
+                return Err(AttributionError::TargetCount {
+                    expected: n,
+                    found: ks.len(),
+                })
+            }
+            Target::Seed(_) => {
+                return Err(AttributionError::InvalidOption(format!(
+                    "{method} explains classes, not a seed tensor"
+                )))
+            }
+        };
+        let mut classes = per_item.clone();
+        classes.sort_unstable();
+        classes.dedup();
+        let draws = RiseDraws::seeded(
+            params.num_masks,
+            params.num_cells,
+            params.p,
+            (h, w),
+            params.seed,
+        )?;
+        let rise_opts = RiseOptions {
+            batch_size: params.batch_size,
+            classes: classes.clone(),
+        };
+        let all = rise(self.model, x, MaskSource::Draws(&draws), &rise_opts)?;
+        // Each item's own class.
+        let hw = h * w;
+        let mut map = Vec::with_capacity(n * hw);
+        for (i, k) in per_item.iter().enumerate() {
+            let j = classes.binary_search(k).unwrap_or_default();
+            let at = (i * classes.len() + j) * hw;
+            map.extend_from_slice(&all.data()[at..at + hw]);
+        }
+        let map = Tensor::from_vec([n, 1, h, w], map)?;
+        Ok(Saliency {
+            map: self.finish(map.clone(), opts)?,
+            gradient: map,
+            activation: self.input.value_arc().clone(),
+            layer: String::new(),
+        })
     }
 
     /// Resize and smoothing of TorchRay's contract.

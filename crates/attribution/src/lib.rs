@@ -11,6 +11,7 @@ pub mod error;
 pub mod explainer;
 pub mod lrp;
 pub mod method;
+pub mod perturbation;
 pub mod postprocess;
 pub mod target;
 

@@ -4,6 +4,7 @@
 
 use crate::error::{AttributionError, Result};
 use crate::lrp::{LrpParams, ZennitComposite};
+use crate::perturbation::RiseParams;
 use sightline_layers::{Canonizer, MergeBatchNorm, Model, ResNetCanonizer};
 use sightline_tensor::Element;
 use std::fmt;
@@ -40,6 +41,10 @@ pub enum Method {
         /// Its parameters.
         params: LrpParams,
     },
+    /// Petsiuk et al. 2018 (TorchRay's `rise`): random masks weighted by the
+    /// sigmoid of the target's logit on the masked input, at the input
+    /// (forward passes only: the explainer runs them on its model and input).
+    Rise(RiseParams),
 }
 
 impl Method {
@@ -67,14 +72,25 @@ impl Method {
             .collect()
     }
 
-    /// The name of every method [`FromStr`] takes: TorchRay's, then the
-    /// LRP composites'.
-    pub fn names() -> Vec<&'static str> {
+    /// The perturbation methods, with default parameters (not in
+    /// [`Method::all`]: thousands of forward passes each).
+    pub fn perturbation_all() -> Vec<Method> {
+        vec![Method::Rise(RiseParams::default())]
+    }
+
+    /// Every method [`FromStr`] takes, with default parameters: TorchRay's
+    /// backprop methods, the LRP composites, the perturbation methods.
+    fn every() -> impl Iterator<Item = Method> {
         Method::all()
-            .iter()
-            .chain(&Method::lrp_all(LrpParams::default()))
-            .map(Method::name)
-            .collect()
+            .into_iter()
+            .chain(Method::lrp_all(LrpParams::default()))
+            .chain(Method::perturbation_all())
+    }
+
+    /// The name of every method [`FromStr`] takes: TorchRay's, then the
+    /// LRP composites', then the perturbation methods'.
+    pub fn names() -> Vec<&'static str> {
+        Method::every().map(|m| m.name()).collect()
     }
 
     /// The method's name (TorchRay's function name; `lrp.` and Zennit's
@@ -89,7 +105,14 @@ impl Method {
             Method::ExcitationBackprop => "excitation_backprop",
             Method::ContrastiveExcitationBackprop { .. } => "contrastive_excitation_backprop",
             Method::Lrp { composite, .. } => composite.method_name(),
+            Method::Rise(_) => "rise",
         }
+    }
+
+    /// Whether the method runs forward passes on perturbed inputs instead
+    /// of a backward pass over the explainer's tape.
+    pub fn is_perturbation(&self) -> bool {
+        matches!(self, Method::Rise(_))
     }
 
     /// The form of the model the method runs on.
@@ -99,6 +122,8 @@ impl Method {
                 ModelForm::AsIs
             }
             Method::Lrp { .. } => ModelForm::Zennit,
+            // The gradient-style methods and RISE (forward passes only):
+            // the merged model computes the same function with fewer ops.
             _ => ModelForm::BatchNormsMerged,
         }
     }
@@ -180,9 +205,7 @@ impl FromStr for Method {
     /// A method by name; an LRP composite gets Zennit's default parameters
     /// (set them on the value).
     fn from_str(s: &str) -> Result<Self> {
-        Method::all()
-            .into_iter()
-            .chain(Method::lrp_all(LrpParams::default()))
+        Method::every()
             .find(|m| m.name() == s)
             .ok_or_else(|| AttributionError::UnknownMethod {
                 name: s.to_string(),
@@ -197,13 +220,12 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for m in Method::all()
-            .into_iter()
-            .chain(Method::lrp_all(LrpParams::default()))
-        {
+        for m in Method::every() {
             assert_eq!(m.name().parse::<Method>().unwrap(), m);
         }
-        assert_eq!(Method::names().len(), 13);
+        assert_eq!(Method::names().len(), 14);
+        assert!(Method::all().iter().all(|m| !m.is_perturbation()));
+        assert!("rise".parse::<Method>().unwrap().is_perturbation());
         assert!(Method::names().contains(&"lrp.epsilon_plus_flat"));
         let e = "gradcam".parse::<Method>().unwrap_err().to_string();
         assert!(e.contains("gradcam") && e.contains("grad_cam"), "{e}");

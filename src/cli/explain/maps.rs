@@ -8,7 +8,7 @@ use image::RgbImage;
 use sightline::budget::model_pass_bytes;
 use sightline::imageio::EncodedImage;
 use sightline::render::{MapRef, ValueRange};
-use sightline_attribution::{Explainer, Resize, Saliency, SaliencyOptions, Target};
+use sightline_attribution::{Explainer, Method, Resize, Saliency, SaliencyOptions, Target};
 use sightline_tensor::softmax::softmax;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,10 +69,25 @@ pub(super) fn explain_image(
     let (w, h) = (encoded.width, encoded.height);
     let (iw, ih) = s.preprocess.input_size(w, h);
     let shape = [1, s.model.channels(), ih as usize, iw as usize];
+    // RISE runs its masked copies a batch at a time.
+    let batch = s
+        .methods
+        .iter()
+        .filter_map(|m| match m {
+            Method::Rise(p) => Some(p.batch_size),
+            _ => None,
+        })
+        .fold(1, usize::max);
+    let pass_shape = [batch, shape[1], shape[2], shape[3]];
     let needed = s
         .preprocess
         .memory_bytes(w, h)
-        .saturating_add(model_pass_bytes(&s.model, &shape, s.transformed_weights));
+        .saturating_add(model_pass_bytes(&s.model, &shape, s.transformed_weights))
+        .saturating_add(if batch > 1 {
+            model_pass_bytes(&s.model, &pass_shape, s.transformed_weights)
+        } else {
+            0
+        });
     let what = format!("{} ({w} x {h}, model input {iw} x {ih})", path.display());
     if let Err(e) = s.budget.check(what, needed) {
         return Ok(Outcome::Failed(e.to_string()));

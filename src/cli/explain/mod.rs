@@ -15,7 +15,7 @@ mod summary;
 pub use model::{load_model, method_layers, parse_methods};
 pub(crate) use setup::transforms_weights;
 
-use super::options::LrpOptions;
+use super::options::{LrpOptions, RiseArgs};
 use super::CliError;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -54,15 +54,18 @@ pub struct Args {
     pub seed: u64,
     /// Saliency methods, comma-separated: gradient, deconvnet,
     /// guided_backprop, grad_cam, linear_approx, excitation_backprop,
-    /// contrastive_excitation_backprop, and the LRP composites
+    /// contrastive_excitation_backprop, the LRP composites
     /// lrp.epsilon_plus, lrp.epsilon_plus_flat, lrp.epsilon_alpha2_beta1,
     /// lrp.epsilon_alpha2_beta1_flat, lrp.epsilon_gamma_box,
-    /// lrp.excitation_backprop.
+    /// lrp.excitation_backprop, and rise.
     #[arg(long, value_delimiter = ',', required = true)]
     pub method: Vec<String>,
     /// Parameters of the LRP methods.
     #[command(flatten)]
     pub lrp: LrpOptions,
+    /// Parameters of RISE.
+    #[command(flatten)]
+    pub rise: RiseArgs,
     /// The class to explain (`K`), or the N best classes of each image (`topN`).
     #[arg(long, default_value = "top1", allow_hyphen_values = true)]
     pub target: String,
