@@ -314,9 +314,15 @@ impl<T: Element, const L: usize, const R: usize> PlaneKernel for InputGradPlanes
     type Elem = T;
     type Out = MaybeUninit<T>;
 
-    fn scratch_len(&self) -> usize {
+    fn scratch_len(&self) -> Result<usize> {
         let lay = &self.lay;
-        self.g.m * lay.grad_rows * lay.glen + R * lay.phases.len() * lay.plen
+        crate::scratch::scratch_len(
+            "depthwise input gradient",
+            &[
+                &[self.g.m, lay.grad_rows, lay.glen],
+                &[R, lay.phases.len(), lay.plen],
+            ],
+        )
     }
 
     /// Input-gradient plane `index` (image `index / C`, channel

@@ -104,8 +104,15 @@ impl<T: Element, const L: usize, const R: usize> PlaneKernel for WeightGradBlock
     type Elem = T;
     type Out = T;
 
-    fn scratch_len(&self) -> usize {
-        self.cols.band_len + self.cols.band_rows * self.padded_width() + self.g.taps() * L
+    fn scratch_len(&self) -> Result<usize> {
+        crate::scratch::scratch_len(
+            "depthwise weight gradient",
+            &[
+                &[self.cols.band_len],
+                &[self.cols.band_rows, self.padded_width()],
+                &[self.g.taps(), L],
+            ],
+        )
     }
 
     /// The taps of output channel `o`: for each band of output rows and

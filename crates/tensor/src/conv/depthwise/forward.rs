@@ -99,8 +99,8 @@ impl<T: Element, const L: usize, const R: usize> PlaneKernel for ForwardPlanes<'
     type Elem = T;
     type Out = MaybeUninit<T>;
 
-    fn scratch_len(&self) -> usize {
-        self.cols.band_len
+    fn scratch_len(&self) -> Result<usize> {
+        Ok(self.cols.band_len)
     }
 
     /// Output plane `index` (image `index / (C M)`, channel `index % (C M)`).

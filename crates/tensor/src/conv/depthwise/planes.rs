@@ -22,7 +22,7 @@ pub(super) trait PlaneKernel: Sync {
     fn plane(&self, index: usize, out: &mut [Self::Out], scratch: &mut [Self::Elem]) -> Result<()>;
 
     /// Elements of scratch one call of [`PlaneKernel::plane`] needs.
-    fn scratch_len(&self) -> usize;
+    fn scratch_len(&self) -> Result<usize>;
 
     /// Readies the scratch of a task for its planes: zeroes it (the padding
     /// of the kernels' copies, which they then leave alone).
@@ -48,7 +48,7 @@ pub(super) fn run_planes<K: PlaneKernel>(
     plane_len: usize,
     plane_work: usize,
 ) -> Result<()> {
-    let scratch_len = kernel.scratch_len();
+    let scratch_len = kernel.scratch_len()?;
     let planes = out.len() / plane_len.max(1);
     let per_task = (TASK_WORK / plane_work.max(1))
         .min(planes / (4 * rayon::current_num_threads()))
