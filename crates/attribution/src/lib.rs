@@ -8,6 +8,7 @@
 
 pub mod captum;
 pub mod error;
+pub mod evaluation;
 pub mod explainer;
 pub mod lrp;
 pub mod method;
