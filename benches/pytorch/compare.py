@@ -10,6 +10,7 @@ against issue 7's targets).
     python3 benches/pytorch/compare.py --table --python ~/torch-venv/bin/python   # issue 7's table
     python3 benches/pytorch/compare.py --onnx-table --python ~/torch-venv/bin/python  # ONNX families
     python3 benches/pytorch/compare.py --lrp-table --python ~/torch-venv/bin/python   # LRP vs Zennit
+    python3 benches/pytorch/compare.py --rise-table --rise-masks 256 --iters 2 --python ...  # RISE
     python3 benches/pytorch/compare.py --onnx --arch mobilenet_v2 --method grad_cam --layer features
 
 PyTorch is optional: the PyTorch side runs in the interpreter given by
@@ -114,6 +115,11 @@ def run():
         canon = ResNetCanonizer() if a["arch"].startswith("resnet") else VGGCanonizer()
         with Gradient(model=model, composite=EpsilonPlusFlat(canonizers=[canon])) as attr:
             attr(x.clone().requires_grad_(True), torch.eye(1000)[[target] * x.shape[0]])
+    elif method == "rise":
+        # TorchRay's RISE (all classes, as it computes them), its default
+        # batch of 32 masked copies per forward pass.
+        from torchray.attribution.rise import rise
+        rise(model, x, num_masks=a["rise_masks"], batch_size=32)
     elif method == "captum_guided_backprop":
         from captum.attr import GuidedBackprop
         GuidedBackprop(model).attribute(x.clone().requires_grad_(True), target=target)
@@ -177,6 +183,45 @@ ONNX_TABLE = [
     ("EfficientNet-B0 Grad-CAM features", "efficientnet_b0", "grad_cam", "features", 0.6),
 ]
 ONNX_RSS_TARGET = 0.5
+
+# Issue 21's RISE jobs: TorchRay's `rise` (every class) against `bench
+# --method rise` (the target class), both 32 masked copies per forward pass,
+# `--rise-masks` masks (TorchRay's default is 8,000; the time is linear in
+# it, so fewer give the same ratio sooner). Target: time <= 0.5.
+RISE_TABLE = [
+    ("ResNet-50 RISE", "resnet50", 0.5),
+    ("VGG16 RISE", "vgg16", 0.5),
+]
+
+
+def run_rise_table(a, exe):
+    """Issue 21's RISE jobs, interleaved as in `run_table`, sightline on the
+    PyTorch side's weights read from a file."""
+    rows = []
+    for label, arch, target in RISE_TABLE:
+        weights = weights_export(a.python, arch)
+        makers = {
+            "pytorch": functools.partial(torch_side, a.python, arch, "rise", a.size, 1,
+                                         a.threads, rise_masks=a.rise_masks),
+            "sightline": functools.partial(sightline_side, exe, arch, "rise", a.size, 1,
+                                           a.threads, weights=weights,
+                                           rise_masks=a.rise_masks),
+        }
+        sides = interleave(makers, a.iters, a.gap)
+        pt, sl = sides["pytorch"], sides["sightline"]
+        ratio, spread = summary(pair_ratios(sl.ms(), pt.ms()))
+        rows.append((label, pt, sl, ratio, spread, target))
+    print(f"{'job':20} {'masks':>6} {'PyTorch ms':>11} {'sightline ms':>13} {'ratio':>6} "
+          f"{'range':>11} {'target':>7} {'PyTorch MiB':>12} {'sightline MiB':>14}")
+    for label, pt, sl, ratio, spread, target in rows:
+        t, s = side_record(pt), side_record(sl)
+        spread = "-" if spread is None else "{}-{}".format(*spread)
+        print(f"{label:20} {a.rise_masks:>6} {fmt(t['ms_median']):>11} {fmt(s['ms_median']):>13} "
+              f"{'-' if ratio is None else ratio:>6} {spread:>11} {'<= ' + str(target):>7} "
+              f"{fmt(t['peak_rss_mib']):>12} {fmt(s['peak_rss_mib']):>14}")
+        for side in (t, s):
+            if side.get("error"):
+                print(f"{'':20} {side['error']}")
 
 
 def onnx_export(python, arch):
@@ -319,9 +364,9 @@ def interleave(makers, calls, gap):
             side.kill()
 
 
-def torch_side(python, arch, method, size, batch, threads, layer=None):
+def torch_side(python, arch, method, size, batch, threads, layer=None, rise_masks=None):
     args = json.dumps(dict(arch=arch, method=method, size=size, batch=batch, threads=threads,
-                           layer=layer))
+                           layer=layer, rise_masks=rise_masks))
     return Side("PyTorch", [python, "-c", TORCH_JOB, args])
 
 
@@ -335,12 +380,14 @@ def sightline_binary(path):
 
 
 def sightline_side(exe, arch, method, size, batch, threads, layer=None, onnx=None,
-                   weights=None):
+                   weights=None, rise_masks=None):
     model = ["--model", str(onnx)] if onnx else ["--arch", arch]
     if weights:
         model += ["--weights", str(weights)]
     cmd = [str(exe), "bench", *model, "--method", method, "--size", str(size),
            "--batch", str(batch), "--stepped", "--json"]
+    if rise_masks:
+        cmd += ["--rise-masks", str(rise_masks)]
     if layer:
         cmd += ["--layer", layer]
     elif method == "grad_cam" and not onnx:
@@ -401,6 +448,10 @@ def main():
                    help="run issue 19's jobs (ONNX exports of three families)")
     p.add_argument("--lrp-table", action="store_true",
                    help="run issue 20's jobs (LRP EpsilonPlusFlat against Zennit)")
+    p.add_argument("--rise-table", action="store_true",
+                   help="run issue 21's RISE jobs (against TorchRay's rise)")
+    p.add_argument("--rise-masks", type=int, default=8000,
+                   help="masks per RISE call (default TorchRay's 8000)")
     a = p.parse_args()
     if a.iters is None:
         a.iters = 16 if (a.table or a.onnx_table) else 10
@@ -416,6 +467,10 @@ def main():
         return run_table(a, have_torch, exe)
     if a.lrp_table:
         return run_table(a, have_torch, exe, LRP_TABLE)
+    if a.rise_table:
+        if not have_torch:
+            p.error("--rise-table needs PyTorch (--python)")
+        return run_rise_table(a, exe)
     if a.onnx_table:
         if not have_torch:
             p.error("--onnx-table needs PyTorch (--python) to export the models")
