@@ -17,6 +17,7 @@ pub use sightline_tensor as tensor;
 pub mod allocator;
 pub mod budget;
 pub mod demo;
+pub mod evaluation_report;
 pub mod files;
 pub mod imageio;
 pub mod interrupt;

@@ -30,6 +30,8 @@ enum Command {
     Demo(cli::demo::Args),
     /// TorchRay's pointing game on generated images or a Pascal VOC-style folder.
     PointingGame(cli::pointing_game::Args),
+    /// Score saliency methods over images: deletion and insertion AUC, the sanity check; in shards.
+    Evaluate(cli::evaluate::Args),
     /// Train the demo model on generated images (sightline's own autograd).
     TrainDemo(cli::train_demo::Args),
 }
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => cli::bench::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::PointingGame(a) => cli::pointing_game::run(a),
+        Command::Evaluate(a) => cli::evaluate::run(a),
         Command::TrainDemo(a) => cli::train_demo::run(a),
     });
     match result {

@@ -4,6 +4,7 @@ pub mod compare;
 // (one `pub mod` line per subcommand below this marker)
 pub mod bench;
 pub mod demo;
+pub mod evaluate;
 pub mod explain;
 pub mod layers;
 pub mod options;

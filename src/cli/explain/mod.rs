@@ -7,9 +7,9 @@
 //! is reported at the end (exit code 1) while the others are explained.
 
 mod maps;
-mod model;
+pub(crate) mod model;
 mod outputs;
-mod setup;
+pub(crate) mod setup;
 mod summary;
 
 pub use model::{load_model, method_layers, parse_methods};

@@ -50,7 +50,7 @@ impl TargetSpec {
     }
 
     /// The classes to explain given one image's logits (1 x K), best first for `topN`.
-    pub(super) fn classes(
+    pub(crate) fn classes(
         self,
         logits: &sightline_tensor::Tensor<f32>,
     ) -> Result<Vec<usize>, CliError> {
@@ -187,7 +187,7 @@ pub(super) fn setup(args: &Args) -> Result<Setup, CliError> {
 }
 
 /// File stems of the outputs, made unique (`cat`, `cat-2`, ...).
-fn unique_stems(inputs: &[PathBuf]) -> Vec<String> {
+pub(crate) fn unique_stems(inputs: &[PathBuf]) -> Vec<String> {
     let mut used: HashSet<String> = HashSet::new();
     inputs
         .iter()
