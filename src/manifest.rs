@@ -6,7 +6,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use sightline_attribution::captum::{self, Baseline, IgOptions, Integration};
 use sightline_attribution::lrp::{Composite, LrpParams, ZennitComposite};
-use sightline_attribution::perturbation::{rise, MaskSource, RiseDraws, RiseOptions};
+use sightline_attribution::perturbation::{
+    extremal_perturbation, rise, ExtremalOptions, ExtremalVariant, MaskSource, RiseDraws,
+    RiseOptions,
+};
 use sightline_attribution::{
     AttributionError, Explainer, Method, ModelForm, Resize, SaliencyOptions, Target,
 };
@@ -445,6 +448,9 @@ pub fn run_case(
     if case.method == "rise" {
         return run_rise(model, data, case);
     }
+    if case.method == "extremal_perturbation" {
+        return run_extremal(model, data, case);
+    }
     if let Some(name) = case.method.strip_prefix("zennit.") {
         return run_zennit(explainer, data, case, name);
     }
@@ -609,6 +615,58 @@ fn run_rise(model: &Model<f32>, data: &CaseData, case: &Case) -> Result<Tensor<f
         classes: Vec::new(),
     };
     Ok(rise(model, &data.input, MaskSource::Draws(&draws), &opts)?)
+}
+
+/// An extremal perturbation case: TorchRay's `extremal_perturbation` on
+/// each image in turn (blur perturbation, simple reward), its masks
+/// concatenated over the images (N * areas x 1 x H x W).
+fn run_extremal(model: &Model<f32>, data: &CaseData, case: &Case) -> Result<Tensor<f32>> {
+    for (name, want) in [("perturbation", "blur"), ("reward", "simple_reward")] {
+        if let Some(v) = str_param(case, name)? {
+            if v != want {
+                return Err(bad(name, format!("only `{want}` is supported, got `{v}`")));
+            }
+        }
+    }
+    let areas = match param(case, "areas") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_f64()
+                    .ok_or_else(|| bad("areas", format!("{v} is not a number")))
+            })
+            .collect::<Result<Vec<f64>>>()?,
+        other => {
+            return Err(bad(
+                "areas",
+                format!("expected a list of fractions, got {other:?}"),
+            ))
+        }
+    };
+    let defaults = ExtremalOptions::default();
+    let count = |name: &str, default: usize| -> Result<usize> {
+        Ok(f64_param(case, name)?.map_or(default, |v| v as usize))
+    };
+    let opts = ExtremalOptions {
+        areas,
+        max_iter: count("max_iter", defaults.max_iter)?,
+        num_levels: count("num_levels", defaults.num_levels)?,
+        step: count("step", defaults.step)?,
+        sigma: f64_param(case, "sigma")?.unwrap_or(defaults.sigma),
+        jitter: bool_param(case, "jitter")?.unwrap_or(defaults.jitter),
+        variant: str_param(case, "variant")?
+            .map(|v| v.parse::<ExtremalVariant>())
+            .transpose()?
+            .unwrap_or(defaults.variant),
+    };
+    let mut masks = Vec::with_capacity(data.targets.len());
+    for (i, &target) in data.targets.iter().enumerate() {
+        let x = data.input.select0(i)?;
+        let [c, h, w] = [x.shape()[0], x.shape()[1], x.shape()[2]];
+        let x = Tensor::from_vec([1, c, h, w], x.data().to_vec())?;
+        masks.push(extremal_perturbation(model, &x, target, &opts)?);
+    }
+    Ok(Tensor::concat0(&masks)?)
 }
 
 fn run_captum(

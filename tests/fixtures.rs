@@ -327,3 +327,30 @@ fn rise_matches_torchray() {
     assert_eq!(run, 4);
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// TorchRay's extremal perturbation, 40 steps, preserve and delete, areas
+/// 1 and 0 at once (where its result does not depend on how PyTorch's
+/// unstable sort orders tied mask values; see the fixture's README), on
+/// both fixture models, through `sightline compare`'s path, within
+/// `1e-5 * max|expected|` (measured at most 1.4e-6).
+#[test]
+fn extremal_perturbation_matches_torchray_where_ties_do_not_matter() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/extremal_untied/manifest.json");
+    let m = Manifest::load(&path).expect("extremal fixture manifest");
+    let mut run = 0;
+    let mut failures = Vec::new();
+    for (name, entry) in &m.models {
+        for r in run_model_with(entry, &m.root, Recording::Plain, KernelPolicy::default())
+            .expect("model runs")
+        {
+            run += 1;
+            match r.outcome {
+                Ok(e) if e <= 1e-5 => {}
+                other => failures.push(format!("{name} {}: {other:?}", r.name)),
+            }
+        }
+    }
+    assert_eq!(run, 4);
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -8,11 +8,16 @@
 //!   repeated), or given outright as a mask tensor ([`MaskSource::Masks`]).
 //!   As [`crate::Method::Rise`] (with [`RiseParams`]) it runs wherever the
 //!   other methods do: the explainer answers it from its model and input.
+//! - [`extremal_perturbation`] (Fong et al. 2019): the smooth mask of a
+//!   given area that best preserves (or deletes) the target's score,
+//!   optimised through the blur perturbation.
 
+mod extremal;
 mod params;
 mod rise;
 mod rise_masks;
 
+pub use extremal::{extremal_perturbation, ExtremalOptions, ExtremalVariant, MAX_ITERATIONS};
 pub use params::RiseParams;
 pub use rise::{rise, MaskSource, RiseOptions, MAX_MASKS};
 pub use rise_masks::{upsample_reflect, RiseDraws};
