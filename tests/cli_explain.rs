@@ -921,3 +921,73 @@ fn rise_runs_from_the_command_with_its_options() {
         assert!(!out.exists(), "{bad:?}");
     }
 }
+
+/// `--method extremal_perturbation`: its map is the library's mask (on the
+/// batch-norm-merged model, the command's parameters), bit for bit; its
+/// options are refused when out of range or when no method takes them.
+#[test]
+fn extremal_perturbation_runs_from_the_command_with_its_options() {
+    use sightline::attribution::perturbation::{
+        extremal_perturbation, ExtremalOptions, ExtremalVariant,
+    };
+    use sightline::layers::{Canonizer, MergeBatchNorm};
+    let f = Fixture::new();
+    let out = f.path("out");
+    let png = f.images.join("b_square.png");
+    let o = f.explain(
+        &out,
+        &[
+            "--method",
+            "extremal_perturbation",
+            "--ep-area",
+            "0.3",
+            "--ep-iters",
+            "6",
+            "--ep-step",
+            "2",
+            "--ep-sigma",
+            "3",
+            "--ep-variant",
+            "delete",
+            "--ep-jitter",
+            "false",
+            "--target",
+            "3",
+            png.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pre = Preprocess {
+        resize: Some(32),
+        crop: Some(32),
+        ..Preprocess::default()
+    };
+    let x = pre.load(&png).unwrap().tensor;
+    let merged = MergeBatchNorm::exact().apply(&f.model()).unwrap();
+    let opts = ExtremalOptions {
+        areas: vec![0.3],
+        max_iter: 6,
+        step: 2,
+        sigma: 3.0,
+        variant: ExtremalVariant::Delete,
+        jitter: false,
+        ..ExtremalOptions::default()
+    };
+    let want = extremal_perturbation(&merged, &x, 3, &opts).unwrap();
+    let (shape, got) = read_npy(&out.join("b_square.extremal_perturbation.3.npy"));
+    assert_eq!(shape, vec![32, 32]);
+    assert_eq!(got, want.data());
+    for bad in [
+        vec!["--method", "extremal_perturbation", "--ep-area", "1.5"],
+        vec!["--method", "extremal_perturbation", "--ep-iters", "0"],
+        vec!["--method", "extremal_perturbation", "--ep-variant", "keep"],
+        vec!["--method", "gradient", "--ep-area", "0.2"],
+    ] {
+        let out = f.path("refused");
+        let mut args = bad.clone();
+        args.push(png.to_str().unwrap());
+        let o = f.explain(&out, &args);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{bad:?}");
+    }
+}

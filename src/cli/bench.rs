@@ -4,13 +4,14 @@
 //! same process, and the peak resident memory.
 
 use super::explain::{load_model, method_layers, parse_methods, transforms_weights};
-use super::options::{KernelOptions, LrpOptions, RiseArgs};
+use super::options::{ExtremalArgs, KernelOptions, LrpOptions, RiseArgs};
 use super::CliError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use sightline::budget::{model_pass_bytes, parse_size, product, MemoryBudget};
 use sightline::footprint::pass_footprint;
+use sightline_attribution::perturbation::ExtremalVariant;
 use sightline_attribution::{group_by_form, Explainer, Method, Resize, SaliencyOptions, Target};
 use sightline_autograd::{Retain, Tape, VarId};
 use sightline_layers::{Canonizer, MergeBatchNorm, Model};
@@ -47,6 +48,9 @@ pub struct Args {
     /// Parameters of RISE (`rise`).
     #[command(flatten)]
     pub rise: RiseArgs,
+    /// Parameters of extremal perturbation (`extremal_perturbation`).
+    #[command(flatten)]
+    pub extremal: ExtremalArgs,
     /// The kernel policy the model computes under.
     #[command(flatten)]
     pub kernels: KernelOptions,
@@ -221,6 +225,15 @@ impl ProductCount {
             }
             // A forward pass per mask, no backward pass.
             Method::Rise(p) => p.num_masks as u64 * self.between(self.input, all),
+            // A forward and a backward pass per step, on two images for dual.
+            Method::ExtremalPerturbation(p) => {
+                let images = if p.variant == ExtremalVariant::Dual {
+                    2
+                } else {
+                    1
+                };
+                3 * images * p.max_iter as u64 * self.between(self.input, all)
+            }
             _ => self.between(probe, all),
         }
     }
@@ -406,7 +419,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let merged = MergeBatchNorm::exact().apply(&model)?;
         (Job::Forward(merged), Vec::new(), Vec::new())
     } else {
-        let methods = args.rise.apply(args.lrp.apply(parse_methods(&names)?)?)?;
+        let methods = args
+            .extremal
+            .apply(args.rise.apply(args.lrp.apply(parse_methods(&names)?)?)?)?;
         let layers = method_layers(&model, &methods, args.layer.as_deref())?;
         let mut forms = Vec::new();
         for (form, idx) in group_by_form(&methods) {

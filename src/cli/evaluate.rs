@@ -4,7 +4,7 @@
 
 use super::explain::model::{load_model, method_layers, parse_methods};
 use super::explain::setup::{unique_stems, TargetSpec};
-use super::options::{LrpOptions, RiseArgs};
+use super::options::{ExtremalArgs, LrpOptions, RiseArgs};
 use super::CliError;
 use indicatif::{ProgressBar, ProgressStyle};
 use sightline::budget::{model_pass_bytes, parse_size, MemoryBudget};
@@ -51,6 +51,9 @@ pub struct Args {
     /// Parameters of RISE.
     #[command(flatten)]
     pub rise: RiseArgs,
+    /// Parameters of extremal perturbation.
+    #[command(flatten)]
+    pub extremal: ExtremalArgs,
     /// Layer probed by grad_cam, linear_approx and the excitation methods.
     #[arg(long)]
     pub layer: Option<String>,
@@ -113,9 +116,10 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         return merge(&args);
     }
     let metrics = parse_metrics(&args.metrics)?;
-    let methods = args
-        .rise
-        .apply(args.lrp.apply(parse_methods(&args.method)?)?)?;
+    let methods = args.extremal.apply(
+        args.rise
+            .apply(args.lrp.apply(parse_methods(&args.method)?)?)?,
+    )?;
     let preprocess = Preprocess {
         resize: Some(args.resize),
         crop: Some(args.size),

@@ -3,7 +3,7 @@
 
 use super::CliError;
 use sightline_attribution::lrp::LrpParams;
-use sightline_attribution::perturbation::RiseParams;
+use sightline_attribution::perturbation::{ExtremalParams, ExtremalVariant, RiseParams};
 use sightline_attribution::Method;
 use sightline_tensor::{KernelPolicy, SimdCap, WinogradPolicy};
 
@@ -136,6 +136,77 @@ impl RiseArgs {
             .collect::<Result<Vec<_>, CliError>>()?;
         if given && !taken {
             return Err("--rise-*: no method asked for takes them (--method rise)".into());
+        }
+        Ok(out)
+    }
+}
+
+/// The parameters of extremal perturbation (`--method extremal_perturbation`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ExtremalArgs {
+    /// Fraction of the image the extremal perturbation mask keeps [default: 0.1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub ep_area: Option<f64>,
+    /// Optimisation steps of extremal perturbation [default: TorchRay's 800].
+    #[arg(long, allow_negative_numbers = true)]
+    pub ep_iters: Option<usize>,
+    /// Pixels between the mask's parameters [default: 7, TorchRay's at 224 x 224].
+    #[arg(long, allow_negative_numbers = true)]
+    pub ep_step: Option<usize>,
+    /// Width of the mask's bumps in pixels [default: 21].
+    #[arg(long, allow_negative_numbers = true)]
+    pub ep_sigma: Option<f64>,
+    /// preserve, delete or dual [default: preserve].
+    #[arg(long)]
+    pub ep_variant: Option<String>,
+    /// Flip the input left-right on even steps: true or false [default: true, TorchRay's].
+    #[arg(long)]
+    pub ep_jitter: Option<bool>,
+}
+
+impl ExtremalArgs {
+    /// `methods` with extremal perturbation given these parameters: an
+    /// error for a value it refuses, or for an option given without
+    /// `--method extremal_perturbation`.
+    pub fn apply(&self, methods: Vec<Method>) -> Result<Vec<Method>, CliError> {
+        let given = self.ep_area.is_some()
+            || self.ep_iters.is_some()
+            || self.ep_step.is_some()
+            || self.ep_sigma.is_some()
+            || self.ep_variant.is_some()
+            || self.ep_jitter.is_some();
+        let variant = self
+            .ep_variant
+            .as_deref()
+            .map(|v| v.parse::<ExtremalVariant>())
+            .transpose()
+            .map_err(|e| CliError::from(format!("--ep-variant: {e}")))?;
+        let mut taken = false;
+        let out = methods
+            .into_iter()
+            .map(|m| match m {
+                Method::ExtremalPerturbation(p) => {
+                    taken = true;
+                    let params = ExtremalParams {
+                        area: self.ep_area.unwrap_or(p.area),
+                        max_iter: self.ep_iters.unwrap_or(p.max_iter),
+                        step: self.ep_step.unwrap_or(p.step),
+                        sigma: self.ep_sigma.unwrap_or(p.sigma),
+                        variant: variant.unwrap_or(p.variant),
+                        jitter: self.ep_jitter.unwrap_or(p.jitter),
+                    };
+                    params.validate().map_err(|e| {
+                        CliError::from(format!("--method extremal_perturbation: {e}"))
+                    })?;
+                    Ok(Method::ExtremalPerturbation(params))
+                }
+                other => Ok(other),
+            })
+            .collect::<Result<Vec<_>, CliError>>()?;
+        if given && !taken {
+            return Err(
+                "--ep-*: no method asked for takes them (--method extremal_perturbation)".into(),
+            );
         }
         Ok(out)
     }

@@ -2,7 +2,7 @@
 
 use crate::error::{AttributionError, Result};
 use crate::method::Method;
-use crate::perturbation::{rise, MaskSource, RiseDraws, RiseOptions};
+use crate::perturbation::{extremal_perturbation, rise, MaskSource, RiseDraws, RiseOptions};
 use crate::postprocess::{
     grad_cam, max_abs_channels, resize_map, smooth_map, sum_channels, sum_channels_product, Resize,
 };
@@ -377,9 +377,9 @@ impl<'m, T: Element> Explainer<'m, T> {
             Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. } => {
                 RuleSet::excitation_backprop()
             }
-            Method::Rise(_) => {
+            Method::Rise(_) | Method::ExtremalPerturbation(_) => {
                 return Err(AttributionError::InvalidOption(format!(
-                    "{method} runs forward passes, not a backward pass"
+                    "{method} runs passes of its own, not one backward pass"
                 )))
             }
         };
@@ -428,7 +428,7 @@ impl<'m, T: Element> Explainer<'m, T> {
             Method::ContrastiveExcitationBackprop { .. } => {
                 Ok(sum_channels(g)?.map(|v| v.max(T::zero())))
             }
-            Method::Rise(_) => Ok(g.clone()),
+            Method::Rise(_) | Method::ExtremalPerturbation(_) => Ok(g.clone()),
         }
     }
 
@@ -442,20 +442,14 @@ impl<'m, T: Element> Explainer<'m, T> {
         target: &Target<T>,
         opts: &SaliencyOptions,
     ) -> Result<Saliency<T>> {
-        let Method::Rise(params) = method else {
-            return Err(AttributionError::InvalidOption(format!(
-                "{method} is not a perturbation method"
-            )));
-        };
         if opts.layer.as_deref().is_some_and(|l| !l.is_empty()) {
             return Err(AttributionError::InvalidOption(format!(
                 "{method} explains the input, not a layer (`{}`)",
                 opts.layer.as_deref().unwrap_or_default()
             )));
         }
-        params.validate()?;
         let x = self.input();
-        let [n, _, h, w] = x.dims4("rise")?;
+        let [n, c, h, w] = x.dims4("perturbation")?;
         let per_item: Vec<usize> = match target {
             Target::Class(k) => vec![*k; n],
             Target::PerItem(ks) if ks.len() == n => ks.clone(),
@@ -471,28 +465,51 @@ impl<'m, T: Element> Explainer<'m, T> {
                 )))
             }
         };
-        let mut classes = per_item.clone();
-        classes.sort_unstable();
-        classes.dedup();
-        let draws = RiseDraws::seeded(
-            params.num_masks,
-            params.num_cells,
-            params.p,
-            (h, w),
-            params.seed,
-        )?;
-        let rise_opts = RiseOptions {
-            batch_size: params.batch_size,
-            classes: classes.clone(),
-        };
-        let all = rise(self.model, x, MaskSource::Draws(&draws), &rise_opts)?;
-        // Each item's own class.
         let hw = h * w;
         let mut map = Vec::with_capacity(n * hw);
-        for (i, k) in per_item.iter().enumerate() {
-            let j = classes.binary_search(k).unwrap_or_default();
-            let at = (i * classes.len() + j) * hw;
-            map.extend_from_slice(&all.data()[at..at + hw]);
+        match method {
+            Method::Rise(params) => {
+                params.validate()?;
+                let mut classes = per_item.clone();
+                classes.sort_unstable();
+                classes.dedup();
+                let draws = RiseDraws::seeded(
+                    params.num_masks,
+                    params.num_cells,
+                    params.p,
+                    (h, w),
+                    params.seed,
+                )?;
+                let rise_opts = RiseOptions {
+                    batch_size: params.batch_size,
+                    classes: classes.clone(),
+                };
+                let all = rise(self.model, x, MaskSource::Draws(&draws), &rise_opts)?;
+                // Each item's own class.
+                for (i, k) in per_item.iter().enumerate() {
+                    let j = classes.binary_search(k).unwrap_or_default();
+                    let at = (i * classes.len() + j) * hw;
+                    map.extend_from_slice(&all.data()[at..at + hw]);
+                }
+            }
+            Method::ExtremalPerturbation(params) => {
+                params.validate()?;
+                let ep = params.options();
+                // One image at a time, as TorchRay takes them.
+                for (i, &k) in per_item.iter().enumerate() {
+                    let item = Tensor::from_vec(
+                        [1, c, h, w],
+                        x.data()[i * c * hw..(i + 1) * c * hw].to_vec(),
+                    )?;
+                    let mask = extremal_perturbation(self.model, &item, k, &ep)?;
+                    map.extend_from_slice(&mask.data()[..hw]);
+                }
+            }
+            _ => {
+                return Err(AttributionError::InvalidOption(format!(
+                    "{method} is not a perturbation method"
+                )))
+            }
         }
         let map = Tensor::from_vec([n, 1, h, w], map)?;
         Ok(Saliency {

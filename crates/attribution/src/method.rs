@@ -4,7 +4,7 @@
 
 use crate::error::{AttributionError, Result};
 use crate::lrp::{LrpParams, ZennitComposite};
-use crate::perturbation::RiseParams;
+use crate::perturbation::{ExtremalParams, RiseParams};
 use sightline_layers::{Canonizer, MergeBatchNorm, Model, ResNetCanonizer};
 use sightline_tensor::Element;
 use std::fmt;
@@ -45,6 +45,10 @@ pub enum Method {
     /// sigmoid of the target's logit on the masked input, at the input
     /// (forward passes only: the explainer runs them on its model and input).
     Rise(RiseParams),
+    /// Fong et al. 2019 (TorchRay's `extremal_perturbation`): the smooth
+    /// mask of a given area that best keeps the target's score, optimised
+    /// by gradient steps (the explainer runs them on its model and input).
+    ExtremalPerturbation(ExtremalParams),
 }
 
 impl Method {
@@ -75,7 +79,10 @@ impl Method {
     /// The perturbation methods, with default parameters (not in
     /// [`Method::all`]: thousands of forward passes each).
     pub fn perturbation_all() -> Vec<Method> {
-        vec![Method::Rise(RiseParams::default())]
+        vec![
+            Method::Rise(RiseParams::default()),
+            Method::ExtremalPerturbation(ExtremalParams::default()),
+        ]
     }
 
     /// Every method [`FromStr`] takes, with default parameters: TorchRay's
@@ -106,13 +113,14 @@ impl Method {
             Method::ContrastiveExcitationBackprop { .. } => "contrastive_excitation_backprop",
             Method::Lrp { composite, .. } => composite.method_name(),
             Method::Rise(_) => "rise",
+            Method::ExtremalPerturbation(_) => "extremal_perturbation",
         }
     }
 
     /// Whether the method runs forward passes on perturbed inputs instead
     /// of a backward pass over the explainer's tape.
     pub fn is_perturbation(&self) -> bool {
-        matches!(self, Method::Rise(_))
+        matches!(self, Method::Rise(_) | Method::ExtremalPerturbation(_))
     }
 
     /// The form of the model the method runs on.
@@ -223,7 +231,7 @@ mod tests {
         for m in Method::every() {
             assert_eq!(m.name().parse::<Method>().unwrap(), m);
         }
-        assert_eq!(Method::names().len(), 14);
+        assert_eq!(Method::names().len(), 15);
         assert!(Method::all().iter().all(|m| !m.is_perturbation()));
         assert!("rise".parse::<Method>().unwrap().is_perturbation());
         assert!(Method::names().contains(&"lrp.epsilon_plus_flat"));

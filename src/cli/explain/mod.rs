@@ -15,7 +15,7 @@ mod summary;
 pub use model::{load_model, method_layers, parse_methods};
 pub(crate) use setup::transforms_weights;
 
-use super::options::{LrpOptions, RiseArgs};
+use super::options::{ExtremalArgs, LrpOptions, RiseArgs};
 use super::CliError;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,7 +57,7 @@ pub struct Args {
     /// contrastive_excitation_backprop, the LRP composites
     /// lrp.epsilon_plus, lrp.epsilon_plus_flat, lrp.epsilon_alpha2_beta1,
     /// lrp.epsilon_alpha2_beta1_flat, lrp.epsilon_gamma_box,
-    /// lrp.excitation_backprop, and rise.
+    /// lrp.excitation_backprop, rise and extremal_perturbation.
     #[arg(long, value_delimiter = ',', required = true)]
     pub method: Vec<String>,
     /// Parameters of the LRP methods.
@@ -66,6 +66,9 @@ pub struct Args {
     /// Parameters of RISE.
     #[command(flatten)]
     pub rise: RiseArgs,
+    /// Parameters of extremal perturbation.
+    #[command(flatten)]
+    pub extremal: ExtremalArgs,
     /// The class to explain (`K`), or the N best classes of each image (`topN`).
     #[arg(long, default_value = "top1", allow_hyphen_values = true)]
     pub target: String,

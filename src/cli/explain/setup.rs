@@ -141,9 +141,10 @@ pub(super) fn setup(args: &Args) -> Result<Setup, CliError> {
         std: args.std,
     };
     preprocess.validate()?;
-    let methods = args
-        .rise
-        .apply(args.lrp.apply(parse_methods(&args.method)?)?)?;
+    let methods = args.extremal.apply(
+        args.rise
+            .apply(args.lrp.apply(parse_methods(&args.method)?)?)?,
+    )?;
     let budget = MemoryBudget::from_option(args.max_memory);
     let model = load_model(
         args.model.as_deref(),

@@ -18,6 +18,6 @@ mod rise;
 mod rise_masks;
 
 pub use extremal::{extremal_perturbation, ExtremalOptions, ExtremalVariant, MAX_ITERATIONS};
-pub use params::RiseParams;
+pub use params::{ExtremalParams, RiseParams};
 pub use rise::{rise, MaskSource, RiseOptions, MAX_MASKS};
 pub use rise_masks::{upsample_reflect, RiseDraws};

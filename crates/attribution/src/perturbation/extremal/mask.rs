@@ -3,6 +3,7 @@
 //! with the backward pass that the optimisation needs.
 
 use crate::error::{AttributionError, Result};
+use rayon::prelude::*;
 
 /// TorchRay's pooling temperature (`coldness`).
 const COLDNESS: f64 = 20.0;
@@ -19,18 +20,24 @@ pub(crate) struct MaskGenerator {
     radius: usize,
     /// The parameter grid, `ceil(H / step) x ceil(W / step)`.
     pub(crate) shape_in: (usize, usize),
+    /// The unfolded grid (the geometry test reads it).
+    #[cfg_attr(not(test), allow(dead_code))]
     shape_mid: (usize, usize),
-    shape_up: (usize, usize),
     /// The full mask, margin included.
     pub(crate) shape_out: (usize, usize),
     /// `(2 radius + 1)^2` bump weights per pixel of the full mask.
     weight: Vec<f64>,
+    /// The grid row (column) each full-mask row (column) reads through
+    /// the nearest upsampling, before the bump's offset.
+    near: (Vec<usize>, Vec<usize>),
 }
 
 /// What [`MaskGenerator::generate`] keeps for its backward pass.
 pub(crate) struct MaskCache {
-    /// Per area, per bump, per full-mask pixel: the weighted parameters.
+    /// Per area, per full-mask pixel, per bump: the weighted parameters.
     m: Vec<f64>,
+    /// The same layout: their softmax weights.
+    s: Vec<f64>,
     /// Per area, per pixel: the pooled value before clamping.
     pooled: Vec<f64>,
 }
@@ -92,14 +99,26 @@ impl MaskGenerator {
                 }
             }
         }
+        // TorchRay's legacy nearest upsampling from mid to up, its float32
+        // scale.
+        let near = |mid: usize, up: usize, out: usize| -> Vec<usize> {
+            let scale = mid as f32 / up as f32;
+            (0..out)
+                .map(|u| ((u as f32 * scale).floor() as usize).min(mid - 1))
+                .collect()
+        };
+        let near = (
+            near(shape_mid.0, shape_up.0, shape_out.0),
+            near(shape_mid.1, shape_up.1, shape_out.1),
+        );
         Ok(Self {
             shape,
+            near,
             margin: round_half_even(margin_f),
             padding,
             radius,
             shape_in,
             shape_mid,
-            shape_up,
             shape_out,
             weight,
         })
@@ -112,54 +131,53 @@ impl MaskGenerator {
     /// The parameter cell that full-mask pixel `(uy, ux)` reads for bump
     /// `(ky, kx)`, if inside the grid (the unfold's zero padding outside).
     fn source(&self, ky: usize, kx: usize, uy: usize, ux: usize) -> Option<(usize, usize)> {
-        // Nearest upsampling from mid to up (TorchRay's legacy nearest, its
-        // float32 scale), then the unfold's window.
-        let near = |u: usize, mid: usize, up: usize| {
-            let scale = mid as f32 / up as f32;
-            ((u as f32 * scale).floor() as usize).min(mid - 1)
-        };
-        let my = near(uy, self.shape_mid.0, self.shape_up.0);
-        let mx = near(ux, self.shape_mid.1, self.shape_up.1);
-        let py = (my + ky).checked_sub(self.padding)?;
-        let px = (mx + kx).checked_sub(self.padding)?;
+        let py = (self.near.0[uy] + ky).checked_sub(self.padding)?;
+        let px = (self.near.1[ux] + kx).checked_sub(self.padding)?;
         (py < self.shape_in.0 && px < self.shape_in.1).then_some((py, px))
     }
 
     /// The masks of `params` (`areas` grids of `shape_in`, row-major):
     /// `(cropped, full, cache)`, the cropped ones `areas x H x W` (what
     /// perturbs the input), the full ones `areas x shape_out` (what the
-    /// area constraint ranks), both clamped to [0, 1].
+    /// area constraint ranks), both clamped to [0, 1]. Rows of the full
+    /// mask are computed in parallel, each pixel by one task.
     pub(crate) fn generate(&self, params: &[f64], areas: usize) -> (Vec<f64>, Vec<f64>, MaskCache) {
         let (hi, wi) = self.shape_in;
         let (ho, wo) = self.shape_out;
-        let k_all = self.side() * self.side();
+        let side = self.side();
+        let k_all = side * side;
         let plane = ho * wo;
-        let mut m = vec![0.0; areas * k_all * plane];
+        let mut m = vec![0.0; areas * plane * k_all];
+        let mut s = vec![0.0; areas * plane * k_all];
         let mut pooled = vec![0.0; areas * plane];
-        let mut full = vec![0.0; areas * plane];
         for a in 0..areas {
             let p = &params[a * hi * wi..(a + 1) * hi * wi];
-            for uy in 0..ho {
-                for ux in 0..wo {
-                    let at = uy * wo + ux;
-                    let mut values = Vec::with_capacity(k_all);
-                    for ky in 0..self.side() {
-                        for kx in 0..self.side() {
-                            let k = ky * self.side() + kx;
-                            let v = self
-                                .source(ky, kx, uy, ux)
-                                .map_or(0.0, |(py, px)| p[py * wi + px]);
-                            let mk = self.weight[k * plane + at] * v;
-                            m[(a * k_all + k) * plane + at] = mk;
-                            values.push(mk);
+            let span = a * plane * k_all..(a + 1) * plane * k_all;
+            m[span.clone()]
+                .par_chunks_mut(wo * k_all)
+                .zip(s[span].par_chunks_mut(wo * k_all))
+                .zip(pooled[a * plane..(a + 1) * plane].par_chunks_mut(wo))
+                .enumerate()
+                .for_each(|(uy, ((m_row, s_row), pooled_row))| {
+                    for ux in 0..wo {
+                        let at = uy * wo + ux;
+                        let mv = &mut m_row[ux * k_all..(ux + 1) * k_all];
+                        for ky in 0..side {
+                            for kx in 0..side {
+                                let k = ky * side + kx;
+                                let v = self
+                                    .source(ky, kx, uy, ux)
+                                    .map_or(0.0, |(py, px)| p[py * wi + px]);
+                                mv[k] = self.weight[k * plane + at] * v;
+                            }
                         }
+                        let sv = &mut s_row[ux * k_all..(ux + 1) * k_all];
+                        softmax_into(mv, sv);
+                        pooled_row[ux] = mv.iter().zip(sv.iter()).map(|(x, w)| x * w).sum();
                     }
-                    let out = soft_pool(&values);
-                    pooled[a * plane + at] = out;
-                    full[a * plane + at] = out.clamp(0.0, 1.0);
-                }
-            }
+                });
         }
+        let full: Vec<f64> = pooled.iter().map(|v| v.clamp(0.0, 1.0)).collect();
         let (h, w) = self.shape;
         let mut cropped = Vec::with_capacity(areas * h * w);
         for a in 0..areas {
@@ -168,12 +186,14 @@ impl MaskGenerator {
                 cropped.extend_from_slice(&full[row..row + w]);
             }
         }
-        (cropped, full, MaskCache { m, pooled })
+        (cropped, full, MaskCache { m, s, pooled })
     }
 
     /// The gradient with respect to the parameters, given the gradients
     /// with respect to the cropped masks (`areas x H x W`) and the full
-    /// masks (`areas x shape_out`).
+    /// masks (`areas x shape_out`). Each pixel's contributions are computed
+    /// in parallel by rows, then added to the parameters in a fixed order
+    /// (pixel by pixel, bump by bump).
     pub(crate) fn backward(
         &self,
         cache: &MaskCache,
@@ -184,11 +204,15 @@ impl MaskGenerator {
         let (hi, wi) = self.shape_in;
         let (ho, wo) = self.shape_out;
         let (h, w) = self.shape;
-        let k_all = self.side() * self.side();
+        let side = self.side();
+        let k_all = side * side;
         let plane = ho * wo;
-        let mut g_params = vec![0.0; areas * hi * wi];
-        for a in 0..areas {
-            for uy in 0..ho {
+        let mut contrib = vec![0.0; areas * plane * k_all];
+        contrib
+            .par_chunks_mut(wo * k_all)
+            .enumerate()
+            .for_each(|(row, out)| {
+                let (a, uy) = (row / ho, row % ho);
                 for ux in 0..wo {
                     let at = uy * wo + ux;
                     let mut g = grad_full[a * plane + at];
@@ -201,20 +225,29 @@ impl MaskGenerator {
                     if g == 0.0 || !(0.0..=1.0).contains(&pre) {
                         continue;
                     }
-                    let values: Vec<f64> = (0..k_all)
-                        .map(|k| cache.m[(a * k_all + k) * plane + at])
-                        .collect();
-                    let s = softmax(&values);
-                    for ky in 0..self.side() {
-                        for kx in 0..self.side() {
-                            let k = ky * self.side() + kx;
-                            let Some((py, px)) = self.source(ky, kx, uy, ux) else {
+                    let base = (a * plane + at) * k_all;
+                    let (mv, sv) = (&cache.m[base..base + k_all], &cache.s[base..base + k_all]);
+                    for k in 0..k_all {
+                        // d pooled / d m_k = s_k (1 + c (m_k - pooled)).
+                        let d = sv[k] * (1.0 + COLDNESS * (mv[k] - pre));
+                        out[ux * k_all + k] = g * d * self.weight[k * plane + at];
+                    }
+                }
+            });
+        let mut g_params = vec![0.0; areas * hi * wi];
+        for a in 0..areas {
+            for uy in 0..ho {
+                for ux in 0..wo {
+                    let base = (a * plane + uy * wo + ux) * k_all;
+                    for ky in 0..side {
+                        for kx in 0..side {
+                            let c = contrib[base + ky * side + kx];
+                            if c == 0.0 {
                                 continue;
-                            };
-                            // d pooled / d m_k = s_k (1 + c (m_k - pooled)).
-                            let d = s[k] * (1.0 + COLDNESS * (values[k] - pre));
-                            g_params[a * hi * wi + py * wi + px] +=
-                                g * d * self.weight[k * plane + at];
+                            }
+                            if let Some((py, px)) = self.source(ky, kx, uy, ux) {
+                                g_params[a * hi * wi + py * wi + px] += c;
+                            }
                         }
                     }
                 }
@@ -224,17 +257,15 @@ impl MaskGenerator {
     }
 }
 
-/// `softmax(c v)`.
-fn softmax(v: &[f64]) -> Vec<f64> {
+/// `softmax(c v)` into `out`.
+fn softmax_into(v: &[f64], out: &mut [f64]) {
     let max = v.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-    let e: Vec<f64> = v.iter().map(|&x| (COLDNESS * (x - max)).exp()).collect();
-    let sum: f64 = e.iter().sum();
-    e.into_iter().map(|x| x / sum).collect()
-}
-
-/// TorchRay's softmax pooling: `sum_k v_k softmax(c v)_k`.
-fn soft_pool(v: &[f64]) -> f64 {
-    softmax(v).iter().zip(v).map(|(s, x)| s * x).sum()
+    let mut sum = 0.0;
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = (COLDNESS * (x - max)).exp();
+        sum += *o;
+    }
+    out.iter_mut().for_each(|o| *o /= sum);
 }
 
 /// Python's `round` (half to even).
