@@ -210,13 +210,13 @@ def run_rise_table(a, exe):
     rows = []
     for label, arch, method, target in RISE_TABLE:
         weights = weights_export(a.python, arch)
+        counts = (dict(rise_masks=a.rise_masks) if method == "rise"
+                  else dict(ep_iters=a.ep_iters))
         makers = {
             "pytorch": functools.partial(torch_side, a.python, arch, method, a.size, 1,
-                                         a.threads, rise_masks=a.rise_masks,
-                                         ep_iters=a.ep_iters),
+                                         a.threads, **counts),
             "sightline": functools.partial(sightline_side, exe, arch, method, a.size, 1,
-                                           a.threads, weights=weights,
-                                           rise_masks=a.rise_masks, ep_iters=a.ep_iters),
+                                           a.threads, weights=weights, **counts),
         }
         sides = interleave(makers, a.iters, a.gap)
         pt, sl = sides["pytorch"], sides["sightline"]
