@@ -196,7 +196,7 @@ fn bad_requests_are_typed_errors() {
         matches!(e, AttributionError::Layer(LayerError::InputTooSmall { .. })),
         "{e}"
     );
-    let e = "rise".parse::<Method>().unwrap_err();
+    let e = "risee".parse::<Method>().unwrap_err();
     assert!(matches!(e, AttributionError::UnknownMethod { .. }));
 }
 

@@ -74,7 +74,7 @@ fn compare_command_prints_the_total_and_fails_on_unknown_methods() {
     models.remove("tiny_resnet");
     let cases = models["tiny_vgg"]["cases"].as_array_mut().unwrap();
     cases.truncate(2);
-    cases[1]["method"] = "rise".into();
+    cases[1]["method"] = "occlusion".into();
     std::fs::write(dir.join("manifest.json"), json.to_string()).unwrap();
     let out = std::process::Command::new(bin)
         .args(["compare", "--manifest"])
@@ -83,7 +83,7 @@ fn compare_command_prints_the_total_and_fails_on_unknown_methods() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(text.contains("FAIL unknown method `rise`"), "{text}");
+    assert!(text.contains("FAIL unknown method `occlusion`"), "{text}");
     assert!(text.lines().any(|l| l == "1 passed, 1 failed"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }
