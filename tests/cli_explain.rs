@@ -59,6 +59,18 @@ impl Fixture {
         self.dir.path().join(name)
     }
 
+    /// `explain` on `image` with each of `refused`: exit 2, nothing written.
+    fn assert_refused(&self, image: &Path, refused: &[Vec<&str>]) {
+        for bad in refused {
+            let out = self.path("refused");
+            let mut args = bad.clone();
+            args.push(image.to_str().unwrap());
+            let o = self.explain(&out, &args);
+            assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+            assert!(!out.exists(), "{bad:?}");
+        }
+    }
+
     fn model(&self) -> Model<f32> {
         Model::from_safetensors(&Architecture::from_json(TINY_VGG).unwrap(), &self.weights).unwrap()
     }
@@ -842,18 +854,14 @@ fn lrp_methods_run_on_zennit_s_canonized_model() {
             "{name}: signed"
         );
     }
-    for bad in [
-        vec!["--method", "lrp.epsilon_gamma_box"],
-        vec!["--method", "lrp.epsilon_plus", "--lrp-gamma", "0.5"],
-        vec!["--method", "lrp.epsilon_plus", "--lrp-epsilon", "-1"],
-    ] {
-        let out = f.path("refused");
-        let mut args = bad.clone();
-        args.push(png.to_str().unwrap());
-        let o = f.explain(&out, &args);
-        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
-        assert!(!out.exists(), "{bad:?}");
-    }
+    f.assert_refused(
+        &png,
+        &[
+            vec!["--method", "lrp.epsilon_gamma_box"],
+            vec!["--method", "lrp.epsilon_plus", "--lrp-gamma", "0.5"],
+            vec!["--method", "lrp.epsilon_plus", "--lrp-epsilon", "-1"],
+        ],
+    );
 }
 
 /// `--method rise` next to a gradient method: its maps are the library's
@@ -907,19 +915,15 @@ fn rise_runs_from_the_command_with_its_options() {
         got.iter().all(|v| (0.0..=1.0).contains(v)),
         "RISE maps are means of masks"
     );
-    for bad in [
-        vec!["--method", "rise", "--rise-cells", "1"],
-        vec!["--method", "rise", "--rise-p", "1.5"],
-        vec!["--method", "rise", "--rise-masks", "0"],
-        vec!["--method", "gradient", "--rise-masks", "10"],
-    ] {
-        let out = f.path("refused");
-        let mut args = bad.clone();
-        args.push(png.to_str().unwrap());
-        let o = f.explain(&out, &args);
-        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
-        assert!(!out.exists(), "{bad:?}");
-    }
+    f.assert_refused(
+        &png,
+        &[
+            vec!["--method", "rise", "--rise-cells", "1"],
+            vec!["--method", "rise", "--rise-p", "1.5"],
+            vec!["--method", "rise", "--rise-masks", "0"],
+            vec!["--method", "gradient", "--rise-masks", "10"],
+        ],
+    );
 }
 
 /// `--method extremal_perturbation`: its map is the library's mask (on the
@@ -977,17 +981,13 @@ fn extremal_perturbation_runs_from_the_command_with_its_options() {
     let (shape, got) = read_npy(&out.join("b_square.extremal_perturbation.3.npy"));
     assert_eq!(shape, vec![32, 32]);
     assert_eq!(got, want.data());
-    for bad in [
-        vec!["--method", "extremal_perturbation", "--ep-area", "1.5"],
-        vec!["--method", "extremal_perturbation", "--ep-iters", "0"],
-        vec!["--method", "extremal_perturbation", "--ep-variant", "keep"],
-        vec!["--method", "gradient", "--ep-area", "0.2"],
-    ] {
-        let out = f.path("refused");
-        let mut args = bad.clone();
-        args.push(png.to_str().unwrap());
-        let o = f.explain(&out, &args);
-        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
-        assert!(!out.exists(), "{bad:?}");
-    }
+    f.assert_refused(
+        &png,
+        &[
+            vec!["--method", "extremal_perturbation", "--ep-area", "1.5"],
+            vec!["--method", "extremal_perturbation", "--ep-iters", "0"],
+            vec!["--method", "extremal_perturbation", "--ep-variant", "keep"],
+            vec!["--method", "gradient", "--ep-area", "0.2"],
+        ],
+    );
 }

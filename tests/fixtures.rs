@@ -268,32 +268,47 @@ fn onnx_op_graph_matches_onnxruntime_and_finite_differences() {
     }
 }
 
+/// Runs every case of the manifest at `relative` (from the package root)
+/// whose name `wanted` accepts, as `sightline compare` does with
+/// `recording`: how many ran, and those not within `tolerance`.
+fn run_fixture_cases(
+    relative: &str,
+    recording: Recording,
+    wanted: impl Fn(&str) -> bool,
+    tolerance: f64,
+) -> (usize, Vec<String>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    let m = Manifest::load(&path).expect("fixture manifest");
+    let mut run = 0;
+    let mut failures = Vec::new();
+    for (name, entry) in &m.models {
+        for r in run_model_with(entry, &m.root, recording, KernelPolicy::default())
+            .expect("model runs")
+            .into_iter()
+            .filter(|r| wanted(&r.name))
+        {
+            run += 1;
+            match r.outcome {
+                Ok(e) if e <= tolerance => {}
+                other => failures.push(format!("{name} {}: {other:?}", r.name)),
+            }
+        }
+    }
+    (run, failures)
+}
+
 /// Zennit's composites, its single rules and a special first layer (24
 /// cases on the two fixture models, Zennit's `Gradient` attributor with the
 /// VGG and ResNet canonizers), through the same path as `sightline
 /// compare`, within `1e-4 * max|expected|`; the worst case measured 1.7e-6.
 #[test]
 fn lrp_matches_zennit() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lrp/manifest.json");
-    let m = Manifest::load(&path).expect("LRP fixture manifest");
-    let mut run = 0;
-    let mut failures = Vec::new();
-    for (name, entry) in &m.models {
-        for r in run_model_with(
-            entry,
-            &m.root,
-            Recording::AsExplain,
-            KernelPolicy::default(),
-        )
-        .expect("model runs")
-        {
-            run += 1;
-            match r.outcome {
-                Ok(e) if e <= 1e-5 => {}
-                other => failures.push(format!("{name} {}: {other:?}", r.name)),
-            }
-        }
-    }
+    let (run, failures) = run_fixture_cases(
+        "tests/fixtures/lrp/manifest.json",
+        Recording::AsExplain,
+        |_| true,
+        1e-5,
+    );
     assert_eq!(run, 24);
     assert!(failures.is_empty(), "{failures:#?}");
 }
@@ -306,24 +321,12 @@ fn lrp_matches_zennit() {
 /// same path as `sightline compare`.
 #[test]
 fn rise_matches_torchray() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/perturbation/manifest.json");
-    let m = Manifest::load(&path).expect("perturbation fixture manifest");
-    let mut run = 0;
-    let mut failures = Vec::new();
-    for (name, entry) in &m.models {
-        for r in run_model_with(entry, &m.root, Recording::Plain, KernelPolicy::default())
-            .expect("model runs")
-            .into_iter()
-            .filter(|r| r.name.starts_with("rise"))
-        {
-            run += 1;
-            match r.outcome {
-                Ok(e) if e <= 1e-5 => {}
-                other => failures.push(format!("{name} {}: {other:?}", r.name)),
-            }
-        }
-    }
+    let (run, failures) = run_fixture_cases(
+        "tests/fixtures/perturbation/manifest.json",
+        Recording::Plain,
+        |name| name.starts_with("rise"),
+        1e-5,
+    );
     assert_eq!(run, 4);
     assert!(failures.is_empty(), "{failures:#?}");
 }
@@ -335,22 +338,12 @@ fn rise_matches_torchray() {
 /// `1e-5 * max|expected|` (measured at most 1.4e-6).
 #[test]
 fn extremal_perturbation_matches_torchray_where_ties_do_not_matter() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/extremal_untied/manifest.json");
-    let m = Manifest::load(&path).expect("extremal fixture manifest");
-    let mut run = 0;
-    let mut failures = Vec::new();
-    for (name, entry) in &m.models {
-        for r in run_model_with(entry, &m.root, Recording::Plain, KernelPolicy::default())
-            .expect("model runs")
-        {
-            run += 1;
-            match r.outcome {
-                Ok(e) if e <= 1e-5 => {}
-                other => failures.push(format!("{name} {}: {other:?}", r.name)),
-            }
-        }
-    }
+    let (run, failures) = run_fixture_cases(
+        "tests/fixtures/extremal_untied/manifest.json",
+        Recording::Plain,
+        |_| true,
+        1e-5,
+    );
     assert_eq!(run, 4);
     assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -3,8 +3,9 @@
 //! throughput of the run, matrixmultiply's sgemm throughput measured in the
 //! same process, and the peak resident memory.
 
-use super::explain::{load_model, method_layers, parse_methods, transforms_weights};
-use super::options::{ExtremalArgs, KernelOptions, LrpOptions, RiseArgs};
+use super::explain::model::model_forms;
+use super::explain::{load_model, method_layers, transforms_weights};
+use super::options::{method_list, ExtremalArgs, KernelOptions, LrpOptions, RiseArgs};
 use super::CliError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -12,7 +13,7 @@ use serde_json::json;
 use sightline::budget::{model_pass_bytes, parse_size, product, MemoryBudget};
 use sightline::footprint::pass_footprint;
 use sightline_attribution::perturbation::ExtremalVariant;
-use sightline_attribution::{group_by_form, Explainer, Method, Resize, SaliencyOptions, Target};
+use sightline_attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
 use sightline_autograd::{Retain, Tape, VarId};
 use sightline_layers::{Canonizer, MergeBatchNorm, Model};
 use sightline_tensor::gemm::{gemm, MatRef};
@@ -419,23 +420,18 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let merged = MergeBatchNorm::exact().apply(&model)?;
         (Job::Forward(merged), Vec::new(), Vec::new())
     } else {
-        let methods = args
-            .extremal
-            .apply(args.rise.apply(args.lrp.apply(parse_methods(&names)?)?)?)?;
+        let methods = method_list(&names, &args.lrp, &args.rise, &args.extremal)?;
         let layers = method_layers(&model, &methods, args.layer.as_deref())?;
-        let mut forms = Vec::new();
-        for (form, idx) in group_by_form(&methods) {
-            let keep: Vec<&str> = idx
-                .iter()
-                .map(|&i| layers[i].as_str())
-                .filter(|l| !l.is_empty())
-                .collect();
-            forms.push((
-                form.apply(&model, &keep)?,
-                idx.iter().map(|&i| methods[i].clone()).collect(),
-                idx.iter().map(|&i| layers[i].clone()).collect(),
-            ));
-        }
+        let forms = model_forms(&model, &methods, &layers)?
+            .into_iter()
+            .map(|(form, idx)| {
+                (
+                    form,
+                    idx.iter().map(|&i| methods[i].clone()).collect(),
+                    idx.iter().map(|&i| layers[i].clone()).collect(),
+                )
+            })
+            .collect();
         (Job::Methods(forms), methods, layers)
     };
     let shape = [args.batch, model.channels(), args.size, args.size];

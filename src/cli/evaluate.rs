@@ -2,9 +2,9 @@
 //! (deletion and insertion AUC, the model-randomisation sanity check), in
 //! shards that resume and merge.
 
-use super::explain::model::{load_model, method_layers, parse_methods};
+use super::explain::model::{kept_layers, load_model, method_layers, model_forms};
 use super::explain::setup::{unique_stems, TargetSpec};
-use super::options::{ExtremalArgs, LrpOptions, RiseArgs};
+use super::options::{method_list, ExtremalArgs, LrpOptions, RiseArgs};
 use super::CliError;
 use indicatif::{ProgressBar, ProgressStyle};
 use sightline::budget::{model_pass_bytes, parse_size, MemoryBudget};
@@ -17,7 +17,7 @@ use sightline::render::write_atomic;
 use sightline_attribution::evaluation::{
     cascading_randomization, causal_metric, CausalMode, CausalOptions,
 };
-use sightline_attribution::{group_by_form, Explainer, Method, Resize, SaliencyOptions, Target};
+use sightline_attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
 use sightline_layers::Model;
 use sightline_tensor::Tensor;
 use std::collections::BTreeMap;
@@ -116,10 +116,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         return merge(&args);
     }
     let metrics = parse_metrics(&args.metrics)?;
-    let methods = args.extremal.apply(
-        args.rise
-            .apply(args.lrp.apply(parse_methods(&args.method)?)?)?,
-    )?;
+    let methods = method_list(&args.method, &args.lrp, &args.rise, &args.extremal)?;
     let preprocess = Preprocess {
         resize: Some(args.resize),
         crop: Some(args.size),
@@ -162,15 +159,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let images_dir = args.out.join("images");
     std::fs::create_dir_all(&images_dir)
         .map_err(|e| format!("--out {}: {e}", images_dir.display()))?;
-    let mut forms = Vec::new();
-    for (form, idx) in group_by_form(&methods) {
-        let keep: Vec<&str> = idx
-            .iter()
-            .map(|&i| layers[i].as_str())
-            .filter(|l| !l.is_empty())
-            .collect();
-        forms.push((form.apply(&model, &keep)?, idx));
-    }
+    let forms = model_forms(&model, &methods, &layers)?;
     let job = Job {
         model: &model,
         forms: &forms,
@@ -257,15 +246,11 @@ impl Job<'_> {
         };
         let (w, h) = (encoded.width, encoded.height);
         let (iw, ih) = self.preprocess.input_size(w, h);
-        let rise_batch = self
+        let batch = self
             .methods
             .iter()
-            .filter_map(|m| match m {
-                Method::Rise(p) => Some(p.batch_size),
-                _ => None,
-            })
-            .fold(1, usize::max);
-        let batch = rise_batch.max(self.causal.batch_size);
+            .map(Method::images_per_pass)
+            .fold(self.causal.batch_size, usize::max);
         let shape = [batch, self.model.channels(), ih as usize, iw as usize];
         let needed = self
             .preprocess
@@ -342,13 +327,8 @@ impl Job<'_> {
     fn maps(&self, x: &Tensor<f32>, class: usize) -> Result<Vec<Tensor<f32>>, CliError> {
         let mut maps: Vec<Option<Tensor<f32>>> = vec![None; self.methods.len()];
         for (model, idx) in self.forms {
-            let keep: Vec<&str> = idx
-                .iter()
-                .map(|&i| self.layers[i].as_str())
-                .filter(|l| !l.is_empty())
-                .collect();
             let methods: Vec<Method> = idx.iter().map(|&i| self.methods[i].clone()).collect();
-            let ex = Explainer::for_methods(model, x, &methods, &keep)?;
+            let ex = Explainer::for_methods(model, x, &methods, &kept_layers(self.layers, idx))?;
             let requests: Vec<_> = idx
                 .iter()
                 .map(|&i| {

@@ -7,6 +7,18 @@ use sightline_attribution::perturbation::{ExtremalParams, ExtremalVariant, RiseP
 use sightline_attribution::Method;
 use sightline_tensor::{KernelPolicy, SimdCap, WinogradPolicy};
 
+/// The methods named by `names` (without repeats, in the order given),
+/// each with its parameters from the options: LRP's, RISE's, extremal
+/// perturbation's (an option that no named method takes is an error).
+pub fn method_list(
+    names: &[String],
+    lrp: &LrpOptions,
+    rise: &RiseArgs,
+    extremal: &ExtremalArgs,
+) -> Result<Vec<Method>, CliError> {
+    extremal.apply(rise.apply(lrp.apply(super::explain::model::parse_methods(names)?)?)?)
+}
+
 /// The parameters of the LRP methods (`lrp.NAME`).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct LrpOptions {

@@ -450,21 +450,7 @@ impl<'m, T: Element> Explainer<'m, T> {
         }
         let x = self.input();
         let [n, c, h, w] = x.dims4("perturbation")?;
-        let per_item: Vec<usize> = match target {
-            Target::Class(k) => vec![*k; n],
-            Target::PerItem(ks) if ks.len() == n => ks.clone(),
-            Target::PerItem(ks) => {
-                return Err(AttributionError::TargetCount {
-                    expected: n,
-                    found: ks.len(),
-                })
-            }
-            Target::Seed(_) => {
-                return Err(AttributionError::InvalidOption(format!(
-                    "{method} explains classes, not a seed tensor"
-                )))
-            }
-        };
+        let per_item = target.item_classes(n)?;
         let hw = h * w;
         let mut map = Vec::with_capacity(n * hw);
         match method {

@@ -4,7 +4,7 @@
 
 use crate::error::{AttributionError, Result};
 use crate::lrp::{LrpParams, ZennitComposite};
-use crate::perturbation::{ExtremalParams, RiseParams};
+use crate::perturbation::{ExtremalParams, ExtremalVariant, RiseParams};
 use sightline_layers::{Canonizer, MergeBatchNorm, Model, ResNetCanonizer};
 use sightline_tensor::Element;
 use std::fmt;
@@ -114,6 +114,17 @@ impl Method {
             Method::Lrp { composite, .. } => composite.method_name(),
             Method::Rise(_) => "rise",
             Method::ExtremalPerturbation(_) => "extremal_perturbation",
+        }
+    }
+
+    /// Images the method puts through the model at once for one input
+    /// image: RISE's batch of masked copies, two for dual extremal
+    /// perturbation, one otherwise (what the memory budget plans for).
+    pub fn images_per_pass(&self) -> usize {
+        match self {
+            Method::Rise(p) => p.batch_size,
+            Method::ExtremalPerturbation(p) if p.variant == ExtremalVariant::Dual => 2,
+            _ => 1,
         }
     }
 

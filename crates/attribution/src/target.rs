@@ -15,6 +15,22 @@ pub enum Target<T> {
 }
 
 impl<T: Element> Target<T> {
+    /// The class of each of `n` items; a seed tensor names no classes and
+    /// is an error here.
+    pub fn item_classes(&self, n: usize) -> Result<Vec<usize>> {
+        match self {
+            Target::Class(c) => Ok(vec![*c; n]),
+            Target::PerItem(cs) if cs.len() == n => Ok(cs.clone()),
+            Target::PerItem(cs) => Err(AttributionError::TargetCount {
+                expected: n,
+                found: cs.len(),
+            }),
+            Target::Seed(_) => Err(AttributionError::InvalidOption(
+                "this method explains classes, not a seed tensor".into(),
+            )),
+        }
+    }
+
     /// The backward seed for logits of shape `N x K`.
     pub fn seed(&self, logits_shape: &[usize]) -> Result<Tensor<T>> {
         let (n, k) = match logits_shape {
@@ -26,32 +42,21 @@ impl<T: Element> Target<T> {
                 })
             }
         };
-        let classes: Vec<usize> = match self {
-            Target::Class(c) => vec![*c; n],
-            Target::PerItem(cs) => {
-                if cs.len() != n {
-                    return Err(AttributionError::TargetCount {
-                        expected: n,
-                        found: cs.len(),
-                    });
-                }
-                cs.clone()
+        if let Target::Seed(t) = self {
+            if t.shape() != logits_shape {
+                return Err(AttributionError::SeedShape {
+                    expected: logits_shape.to_vec(),
+                    found: t.shape().to_vec(),
+                });
             }
-            Target::Seed(t) => {
-                if t.shape() != logits_shape {
-                    return Err(AttributionError::SeedShape {
-                        expected: logits_shape.to_vec(),
-                        found: t.shape().to_vec(),
-                    });
-                }
-                if t.has_non_finite() {
-                    return Err(AttributionError::InvalidOption(
-                        "the seed tensor holds a NaN or infinite value".into(),
-                    ));
-                }
-                return Ok(t.clone());
+            if t.has_non_finite() {
+                return Err(AttributionError::InvalidOption(
+                    "the seed tensor holds a NaN or infinite value".into(),
+                ));
             }
-        };
+            return Ok(t.clone());
+        }
+        let classes = self.item_classes(n)?;
         let mut seed = Tensor::zeros([n, k]);
         for (i, &c) in classes.iter().enumerate() {
             if c >= k {

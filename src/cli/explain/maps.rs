@@ -1,6 +1,7 @@
 //! The maps of one image: one forward pass, then every method and class
 //! (nothing is written here).
 
+use super::model::kept_layers;
 use super::setup::Setup;
 use super::Args;
 use crate::cli::CliError;
@@ -73,10 +74,7 @@ pub(super) fn explain_image(
     let batch = s
         .methods
         .iter()
-        .filter_map(|m| match m {
-            Method::Rise(p) => Some(p.batch_size),
-            _ => None,
-        })
+        .map(Method::images_per_pass)
         .fold(1, usize::max);
     let pass_shape = [batch, shape[1], shape[2], shape[3]];
     let needed = s
@@ -112,11 +110,7 @@ pub(super) fn explain_image(
     let t2 = Instant::now();
     for (model, idx) in &s.forms {
         let tf = Instant::now();
-        let keep: Vec<&str> = idx
-            .iter()
-            .map(|&i| s.layers[i].as_str())
-            .filter(|l| !l.is_empty())
-            .collect();
+        let keep = kept_layers(&s.layers, idx);
         let methods: Vec<_> = idx.iter().map(|&i| s.methods[i].clone()).collect();
         let explainer = Explainer::for_methods(model, &prepared.tensor, &methods, &keep)?;
         if let Some(k) = explainer

@@ -12,7 +12,7 @@ mod outputs;
 pub(crate) mod setup;
 mod summary;
 
-pub use model::{load_model, method_layers, parse_methods};
+pub use model::{load_model, method_layers};
 pub(crate) use setup::transforms_weights;
 
 use super::options::{ExtremalArgs, LrpOptions, RiseArgs};

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sightline::budget::MemoryBudget;
 use sightline::files::{check_regular, read_regular_text, MAX_JSON_BYTES};
 use sightline::footprint::architecture_footprint;
-use sightline_attribution::Method;
+use sightline_attribution::{group_by_form, Method};
 use sightline_layers::{Architecture, Model};
 use std::path::Path;
 
@@ -133,4 +133,30 @@ pub fn method_layers(
             _ => String::new(),
         })
         .collect())
+}
+
+/// The layers a forward pass for the methods `idx` must keep: their probes
+/// other than the input.
+pub fn kept_layers<'a>(layers: &'a [String], idx: &[usize]) -> Vec<&'a str> {
+    idx.iter()
+        .map(|&i| layers[i].as_str())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A form of the model and the indices of the methods that run on it.
+pub type ModelFormGroup = (Model<f32>, Vec<usize>);
+
+/// The model in each form the methods run on (`ModelForm`), keeping the
+/// layers they probe, with the indices of its methods: one forward pass
+/// each.
+pub fn model_forms(
+    model: &Model<f32>,
+    methods: &[Method],
+    layers: &[String],
+) -> Result<Vec<ModelFormGroup>, CliError> {
+    group_by_form(methods)
+        .into_iter()
+        .map(|(form, idx)| Ok((form.apply(model, &kept_layers(layers, &idx))?, idx)))
+        .collect()
 }

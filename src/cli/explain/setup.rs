@@ -1,14 +1,15 @@
 //! Everything `explain` checks before the first image: options, model,
 //! methods, layers, target, inputs and their output file stems.
 
-use super::model::{load_model, method_layers, parse_methods};
+use super::model::{load_model, method_layers, model_forms};
 use super::Args;
+use crate::cli::options::method_list;
 use crate::cli::CliError;
 use sightline::budget::{model_pass_bytes, MemoryBudget};
 use sightline::imageio::{expand_inputs, Preprocess};
 use sightline::labels::Labels;
 use sightline::render::check_alpha;
-use sightline_attribution::{group_by_form, Method, Target};
+use sightline_attribution::{Method, Target};
 use sightline_layers::Model;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -141,10 +142,7 @@ pub(super) fn setup(args: &Args) -> Result<Setup, CliError> {
         std: args.std,
     };
     preprocess.validate()?;
-    let methods = args.extremal.apply(
-        args.rise
-            .apply(args.lrp.apply(parse_methods(&args.method)?)?)?,
-    )?;
+    let methods = method_list(&args.method, &args.lrp, &args.rise, &args.extremal)?;
     let budget = MemoryBudget::from_option(args.max_memory);
     let model = load_model(
         args.model.as_deref(),
@@ -163,15 +161,7 @@ pub(super) fn setup(args: &Args) -> Result<Setup, CliError> {
         return Err(format!("--out {}: exists and is not a folder", args.out.display()).into());
     }
     let labels = Labels::for_classes(model.num_classes());
-    let mut forms = Vec::new();
-    for (form, idx) in group_by_form(&methods) {
-        let keep: Vec<&str> = idx
-            .iter()
-            .map(|&i| layers[i].as_str())
-            .filter(|l| !l.is_empty())
-            .collect();
-        forms.push((form.apply(&model, &keep)?, idx));
-    }
+    let forms = model_forms(&model, &methods, &layers)?;
     Ok(Setup {
         model,
         forms,

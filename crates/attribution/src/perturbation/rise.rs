@@ -102,16 +102,11 @@ pub fn rise<T: Element>(
             "RISE on {n} x {c} x {h} x {w} with {k} classes and batches of {batch}: too large"
         ))
     };
-    let out_len = [n, k, hw]
-        .iter()
-        .try_fold(1usize, |a, &b| a.checked_mul(b))
-        .ok_or_else(too_large)?;
     [batch, c, hw]
         .iter()
         .try_fold(1usize, |a, &b| a.checked_mul(b))
         .ok_or_else(too_large)?;
     let mut saliency = Tensor::try_zeros([n, k, h, w])?;
-    debug_assert_eq!(saliency.len(), out_len);
     let mut start = 0;
     while start < num_masks {
         let end = (start + batch).min(num_masks);

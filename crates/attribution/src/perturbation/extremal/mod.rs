@@ -158,11 +158,11 @@ fn optimise<T: Element>(
     let mut last = (Vec::new(), Vec::new());
     for t in 0..opts.max_iter {
         let (cropped, full, cache) = gen.generate(&params, areas);
-        let complement: Vec<f64> = cropped.iter().map(|m| 1.0 - m).collect();
+        let complement = cropped.iter().map(|m| 1.0 - m);
         let masks: Vec<f64> = match opts.variant {
             ExtremalVariant::Preserve => cropped.clone(),
-            ExtremalVariant::Delete => complement.clone(),
-            ExtremalVariant::Dual => cropped.iter().chain(&complement).copied().collect(),
+            ExtremalVariant::Delete => complement.collect(),
+            ExtremalVariant::Dual => cropped.iter().copied().chain(complement).collect(),
         };
         let mut input = pyramid.apply(&masks);
         let flip = opts.jitter && t % 2 == 0;

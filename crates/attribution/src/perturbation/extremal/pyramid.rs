@@ -3,6 +3,7 @@
 //! levels.
 
 use crate::error::{AttributionError, Result};
+use sightline_tensor::blur::gaussian_kernel;
 use sightline_tensor::{Element, Tensor};
 
 /// TorchRay's `max_blur`.
@@ -95,20 +96,13 @@ fn level(m: f64, top: usize) -> (usize, f64) {
     ((k.max(0.0) as usize).min(top), v - k)
 }
 
-/// TorchRay's `imsmooth(x, sigma)`: separable Gaussian taps `exp(-(i /
-/// (sqrt(2) sigma + eps))^2)` normalised, `|i| <= ceil(4 sigma)`, vertical
-/// then horizontal, zero padding; sigma 0 is the identity.
+/// TorchRay's `imsmooth(x, sigma)` with its default zero padding: the taps
+/// of [`gaussian_kernel`] (sigma 0 is the identity), vertical then
+/// horizontal. (The tensor crate's `gaussian_blur` pads by replicating the
+/// edge, as TorchRay's saliency smoothing asks.)
 fn blur_zero_padded(image: &[f64], c: usize, (h, w): (usize, usize), sigma: f64) -> Vec<f64> {
-    let r = (4.0 * sigma as f32).ceil() as usize;
-    let scale = std::f64::consts::SQRT_2 * sigma + f64::from(f32::EPSILON);
-    let taps: Vec<f64> = (0..=2 * r)
-        .map(|i| {
-            let x = (i as f64 - r as f64) / scale;
-            (-x * x).exp()
-        })
-        .collect();
-    let total: f64 = taps.iter().sum();
-    let taps: Vec<f64> = taps.iter().map(|t| t / total).collect();
+    let taps = gaussian_kernel(sigma);
+    let r = taps.len() / 2;
     let hw = h * w;
     let mut vertical = vec![0.0; c * hw];
     for ch in 0..c {
