@@ -555,6 +555,21 @@ fn train_demo_command_writes_a_loadable_model() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // Existing weights are not replaced without --overwrite: refused before
+    // training, the file untouched.
+    let before = std::fs::read(&out_path).unwrap();
+    let out = bin()
+        .args(["train-demo", "--train-size", "8", "--epochs", "1", "--out"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--overwrite"), "{stderr}");
+    assert_eq!(std::fs::read(&out_path).unwrap(), before);
+    // Without --out nothing runs (the shipped weights are never a default).
+    let out = bin().args(["train-demo"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

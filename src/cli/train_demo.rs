@@ -12,9 +12,15 @@ use std::time::Instant;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Where to write the weights (float32 safetensors); the model card goes
-    /// beside it with the extension `.json`.
-    #[arg(long, default_value = "assets/demo_model.safetensors")]
+    /// beside it with the extension `.json`. The shipped model is
+    /// `assets/demo_model.safetensors`: retraining it in place needs
+    /// `--overwrite`.
+    #[arg(long)]
     out: PathBuf,
+    /// Replace the weights and the model card if they exist (without it, an
+    /// existing file is refused before training).
+    #[arg(long)]
+    overwrite: bool,
     /// Seed of the initial weights and of the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -87,12 +93,20 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
             .saturating_add(pass.weights.saturating_mul(3)),
     )?;
     let card_path = args.out.with_extension("json");
-    // Fail before training, not after, when the output folder is missing.
+    // Fail before training, not after, when the output folder is missing
+    // or a file would be replaced without `--overwrite`.
     for p in [&args.out, &card_path] {
         if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
                 return Err(format!("output folder `{}` does not exist", dir.display()).into());
             }
+        }
+        if !args.overwrite && p.exists() {
+            return Err(format!(
+                "`{}` exists: pass --overwrite to replace it (or another --out)",
+                p.display()
+            )
+            .into());
         }
     }
     sightline::errln!(
