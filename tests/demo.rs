@@ -605,9 +605,26 @@ fn demo_command_writes_pictures_and_the_pointing_table() {
         })
         .count();
     assert_eq!(pngs, 6 * 15 + 1);
-    let grid = image::open(out_dir.join("grid.png")).unwrap();
-    // 8 columns (image + 7 methods) and 6 rows of 256-pixel cells, 4-pixel gaps.
-    assert_eq!((grid.width(), grid.height()), (8 * 260 + 4, 6 * 260 + 4));
+    let grid = image::open(out_dir.join("grid.png")).unwrap().to_rgb8();
+    // 8 columns (image + 7 methods) of 256-pixel cells with 6-pixel gaps;
+    // below the header, 6 captioned rows and a colour bar.
+    assert_eq!(grid.width(), 6 + 8 * (256 + 6));
+    assert!(
+        grid.height() > 6 + 6 * (256 + 6) + 3 * 15,
+        "{}",
+        grid.height()
+    );
+    // The header names the columns: ink above the first row of cells.
+    let ink = |x0: u32, x1: u32, y0: u32, y1: u32| {
+        (y0..y1).any(|y| (x0..x1).any(|x| grid.get_pixel(x, y).0.iter().any(|&c| c < 128)))
+    };
+    for column in 0..8 {
+        let x0 = 6 + column * 262;
+        assert!(
+            ink(x0, x0 + 256, 0, 24),
+            "no header text over column {column}"
+        );
+    }
     let overlay = image::open(out_dir.join("000_disc_grad_cam_overlay.png")).unwrap();
     assert_eq!((overlay.width(), overlay.height()), (256, 256));
 

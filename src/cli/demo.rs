@@ -8,7 +8,8 @@ use sightline::demo::embedded;
 use sightline::demo::pointing::{first_max, play_generated, scaled_tolerance};
 use sightline::demo::train::argmax;
 use sightline::render::{
-    grid, heatmap, overlay, write_atomic, write_png, Colormap, GridStyle, MapRef, ValueRange,
+    heatmap, labelled_grid, overlay, write_atomic, write_png, BarScale, ColorBar, ColorBars,
+    Colormap, LabelStyle, LabelledRow, MapRef, ValueRange,
 };
 use sightline_attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
 use sightline_tensor::resize::resize2d;
@@ -107,7 +108,6 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
             written += 2;
             row.push(blended);
         }
-        rows.push(row);
         let verdict = if predicted[i] == sample.class {
             "right"
         } else {
@@ -119,9 +119,20 @@ pub fn run(args: Args) -> Result<ExitCode, super::CliError> {
             describe_place(sample),
             card.classes[predicted[i]]
         );
+        let caption = format!(
+            "{stem}: a {}; the model says {} ({verdict})",
+            card.classes[sample.class], card.classes[predicted[i]]
+        );
+        rows.push(LabelledRow::new(vec![caption], row));
     }
     let grid_path = args.out.join("grid.png");
-    write_png(&grid(&rows, GridStyle::default()), &grid_path)?;
+    // Each map is scaled to its own range: one bar reads "low ... high".
+    let header: Vec<&str> = std::iter::once("image")
+        .chain(methods.iter().map(Method::name))
+        .collect();
+    let bar = ColorBars::Whole(ColorBar::new(args.colormap, BarScale::Relative));
+    let picture = labelled_grid(&header, &rows, &bar, &LabelStyle::default())?;
+    write_png(&picture, &grid_path)?;
     written += 1;
     sightline::outln!(
         "wrote {written} PNG files to {}: per image `NNN_class.png`, and per method `_heatmap.png` and `_overlay.png` (+ marks the map's maximum)",
