@@ -4,7 +4,7 @@
 use crate::files::{check_regular, read_regular, read_regular_text, FileError, MAX_JSON_BYTES};
 use serde::Deserialize;
 use serde_json::Value;
-use sightline_attribution::captum::{self, Baseline, IgOptions, Integration};
+use sightline_attribution::captum::{self, IgBaseline, IgParams, Integration};
 use sightline_attribution::lrp::{Composite, LrpParams, ZennitComposite};
 use sightline_attribution::perturbation::{
     extremal_perturbation, rise, ExtremalOptions, ExtremalVariant, MaskSource, RiseDraws,
@@ -288,10 +288,14 @@ fn case_form(case: &Case, recording: Recording) -> ModelForm {
     }
     let form = match case.method.as_str() {
         "contrastive_excitation_backprop" => ModelForm::AsIs,
-        other => other
-            .parse::<Method>()
-            .map(|m| m.model_form())
-            .unwrap_or(ModelForm::AsIs),
+        other => match other.strip_prefix("captum.") {
+            Some(name) => captum_method(case, name).map(|(m, _)| m.model_form()),
+            None => other
+                .parse::<Method>()
+                .map(|m| m.model_form())
+                .map_err(ManifestError::from),
+        }
+        .unwrap_or(ModelForm::AsIs),
     };
     match (recording, form) {
         (Recording::Plain, ModelForm::BatchNormsMerged) => ModelForm::AsIs,
@@ -440,7 +444,7 @@ pub fn run_case(
     };
     let x = &data.input;
     if let Some(name) = case.method.strip_prefix("captum.") {
-        return run_captum(model, x, &target, case, name);
+        return run_captum(explainer, x, &target, case, name);
     }
     if case.method == "forward" {
         return Ok(explainer.logits().clone());
@@ -669,45 +673,79 @@ fn run_extremal(model: &Model<f32>, data: &CaseData, case: &Case) -> Result<Tens
     Ok(Tensor::concat0(&masks)?)
 }
 
+/// The method a Captum case (`captum.NAME`) names, as the explainer's
+/// [`Method`] value with the case's parameters, and the layer it probes
+/// (`""`: the input).
+fn captum_method(case: &Case, name: &str) -> Result<(Method, String)> {
+    let layer = || -> Result<String> {
+        str_param(case, "layer")?.ok_or_else(|| bad("layer", "missing".into()))
+    };
+    Ok(match name {
+        "Saliency" => (Method::Saliency, String::new()),
+        "InputXGradient" => (Method::InputXGradient, String::new()),
+        "IntegratedGradients" => {
+            let defaults = IgParams::default();
+            let steps = match f64_param(case, "n_steps")? {
+                None => defaults.n_steps,
+                Some(n) if n >= 1.0 && n.fract() == 0.0 && n <= usize::MAX as f64 => n as usize,
+                Some(n) => return Err(bad("n_steps", format!("{n} is not a step count"))),
+            };
+            let params = IgParams {
+                n_steps: steps,
+                integration: str_param(case, "integration")?
+                    .map(|s| s.parse::<Integration>())
+                    .transpose()?
+                    .unwrap_or(defaults.integration),
+                baseline: IgBaseline::Scalar(f64_param(case, "baseline")?.unwrap_or(0.0)),
+                ..defaults
+            };
+            (Method::IntegratedGradients(params), String::new())
+        }
+        "LayerGradCam" => (Method::LayerGradCam, layer()?),
+        "GuidedGradCam" => (Method::GuidedGradCam, layer()?),
+        _ => return Err(ManifestError::UnknownMethod(case.method.clone())),
+    })
+}
+
+/// A Captum case: the explainer's answer for the case's [`Method`] (the
+/// path `sightline explain` takes), its raw attribution; Captum's options
+/// other than its defaults are applied to it (`Saliency(abs=False)`: the
+/// plain gradient; `LayerGradCam(relu_attributions=True)`: clamped), or
+/// computed by the library's function (`GuidedGradCam` with another
+/// interpolation than nearest).
 fn run_captum(
-    model: &Model<f32>,
+    explainer: &Explainer<'_, f32>,
     x: &Tensor<f32>,
     target: &Target<f32>,
     case: &Case,
     name: &str,
 ) -> Result<Tensor<f32>> {
-    let layer = || -> Result<String> {
-        str_param(case, "layer")?.ok_or_else(|| bad("layer", "missing".into()))
-    };
-    Ok(match name {
-        "Saliency" => captum::saliency(model, x, target, bool_param(case, "abs")?.unwrap_or(true))?,
-        "InputXGradient" => captum::input_x_gradient(model, x, target)?,
-        "IntegratedGradients" => {
-            let opts = IgOptions {
-                baseline: Baseline::Scalar(f64_param(case, "baseline")?.unwrap_or(0.0)),
-                n_steps: f64_param(case, "n_steps")?.unwrap_or(50.0) as usize,
-                method: str_param(case, "integration")?
-                    .map(|s| s.parse::<Integration>())
-                    .transpose()?
-                    .unwrap_or_default(),
-                ..IgOptions::default()
-            };
-            captum::integrated_gradients(model, x, target, &opts)?
+    let (method, layer) = captum_method(case, name)?;
+    if method == Method::GuidedGradCam {
+        let mode = resize_mode(case, "interpolate_mode", ResizeMode::Nearest)?;
+        if mode != ResizeMode::Nearest {
+            return Ok(captum::guided_grad_cam(
+                explainer.model(),
+                x,
+                target,
+                &layer,
+                mode,
+            )?);
         }
-        "LayerGradCam" => captum::layer_grad_cam(
-            model,
-            x,
-            target,
-            &layer()?,
-            bool_param(case, "relu_attributions")?.unwrap_or(false),
-        )?,
-        "GuidedGradCam" => captum::guided_grad_cam(
-            model,
-            x,
-            target,
-            &layer()?,
-            resize_mode(case, "interpolate_mode", ResizeMode::Nearest)?,
-        )?,
-        _ => return Err(ManifestError::UnknownMethod(case.method.clone())),
+    }
+    let opts = SaliencyOptions {
+        layer: Some(layer),
+        ..SaliencyOptions::default()
+    };
+    let s = explainer.saliency(&method, target, &opts)?;
+    let attribution = s.attribution.ok_or_else(|| {
+        ManifestError::UnknownMethod(format!("{} gave no attribution", case.method))
+    })?;
+    Ok(match method {
+        Method::Saliency if !bool_param(case, "abs")?.unwrap_or(true) => s.gradient,
+        Method::LayerGradCam if bool_param(case, "relu_attributions")?.unwrap_or(false) => {
+            attribution.map(|v| v.max(0.0))
+        }
+        _ => attribution,
     })
 }

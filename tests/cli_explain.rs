@@ -231,9 +231,22 @@ fn explains_a_folder_of_png_and_jpeg() {
     assert_eq!(entries(&out), expected);
     let heat = image::open(out.join(format!("b_square.grad_cam.{}.heatmap.png", top[0]))).unwrap();
     assert_eq!((heat.width(), heat.height()), (32, 32));
-    // Grid: 2 images x 2 classes rows; the input and 3 methods; 32-pixel cells, 4-pixel gaps.
-    let grid = image::open(out.join("grid.png")).unwrap();
-    assert_eq!((grid.width(), grid.height()), (4 * 36 + 4, 4 * 36 + 4));
+    // Grid: 2 images x 2 classes rows; the input and 3 methods; 32-pixel
+    // cells, 6-pixel gaps; a header, a caption over each row and the
+    // colour bars add to the height.
+    let grid = image::open(out.join("grid.png")).unwrap().to_rgb8();
+    assert_eq!(grid.width(), 6 + 4 * (32 + 6));
+    assert!(
+        grid.height() > 6 + 4 * (32 + 6) + 4 * 12,
+        "{}",
+        grid.height()
+    );
+    // The header and the first caption are written (dark pixels in the top band).
+    let dark = (0..24u32)
+        .flat_map(|y| (0..grid.width()).map(move |x| (x, y)))
+        .filter(|&(x, y)| grid.get_pixel(x, y).0.iter().all(|&c| c < 100))
+        .count();
+    assert!(dark > 10, "{dark}");
     assert_eq!(s["grid_rows"], 4);
 }
 
@@ -990,4 +1003,383 @@ fn extremal_perturbation_runs_from_the_command_with_its_options() {
             vec!["--method", "gradient", "--ep-area", "0.2"],
         ],
     );
+}
+
+/// `b_square.png` preprocessed as the tiny model's runs take it (32 x 32).
+fn tiny_input(f: &Fixture) -> sightline::tensor::Tensor<f32> {
+    let pre = Preprocess {
+        resize: Some(32),
+        crop: Some(32),
+        ..Preprocess::default()
+    };
+    pre.load(&f.images.join("b_square.png")).unwrap().tensor
+}
+
+/// Captum's six methods from the command: each `.npy` is Captum's raw
+/// attribution in its own shape and equals the library's answer bit for
+/// bit (saliency `|g|`, input x gradient `x * g` with `g` the plain input
+/// gradient); the pictures show its sum over channels, in the diverging
+/// colormap when it is signed.
+#[test]
+fn captum_methods_run_from_the_command() {
+    use sightline::attribution::captum::{
+        self, Baseline, IgOptions, Integration, NoiseKind, NoiseTunnelOptions,
+    };
+    use sightline::tensor::ResizeMode;
+    let f = Fixture::new();
+    let out = f.path("out");
+    let png = f.images.join("b_square.png");
+    let o = f.explain(
+        &out,
+        &[
+            "--method",
+            "saliency,input_x_gradient,integrated_gradients,noise_tunnel,guided_grad_cam,layer_grad_cam",
+            "--ig-steps",
+            "6",
+            "--ig-method",
+            "riemann_trapezoid",
+            "--baseline",
+            "black",
+            "--nt-type",
+            "smoothgrad_sq",
+            "--nt-samples",
+            "3",
+            "--nt-stdev",
+            "0.2",
+            "--nt-seed",
+            "4",
+            "--target",
+            "3",
+            png.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = f.model();
+    let x = tiny_input(&f);
+    let t = Target::Class(3);
+    let npy = |name: &str| read_npy(&out.join(format!("b_square.{name}.3.npy")));
+    let assert_npy = |name: &str, want: &sightline::tensor::Tensor<f32>| {
+        let (shape, got) = npy(name);
+        let want_shape: Vec<u64> = want.shape()[1..].iter().map(|&d| d as u64).collect();
+        assert_eq!(shape, want_shape, "{name}");
+        assert_eq!(got, want.data(), "{name}");
+    };
+    // Saliency: |g|; input x gradient: x * g, from the plain gradient.
+    let g = captum::saliency(&model, &x, &t, false).unwrap();
+    let (shape, sal) = npy("saliency");
+    assert_eq!(shape, vec![3, 32, 32]);
+    let abs: Vec<f32> = g.data().iter().map(|v| v.abs()).collect();
+    assert_eq!(sal, abs);
+    let (_, ixg) = npy("input_x_gradient");
+    let product: Vec<f32> = x.data().iter().zip(g.data()).map(|(x, g)| x * g).collect();
+    assert_eq!(ixg, product);
+    assert!(ixg.iter().any(|v| *v < 0.0) && ixg.iter().any(|v| *v > 0.0));
+    // Integrated gradients from the normalised black image: ImageNet's
+    // normalisation of a 0 pixel, (0 - mean) / std per channel.
+    let black_pixel = Preprocess::default().to_tensor(&RgbImage::new(1, 1));
+    for c in 0..3 {
+        let want = -IMAGENET_MEAN[c] / IMAGENET_STD[c];
+        assert!((black_pixel.data()[c] - want).abs() <= 1e-6, "{c}");
+    }
+    let black: Vec<f32> = black_pixel
+        .data()
+        .iter()
+        .flat_map(|&v| std::iter::repeat_n(v, 32 * 32))
+        .collect();
+    let ig_opts = IgOptions {
+        baseline: Baseline::Tensor(
+            sightline::tensor::Tensor::from_vec([1, 3, 32, 32], black).unwrap(),
+        ),
+        n_steps: 6,
+        method: Integration::RiemannTrapezoid,
+        ..IgOptions::default()
+    };
+    assert_npy(
+        "integrated_gradients",
+        &captum::integrated_gradients(&model, &x, &t, &ig_opts).unwrap(),
+    );
+    let nt_opts = NoiseTunnelOptions {
+        kind: NoiseKind::SmoothGradSq,
+        samples: 3,
+        stdev: 0.2,
+        seed: 4,
+        ..NoiseTunnelOptions::default()
+    };
+    let nt = captum::noise_tunnel(&x, &t, &nt_opts, |b, bt| {
+        captum::saliency(&model, b, bt, true)
+    })
+    .unwrap();
+    assert_npy("noise_tunnel", &nt);
+    assert_npy(
+        "guided_grad_cam",
+        &captum::guided_grad_cam(&model, &x, &t, "features.4", ResizeMode::Nearest).unwrap(),
+    );
+    // Layer Grad-CAM at its layer's 16 x 16, unclamped.
+    let cam = captum::layer_grad_cam(&model, &x, &t, "features.4", false).unwrap();
+    assert_eq!(cam.shape(), &[1, 1, 16, 16]);
+    assert_npy("layer_grad_cam", &cam);
+    let s = summary(&out);
+    assert_eq!(s["layers"]["layer_grad_cam"], "features.4");
+    assert_eq!(s["layers"]["guided_grad_cam"], "features.4");
+    assert_eq!(s["layers"]["saliency"], "");
+    assert!(s["colormap"].is_null());
+    for (method, cmap) in [
+        ("saliency", "jet"),
+        ("input_x_gradient", "coolwarm"),
+        ("integrated_gradients", "coolwarm"),
+        ("noise_tunnel", "jet"),
+        ("guided_grad_cam", "coolwarm"),
+        ("layer_grad_cam", "coolwarm"),
+    ] {
+        assert_eq!(s["colormaps"][method], cmap, "{method}");
+    }
+    // The pictures show the channel sum, at the input's size: its range
+    // is the summary's.
+    for m in s["images"][0]["maps"].as_array().unwrap() {
+        let name = m["method"].as_str().unwrap();
+        assert_eq!(
+            (m["width"].as_u64(), m["height"].as_u64()),
+            (Some(32), Some(32)),
+            "{name}"
+        );
+        let (shape, values) = npy(name);
+        assert_eq!(
+            m["shape"],
+            serde_json::json!(shape),
+            "{name}: the .npy's shape"
+        );
+        if shape[0] == 3 {
+            let plane = 32 * 32;
+            let sum: Vec<f32> = (0..plane)
+                .map(|i| values[i] + values[plane + i] + values[2 * plane + i])
+                .collect();
+            let lo = sum.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = sum.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(m["min"].as_f64().unwrap() as f32, lo, "{name}");
+            assert_eq!(m["max"].as_f64().unwrap() as f32, hi, "{name}");
+        }
+        let heat = image::open(out.join(m["files"]["heatmap"].as_str().unwrap())).unwrap();
+        assert_eq!((heat.width(), heat.height()), (32, 32), "{name}");
+    }
+    // Options no requested method takes, and values a method refuses.
+    let bad_baseline = f.path("b16.npy");
+    std::fs::write(
+        &bad_baseline,
+        sightline_npy(&vec![0.0; 3 * 16 * 16], &[3, 16, 16]),
+    )
+    .unwrap();
+    f.assert_refused(
+        &png,
+        &[
+            vec!["--method", "gradient", "--ig-steps", "5"],
+            vec!["--method", "noise_tunnel", "--ig-steps", "5"],
+            vec!["--method", "integrated_gradients", "--nt-seed", "1"],
+            vec!["--method", "saliency", "--smooth", "0.1"],
+            vec!["--method", "integrated_gradients", "--ig-method", "simpson"],
+            vec!["--method", "integrated_gradients", "--ig-steps", "0"],
+            vec!["--method", "integrated_gradients", "--baseline", "white"],
+            vec![
+                "--method",
+                "integrated_gradients",
+                "--baseline",
+                bad_baseline.to_str().unwrap(),
+            ],
+            vec!["--method", "noise_tunnel", "--nt-type", "smooth"],
+            vec!["--method", "noise_tunnel", "--nt-samples", "0"],
+            vec!["--method", "noise_tunnel", "--nt-method", "gradient"],
+        ],
+    );
+}
+
+/// ImageNet's normalisation (torchvision's).
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// `.npy` bytes of float32 `values` of `shape`.
+fn sightline_npy(values: &[f32], shape: &[u64]) -> Vec<u8> {
+    use npyz::WriterBuilder;
+    let mut bytes = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut bytes)
+        .begin_nd()
+        .unwrap();
+    w.extend(values.iter().copied()).unwrap();
+    w.finish().unwrap();
+    bytes
+}
+
+/// `--layer METHOD=LAYER`: each method probes its own layer (the others
+/// their default), and its map is the library's at that layer; a method
+/// named there but not asked for, or one that probes no layer, is refused
+/// with nothing written.
+#[test]
+fn layers_are_given_per_method() {
+    let f = Fixture::new();
+    let out = f.path("out");
+    let png = f.images.join("b_square.png");
+    let o = f.explain(
+        &out,
+        &[
+            "--method",
+            "gradient,grad_cam,excitation_backprop,layer_grad_cam",
+            "--layer",
+            "grad_cam=features.1,layer_grad_cam=features.3",
+            "--target",
+            "5",
+            png.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["layers"]["gradient"], "");
+    assert_eq!(s["layers"]["grad_cam"], "features.1");
+    assert_eq!(s["layers"]["excitation_backprop"], "features.2");
+    assert_eq!(s["layers"]["layer_grad_cam"], "features.3");
+    let model = f.model();
+    let x = tiny_input(&f);
+    let ex = Explainer::new(&model, &x).unwrap();
+    let opts = SaliencyOptions {
+        layer: Some("features.1".into()),
+        resize: Resize::Input,
+        ..SaliencyOptions::default()
+    };
+    let want = ex
+        .saliency(&Method::GradCam, &Target::Class(5), &opts)
+        .unwrap();
+    let (shape, got) = read_npy(&out.join("b_square.grad_cam.5.npy"));
+    assert_eq!(shape, vec![32, 32]);
+    assert_eq!(got, want.map.data());
+    // features.3 is the second convolution: 8 channels at 16 x 16.
+    let cam = sightline::attribution::captum::layer_grad_cam(
+        &model,
+        &x,
+        &Target::Class(5),
+        "features.3",
+        false,
+    )
+    .unwrap();
+    let (shape, got) = read_npy(&out.join("b_square.layer_grad_cam.5.npy"));
+    assert_eq!(shape, vec![1, 16, 16]);
+    assert_eq!(got, cam.data());
+    f.assert_refused(
+        &png,
+        &[
+            vec![
+                "--method",
+                "grad_cam",
+                "--layer",
+                "layer_grad_cam=features.1",
+            ],
+            vec![
+                "--method",
+                "gradient,grad_cam",
+                "--layer",
+                "gradient=features.1",
+            ],
+            vec!["--method", "gradient", "--layer", "features.1"],
+            vec!["--method", "grad_cam", "--layer", "grad_cam=features.9"],
+            vec![
+                "--method",
+                "grad_cam",
+                "--layer",
+                "grad_cam=features.1,grad_cam=features.3",
+            ],
+        ],
+    );
+}
+
+/// `--batch N`: the images go through one forward pass and the methods'
+/// passes together, and every `.npy` is the same bytes as one image at a
+/// time (TorchRay's, Captum's, an LRP composite and RISE; two classes per
+/// image); with `--no-crop`, images of another model-input size go in
+/// their own batch. The summary gives each image's batch and the images
+/// per second; `--save-input` writes the tensor the model saw.
+#[test]
+fn batches_give_the_same_maps_as_one_image_at_a_time() {
+    let f = Fixture::new();
+    picture(50, 30).save(f.images.join("c_wide.png")).unwrap();
+    // The size of b_square.png (40 x 30), another picture, next in order.
+    let mut other = picture(40, 30);
+    image::imageops::flip_horizontal_in_place(&mut other);
+    other.save(f.images.join("b_square2.png")).unwrap();
+    let methods = "gradient,guided_backprop,grad_cam,contrastive_excitation_backprop,\
+                   lrp.epsilon_plus_flat,integrated_gradients,saliency,guided_grad_cam,\
+                   noise_tunnel,rise";
+    let run = |batch: &str, no_crop: bool| {
+        let out = f.path(&format!("out_{batch}_{no_crop}"));
+        let mut args = vec![
+            "--method",
+            methods,
+            "--ig-steps",
+            "5",
+            "--nt-samples",
+            "2",
+            "--rise-masks",
+            "12",
+            "--rise-batch",
+            "5",
+            "--target",
+            "top2",
+            "--batch",
+            batch,
+            "--save-input",
+        ];
+        if no_crop {
+            args.push("--no-crop");
+        }
+        args.push(f.images.to_str().unwrap());
+        let o = f.explain(&out, &args);
+        assert!(o.status.success(), "--batch {batch}: {}", stderr(&o));
+        out
+    };
+    let npys = |dir: &Path| -> Vec<String> {
+        entries(dir)
+            .into_iter()
+            .filter(|n| n.ends_with(".npy"))
+            .collect()
+    };
+    for no_crop in [false, true] {
+        let one = run("1", no_crop);
+        let names = npys(&one);
+        // 4 images x (10 methods x 2 classes + the input).
+        assert_eq!(names.len(), 4 * (10 * 2 + 1), "{names:?}");
+        for batch in ["2", "3"] {
+            let many = run(batch, no_crop);
+            assert_eq!(npys(&many), names, "--batch {batch}");
+            for n in &names {
+                let a = std::fs::read(one.join(n)).unwrap();
+                let b = std::fs::read(many.join(n)).unwrap();
+                assert!(
+                    a == b,
+                    "{n} differs between --batch 1 and --batch {batch} (no crop: {no_crop})"
+                );
+            }
+            let s = summary(&many);
+            assert_eq!(s["batch"], batch.parse::<u64>().unwrap());
+            assert!(s["images_per_s"].as_f64().unwrap() > 0.0);
+            let batches: Vec<u64> = s["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["batch"].as_u64().unwrap())
+                .collect();
+            // In input order a_tall, b_square, b_square2, c_wide; without
+            // the crop their model inputs are 32 x 42, 42 x 32 (twice) and
+            // 53 x 32.
+            let want: Vec<u64> = match (no_crop, batch) {
+                (false, "2") => vec![2, 2, 2, 2],
+                (false, _) => vec![3, 3, 3, 1],
+                (true, "2") => vec![1, 1, 1, 1],
+                (true, _) => vec![1, 2, 2, 1],
+            };
+            assert_eq!(batches, want, "--batch {batch} (no crop: {no_crop})");
+        }
+    }
+    // The saved input is the tensor the model saw.
+    let one = f.path("out_1_false");
+    let (shape, got) = read_npy(&one.join("b_square.input.npy"));
+    assert_eq!(shape, vec![3, 32, 32]);
+    assert_eq!(got, tiny_input(&f).data());
 }

@@ -5,13 +5,15 @@
 
 use super::explain::model::model_forms;
 use super::explain::{load_model, method_layers, transforms_weights};
-use super::options::{method_list, ExtremalArgs, KernelOptions, LrpOptions, RiseArgs};
+use super::options::{KernelOptions, MethodArgs};
 use super::CliError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use sightline::budget::{model_pass_bytes, parse_size, product, MemoryBudget};
 use sightline::footprint::pass_footprint;
+use sightline::imageio::Preprocess;
+use sightline_attribution::captum::TunnelledMethod;
 use sightline_attribution::perturbation::ExtremalVariant;
 use sightline_attribution::{Explainer, Method, Resize, SaliencyOptions, Target};
 use sightline_autograd::{Retain, Tape, VarId};
@@ -39,23 +41,21 @@ pub struct Args {
     /// Seed of the random weights and of the random input.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// `forward` (the forward pass alone), or saliency methods,
-    /// comma-separated, timed together from one forward pass.
+    /// `forward` (the forward pass alone), or saliency methods (any
+    /// `explain` takes), comma-separated, timed together from one forward
+    /// pass.
     #[arg(long, value_delimiter = ',', default_value = "forward")]
     pub method: Vec<String>,
-    /// Parameters of the LRP methods (`lrp.NAME`).
+    /// Parameters of the methods (LRP, RISE, extremal perturbation,
+    /// integrated gradients, noise tunnel; `--baseline black` with
+    /// ImageNet's mean and std).
     #[command(flatten)]
-    pub lrp: LrpOptions,
-    /// Parameters of RISE (`rise`).
-    #[command(flatten)]
-    pub rise: RiseArgs,
-    /// Parameters of extremal perturbation (`extremal_perturbation`).
-    #[command(flatten)]
-    pub extremal: ExtremalArgs,
+    pub params: MethodArgs,
     /// The kernel policy the model computes under.
     #[command(flatten)]
     pub kernels: KernelOptions,
-    /// Layer probed by grad_cam, linear_approx and the excitation methods.
+    /// Layer probed by the methods that probe one: `L` for all of them, or
+    /// `METHOD=L,METHOD=L` per method.
     #[arg(long)]
     pub layer: Option<String>,
     /// Height and width of the input.
@@ -213,11 +213,25 @@ impl ProductCount {
     /// conv or linear node between the probe and the logits computes its input
     /// gradient (as many products as its forward); excitation rules also
     /// recompute `f(x; W+)` (twice as many); the contrastive variant runs two
-    /// passes down to its contrast layer and one from there to the probe.
+    /// passes down to its contrast layer and one from there to the probe;
+    /// guided Grad-CAM a pass to its layer and one to the input; integrated
+    /// gradients a forward and a backward pass per path point; the noise
+    /// tunnel its method's passes per sample.
     fn backward(&self, model: &Model<f32>, method: &Method, layer: &str) -> u64 {
         let probe = self.var(layer);
         let all = VarId::MAX;
+        let whole = self.between(self.input, all);
+        let ig = |steps: usize| 2 * steps as u64 * whole;
         match method {
+            Method::GuidedGradCam => self.between(probe, all) + whole,
+            Method::IntegratedGradients(p) => ig(p.n_steps),
+            Method::NoiseTunnel(p) => {
+                let per_sample = match &p.method {
+                    TunnelledMethod::IntegratedGradients(ig_params) => ig(ig_params.n_steps),
+                    _ => 2 * whole,
+                };
+                p.samples as u64 * per_sample
+            }
             Method::ExcitationBackprop => 2 * self.between(probe, all),
             Method::ContrastiveExcitationBackprop { contrast_layer, .. } => {
                 let defaults = model.default_layers();
@@ -420,7 +434,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let merged = MergeBatchNorm::exact().apply(&model)?;
         (Job::Forward(merged), Vec::new(), Vec::new())
     } else {
-        let methods = method_list(&names, &args.lrp, &args.rise, &args.extremal)?;
+        let methods = args.params.methods(&names, &Preprocess::default())?;
         let layers = method_layers(&model, &methods, args.layer.as_deref())?;
         let forms = model_forms(&model, &methods, &layers)?
             .into_iter()

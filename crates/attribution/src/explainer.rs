@@ -1,5 +1,6 @@
 //! One forward pass, many answers: every method and every target from one tape.
 
+use crate::captum::{self, TunnelledMethod};
 use crate::error::{AttributionError, Result};
 use crate::method::Method;
 use crate::perturbation::{extremal_perturbation, rise, MaskSource, RiseDraws, RiseOptions};
@@ -52,7 +53,9 @@ impl SaliencyOptions {
 /// A saliency answer.
 #[derive(Clone, Debug)]
 pub struct Saliency<T> {
-    /// The map, N x 1 x h x w (after resize and smoothing).
+    /// The map, N x 1 x h x w (after resize and smoothing). For Captum's
+    /// methods, the attribution summed over its channels (as Captum's
+    /// `visualize_image_attr` shows it with sign `"all"`).
     pub map: Tensor<T>,
     /// The raw pseudo-gradient at the probe.
     pub gradient: Tensor<T>,
@@ -60,6 +63,11 @@ pub struct Saliency<T> {
     pub activation: Arc<Tensor<T>>,
     /// The probed layer.
     pub layer: String,
+    /// Captum's raw attribution for Captum's methods ([`Method::is_captum`]):
+    /// per channel, N x C x H x W at the input (N x 1 x h x w at the layer
+    /// for `layer_grad_cam`), neither resized nor smoothed; `None` for the
+    /// other methods, whose answer is the map.
+    pub attribution: Option<Tensor<T>>,
 }
 
 /// A recorded forward pass of a model on one batch, ready to be explained
@@ -236,11 +244,12 @@ impl<'m, T: Element> Explainer<'m, T> {
         requests: &[(Method, SaliencyOptions)],
         targets: &[Target<T>],
     ) -> Result<Vec<Vec<Saliency<T>>>> {
-        if requests.iter().any(|(m, _)| m.is_perturbation()) {
-            // Perturbation methods run forward passes of their own; the
-            // others share the tape's backward passes.
+        if requests.iter().any(|(m, _)| m.runs_own_passes()) {
+            // The perturbation methods, integrated gradients and the noise
+            // tunnel run passes of their own; the others share the tape's
+            // backward passes.
             let (perturbed, replayed): (Vec<usize>, Vec<usize>) =
-                (0..requests.len()).partition(|&i| requests[i].0.is_perturbation());
+                (0..requests.len()).partition(|&i| requests[i].0.runs_own_passes());
             let mut out: Vec<Vec<Saliency<T>>> = requests.iter().map(|_| Vec::new()).collect();
             let tape_requests: Vec<_> = replayed.iter().map(|&i| requests[i].clone()).collect();
             for (&i, got) in replayed
@@ -253,7 +262,7 @@ impl<'m, T: Element> Explainer<'m, T> {
                 let (method, opts) = &requests[i];
                 out[i] = targets
                     .iter()
-                    .map(|t| self.perturbation(method, t, opts))
+                    .map(|t| self.own_passes(method, t, opts))
                     .collect::<Result<_>>()?;
             }
             return Ok(out);
@@ -265,22 +274,34 @@ impl<'m, T: Element> Explainer<'m, T> {
         // One backward pass per distinct rule set and target, to every probe it serves.
         let mut passes: Vec<(RuleSet<T>, Vec<VarId>)> = Vec::new();
         let mut pass_of: Vec<usize> = Vec::with_capacity(requests.len());
-        for r in &requests {
+        let mut input_pass_of: Vec<Option<usize>> = Vec::with_capacity(requests.len());
+        let mut want = |rules: &RuleSet<T>, ids: &[VarId]| -> usize {
             // Rule sets are the same by what they do, not by name.
-            let idx = match passes.iter().position(|(rules, _)| *rules == r.rules) {
+            let idx = match passes.iter().position(|(r, _)| r == rules) {
                 Some(i) => i,
                 None => {
-                    passes.push((r.rules.clone(), Vec::new()));
+                    passes.push((rules.clone(), Vec::new()));
                     passes.len() - 1
                 }
             };
-            pass_of.push(idx);
             let wanted = &mut passes[idx].1;
-            for id in std::iter::once(r.probe).chain(r.contrast.as_ref().map(|c| c.id)) {
+            for &id in ids {
                 if !wanted.contains(&id) {
                     wanted.push(id);
                 }
             }
+            idx
+        };
+        for r in &requests {
+            let ids: Vec<VarId> = std::iter::once(r.probe)
+                .chain(r.contrast.as_ref().map(|c| c.id))
+                .collect();
+            pass_of.push(want(&r.rules, &ids));
+            input_pass_of.push(
+                r.input_rules
+                    .as_ref()
+                    .map(|rules| want(rules, &[self.input.id()])),
+            );
         }
         let mut out: Vec<Vec<Saliency<T>>> = requests.iter().map(|_| Vec::new()).collect();
         for target in targets {
@@ -340,7 +361,8 @@ impl<'m, T: Element> Explainer<'m, T> {
                     None => lookup(pass_of[k], r.probe),
                     Some(i) => results[i].remove(0),
                 };
-                let map = self.reduce(r, &gradient)?;
+                let at_input = input_pass_of[k].map(|p| lookup(p, self.input.id()));
+                let (map, attribution) = self.reduce(r, &gradient, at_input)?;
                 out[k].push(Saliency {
                     map: self.finish(map, &r.opts)?,
                     gradient,
@@ -349,6 +371,7 @@ impl<'m, T: Element> Explainer<'m, T> {
                         .clone()
                         .unwrap_or_else(|| Arc::new(Tensor::zeros(vec![0]))),
                     layer: r.layer.clone(),
+                    attribution,
                 });
             }
         }
@@ -358,31 +381,44 @@ impl<'m, T: Element> Explainer<'m, T> {
     /// Resolves a method's layer, probe and rules.
     fn request(&self, method: &Method, opts: &SaliencyOptions) -> Result<Request<T>> {
         let defaults = self.model.default_layers();
-        let layer = match (&opts.layer, method) {
-            (Some(l), _) => l.clone(),
-            (None, Method::GradCam) => defaults.grad_cam.clone(),
-            (None, Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. }) => {
-                defaults.excitation.clone()
-            }
-            (None, _) => String::new(),
+        let layer = match &opts.layer {
+            Some(l) => l.clone(),
+            None => method.default_layer(&defaults),
         };
+        if !layer.is_empty() && matches!(method, Method::Saliency | Method::InputXGradient) {
+            return Err(AttributionError::InvalidOption(format!(
+                "{method} explains the input, not a layer (`{layer}`)"
+            )));
+        }
         let (probe, value) = self.probe(&layer)?;
         let rules = match method {
             Method::Lrp { composite, params } => {
                 composite.composite(params)?.rule_set(&self.tape)?
             }
-            Method::Gradient | Method::GradCam | Method::LinearApprox => RuleSet::standard(),
+            Method::Gradient
+            | Method::GradCam
+            | Method::LinearApprox
+            | Method::Saliency
+            | Method::InputXGradient
+            | Method::GuidedGradCam
+            | Method::LayerGradCam => RuleSet::standard(),
             Method::Deconvnet => RuleSet::deconvnet(),
             Method::GuidedBackprop => RuleSet::guided_backprop(),
             Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. } => {
                 RuleSet::excitation_backprop()
             }
-            Method::Rise(_) | Method::ExtremalPerturbation(_) => {
+            Method::Rise(_)
+            | Method::ExtremalPerturbation(_)
+            | Method::IntegratedGradients(_)
+            | Method::NoiseTunnel(_) => {
                 return Err(AttributionError::InvalidOption(format!(
                     "{method} runs passes of its own, not one backward pass"
                 )))
             }
         };
+        // Guided Grad-CAM also needs Captum's guided gradient at the input.
+        let input_rules =
+            matches!(method, Method::GuidedGradCam).then(RuleSet::captum_guided_backprop);
         let contrast = match method {
             Method::ContrastiveExcitationBackprop {
                 contrast_layer,
@@ -403,7 +439,10 @@ impl<'m, T: Element> Explainer<'m, T> {
             }
             _ => None,
         };
-        if matches!(method, Method::GradCam | Method::LinearApprox) {
+        if matches!(
+            method,
+            Method::GradCam | Method::LinearApprox | Method::GuidedGradCam | Method::LayerGradCam
+        ) {
             self.activation(&layer, value.clone())?;
         }
         Ok(Request {
@@ -413,30 +452,70 @@ impl<'m, T: Element> Explainer<'m, T> {
             probe,
             value,
             rules,
+            input_rules,
             contrast,
         })
     }
 
-    /// The method's reduction of (activation, pseudo-gradient) to a map.
-    fn reduce(&self, r: &Request<T>, g: &Tensor<T>) -> Result<Tensor<T>> {
+    /// The method's reduction of (activation, pseudo-gradient) to a map,
+    /// with Captum's raw attribution for Captum's methods; `at_input` is
+    /// the gradient at the input of the request's second pass (guided
+    /// Grad-CAM's guided gradient).
+    fn reduce(
+        &self,
+        r: &Request<T>,
+        g: &Tensor<T>,
+        at_input: Option<Tensor<T>>,
+    ) -> Result<(Tensor<T>, Option<Tensor<T>>)> {
         let activation = || self.activation(&r.layer, r.value.clone());
-        match r.method {
-            Method::Gradient | Method::Deconvnet | Method::GuidedBackprop => max_abs_channels(g),
-            Method::GradCam => grad_cam(&*activation()?, g, &r.layer, true),
-            Method::LinearApprox => sum_channels_product(&*activation()?, g),
-            Method::ExcitationBackprop | Method::Lrp { .. } => sum_channels(g),
+        let captum = |a: Tensor<T>| -> Result<(Tensor<T>, Option<Tensor<T>>)> {
+            Ok((sum_channels(&a)?, Some(a)))
+        };
+        let map = match r.method {
+            Method::Gradient | Method::Deconvnet | Method::GuidedBackprop => max_abs_channels(g)?,
+            Method::GradCam => grad_cam(&*activation()?, g, &r.layer, true)?,
+            Method::LinearApprox => sum_channels_product(&*activation()?, g)?,
+            Method::ExcitationBackprop | Method::Lrp { .. } => sum_channels(g)?,
             Method::ContrastiveExcitationBackprop { .. } => {
-                Ok(sum_channels(g)?.map(|v| v.max(T::zero())))
+                sum_channels(g)?.map(|v| v.max(T::zero()))
             }
-            Method::Rise(_) | Method::ExtremalPerturbation(_) => Ok(g.clone()),
-        }
+            Method::Saliency => return captum(g.map(|v| v.abs())),
+            Method::InputXGradient => {
+                return captum(self.input().zip_map(g, "input_x_gradient", |x, g| x * g)?)
+            }
+            Method::LayerGradCam => {
+                let cam = grad_cam(&*activation()?, g, &r.layer, false)?;
+                return Ok((cam.clone(), Some(cam)));
+            }
+            Method::GuidedGradCam => {
+                let guided = at_input.ok_or_else(|| {
+                    AttributionError::InvalidOption(
+                        "guided Grad-CAM without its guided gradient".into(),
+                    )
+                })?;
+                let cam = grad_cam(&*activation()?, g, &r.layer, true)?;
+                return captum(captum::guided_grad_cam_product(
+                    guided,
+                    &cam,
+                    ResizeMode::Nearest,
+                )?);
+            }
+            Method::Rise(_)
+            | Method::ExtremalPerturbation(_)
+            | Method::IntegratedGradients(_)
+            | Method::NoiseTunnel(_) => g.clone(),
+        };
+        Ok((map, None))
     }
 
-    /// A perturbation method's map for `target`, from forward passes of the
-    /// model on perturbed copies of the input: N x 1 x H x W at the input
-    /// (a layer other than the input is an error), then resized and
-    /// smoothed as asked.
-    fn perturbation(
+    /// The answer of a method that runs passes of its own ([`Method::runs_own_passes`])
+    /// for `target`, one image of the batch at a time (so that an image's
+    /// answer does not depend on the others): the perturbation methods'
+    /// maps (N x 1 x H x W at the input), integrated gradients' and the
+    /// noise tunnel's attributions (N x C x H x W, summed over channels
+    /// for the map); a layer other than the input is an error. The map is
+    /// then resized and smoothed as asked.
+    fn own_passes(
         &self,
         method: &Method,
         target: &Target<T>,
@@ -449,16 +528,38 @@ impl<'m, T: Element> Explainer<'m, T> {
             )));
         }
         let x = self.input();
-        let [n, c, h, w] = x.dims4("perturbation")?;
-        let per_item = target.item_classes(n)?;
-        let hw = h * w;
-        let mut map = Vec::with_capacity(n * hw);
-        match method {
+        let [n, c, h, w] = x.dims4("saliency")?;
+        // Each item's own target, checked before any pass.
+        let items: Vec<Target<T>> = (0..n).map(|i| target.item(i, n)).collect::<Result<_>>()?;
+        let item_input =
+            |i: usize| -> Result<Tensor<T>> { Ok(x.select0(i)?.reshape([1, c, h, w])?) };
+        method.validate()?;
+        let answers = items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.item_answer(method, &item_input(i)?, t))
+            .collect::<Result<Vec<_>>>()?;
+        let out = Tensor::concat0(&answers)?;
+        let (map, attribution) = if method.is_captum() {
+            (sum_channels(&out)?, Some(out))
+        } else {
+            (out, None)
+        };
+        Ok(Saliency {
+            map: self.finish(map.clone(), opts)?,
+            gradient: attribution.clone().unwrap_or(map),
+            activation: self.input.value_arc().clone(),
+            layer: String::new(),
+            attribution,
+        })
+    }
+
+    /// One image's (`1 x C x H x W`) answer of a method that runs passes
+    /// of its own, for its target.
+    fn item_answer(&self, method: &Method, x: &Tensor<T>, t: &Target<T>) -> Result<Tensor<T>> {
+        let [_, c, h, w] = x.dims4("saliency")?;
+        Ok(match method {
             Method::Rise(params) => {
-                params.validate()?;
-                let mut classes = per_item.clone();
-                classes.sort_unstable();
-                classes.dedup();
                 let draws = RiseDraws::seeded(
                     params.num_masks,
                     params.num_cells,
@@ -468,41 +569,42 @@ impl<'m, T: Element> Explainer<'m, T> {
                 )?;
                 let rise_opts = RiseOptions {
                     batch_size: params.batch_size,
-                    classes: classes.clone(),
+                    classes: t.item_classes(1)?,
                 };
-                let all = rise(self.model, x, MaskSource::Draws(&draws), &rise_opts)?;
-                // Each item's own class.
-                for (i, k) in per_item.iter().enumerate() {
-                    let j = classes.binary_search(k).unwrap_or_default();
-                    let at = (i * classes.len() + j) * hw;
-                    map.extend_from_slice(&all.data()[at..at + hw]);
-                }
+                rise(self.model, x, MaskSource::Draws(&draws), &rise_opts)?
             }
             Method::ExtremalPerturbation(params) => {
-                params.validate()?;
-                let ep = params.options();
-                // One image at a time, as TorchRay takes them.
-                for (i, &k) in per_item.iter().enumerate() {
-                    let item = Tensor::from_vec(
-                        [1, c, h, w],
-                        x.data()[i * c * hw..(i + 1) * c * hw].to_vec(),
-                    )?;
-                    let mask = extremal_perturbation(self.model, &item, k, &ep)?;
-                    map.extend_from_slice(&mask.data()[..hw]);
+                extremal_perturbation(self.model, x, t.item_classes(1)?[0], &params.options())?
+            }
+            Method::IntegratedGradients(params) => {
+                captum::integrated_gradients(self.model, x, t, &params.options([c, h, w])?)?
+            }
+            Method::NoiseTunnel(params) => {
+                let model = self.model;
+                match &params.method {
+                    TunnelledMethod::Saliency => {
+                        captum::noise_tunnel(x, t, &params.options(), |b, bt| {
+                            captum::saliency(model, b, bt, true)
+                        })?
+                    }
+                    TunnelledMethod::InputXGradient => {
+                        captum::noise_tunnel(x, t, &params.options(), |b, bt| {
+                            captum::input_x_gradient(model, b, bt)
+                        })?
+                    }
+                    TunnelledMethod::IntegratedGradients(p) => {
+                        let ig = p.options([c, h, w])?;
+                        captum::noise_tunnel(x, t, &params.options(), |b, bt| {
+                            captum::integrated_gradients(model, b, bt, &ig)
+                        })?
+                    }
                 }
             }
             _ => {
                 return Err(AttributionError::InvalidOption(format!(
-                    "{method} is not a perturbation method"
+                    "{method} answers from the recorded forward pass"
                 )))
             }
-        }
-        let map = Tensor::from_vec([n, 1, h, w], map)?;
-        Ok(Saliency {
-            map: self.finish(map.clone(), opts)?,
-            gradient: map,
-            activation: self.input.value_arc().clone(),
-            layer: String::new(),
         })
     }
 
@@ -548,6 +650,9 @@ struct Request<T> {
     probe: VarId,
     value: Option<Arc<Tensor<T>>>,
     rules: RuleSet<T>,
+    /// Rules of a second pass down to the input, when the method needs
+    /// one (guided Grad-CAM's guided gradient).
+    input_rules: Option<RuleSet<T>>,
     contrast: Option<Contrast>,
 }
 
@@ -571,9 +676,9 @@ pub fn saliency<T: Element>(
         .map(String::as_str)
         .filter(|l| !l.is_empty())
         .collect();
-    let defaults = model.default_layers();
-    let keep = if keep.is_empty() && matches!(method, Method::GradCam) {
-        vec![defaults.grad_cam.as_str()]
+    let default = method.default_layer(&model.default_layers());
+    let keep = if opts.layer.is_none() && !default.is_empty() {
+        vec![default.as_str()]
     } else {
         keep
     };
@@ -616,6 +721,129 @@ mod tests {
     use super::*;
     use sightline_layers::Architecture;
     use sightline_tensor::{KernelPolicy, SimdCap, WinogradPolicy};
+
+    /// Captum's methods answered by the explainer (with their raw
+    /// attributions) are the library's functions, bit for bit, and each
+    /// image of a batch gets what it gets alone.
+    #[test]
+    fn captum_methods_are_the_library_s_and_batch_independent() {
+        use crate::captum::{IgParams, NoiseTunnelParams, TunnelledMethod};
+        // Fewer than 16 channels: no Winograd, whose choice depends on the
+        // batch's tile count.
+        let arch = Architecture::from_json(
+            r#"{"kind":"vgg","cfg":[6,"M",8],"avgpool":[2,2],"hidden":8,"num_classes":5}"#,
+        )
+        .expect("arch");
+        let model = Model::<f64>::random(&arch, 2).expect("model");
+        let x = Tensor::from_vec(
+            [2, 3, 8, 8],
+            (0..384).map(|v| (f64::from(v) * 0.37).sin()).collect(),
+        )
+        .expect("input");
+        let classes = [1, 3];
+        let t = Target::PerItem(classes.to_vec());
+        let ig = IgParams {
+            n_steps: 4,
+            ..IgParams::default()
+        };
+        let nt = NoiseTunnelParams {
+            samples: 3,
+            stdev: 0.3,
+            method: TunnelledMethod::InputXGradient,
+            ..NoiseTunnelParams::default()
+        };
+        let methods = [
+            Method::Saliency,
+            Method::InputXGradient,
+            Method::IntegratedGradients(ig.clone()),
+            Method::NoiseTunnel(nt.clone()),
+            Method::GuidedGradCam,
+            Method::LayerGradCam,
+        ];
+        let layer = "features.4";
+        let requests: Vec<(Method, SaliencyOptions)> = methods
+            .iter()
+            .map(|m| {
+                let l = if m.takes_layer() { layer } else { "" };
+                (m.clone(), SaliencyOptions::at(l))
+            })
+            .collect();
+        let answers = |x: &Tensor<f64>, t: &Target<f64>| {
+            let ex = Explainer::for_methods(&model, x, &methods, &[layer]).expect("explainer");
+            ex.saliency_requests(&requests, std::slice::from_ref(t))
+                .expect("answers")
+                .into_iter()
+                .map(|mut a| a.remove(0))
+                .collect::<Vec<_>>()
+        };
+        let got = answers(&x, &t);
+        let raw = |k: usize| got[k].attribution.clone().expect("attribution");
+        let want = [
+            captum::saliency(&model, &x, &t, true).expect("saliency"),
+            captum::input_x_gradient(&model, &x, &t).expect("ixg"),
+            Tensor::concat0(
+                &(0..2)
+                    .map(|i| {
+                        let xi = x.select0(i)?.reshape([1, 3, 8, 8])?;
+                        let opts = ig.options([3, 8, 8])?;
+                        captum::integrated_gradients(&model, &xi, &Target::Class(classes[i]), &opts)
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .expect("ig"),
+            )
+            .expect("concat"),
+            Tensor::concat0(
+                &(0..2)
+                    .map(|i| {
+                        let xi = x.select0(i)?.reshape([1, 3, 8, 8])?;
+                        captum::noise_tunnel(
+                            &xi,
+                            &Target::Class(classes[i]),
+                            &nt.options(),
+                            |b, bt| captum::input_x_gradient(&model, b, bt),
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .expect("nt"),
+            )
+            .expect("concat"),
+            captum::guided_grad_cam(&model, &x, &t, layer, ResizeMode::Nearest).expect("ggc"),
+            captum::layer_grad_cam(&model, &x, &t, layer, false).expect("lgc"),
+        ];
+        for (k, w) in want.iter().enumerate() {
+            assert_eq!(&raw(k), w, "{}", methods[k]);
+            // The map: the channel sum at the layer or input, resized as asked (off here).
+            assert_eq!(got[k].map, sum_channels(w).expect("sum"), "{}", methods[k]);
+        }
+        assert_eq!(raw(5).shape(), &[2, 1, 4, 4]);
+        // Each image alone: the same bits.
+        for (i, &class) in classes.iter().enumerate() {
+            let xi = x
+                .select0(i)
+                .expect("item")
+                .reshape([1, 3, 8, 8])
+                .expect("item");
+            let alone = answers(&xi, &Target::Class(class));
+            for (k, a) in alone.iter().enumerate() {
+                let a = a.attribution.clone().expect("attribution");
+                assert_eq!(
+                    a,
+                    raw(k)
+                        .select0(i)
+                        .expect("item")
+                        .reshape(a.shape().to_vec())
+                        .expect("shape"),
+                    "{}",
+                    methods[k]
+                );
+            }
+        }
+        // Saliency and input x gradient explain the input only.
+        let ex = Explainer::for_methods(&model, &x, &methods, &[layer]).expect("explainer");
+        assert!(ex
+            .saliency(&Method::Saliency, &t, &SaliencyOptions::at(layer))
+            .is_err());
+    }
 
     /// Every constructor records under the model's kernel policy.
     #[test]

@@ -1,11 +1,12 @@
-//! The saliency methods of the explainer: TorchRay's backprop methods and
-//! layer-wise relevance propagation with Zennit's composites; their rule
-//! sets and reductions.
+//! The saliency methods of the explainer: TorchRay's backprop methods,
+//! Captum's methods, layer-wise relevance propagation with Zennit's
+//! composites and the perturbation methods; their rule sets and reductions.
 
+use crate::captum::{IgParams, NoiseTunnelParams};
 use crate::error::{AttributionError, Result};
 use crate::lrp::{LrpParams, ZennitComposite};
 use crate::perturbation::{ExtremalParams, ExtremalVariant, RiseParams};
-use sightline_layers::{Canonizer, MergeBatchNorm, Model, ResNetCanonizer};
+use sightline_layers::{Canonizer, DefaultLayers, MergeBatchNorm, Model, ResNetCanonizer};
 use sightline_tensor::Element;
 use std::fmt;
 use std::str::FromStr;
@@ -49,6 +50,29 @@ pub enum Method {
     /// mask of a given area that best keeps the target's score, optimised
     /// by gradient steps (the explainer runs them on its model and input).
     ExtremalPerturbation(ExtremalParams),
+    /// Captum's `Saliency` (`abs = True`, its default): `|g|` at the input,
+    /// per channel; the map is its sum over channels.
+    Saliency,
+    /// Captum's `InputXGradient`: `x * g` at the input, per channel; the
+    /// map is its sum over channels.
+    InputXGradient,
+    /// Captum's `IntegratedGradients` (Sundararajan et al. 2017):
+    /// `(x - b) * sum_k w_k grad(b + t_k (x - b))` per channel (forward and
+    /// backward passes of its own on the path, one image at a time); the
+    /// map is its sum over channels.
+    IntegratedGradients(IgParams),
+    /// Captum's `NoiseTunnel` (Smilkov et al. 2017) around saliency, input
+    /// x gradient or integrated gradients: SmoothGrad, SmoothGrad squared
+    /// or VarGrad of the method on noisy copies of the input (passes of its
+    /// own, one image at a time); the map is its sum over channels.
+    NoiseTunnel(NoiseTunnelParams),
+    /// Captum's `GuidedGradCam`: Captum's guided backprop at the input
+    /// times the layer's Grad-CAM (clamped) upsampled by nearest
+    /// interpolation, per channel; the map is its sum over channels.
+    GuidedGradCam,
+    /// Captum's `LayerGradCam` (`relu_attributions = False`):
+    /// `sum_c mean(g_c) a_c` at the layer, unclamped, 1 x h x w per item.
+    LayerGradCam,
 }
 
 impl Method {
@@ -76,6 +100,20 @@ impl Method {
             .collect()
     }
 
+    /// Captum's methods, with Captum's default parameters (their
+    /// [`crate::Saliency::attribution`] is Captum's raw, per-channel
+    /// answer).
+    pub fn captum_all() -> Vec<Method> {
+        vec![
+            Method::Saliency,
+            Method::InputXGradient,
+            Method::IntegratedGradients(IgParams::default()),
+            Method::NoiseTunnel(NoiseTunnelParams::default()),
+            Method::GuidedGradCam,
+            Method::LayerGradCam,
+        ]
+    }
+
     /// The perturbation methods, with default parameters (not in
     /// [`Method::all`]: thousands of forward passes each).
     pub fn perturbation_all() -> Vec<Method> {
@@ -86,16 +124,19 @@ impl Method {
     }
 
     /// Every method [`FromStr`] takes, with default parameters: TorchRay's
-    /// backprop methods, the LRP composites, the perturbation methods.
+    /// backprop methods, Captum's, the LRP composites, the perturbation
+    /// methods.
     fn every() -> impl Iterator<Item = Method> {
         Method::all()
             .into_iter()
+            .chain(Method::captum_all())
             .chain(Method::lrp_all(LrpParams::default()))
             .chain(Method::perturbation_all())
     }
 
-    /// The name of every method [`FromStr`] takes: TorchRay's, then the
-    /// LRP composites', then the perturbation methods'.
+    /// The name of every method [`FromStr`] takes: TorchRay's, then
+    /// Captum's, then the LRP composites', then the perturbation methods'.
+    /// This is the one list of method names.
     pub fn names() -> Vec<&'static str> {
         Method::every().map(|m| m.name()).collect()
     }
@@ -114,17 +155,99 @@ impl Method {
             Method::Lrp { composite, .. } => composite.method_name(),
             Method::Rise(_) => "rise",
             Method::ExtremalPerturbation(_) => "extremal_perturbation",
+            Method::Saliency => "saliency",
+            Method::InputXGradient => "input_x_gradient",
+            Method::IntegratedGradients(_) => "integrated_gradients",
+            Method::NoiseTunnel(_) => "noise_tunnel",
+            Method::GuidedGradCam => "guided_grad_cam",
+            Method::LayerGradCam => "layer_grad_cam",
         }
+    }
+
+    /// Whether the method probes a layer that can be chosen (Grad-CAM and
+    /// its Captum forms, linear approximation, the excitation methods);
+    /// the others explain the input.
+    pub fn takes_layer(&self) -> bool {
+        matches!(
+            self,
+            Method::GradCam
+                | Method::LinearApprox
+                | Method::ExcitationBackprop
+                | Method::ContrastiveExcitationBackprop { .. }
+                | Method::GuidedGradCam
+                | Method::LayerGradCam
+        )
+    }
+
+    /// The layer the method probes unless told otherwise: the model's
+    /// Grad-CAM layer for the Grad-CAM methods, its excitation layer for
+    /// the excitation methods, else the input (`""`).
+    pub fn default_layer(&self, defaults: &DefaultLayers) -> String {
+        match self {
+            Method::GradCam | Method::GuidedGradCam | Method::LayerGradCam => {
+                defaults.grad_cam.clone()
+            }
+            Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. } => {
+                defaults.excitation.clone()
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Whether the method is one of Captum's: its answer carries Captum's
+    /// raw attribution ([`crate::Saliency::attribution`]: per channel at
+    /// the input, or at the layer for `layer_grad_cam`) besides the map.
+    pub fn is_captum(&self) -> bool {
+        matches!(
+            self,
+            Method::Saliency
+                | Method::InputXGradient
+                | Method::IntegratedGradients(_)
+                | Method::NoiseTunnel(_)
+                | Method::GuidedGradCam
+                | Method::LayerGradCam
+        )
+    }
+
+    /// Whether the method runs forward (and backward) passes of its own,
+    /// one image at a time, instead of backward passes over the
+    /// explainer's tape: the perturbation methods, integrated gradients
+    /// and the noise tunnel.
+    pub fn runs_own_passes(&self) -> bool {
+        self.is_perturbation()
+            || matches!(
+                self,
+                Method::IntegratedGradients(_) | Method::NoiseTunnel(_)
+            )
     }
 
     /// Images the method puts through the model at once for one input
     /// image: RISE's batch of masked copies, two for dual extremal
-    /// perturbation, one otherwise (what the memory budget plans for).
+    /// perturbation, integrated gradients' path points per pass, the noise
+    /// tunnel's noisy copies per pass (times the path points when it wraps
+    /// integrated gradients), one otherwise (what the memory budget plans
+    /// for).
     pub fn images_per_pass(&self) -> usize {
         match self {
             Method::Rise(p) => p.batch_size,
             Method::ExtremalPerturbation(p) if p.variant == ExtremalVariant::Dual => 2,
+            Method::IntegratedGradients(p) => p.images_per_pass(1),
+            Method::NoiseTunnel(p) => p.images_per_pass(),
             _ => 1,
+        }
+    }
+
+    /// Checks the method's parameters without an input (the LRP
+    /// composite's, RISE's, extremal perturbation's, integrated
+    /// gradients', the noise tunnel's); the other methods have none.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Method::Lrp { composite, params } => composite.composite::<f32>(params).map(|_| ()),
+            Method::Rise(p) => p.validate(),
+            Method::ExtremalPerturbation(p) => p.validate(),
+            Method::IntegratedGradients(p) => p.validate(),
+            Method::NoiseTunnel(p) => p.validate(),
+            _ => Ok(()),
         }
     }
 
@@ -141,16 +264,29 @@ impl Method {
                 ModelForm::AsIs
             }
             Method::Lrp { .. } => ModelForm::Zennit,
-            // The gradient-style methods and RISE (forward passes only):
-            // the merged model computes the same function with fewer ops.
+            // The gradient-style methods (Captum's too) and the
+            // perturbation methods: the merged model computes the same
+            // function with fewer ops.
             _ => ModelForm::BatchNormsMerged,
         }
     }
 
-    /// Whether the method's map is signed (relevance), so a diverging
-    /// colormap centred on zero shows it best.
+    /// Whether the method's map is signed (relevance, attributions that
+    /// can be negative), so a diverging colormap centred on zero shows it
+    /// best.
     pub fn is_signed(&self) -> bool {
-        matches!(self, Method::LinearApprox | Method::Lrp { .. })
+        match self {
+            Method::NoiseTunnel(p) => p.is_signed(),
+            _ => matches!(
+                self,
+                Method::LinearApprox
+                    | Method::Lrp { .. }
+                    | Method::InputXGradient
+                    | Method::IntegratedGradients(_)
+                    | Method::GuidedGradCam
+                    | Method::LayerGradCam
+            ),
+        }
     }
 
     /// Whether the method's rules need the inputs of conv, linear, pools and
@@ -242,11 +378,88 @@ mod tests {
         for m in Method::every() {
             assert_eq!(m.name().parse::<Method>().unwrap(), m);
         }
-        assert_eq!(Method::names().len(), 15);
+        assert_eq!(Method::names().len(), 21);
         assert!(Method::all().iter().all(|m| !m.is_perturbation()));
         assert!("rise".parse::<Method>().unwrap().is_perturbation());
         assert!(Method::names().contains(&"lrp.epsilon_plus_flat"));
+        for captum in [
+            "saliency",
+            "input_x_gradient",
+            "integrated_gradients",
+            "noise_tunnel",
+            "guided_grad_cam",
+            "layer_grad_cam",
+        ] {
+            let m: Method = captum.parse().unwrap();
+            assert!(m.is_captum() && !m.is_perturbation(), "{captum}");
+            assert_eq!(m.model_form(), ModelForm::BatchNormsMerged, "{captum}");
+        }
         let e = "gradcam".parse::<Method>().unwrap_err().to_string();
         assert!(e.contains("gradcam") && e.contains("grad_cam"), "{e}");
+        assert!(e.contains("integrated_gradients"), "{e}");
+    }
+
+    #[test]
+    fn layers_signs_and_passes() {
+        let defaults = DefaultLayers {
+            grad_cam: "features.29".into(),
+            excitation: "features.23".into(),
+            contrast: "classifier.4".into(),
+            classifier: "classifier.6".into(),
+        };
+        let layer_of = |name: &str| {
+            let m: Method = name.parse().unwrap();
+            (m.takes_layer(), m.default_layer(&defaults))
+        };
+        assert_eq!(layer_of("grad_cam"), (true, "features.29".into()));
+        assert_eq!(layer_of("layer_grad_cam"), (true, "features.29".into()));
+        assert_eq!(layer_of("guided_grad_cam"), (true, "features.29".into()));
+        assert_eq!(
+            layer_of("excitation_backprop"),
+            (true, "features.23".into())
+        );
+        assert_eq!(layer_of("linear_approx"), (true, String::new()));
+        for input_only in ["gradient", "saliency", "integrated_gradients", "rise"] {
+            assert_eq!(layer_of(input_only), (false, String::new()), "{input_only}");
+        }
+        let signed: Vec<&str> = Method::every()
+            .filter(Method::is_signed)
+            .map(|m| m.name())
+            .filter(|n| !n.starts_with("lrp."))
+            .collect();
+        assert_eq!(
+            signed,
+            [
+                "linear_approx",
+                "input_x_gradient",
+                "integrated_gradients",
+                "guided_grad_cam",
+                "layer_grad_cam"
+            ]
+        );
+        let own: Vec<&str> = Method::every()
+            .filter(Method::runs_own_passes)
+            .map(|m| m.name())
+            .collect();
+        assert_eq!(
+            own,
+            [
+                "integrated_gradients",
+                "noise_tunnel",
+                "rise",
+                "extremal_perturbation"
+            ]
+        );
+        assert_eq!(
+            "integrated_gradients"
+                .parse::<Method>()
+                .unwrap()
+                .images_per_pass(),
+            16
+        );
+        assert_eq!(
+            "noise_tunnel".parse::<Method>().unwrap().images_per_pass(),
+            5
+        );
     }
 }

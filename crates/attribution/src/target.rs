@@ -31,6 +31,37 @@ impl<T: Element> Target<T> {
         }
     }
 
+    /// The target of item `i` of a batch of `n` alone (a batch of one): its
+    /// class, or its row of a seed tensor (`1 x K`).
+    pub fn item(&self, i: usize, n: usize) -> Result<Target<T>> {
+        if i >= n {
+            return Err(AttributionError::InvalidOption(format!(
+                "item {i} of a batch of {n}"
+            )));
+        }
+        Ok(match self {
+            Target::Class(c) => Target::Class(*c),
+            Target::PerItem(cs) if cs.len() == n => Target::Class(cs[i]),
+            Target::PerItem(cs) => {
+                return Err(AttributionError::TargetCount {
+                    expected: n,
+                    found: cs.len(),
+                })
+            }
+            Target::Seed(s) => {
+                if s.shape().first() != Some(&n) || s.ndim() != 2 {
+                    return Err(AttributionError::SeedShape {
+                        expected: vec![n, s.shape().last().copied().unwrap_or(0)],
+                        found: s.shape().to_vec(),
+                    });
+                }
+                let row = s.select0(i)?;
+                let k = row.len();
+                Target::Seed(row.reshape([1, k])?)
+            }
+        })
+    }
+
     /// The backward seed for logits of shape `N x K`.
     pub fn seed(&self, logits_shape: &[usize]) -> Result<Tensor<T>> {
         let (n, k) = match logits_shape {
@@ -133,6 +164,29 @@ mod tests {
             Target::Seed(Tensor::<f32>::zeros([2, 2])).seed(&[2, 3]),
             Err(AttributionError::SeedShape { .. })
         ));
+    }
+
+    #[test]
+    fn items_of_a_batch() {
+        assert_eq!(
+            Target::<f32>::PerItem(vec![4, 7]).item(1, 2).unwrap(),
+            Target::Class(7)
+        );
+        assert_eq!(
+            Target::<f32>::Class(3).item(0, 5).unwrap(),
+            Target::Class(3)
+        );
+        let seed = Tensor::<f32>::from_vec([2, 2], vec![1., 2., 3., 4.]).unwrap();
+        let Target::Seed(row) = Target::Seed(seed.clone()).item(1, 2).unwrap() else {
+            panic!("a seed")
+        };
+        assert_eq!(
+            (row.shape(), row.data()),
+            (&[1usize, 2][..], &[3f32, 4.][..])
+        );
+        assert!(Target::<f32>::PerItem(vec![1]).item(0, 2).is_err());
+        assert!(Target::<f32>::Class(1).item(2, 2).is_err());
+        assert!(Target::Seed(seed).item(0, 3).is_err());
     }
 
     #[test]

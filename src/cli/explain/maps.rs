@@ -1,28 +1,37 @@
-//! The maps of one image: one forward pass, then every method and class
-//! (nothing is written here).
+//! The maps of a batch of images of one model-input size: one forward pass
+//! per form of the model, then every method and class on the batch
+//! (nothing is written here). Each image's maps are the same bits as when
+//! it is explained alone.
 
+use super::inputs::{ms_since, Loaded};
 use super::model::kept_layers;
-use super::setup::Setup;
-use super::Args;
+use super::plan::Plan;
 use crate::cli::CliError;
 use image::RgbImage;
-use sightline::budget::model_pass_bytes;
-use sightline::imageio::EncodedImage;
-use sightline::render::{MapRef, ValueRange};
-use sightline_attribution::{Explainer, Method, Resize, Saliency, SaliencyOptions, Target};
+use sightline::render::ValueRange;
+use sightline_attribution::{Explainer, Resize, Saliency, SaliencyOptions, Target};
 use sightline_tensor::softmax::softmax;
+use sightline_tensor::Tensor;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// One map of one image: a method and a class.
 pub(super) struct MapResult {
+    /// Index of the method in the plan.
     pub(super) method: usize,
     pub(super) class: usize,
     pub(super) layer: String,
+    /// The 2-D map drawn in the pictures: `height` rows of `width`.
     pub(super) width: usize,
     pub(super) height: usize,
     pub(super) values: Vec<f32>,
+    /// Captum's raw attribution, written as the `.npy` (the map is for
+    /// the other methods); dropped once written.
+    pub(super) raw: Option<Vec<f32>>,
+    /// The shape of the `.npy`: the raw attribution's (without the batch
+    /// axis), or `h x w`.
+    pub(super) npy_shape: Vec<usize>,
     pub(super) ms: f64,
     pub(super) files: BTreeMap<&'static str, String>,
     /// The map's own (min, max) of finite values.
@@ -33,167 +42,250 @@ pub(super) struct MapResult {
 
 /// One explained image.
 pub(super) struct ImageResult {
+    /// Its position among the run's inputs.
+    pub(super) index: usize,
     pub(super) stem: String,
     pub(super) path: PathBuf,
     pub(super) original_size: (u32, u32),
     /// The picture the model saw (emptied once no longer needed).
     pub(super) image: RgbImage,
+    /// The model input, kept until written when `--save-input`.
+    pub(super) input: Option<Tensor<f32>>,
     pub(super) input_size: (u32, u32),
+    /// Images in the forward pass it was part of.
+    pub(super) batch: usize,
     pub(super) classes: Vec<(usize, f32)>,
     pub(super) maps: Vec<MapResult>,
     pub(super) timings: BTreeMap<&'static str, f64>,
 }
 
-pub(super) fn ms_since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
-}
-
 /// The outcome of one image: explained, or failed on its own account.
 pub(super) enum Outcome {
     Done(Box<ImageResult>),
-    Failed(String),
+    Failed {
+        index: usize,
+        path: PathBuf,
+        message: String,
+    },
 }
 
-/// Reads one image, runs one forward pass and computes every map (nothing is written).
-pub(super) fn explain_image(
-    s: &Setup,
-    args: &Args,
-    path: &Path,
-    stem: &str,
-) -> Result<Outcome, CliError> {
-    let t0 = Instant::now();
-    let encoded = match EncodedImage::read(path) {
-        Ok(e) => e,
-        Err(e) => return Ok(Outcome::Failed(e.to_string())),
-    };
-    // Everything this image will allocate, from its header, before decoding.
-    let (w, h) = (encoded.width, encoded.height);
-    let (iw, ih) = s.preprocess.input_size(w, h);
-    let shape = [1, s.model.channels(), ih as usize, iw as usize];
-    // RISE runs its masked copies a batch at a time.
-    let batch = s
-        .methods
-        .iter()
-        .map(Method::images_per_pass)
-        .fold(1, usize::max);
-    let pass_shape = [batch, shape[1], shape[2], shape[3]];
-    let needed = s
-        .preprocess
-        .memory_bytes(w, h)
-        .saturating_add(model_pass_bytes(&s.model, &shape, s.transformed_weights))
-        .saturating_add(if batch > 1 {
-            model_pass_bytes(&s.model, &pass_shape, s.transformed_weights)
-        } else {
-            0
-        });
-    let what = format!("{} ({w} x {h}, model input {iw} x {ih})", path.display());
-    if let Err(e) = s.budget.check(what, needed) {
-        return Ok(Outcome::Failed(e.to_string()));
-    }
-    let prepared = match s.preprocess.prepare(&encoded) {
-        Ok(p) => p,
-        Err(e) => return Ok(Outcome::Failed(e.to_string())),
-    };
-    drop(encoded);
-    let mut timings = BTreeMap::new();
-    timings.insert("load", ms_since(t0));
+/// Every method's answers for every class of a batch.
+struct BatchAnswers {
+    /// Per item, its classes with their softmax scores, best first.
+    classes: Vec<Vec<(usize, f32)>>,
+    /// `answers[method][t]`: the method's answer for each item's `t`-th class.
+    answers: Vec<Vec<Saliency<f32>>>,
+    forward_ms: f64,
+    saliency_ms: f64,
+}
+
+/// What a pass over a batch gives: its answers, or the rows whose logits
+/// are not finite (with the class and value that are not).
+enum Pass {
+    Answers(BatchAnswers),
+    NonFinite(Vec<(usize, usize, f32)>),
+}
+
+/// Runs the forward passes and every method on the batch `x` (B x C x H x W).
+fn run_batch(plan: &Plan, x: &Tensor<f32>) -> Result<Pass, CliError> {
+    let mut answers: Vec<Vec<Saliency<f32>>> = vec![Vec::new(); plan.methods.len()];
+    let mut classes: Vec<Vec<(usize, f32)>> = Vec::new();
+    let (mut forward_ms, mut saliency_ms) = (0.0, 0.0);
     // One forward pass per form of the model the methods run on (as it
     // is, batch norms merged, Zennit's canonized; see `ModelForm`), all
-    // methods of a form and all classes from it. Every image reaches the
-    // model with a short side of `--resize` (and the crop's size), so an
-    // error here (an input too small for the model, a layer a method
-    // cannot use) is an error of the options: fatal, and met on the first
-    // image, before any file is written.
-    let mut answers: Vec<Vec<Saliency<f32>>> = vec![Vec::new(); s.methods.len()];
-    let mut classes: Vec<(usize, f32)> = Vec::new();
-    let mut forward_ms = 0.0;
-    let t2 = Instant::now();
-    for (model, idx) in &s.forms {
-        let tf = Instant::now();
-        let keep = kept_layers(&s.layers, idx);
-        let methods: Vec<_> = idx.iter().map(|&i| s.methods[i].clone()).collect();
-        let explainer = Explainer::for_methods(model, &prepared.tensor, &methods, &keep)?;
-        if let Some(k) = explainer
-            .logits()
-            .data()
+    // methods of a form and all classes from it.
+    for (model, idx) in &plan.model.forms {
+        let t = Instant::now();
+        let layers: Vec<String> = plan.methods.iter().map(|m| m.layer.clone()).collect();
+        let keep = kept_layers(&layers, idx);
+        let methods: Vec<_> = idx
             .iter()
-            .position(|v| !v.is_finite())
-        {
-            return Ok(Outcome::Failed(format!(
-                "{}: the model's logits are not finite (class {k} is {}): the weights or the input overflow float32",
-                path.display(),
-                explainer.logits().data()[k]
-            )));
+            .map(|&i| plan.methods[i].method.clone())
+            .collect();
+        let explainer = Explainer::for_methods(model, x, &methods, &keep)?;
+        let logits = explainer.logits();
+        let [_, k] = logits.dims2("logits")?;
+        let bad: Vec<(usize, usize, f32)> = logits
+            .data()
+            .chunks(k)
+            .enumerate()
+            .filter_map(|(row, l)| {
+                l.iter()
+                    .position(|v| !v.is_finite())
+                    .map(|c| (row, c, l[c]))
+            })
+            .collect();
+        if !bad.is_empty() {
+            return Ok(Pass::NonFinite(bad));
         }
         if classes.is_empty() {
             // The classes from the first form's logits (the forms compute
             // the same function, to rounding).
-            let probs = softmax(explainer.logits())?;
-            classes = s
+            let probs = softmax(logits)?;
+            classes = plan
                 .target
-                .classes(explainer.logits())?
+                .classes_per_item(logits)?
                 .into_iter()
-                .map(|k| (k, probs.data()[k]))
+                .enumerate()
+                .map(|(row, ks)| {
+                    ks.into_iter()
+                        .map(|c| (c, probs.data()[row * k + c]))
+                        .collect()
+                })
                 .collect();
         }
-        forward_ms += ms_since(tf);
+        forward_ms += ms_since(t);
+        let t = Instant::now();
         // Methods sharing a rule set share their backward passes.
         let requests: Vec<_> = idx
             .iter()
             .map(|&i| {
+                let m = &plan.methods[i];
                 let opts = SaliencyOptions {
-                    layer: Some(s.layers[i].clone()),
+                    layer: Some(m.layer.clone()),
                     resize: Resize::Input,
-                    smooth: args.smooth,
+                    smooth: m.smooth,
                     ..SaliencyOptions::default()
                 };
-                (s.methods[i].clone(), opts)
+                (m.method.clone(), opts)
             })
             .collect();
-        let targets: Vec<Target<f32>> = classes.iter().map(|&(k, _)| Target::Class(k)).collect();
+        let targets: Vec<Target<f32>> = (0..plan.target.per_image())
+            .map(|t| Target::PerItem(classes.iter().map(|c| c[t].0).collect()))
+            .collect();
         for (&i, got) in idx
             .iter()
             .zip(explainer.saliency_requests(&requests, &targets)?)
         {
             answers[i] = got;
         }
+        saliency_ms += ms_since(t);
     }
-    timings.insert("forward", forward_ms);
-    let ms_each = (ms_since(t2) - forward_ms) / (s.methods.len() * classes.len()).max(1) as f64;
-    let mut maps = Vec::new();
-    for (mi, per_class) in answers.into_iter().enumerate() {
-        for (sal, &(class, _)) in per_class.into_iter().zip(&classes) {
-            let map = MapRef::from_tensor(&sal.map)?;
-            if map.values().iter().any(|v| !v.is_finite()) {
-                return Ok(Outcome::Failed(format!(
-                    "{}: the {} map of class {class} holds NaN or infinite values (the gradients overflow float32)",
-                    path.display(),
-                    s.methods[mi].name()
-                )));
-            }
-            maps.push(MapResult {
-                method: mi,
-                class,
-                layer: sal.layer,
-                width: map.width(),
-                height: map.height(),
-                values: map.values().to_vec(),
-                ms: ms_each,
-                files: BTreeMap::new(),
-                range: ValueRange::of(map.values()),
-                scale: None,
-            });
-        }
-    }
-    timings.insert("saliency", ms_since(t2) - forward_ms);
-    Ok(Outcome::Done(Box::new(ImageResult {
-        stem: stem.to_string(),
-        input_size: prepared.image.dimensions(),
-        path: prepared.path,
-        original_size: prepared.original_size,
-        image: prepared.image,
+    Ok(Pass::Answers(BatchAnswers {
         classes,
-        maps,
-        timings,
-    })))
+        answers,
+        forward_ms,
+        saliency_ms,
+    }))
+}
+
+/// One image's part of a batch answer: its map (`h x w`) and, for
+/// Captum's methods, its raw attribution (shape without the batch axis).
+struct ItemMap {
+    height: usize,
+    width: usize,
+    values: Vec<f32>,
+    raw: Option<Tensor<f32>>,
+}
+
+impl ItemMap {
+    /// Item `i` of a batch answer.
+    fn of(s: &Saliency<f32>, i: usize) -> Result<Self, CliError> {
+        let [_, _, height, width] = s.map.dims4("map")?;
+        Ok(ItemMap {
+            height,
+            width,
+            values: s.map.select0(i)?.data().to_vec(),
+            raw: s.attribution.as_ref().map(|a| a.select0(i)).transpose()?,
+        })
+    }
+
+    /// Whether every value is finite.
+    fn is_finite(&self) -> bool {
+        self.values.iter().all(|v| v.is_finite())
+            && !self.raw.as_ref().is_some_and(Tensor::has_non_finite)
+    }
+}
+
+/// Explains a batch of images of one model-input size: every method and
+/// class of each (nothing is written). An image whose logits or maps are
+/// not finite fails alone; an error of the batch (a kernel, a layer) is
+/// returned.
+pub(super) fn explain_batch(plan: &Plan, batch: Vec<Loaded>) -> Result<Vec<Outcome>, CliError> {
+    let mut items = batch;
+    let mut out = Vec::new();
+    let found = loop {
+        if items.is_empty() {
+            return Ok(out);
+        }
+        let tensors: Vec<Tensor<f32>> = items.iter().map(|l| l.tensor.clone()).collect();
+        let x = Tensor::concat0(&tensors)?;
+        drop(tensors);
+        match run_batch(plan, &x)? {
+            Pass::Answers(a) => break a,
+            // Those images fail; the others run again without them.
+            Pass::NonFinite(rows) => {
+                for &(row, class, value) in rows.iter().rev() {
+                    let l = items.remove(row);
+                    out.push(Outcome::Failed {
+                        index: l.index,
+                        message: format!(
+                            "{}: the model's logits are not finite (class {class} is {value}): the weights or the input overflow float32",
+                            l.path.display()
+                        ),
+                        path: l.path,
+                    });
+                }
+            }
+        }
+    };
+    let n = items.len();
+    let per_image = plan.target.per_image();
+    let map_ms = found.saliency_ms / (plan.methods.len() * per_image * n).max(1) as f64;
+    'items: for (i, (l, classes)) in items.into_iter().zip(found.classes).enumerate() {
+        let mut maps = Vec::new();
+        for (mi, per_class) in found.answers.iter().enumerate() {
+            for (s, &(class, _)) in per_class.iter().zip(&classes) {
+                let item = ItemMap::of(s, i)?;
+                if !item.is_finite() {
+                    out.push(Outcome::Failed {
+                        index: l.index,
+                        message: format!(
+                            "{}: the {} map of class {class} holds NaN or infinite values (the gradients overflow float32)",
+                            l.path.display(),
+                            plan.methods[mi].method.name()
+                        ),
+                        path: l.path,
+                    });
+                    continue 'items;
+                }
+                let npy_shape = match &item.raw {
+                    Some(r) => r.shape().to_vec(),
+                    None => vec![item.height, item.width],
+                };
+                maps.push(MapResult {
+                    method: mi,
+                    class,
+                    layer: s.layer.clone(),
+                    width: item.width,
+                    height: item.height,
+                    range: ValueRange::of(&item.values),
+                    values: item.values,
+                    raw: item.raw.map(|r| r.data().to_vec()),
+                    npy_shape,
+                    ms: map_ms,
+                    files: BTreeMap::new(),
+                    scale: None,
+                });
+            }
+        }
+        let mut timings = BTreeMap::new();
+        timings.insert("load", l.load_ms);
+        timings.insert("forward", found.forward_ms / n as f64);
+        timings.insert("saliency", found.saliency_ms / n as f64);
+        out.push(Outcome::Done(Box::new(ImageResult {
+            index: l.index,
+            input_size: l.input_size(),
+            stem: l.stem,
+            path: l.path,
+            original_size: l.original_size,
+            image: l.picture,
+            input: plan.outputs.save_input.then_some(l.tensor),
+            batch: n,
+            classes,
+            maps,
+            timings,
+        })));
+    }
+    Ok(out)
 }

@@ -87,25 +87,70 @@ pub fn parse_methods(names: &[String]) -> Result<Vec<Method>, CliError> {
     Ok(methods)
 }
 
-/// Whether a method probes a layer (and so takes `--layer`).
-fn takes_layer(m: &Method) -> bool {
-    matches!(
-        m,
-        Method::GradCam
-            | Method::LinearApprox
-            | Method::ExcitationBackprop
-            | Method::ContrastiveExcitationBackprop { .. }
-    )
+/// The layer `--layer` names for each method (`None`: the method's
+/// default): `L` for every method that probes a layer, or
+/// `METHOD=L,METHOD=L` for each method named. A layer given to no method
+/// that probes one, a method named there but not asked for, one that
+/// probes no layer, or named twice, is an error naming it.
+fn layer_choices(spec: &str, methods: &[Method]) -> Result<Vec<Option<String>>, CliError> {
+    let mut out: Vec<Option<String>> = vec![None; methods.len()];
+    if !spec.contains('=') {
+        if !methods.iter().any(Method::takes_layer) {
+            let names: Vec<&str> = methods.iter().map(Method::name).collect();
+            return Err(format!(
+                "--layer {spec}: no method asked for probes a layer ({} explain the input)",
+                names.join(", ")
+            )
+            .into());
+        }
+        for (o, m) in out.iter_mut().zip(methods) {
+            if m.takes_layer() {
+                *o = Some(spec.trim().to_string());
+            }
+        }
+        return Ok(out);
+    }
+    for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, layer)) = pair.split_once('=') else {
+            return Err(format!(
+                "--layer {spec}: `{pair}` is not METHOD=LAYER (give one layer for every method that probes one, or METHOD=LAYER pairs)"
+            )
+            .into());
+        };
+        let name = name.trim();
+        let method: Method = name
+            .parse()
+            .map_err(|e| CliError::from(format!("--layer {pair}: {e}")))?;
+        let Some(i) = methods.iter().position(|m| m.name() == method.name()) else {
+            return Err(format!("--layer {pair}: {name} is not asked for (--method)").into());
+        };
+        if !methods[i].takes_layer() {
+            return Err(
+                format!("--layer {pair}: {name} probes no layer (it explains the input)").into(),
+            );
+        }
+        if out[i].is_some() {
+            return Err(format!("--layer {spec}: {name} is given two layers").into());
+        }
+        out[i] = Some(layer.trim().to_string());
+    }
+    Ok(out)
 }
 
-/// The layer each method probes: `--layer` for the methods that take one,
-/// else the method's default (`""` is the input).
+/// The layer each method probes: `--layer` (one layer for every method
+/// that probes one, or `METHOD=LAYER` pairs) for the methods that take
+/// one, else the method's default (`""` is the input). Every layer named
+/// must be one of the model's.
 pub fn method_layers(
     model: &Model<f32>,
     methods: &[Method],
     layer: Option<&str>,
 ) -> Result<Vec<String>, CliError> {
-    if let Some(l) = layer {
+    let chosen = match layer {
+        Some(spec) => layer_choices(spec, methods)?,
+        None => vec![None; methods.len()],
+    };
+    for l in chosen.iter().flatten() {
         if !l.is_empty() && !model.has_layer(l) {
             let known = model.layer_paths();
             let shown: Vec<&str> = known.iter().map(String::as_str).take(40).collect();
@@ -124,14 +169,8 @@ pub fn method_layers(
     let defaults = model.default_layers();
     Ok(methods
         .iter()
-        .map(|m| match (layer, m) {
-            (Some(l), m) if takes_layer(m) => l.to_string(),
-            (_, Method::GradCam) => defaults.grad_cam.clone(),
-            (_, Method::ExcitationBackprop | Method::ContrastiveExcitationBackprop { .. }) => {
-                defaults.excitation.clone()
-            }
-            _ => String::new(),
-        })
+        .zip(chosen)
+        .map(|(m, l)| l.unwrap_or_else(|| m.default_layer(&defaults)))
         .collect())
 }
 
@@ -159,4 +198,80 @@ pub fn model_forms(
         .into_iter()
         .map(|(form, idx)| Ok((form.apply(model, &kept_layers(layers, &idx))?, idx)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sightline_layers::Architecture;
+
+    fn model() -> Model<f32> {
+        let arch = Architecture::from_json(
+            r#"{"kind":"vgg","cfg":[4,"M",8,"M"],"avgpool":[2,2],"hidden":16,"num_classes":10}"#,
+        )
+        .unwrap();
+        Model::random(&arch, 1).unwrap()
+    }
+
+    fn methods(names: &str) -> Vec<Method> {
+        names.split(',').map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn one_layer_goes_to_every_method_that_probes_one() {
+        let m = model();
+        let got = method_layers(
+            &m,
+            &methods("gradient,grad_cam,layer_grad_cam,excitation_backprop"),
+            Some("features.3"),
+        )
+        .unwrap();
+        assert_eq!(got, ["", "features.3", "features.3", "features.3"]);
+        // Defaults: Grad-CAM's layer for the Captum forms, the input else.
+        let got = method_layers(&m, &methods("saliency,guided_grad_cam,grad_cam"), None).unwrap();
+        assert_eq!(got, ["", "features.4", "features.4"]);
+        let e = method_layers(&m, &methods("gradient,saliency"), Some("features.3"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no method asked for probes a layer"), "{e}");
+        let e = method_layers(&m, &methods("grad_cam"), Some("features.9"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown layer `features.9`"), "{e}");
+    }
+
+    #[test]
+    fn per_method_layers_go_to_their_method_and_refuse_the_others() {
+        let m = model();
+        let asked = methods("gradient,grad_cam,excitation_backprop,layer_grad_cam");
+        let got = method_layers(
+            &m,
+            &asked,
+            Some("grad_cam=features.1, excitation_backprop=features.2"),
+        )
+        .unwrap();
+        assert_eq!(got, ["", "features.1", "features.2", "features.4"]);
+        for (spec, says) in [
+            (
+                "guided_grad_cam=features.1",
+                "guided_grad_cam is not asked for",
+            ),
+            ("gradient=features.1", "gradient probes no layer"),
+            ("gradcam=features.1", "unknown method `gradcam`"),
+            (
+                "grad_cam=features.1,grad_cam=features.2",
+                "grad_cam is given two layers",
+            ),
+            (
+                "grad_cam=features.1,features.2",
+                "`features.2` is not METHOD=LAYER",
+            ),
+            ("grad_cam=features.7", "unknown layer `features.7`"),
+        ] {
+            let e = method_layers(&m, &asked, Some(spec))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{spec}: {e}");
+        }
+    }
 }

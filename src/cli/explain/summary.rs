@@ -1,32 +1,33 @@
-//! `summary.json`: the options, every image's classes and maps with their
-//! files and ranges, the failures and the timings of an `explain` run.
+//! `summary.json`: the plan, every image's classes and maps with their
+//! files and ranges, the failures, the timings and the throughput of an
+//! `explain` run.
 
-use super::maps::{ms_since, ImageResult};
-use super::setup::Setup;
-use super::Args;
+use super::inputs::ms_since;
+use super::maps::ImageResult;
+use super::plan::Plan;
 use serde_json::{json, Value};
-use sightline_attribution::Method;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// The JSON record of one image, with its maps' data dropped.
-fn image_json(s: &Setup, r: &ImageResult) -> Value {
+fn image_json(plan: &Plan, r: &ImageResult) -> Value {
     let classes: Vec<Value> = r
         .classes
         .iter()
-        .map(|&(k, p)| json!({ "class": k, "label": s.labels.name(k), "score": p }))
+        .map(|&(k, p)| json!({ "class": k, "label": plan.labels.name(k), "score": p }))
         .collect();
     let maps: Vec<Value> = r
         .maps
         .iter()
         .map(|m| {
             json!({
-                "method": s.methods[m.method].name(),
+                "method": plan.methods[m.method].method.name(),
                 "class": m.class,
                 "layer": m.layer,
                 "width": m.width,
                 "height": m.height,
+                "shape": m.npy_shape,
                 "min": m.range.map(|r| r.min),
                 "max": m.range.map(|r| r.max),
                 "scale": m.scale.map(|r| [r.min, r.max]),
@@ -40,47 +41,65 @@ fn image_json(s: &Setup, r: &ImageResult) -> Value {
         "stem": r.stem,
         "original_size": [r.original_size.0, r.original_size.1],
         "input_size": [r.input_size.0, r.input_size.1],
+        "batch": r.batch,
         "classes": classes,
         "maps": maps,
         "timings_ms": r.timings,
     })
 }
 
-/// The JSON summary of the run: `failed` lists every image not explained
-/// with why (an image interrupted by a signal says so), `interrupted` names
-/// the signal that stopped the run (null when it ran to the end).
-pub(super) fn summary_json(
-    args: &Args,
-    s: &Setup,
-    done: &[ImageResult],
-    failed: &[(PathBuf, String)],
-    (grid_file, grid_rows): (Option<&str>, usize),
-    interrupted: Option<&str>,
-    start: Instant,
-) -> Value {
+/// How the run went, beside the plan: what was explained and what was
+/// not, the grid, the signal that stopped it, and its timings.
+pub(super) struct RunRecord<'a> {
+    /// The images explained, in input order.
+    pub(super) done: &'a [ImageResult],
+    /// Every image not explained, with why (an image interrupted by a
+    /// signal says so).
+    pub(super) failed: &'a [(PathBuf, String)],
+    /// The grid's file, if written, and its rows.
+    pub(super) grid: (Option<&'a str>, usize),
+    /// The signal that stopped the run (`None`: it ran to the end).
+    pub(super) interrupted: Option<&'a str>,
+    /// When the run started (before planning).
+    pub(super) start: Instant,
+    /// Milliseconds from the first image's load to the last image's files.
+    pub(super) images_ms: f64,
+}
+
+/// The JSON summary of the run.
+pub(super) fn summary_json(plan: &Plan, run: &RunRecord<'_>) -> Value {
+    let m = &plan.model;
+    let images_per_s = if run.images_ms > 0.0 {
+        Some(run.done.len() as f64 / (run.images_ms / 1e3))
+    } else {
+        None
+    };
     json!({
-        "arch": args.arch,
-        "model": args.model.as_ref().map(|m| m.display().to_string()),
-        "weights": args.weights.as_ref().map(|w| w.display().to_string()),
-        "methods": s.methods.iter().map(Method::name).collect::<Vec<_>>(),
-        "layers": s.methods.iter().zip(&s.layers).map(|(m, l)| (m.name(), l.clone())).collect::<BTreeMap<_, _>>(),
-        "target": args.target,
+        "arch": m.arch,
+        "model": m.onnx.as_ref().map(|p| p.display().to_string()),
+        "weights": m.weights.as_ref().map(|w| w.display().to_string()),
+        "methods": plan.methods.iter().map(|p| p.method.name()).collect::<Vec<_>>(),
+        "layers": plan.methods.iter().map(|p| (p.method.name(), p.layer.clone())).collect::<BTreeMap<_, _>>(),
+        "target": plan.target_text,
         "preprocess": {
-            "resize": args.resize,
-            "crop": s.preprocess.crop,
-            "mean": args.mean,
-            "std": args.std,
+            "resize": plan.inputs.preprocess.resize,
+            "crop": plan.inputs.preprocess.crop,
+            "mean": plan.inputs.preprocess.mean,
+            "std": plan.inputs.preprocess.std,
         },
-        "colormap": args.colormap.name(),
-        "normalize": args.normalize.name(),
-        "alpha": args.alpha,
-        "smooth": args.smooth,
-        "images": done.iter().map(|r| image_json(s, r)).collect::<Vec<_>>(),
-        "failed": failed.iter().map(|(p, e)| json!({ "image": p.display().to_string(), "error": e })).collect::<Vec<_>>(),
-        "interrupted": interrupted,
-        "grid": grid_file,
-        "grid_rows": grid_rows,
+        "colormap": plan.outputs.colormap.map(|c| c.name()),
+        "colormaps": plan.methods.iter().map(|p| (p.method.name(), p.colormap.name())).collect::<BTreeMap<_, _>>(),
+        "normalize": plan.outputs.normalize.name(),
+        "alpha": plan.outputs.alpha,
+        "smooth": plan.methods.iter().map(|p| p.smooth).fold(0.0, f64::max),
+        "batch": plan.batch,
+        "images": run.done.iter().map(|r| image_json(plan, r)).collect::<Vec<_>>(),
+        "failed": run.failed.iter().map(|(p, e)| json!({ "image": p.display().to_string(), "error": e })).collect::<Vec<_>>(),
+        "interrupted": run.interrupted,
+        "grid": run.grid.0,
+        "grid_rows": run.grid.1,
         "threads": rayon::current_num_threads(),
-        "timings_ms": { "total": ms_since(start) },
+        "images_per_s": images_per_s,
+        "timings_ms": { "total": ms_since(run.start), "images": run.images_ms },
     })
 }

@@ -10,7 +10,7 @@ use sightline_tensor::{Element, Tensor};
 use std::str::FromStr;
 
 /// How the noisy attributions are combined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum NoiseKind {
     /// Mean of the attributions.
     #[default]
@@ -21,18 +21,36 @@ pub enum NoiseKind {
     VarGrad,
 }
 
+impl NoiseKind {
+    /// Every kind.
+    pub const ALL: [NoiseKind; 3] = [
+        NoiseKind::SmoothGrad,
+        NoiseKind::SmoothGradSq,
+        NoiseKind::VarGrad,
+    ];
+
+    /// The kind's name, as Captum spells it and [`FromStr`] parses it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NoiseKind::SmoothGrad => "smoothgrad",
+            NoiseKind::SmoothGradSq => "smoothgrad_sq",
+            NoiseKind::VarGrad => "vargrad",
+        }
+    }
+}
+
 impl FromStr for NoiseKind {
     type Err = AttributionError;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "smoothgrad" => Ok(NoiseKind::SmoothGrad),
-            "smoothgrad_sq" => Ok(NoiseKind::SmoothGradSq),
-            "vargrad" => Ok(NoiseKind::VarGrad),
-            other => Err(AttributionError::InvalidOption(format!(
-                "unknown noise tunnel type `{other}` (smoothgrad, smoothgrad_sq, vargrad)"
-            ))),
-        }
+        NoiseKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                AttributionError::InvalidOption(format!(
+                    "unknown noise tunnel type `{s}` (smoothgrad, smoothgrad_sq, vargrad)"
+                ))
+            })
     }
 }
 
@@ -99,7 +117,7 @@ pub fn noise_tunnel<T: Element>(
     let mut out: Option<Tensor<T>> = None;
     for i in 0..n {
         let xi = x.select0(i)?;
-        let per_item_target = item_target(target, i, n)?;
+        let per_item_target = target.item(i, n)?;
         let (mut sum, mut sq): (Option<Vec<T>>, Option<Vec<T>>) = (None, None);
         let mut done = 0;
         let mut shape = Vec::new();
@@ -151,22 +169,6 @@ pub fn noise_tunnel<T: Element>(
     out.ok_or_else(|| AttributionError::InvalidOption("empty input".into()))
 }
 
-fn item_target<T: Element>(target: &Target<T>, i: usize, n: usize) -> Result<Target<T>> {
-    Ok(match target {
-        Target::Class(c) => Target::Class(*c),
-        Target::PerItem(v) => {
-            if v.len() != n {
-                return Err(AttributionError::TargetCount {
-                    expected: n,
-                    found: v.len(),
-                });
-            }
-            Target::Class(v[i])
-        }
-        Target::Seed(s) => Target::Seed(s.select0(i)?.reshape(vec![1, s.len() / n.max(1)])?),
-    })
-}
-
 fn repeat_target<T: Element>(t: &Target<T>, rows: usize) -> Target<T> {
     match t {
         Target::Seed(s) => {
@@ -198,6 +200,14 @@ mod tests {
             assert!(e.to_string().contains("at most 100000"), "{e}");
         }
         assert_eq!(calls, 0);
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in NoiseKind::ALL {
+            assert_eq!(k.name().parse::<NoiseKind>().unwrap(), k);
+        }
+        assert!("smoothgrad2".parse::<NoiseKind>().is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::error::{AttributionError, Result};
 use std::str::FromStr;
 
 /// An integration rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Integration {
     /// Gauss-Legendre on [0, 1] (Captum's default).
     #[default]
@@ -24,18 +24,14 @@ impl FromStr for Integration {
     type Err = AttributionError;
 
     fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "gausslegendre" => Integration::GaussLegendre,
-            "riemann_left" => Integration::RiemannLeft,
-            "riemann_right" => Integration::RiemannRight,
-            "riemann_middle" => Integration::RiemannMiddle,
-            "riemann_trapezoid" => Integration::RiemannTrapezoid,
-            other => {
-                return Err(AttributionError::InvalidOption(format!(
-                    "unknown integration `{other}` (gausslegendre, riemann_left, riemann_right, riemann_middle, riemann_trapezoid)"
-                )))
-            }
-        })
+        Integration::ALL
+            .into_iter()
+            .find(|i| i.name() == s)
+            .ok_or_else(|| {
+                AttributionError::InvalidOption(format!(
+                    "unknown integration `{s}` (gausslegendre, riemann_trapezoid, riemann_left, riemann_right, riemann_middle)"
+                ))
+            })
     }
 }
 
@@ -45,6 +41,26 @@ impl FromStr for Integration {
 pub const MAX_STEPS: usize = 10_000;
 
 impl Integration {
+    /// Every rule, Captum's default first.
+    pub const ALL: [Integration; 5] = [
+        Integration::GaussLegendre,
+        Integration::RiemannTrapezoid,
+        Integration::RiemannLeft,
+        Integration::RiemannRight,
+        Integration::RiemannMiddle,
+    ];
+
+    /// The rule's name, as Captum spells it and [`FromStr`] parses it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Integration::GaussLegendre => "gausslegendre",
+            Integration::RiemannLeft => "riemann_left",
+            Integration::RiemannRight => "riemann_right",
+            Integration::RiemannMiddle => "riemann_middle",
+            Integration::RiemannTrapezoid => "riemann_trapezoid",
+        }
+    }
+
     /// The points `t_k` in [0, 1] and weights `w_k` of an `n`-step rule
     /// (`n` at most [`MAX_STEPS`]).
     pub fn points(self, n: usize) -> Result<Vec<(f64, f64)>> {
@@ -153,6 +169,15 @@ mod tests {
             assert!((m - 2.0 / (2 * n - 1) as f64).abs() < 1e-12, "n={n}");
             assert!(r.windows(2).all(|w| w[0].0 < w[1].0));
         }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for i in Integration::ALL {
+            assert_eq!(i.name().parse::<Integration>().unwrap(), i);
+        }
+        let e = "simpson".parse::<Integration>().unwrap_err().to_string();
+        assert!(e.contains("simpson") && e.contains("riemann_middle"), "{e}");
     }
 
     #[test]
