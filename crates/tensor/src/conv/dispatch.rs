@@ -9,8 +9,10 @@ use crate::winograd::Variant;
 
 /// Whether a convolution with this geometry goes through Winograd: with
 /// enough channels, and enough tiles (2 x 2 output blocks) to pay back
-/// transforming the kernel (`min_tiles`). A function of the shapes and the
-/// policy only, so a given layer always takes the same path: under
+/// transforming the kernel (`min_tiles`, counted per image, so that a batch
+/// takes the path each of its images takes alone and gives their bits). A
+/// function of the shapes and the policy only, so a given layer always
+/// takes the same path: under
 /// [`WinogradPolicy::Off`] none does, under [`WinogradPolicy::All`] every
 /// one Winograd can compute (3 x 3, stride 1, dilation 1, one group).
 pub(super) fn use_winograd(g: &ConvGeometry, min_tiles: usize) -> bool {
@@ -24,7 +26,7 @@ pub(super) fn use_winograd(g: &ConvGeometry, min_tiles: usize) -> bool {
     if policy == WinogradPolicy::All {
         return shape_ok;
     }
-    let tiles = g.n * g.ho.div_ceil(2) * g.wo.div_ceil(2);
+    let tiles = g.ho.div_ceil(2) * g.wo.div_ceil(2);
     shape_ok
         && g.cin >= WINOGRAD_MIN_CHANNELS
         && g.cout >= WINOGRAD_MIN_CHANNELS
@@ -171,6 +173,36 @@ mod tests {
     fn geometry_under(cin: usize, cout: usize, side: usize, w: WinogradPolicy) -> ConvGeometry {
         let p = Conv2dParams::new(1, 1).with_kernels(KernelPolicy::new(w, SimdCap::Best));
         ConvGeometry::new(&[1, cin, side, side], &[cout, cin, 3, 3], p).unwrap()
+    }
+
+    /// The path depends on each image's tiles, not the batch's: a 7 x 7
+    /// output (16 tiles per image) and a 5 x 5 one (9) decide alike at
+    /// batch 1, 2 and 16, so a batch gives the bits of its images alone.
+    #[test]
+    fn the_batch_size_does_not_change_the_path() {
+        let p = Conv2dParams::new(1, 1);
+        for side in [5, 7, 14] {
+            let alone = ConvGeometry::new(&[1, 64, side, side], &[64, 64, 3, 3], p).unwrap();
+            for n in [2, 16] {
+                let batch = ConvGeometry::new(&[n, 64, side, side], &[64, 64, 3, 3], p).unwrap();
+                for min in [WINOGRAD_MIN_TILES, WINOGRAD_MIN_TILES_CACHED] {
+                    assert_eq!(
+                        use_winograd(&alone, min),
+                        use_winograd(&batch, min),
+                        "{side} {n}"
+                    );
+                    assert_eq!(
+                        cached_winograd_variant(&alone, min),
+                        cached_winograd_variant(&batch, min)
+                    );
+                }
+            }
+        }
+        // The 5 x 5 layer stays on im2col (9 tiles), the 7 x 7 one is on
+        // Winograd with a cached kernel (16 tiles).
+        let g = |n, side| ConvGeometry::new(&[n, 64, side, side], &[64, 64, 3, 3], p).unwrap();
+        assert!(!use_winograd(&g(16, 5), WINOGRAD_MIN_TILES_CACHED));
+        assert!(use_winograd(&g(1, 7), WINOGRAD_MIN_TILES_CACHED));
     }
 
     /// What each policy decides, in both directions, on a layer `Auto`

@@ -2,10 +2,10 @@
 //! mutation (byte-level and structure-aware) over a corpus kept in the
 //! repository, each input run under `catch_unwind` and a hang watchdog.
 //!
-//! - `cargo test --release --test fuzz`: a short deterministic run of each
+//! - `cargo test --release --test integration fuzz::`: a short deterministic run of each
 //!   target (fixed seed, a few seconds each) and a replay of
 //!   `tests/fuzz_corpus/regressions/`.
-//! - `cargo test --release --test fuzz -- --ignored fuzz_long --nocapture`:
+//! - `cargo test --release --test integration -- --ignored fuzz_long --nocapture`:
 //!   the long run; `FUZZ_TARGETS=onnx,voc` (default: all), `FUZZ_EXECS`
 //!   (default 1,000,000 per target), `FUZZ_SEED` (default 1), `FUZZ_OUT`
 //!   (where panicking, slow and hanging inputs go; default

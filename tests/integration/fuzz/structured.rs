@@ -3,7 +3,7 @@
 //! cards, safetensors headers), protobuf messages (ONNX) re-encoded with
 //! correct lengths, and PNG chunks with their CRCs recomputed.
 
-use crate::mutate::{pick, Mutator, INTERESTING};
+use super::mutate::{pick, Mutator, INTERESTING};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Number, Value};

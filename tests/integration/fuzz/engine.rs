@@ -5,7 +5,7 @@
 //! minimized (chunks removed while it still panics at the same place) and
 //! reported with the panic's message and location.
 
-use crate::targets::Target;
+use super::targets::Target;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;

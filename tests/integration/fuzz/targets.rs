@@ -3,8 +3,8 @@
 //! and the structure its mutations know. A target's `run` returns the
 //! parser's typed error as its message; a panic is the failure sought.
 
-use crate::mutate::{pick, Mutator};
-use crate::structured::{
+use super::mutate::{pick, Mutator};
+use super::structured::{
     encode_message, fix_png_crcs, json_strings, mutate_json, mutate_message, mutate_png_chunks,
     parse_message, Field, Safetensors,
 };
