@@ -2,7 +2,7 @@
 //! convolution above it gives the bits of running it on its own, and runs
 //! there exactly where nothing else needs the gradient before it.
 
-mod common;
+use crate::common;
 
 use common::uniform;
 use proptest::prelude::*;

@@ -1,6 +1,6 @@
 //! Several backward passes in one walk give the bits of separate walks.
 
-mod common;
+use crate::common;
 
 use common::uniform;
 use proptest::prelude::*;

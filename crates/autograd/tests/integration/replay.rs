@@ -1,6 +1,6 @@
 //! One tape, many backward passes; determinism across thread counts; errors.
 
-mod common;
+use crate::common;
 
 use common::uniform;
 use proptest::prelude::*;

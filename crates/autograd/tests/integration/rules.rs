@@ -1,6 +1,6 @@
 //! Defining properties of the alternative backward rules.
 
-mod common;
+use crate::common;
 
 use common::uniform;
 use proptest::prelude::*;
