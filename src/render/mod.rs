@@ -33,7 +33,7 @@ pub use labelled::{labelled_grid, ColorBars, LabelStyle, LabelledRow};
 pub use map::{check_alpha, heatmap, overlay, MapRef};
 pub use scale::{Normalize, ValueRange};
 pub use text::{Align, Area, FontSize, TextStyle, Typeface};
-pub use write::{encode_png, write_atomic, write_png};
+pub use write::{encode_npy, encode_png, write_atomic, write_npy_map, write_png};
 
 use std::path::PathBuf;
 use thiserror::Error;

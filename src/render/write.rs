@@ -1,7 +1,9 @@
-//! Writing pictures and other outputs: PNG encoding and atomic file writes.
+//! Writing pictures and other outputs: PNG encoding, float32 `.npy`
+//! arrays (maps and raw attributions), and atomic file writes.
 
-use super::{RenderError, Result};
+use super::{MapRef, RenderError, Result};
 use image::{ImageEncoder, RgbImage};
+use npyz::WriterBuilder;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +26,46 @@ pub fn write_png(img: &RgbImage, path: &Path) -> Result<()> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    write_atomic(path, &bytes)
+}
+
+/// The `.npy` bytes of float32 `values` of `shape` in C order (row-major):
+/// NumPy's format 1.0, dtype `<f4` (little-endian float32), what
+/// `numpy.load` reads back as an array of that shape. `values` must hold
+/// exactly the product of `shape` values (checked, without overflow,
+/// before anything is allocated); NaN and infinities are written as they
+/// are.
+pub fn encode_npy(values: &[f32], shape: &[usize]) -> Result<Vec<u8>> {
+    let count = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| RenderError::Invalid(format!("shape {shape:?} holds too many values")))?;
+    if count != values.len() {
+        return Err(RenderError::Invalid(format!(
+            "{} values cannot have shape {shape:?} ({count} values)",
+            values.len()
+        )));
+    }
+    let invalid = |e: std::io::Error| RenderError::Invalid(format!("cannot encode .npy: {e}"));
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let capacity = values.len().saturating_mul(4).saturating_add(128);
+    let mut bytes = Vec::with_capacity(capacity);
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&dims)
+        .writer(&mut bytes)
+        .begin_nd()
+        .map_err(invalid)?;
+    writer.extend(values.iter().copied()).map_err(invalid)?;
+    writer.finish().map_err(invalid)?;
+    Ok(bytes)
+}
+
+/// Writes a map as a `.npy` file of shape `height x width`, float32
+/// ([`encode_npy`]), atomically ([`write_atomic`]): the raw values, before
+/// any colormap, as `explain` writes `NAME.METHOD.CLASS.npy`.
+pub fn write_npy_map(map: &MapRef<'_>, path: &Path) -> Result<()> {
+    let bytes = encode_npy(map.values(), &[map.height(), map.width()])?;
     write_atomic(path, &bytes)
 }
 
@@ -103,6 +145,59 @@ mod tests {
         let bad = dir.path().join("missing").join("b.png");
         let e = write_png(&img, &bad).unwrap_err().to_string();
         assert!(e.contains("b.png"), "{e}");
+    }
+
+    #[test]
+    fn npy_arrays_read_back_with_their_shape_and_bits() {
+        let values = [1.5f32, -2.0, 0.25, f32::MIN_POSITIVE, 0.0, -0.5];
+        let bytes = encode_npy(&values, &[3, 1, 2]).unwrap();
+        // NumPy's magic, format 1.0, and a header naming the dtype and shape.
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let header_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+        assert!(header.contains("'descr': '<f4'"), "{header}");
+        assert!(header.contains("'fortran_order': False"), "{header}");
+        // npyz writes `(3, 1, 2, )`, which NumPy's `literal_eval` reads as (3, 1, 2).
+        assert!(header.contains("'shape': (3, 1, 2"), "{header}");
+        // The data: the values' little-endian bytes, in order, nothing after.
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(&bytes[10 + header_len..], &data[..]);
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(npy.shape(), &[3, 1, 2]);
+        assert_eq!(npy.into_vec::<f32>().unwrap(), values);
+        // A scalar shape holds one value.
+        let one = encode_npy(&[7.0], &[]).unwrap();
+        assert_eq!(npyz::NpyFile::new(&one[..]).unwrap().shape(), &[] as &[u64]);
+    }
+
+    #[test]
+    fn npy_shapes_that_do_not_fit_the_values_are_refused() {
+        let e = encode_npy(&[1.0, 2.0, 3.0], &[2, 2])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("3 values cannot have shape [2, 2]"), "{e}");
+        let e = encode_npy(&[], &[usize::MAX, 2]).unwrap_err().to_string();
+        assert!(e.contains("too many values"), "{e}");
+        // A zero dimension holds no values, and says so.
+        assert!(encode_npy(&[], &[0, 5]).is_ok());
+        assert!(encode_npy(&[1.0], &[0, 5]).is_err());
+    }
+
+    #[test]
+    fn maps_are_written_as_height_by_width_arrays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.npy");
+        // Two rows of three.
+        let values = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let map = MapRef::new(&values, 3, 2).unwrap();
+        write_npy_map(&map, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(npy.shape(), &[2, 3]);
+        assert_eq!(npy.into_vec::<f32>().unwrap(), values);
+        let bad = dir.path().join("missing").join("m.npy");
+        let e = write_npy_map(&map, &bad).unwrap_err().to_string();
+        assert!(e.contains("m.npy"), "{e}");
     }
 
     #[cfg(unix)]
